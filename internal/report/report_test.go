@@ -67,10 +67,10 @@ func TestStatusAndExitCode(t *testing.T) {
 	if got := r.ExitCode(); got != 0 {
 		t.Errorf("exit code %d, want 0 for a changed host", got)
 	}
-	r.Hosts[0].Access[0].Sudo = new(bool)
+	r.Hosts[0].Tasks[1].Status = StatusFailed
 	r.Settle()
 	if got := r.ExitCode(); got != 2 {
-		t.Errorf("exit code %d, want 2 when sudo fails", got)
+		t.Errorf("exit code %d, want 2 when a task fails", got)
 	}
 }
 

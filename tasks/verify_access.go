@@ -1,0 +1,292 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/yamlx"
+)
+
+// VerifyAccess proves the ways in with real logins: for each user × path a
+// fresh connection (never the control connection) with only that user's
+// key and no agent, running the probe command, which reports `id -un` and
+// whether `sudo -n true` works. With a probe key (authorized_key
+// probe: true) sshd forces the same command, so the answer is the same.
+type VerifyAccess struct {
+	MinWorking *int          `yaml:"min_working"`
+	Sudo       bool          `yaml:"sudo"`
+	Logins     []VerifyLogin `yaml:"logins"`
+	Paths      []VerifyPath  `yaml:"paths"`
+	// Parallel bounds the logins made at once on one host.
+	Parallel int `yaml:"parallel"`
+
+	dir string
+}
+
+// VerifyLogin is one user and the private key that user logs in with.
+type VerifyLogin struct {
+	User    string `yaml:"user"`
+	KeyFile string `yaml:"key_file"`
+}
+
+// VerifyPath is one way in: "direct", {port: N}, {jump: HOST} or
+// {address: A}.
+type VerifyPath struct{ Path }
+
+// UnmarshalYAML accepts the string "direct" or a mapping with exactly one
+// of port, jump or address.
+func (p *VerifyPath) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Value != "direct" {
+			return fmt.Errorf("line %d: path %q: want direct, {port: N}, {jump: HOST} or {address: A}", n.Line, n.Value)
+		}
+		p.Path = Path{Name: "direct"}
+		return nil
+	}
+	var m struct {
+		Port    int    `yaml:"port"`
+		Jump    string `yaml:"jump"`
+		Address string `yaml:"address"`
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: path: want direct, {port: N}, {jump: HOST} or {address: A}", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch k := n.Content[i].Value; k {
+		case "port", "jump", "address":
+		default:
+			return fmt.Errorf("line %d: path: unknown key %q (known: address, jump, port)", n.Content[i].Line, k)
+		}
+	}
+	if err := n.Decode(&m); err != nil {
+		return err
+	}
+	set := 0
+	switch {
+	case m.Port != 0:
+		set++
+		if m.Port < 1 || m.Port > 65535 {
+			return fmt.Errorf("line %d: path: port %d out of range", n.Line, m.Port)
+		}
+		p.Path = Path{Name: fmt.Sprintf("port %d", m.Port), Port: m.Port}
+	}
+	if m.Jump != "" {
+		set++
+		if strings.ContainsAny(m.Jump, " \t\r\n\x00;$`'\"\\") {
+			return fmt.Errorf("line %d: path: jump host %q is not an inventory name", n.Line, m.Jump)
+		}
+		p.Path = Path{Name: "jump " + m.Jump, Jump: m.Jump}
+	}
+	if m.Address != "" {
+		set++
+		if strings.ContainsAny(m.Address, " \t\r\n\x00;$`'\"\\/") {
+			return fmt.Errorf("line %d: path: address %q is not a host address", n.Line, m.Address)
+		}
+		p.Path = Path{Name: "address " + m.Address, Address: m.Address}
+	}
+	if set != 1 {
+		return fmt.Errorf("line %d: path: give exactly one of port, jump or address", n.Line)
+	}
+	return nil
+}
+
+// ProbeOutputPrefix starts the one line the probe command prints.
+const ProbeOutputPrefix = "breakglass-probe"
+
+// VerifyCommand is what a verify login runs: one line with the user name
+// and whether sudo works without a password. It is also the forced command
+// of probe keys, so a probe login answers exactly like a full one.
+const VerifyCommand = `printf '` + ProbeOutputPrefix + ` user=%s sudo=%s\n' "$(id -un)" "$(sudo -n true </dev/null >/dev/null 2>&1 && echo ok || echo no)"`
+
+var _ Module = (*VerifyAccess)(nil)
+
+func init() {
+	Register("verify_access", func(file string, n *yaml.Node) (Module, error) {
+		v := &VerifyAccess{dir: filepath.Dir(file)}
+		if err := yamlx.Decode(file, n, v); err != nil {
+			return nil, err
+		}
+		if len(v.Logins) == 0 {
+			return nil, yamlx.Errorf(file, n, "verify_access: logins: is empty: name at least one user and key_file")
+		}
+		seen := map[string]bool{}
+		for _, l := range v.Logins {
+			if err := shell.ValidUser(l.User); err != nil {
+				return nil, yamlx.Errorf(file, n, "verify_access: %v", err)
+			}
+			if seen[l.User] {
+				return nil, yamlx.Errorf(file, n, "verify_access: user %s is listed twice", l.User)
+			}
+			seen[l.User] = true
+			if l.KeyFile == "" {
+				return nil, yamlx.Errorf(file, n, "verify_access: user %s has no key_file", l.User)
+			}
+		}
+		if len(v.Paths) == 0 {
+			v.Paths = []VerifyPath{{Path{Name: "direct"}}}
+		}
+		if v.MinWorking != nil && (*v.MinWorking < 0 || *v.MinWorking > len(v.Logins)) {
+			return nil, yamlx.Errorf(file, n, "verify_access: min_working %d: want 0 to %d (the number of logins)", *v.MinWorking, len(v.Logins))
+		}
+		if v.Parallel <= 0 {
+			v.Parallel = 8
+		}
+		return v, nil
+	})
+}
+
+// Run makes every login. Failed logins are rows in the result; the task
+// fails when fewer users than min_working (default: all of them) passed on
+// every path (and sudo, when asked).
+func (v *VerifyAccess) Run(ctx context.Context, _ Runner, env *Env) (*Result, error) {
+	if env.Dial == nil {
+		return nil, errors.New("verify_access: no way to open fresh logins here")
+	}
+	type job struct {
+		i     int
+		login VerifyLogin
+		path  Path
+	}
+	var jobs []job
+	for _, l := range v.Logins {
+		for _, p := range v.Paths {
+			jobs = append(jobs, job{len(jobs), l, p.Path})
+		}
+	}
+	rows := make([]Access, len(jobs))
+	sem := make(chan struct{}, v.Parallel)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				rows[j.i] = Access{User: j.login.User, Path: j.path.Name, Error: ctx.Err().Error()}
+				return
+			}
+			defer func() { <-sem }()
+			rows[j.i] = v.login(ctx, env, j.login, j.path)
+		}()
+	}
+	wg.Wait()
+
+	working := map[string]bool{}
+	for _, l := range v.Logins {
+		working[l.User] = true
+	}
+	for _, r := range rows {
+		if !r.OK || (r.Sudo != nil && !*r.Sudo) {
+			working[r.User] = false
+		}
+	}
+	n := 0
+	var broken []string
+	for u, ok := range working {
+		if ok {
+			n++
+		} else {
+			broken = append(broken, u)
+		}
+	}
+	sort.Strings(broken)
+	need := len(v.Logins)
+	if v.MinWorking != nil {
+		need = *v.MinWorking
+	}
+	res := &Result{Access: rows}
+	if n < need {
+		return res, fmt.Errorf("%d of %d break-glass users can log in on every path, fewer than min_working %d (failing: %s)", n, len(v.Logins), need, strings.Join(broken, ", "))
+	}
+	return res, nil
+}
+
+func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Path) Access {
+	a := Access{User: l.User, Path: p.Name}
+	start := time.Now()
+	defer func() { a.MS = time.Since(start).Milliseconds() }()
+	key := l.KeyFile
+	if !filepath.IsAbs(key) {
+		base := env.Dir
+		if base == "" {
+			base = v.dir
+		}
+		key = filepath.Join(base, key)
+	}
+	if _, err := os.Stat(key); err != nil {
+		a.Error = fmt.Sprintf("key file: %v", err)
+		return a
+	}
+	r, closeFn, err := env.Dial.Login(ctx, l.User, key, p)
+	if err != nil {
+		a.Error = err.Error()
+		return a
+	}
+	defer closeFn()
+	out, err := r.Run(ctx, VerifyCommand, nil)
+	if err != nil {
+		a.Error = fmt.Sprintf("logged in, but the command failed: %v", err)
+		return a
+	}
+	user, sudo, ok := ParseProbe(out)
+	if !ok {
+		a.Error = fmt.Sprintf("logged in, but the probe answered %q", probeFirstLine(string(out)))
+		return a
+	}
+	if user != l.User {
+		a.Error = fmt.Sprintf("logged in as %q, not %q", user, l.User)
+		return a
+	}
+	a.OK = true
+	if v.Sudo {
+		a.Sudo = &sudo
+		if !sudo {
+			a.Error = "sudo -n true failed"
+		}
+	}
+	return a
+}
+
+// ParseProbe reads the probe command's line.
+func ParseProbe(out []byte) (user string, sudo, ok bool) {
+	for _, line := range strings.Split(string(out), "\n") {
+		rest, found := strings.CutPrefix(strings.TrimSpace(line), ProbeOutputPrefix+" ")
+		if !found {
+			continue
+		}
+		var u, s string
+		for _, f := range strings.Fields(rest) {
+			if k, val, ok := strings.Cut(f, "="); ok {
+				switch k {
+				case "user":
+					u = val
+				case "sudo":
+					s = val
+				}
+			}
+		}
+		if u != "" {
+			return u, s == "ok", true
+		}
+	}
+	return "", false, false
+}
+
+func probeFirstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
