@@ -46,15 +46,29 @@ type Env struct {
 	// of sshd changes. Nil where no logins can be made (unit tests).
 	Dial LoginDialer
 
+	// Logins are the break-glass logins of the playbook's verify_access
+	// tasks for this host: the safety net of access-cutting changes proves
+	// them (and the control user) with fresh logins before it commits.
+	Logins []Login
+	// MinWorking is the strictest min_working of those tasks (0: none).
+	MinWorking int
+
 	// Facts is shared by every task of this host; a module may refresh or
 	// update it after it changes the host.
 	Facts *Facts
 }
 
+// Login is a user and the private key file it logs in with.
+type Login struct {
+	User    string
+	KeyFile string // absolute
+}
+
 // LoginDialer opens a fresh SSH connection (never the pooled control
 // connection) to this host as user with only the given private key file and
-// no agent. Path selects the way in (direct, another port, a jump host, an
-// address).
+// no agent; with keyFile "" it authenticates as the control connection does
+// (its identity files and agent). Path selects the way in (direct, another
+// port, a jump host, an address). The returned func closes the connection.
 type LoginDialer interface {
 	Login(ctx context.Context, user, keyFile string, path Path) (Runner, func() error, error)
 }

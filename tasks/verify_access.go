@@ -290,3 +290,24 @@ func probeFirstLine(s string) string {
 	}
 	return s
 }
+
+// SafetyLogins returns the logins this task proves, with key files made
+// absolute against dir, and the number that must work: the safety net of
+// access-cutting changes checks the same logins.
+func (v *VerifyAccess) SafetyLogins(dir string) (logins []Login, minWorking int) {
+	if dir == "" {
+		dir = v.dir
+	}
+	for _, l := range v.Logins {
+		key := l.KeyFile
+		if !filepath.IsAbs(key) {
+			key = filepath.Join(dir, key)
+		}
+		logins = append(logins, Login{User: l.User, KeyFile: key})
+	}
+	minWorking = len(v.Logins)
+	if v.MinWorking != nil {
+		minWorking = *v.MinWorking
+	}
+	return logins, minWorking
+}
