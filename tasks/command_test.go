@@ -1,0 +1,300 @@
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func mustCommand(t *testing.T, src string) *Command {
+	t.Helper()
+	m, err := scDecode(t, NewCommand, src)
+	if err != nil {
+		t.Fatalf("decode %q: %v", src, err)
+	}
+	return m.(*Command)
+}
+
+// scLocalShell runs commands with this machine's /bin/sh, as the current
+// user: for the command module's script, which needs no root. With bash
+// set, "/bin/sh -s" runs as "bash -s", as on hosts whose /bin/sh is bash
+// (bash reads a script on stdin line by line, dash by blocks).
+type scLocalShell struct{ bash bool }
+
+func (l scLocalShell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	if l.bash {
+		cmd = strings.Replace(cmd, "/bin/sh -s", "bash -s", 1)
+	}
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	c.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		return out, fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return out, nil
+}
+
+func TestCommandRegistered(t *testing.T) {
+	if _, ok := Lookup("command"); !ok {
+		t.Fatal("command is not registered")
+	}
+}
+
+func TestCommandRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		want      []string
+	}{
+		{"string form", "echo hi\n", []string{"play.yml:1:1:", "expected a mapping"}},
+		{"no cmd", "creates: /x\n", []string{"play.yml:1:1: command: cmd is required"}},
+		{"blank cmd", "cmd: '  '\n", []string{"play.yml:1:6: command: cmd is required"}},
+		{"NUL", "cmd: \"echo \\0\"\n", []string{"play.yml:1:6: command: cmd contains a NUL byte"}},
+		{"unknown key", "cmd: x\nshell: /bin/bash\n", []string{`play.yml:2:1: unknown key "shell"`}},
+		{"cmd list", "cmd: [echo, hi]\n", []string{"play.yml:1:6:"}},
+		{"relative creates", "cmd: x\ncreates: done\n", []string{"play.yml:2:10: command: creates:", "absolute"}},
+		{"newline removes", "cmd: x\nremoves: \"/a\\nb\"\n", []string{"play.yml:2:10: command: removes:", "control character"}},
+		{"dotdot chdir", "cmd: x\nchdir: /tmp/../etc\n", []string{"play.yml:2:8: command: chdir:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := scDecode(t, NewCommand, tc.src)
+			if err == nil {
+				t.Fatalf("accepted %q: %+v", tc.src, m)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nlacks %q", err, w)
+				}
+			}
+		})
+	}
+	_, err := scDecode(t, NewCommand, "cmd: ''\ncreates: x\nchdir: y\n")
+	if err == nil || strings.Count(err.Error(), "play.yml:") != 3 {
+		t.Errorf("want three errors at once, got %v", err)
+	}
+}
+
+// In check mode the command text never leaves this machine; the guards are
+// read from facts.
+func TestCommandCheckMode(t *testing.T) {
+	const secret = "touch /tmp/should-not-exist-1f3a"
+	for _, tc := range []struct {
+		name   string
+		src    string
+		exists map[string]bool
+		run    bool
+	}{
+		{"no guard", "{cmd: '" + secret + "'}", nil, true},
+		{"creates present", "{cmd: '" + secret + "', creates: /done}", map[string]bool{"/done": true}, false},
+		{"creates missing", "{cmd: '" + secret + "', creates: /done}", map[string]bool{"/done": false}, true},
+		{"removes present", "{cmd: '" + secret + "', removes: /old}", map[string]bool{"/old": true}, true},
+		{"removes missing", "{cmd: '" + secret + "', removes: /old}", map[string]bool{"/old": false}, false},
+		{"both", "{cmd: '" + secret + "', creates: /done, removes: /old}", map[string]bool{"/done": false, "/old": true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &scriptRecorder{reply: func(cmd string, stdin []byte) ([]byte, error) {
+				for p, ok := range tc.exists {
+					if strings.Contains(string(stdin), p) {
+						if ok {
+							return []byte("yes\n"), nil
+						}
+						return []byte("no\n"), nil
+					}
+				}
+				return nil, errors.New("unexpected script")
+			}}
+			res, err := mustCommand(t, tc.src).Run(context.Background(), rec, &Env{Check: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Changed != tc.run {
+				t.Errorf("changed=%v, want %v", res.Changed, tc.run)
+			}
+			if tc.run && (len(res.Changes) != 1 || res.Changes[0].What != "would run: "+secret) {
+				t.Errorf("changes %+v", res.Changes)
+			}
+			for _, c := range rec.calls {
+				if strings.Contains(c.cmd+c.stdin, "touch") {
+					t.Errorf("check mode sent the command: %q %q", c.cmd, c.stdin)
+				}
+			}
+		})
+	}
+}
+
+func TestCommandCheckModeUsesGatheredFacts(t *testing.T) {
+	c := mustCommand(t, "{cmd: 'true', creates: /done}")
+	qs := c.Queries()
+	if len(qs) != 1 {
+		t.Fatalf("%d queries", len(qs))
+	}
+	v, err := qs[0].Parse([]byte("yes\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &Env{Check: true, Facts: &Facts{}}
+	env.Facts.Set(qs[0].Key, v)
+	rec := &scriptRecorder{}
+	res, err := c.Run(context.Background(), rec, env)
+	if err != nil || res.Changed || len(rec.calls) != 0 {
+		t.Errorf("res %+v err %v calls %q", res, err, rec.calls)
+	}
+}
+
+// The real script, run by this machine's /bin/sh.
+func TestCommandScript(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	q := func(s string) string { return "'" + s + "'" }
+
+	// creates: runs once, then is skipped
+	marker := filepath.Join(dir, "created")
+	c := mustCommand(t, fmt.Sprintf("{cmd: %s, creates: %s}", q("echo out; echo err >&2; touch "+marker), marker))
+	res, err := c.Run(ctx, scLocalShell{}, &Env{})
+	if err != nil || !res.Changed {
+		t.Fatalf("first run: res %+v err %v", res, err)
+	}
+	if want := "ran: echo out; echo err >&2; touch " + marker + " (exit 0)\nstdout:\nout\nstderr:\nerr"; res.Changes[0].What != want {
+		t.Errorf("change %q\nwant %q", res.Changes[0].What, want)
+	}
+	if res, err = c.Run(ctx, scLocalShell{}, &Env{}); err != nil || res.Changed {
+		t.Errorf("second run: res %+v err %v", res, err)
+	}
+
+	// removes: skipped while the path is missing
+	gone := filepath.Join(dir, "old")
+	rm := mustCommand(t, fmt.Sprintf("{cmd: %s, removes: %s}", q("rm "+gone), gone))
+	if res, err = rm.Run(ctx, scLocalShell{}, &Env{}); err != nil || res.Changed {
+		t.Errorf("removes, missing: res %+v err %v", res, err)
+	}
+	if err := os.WriteFile(gone, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = rm.Run(ctx, scLocalShell{}, &Env{}); err != nil || !res.Changed {
+		t.Errorf("removes, present: res %+v err %v", res, err)
+	}
+	if _, err := os.Stat(gone); !os.IsNotExist(err) {
+		t.Errorf("%s still there: %v", gone, err)
+	}
+
+	// chdir; stdin is /dev/null, not the rest of the script
+	for _, sh := range []scLocalShell{{}, {bash: true}} {
+		res, err = mustCommand(t, fmt.Sprintf("{cmd: 'pwd; cat', chdir: %s}", dir)).Run(ctx, sh, &Env{})
+		if err != nil || res.Changes[0].What != "ran: pwd; cat (exit 0)\nstdout:\n"+dir {
+			t.Errorf("chdir (bash %v): res %+v err %v", sh.bash, res, err)
+		}
+	}
+	_, err = mustCommand(t, "{cmd: pwd, chdir: /nonexistent-bg}").Run(ctx, scLocalShell{}, &Env{})
+	if err == nil || !strings.Contains(err.Error(), "chdir /nonexistent-bg") {
+		t.Errorf("missing chdir: %v", err)
+	}
+
+	// failure: exit status and stderr in the error, output in the change
+	res, err = mustCommand(t, "{cmd: 'echo partial; echo boom >&2; exit 3'}").Run(ctx, scLocalShell{}, &Env{})
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Status != 3 || strings.TrimSpace(ce.Stderr) != "boom" {
+		t.Fatalf("failure: %v", err)
+	}
+	if err.Error() != `command "echo partial; echo boom >&2; exit 3": exit status 3: boom` {
+		t.Errorf("error text %q", err)
+	}
+	if res == nil || !res.Changed || !strings.Contains(res.Changes[0].What, "stdout:\npartial") {
+		t.Errorf("failure result %+v", res)
+	}
+
+	// long output keeps its head and tail
+	res, err = mustCommand(t, "{cmd: 'echo FIRST; head -c 100000 /dev/zero | tr \"\\0\" x; echo; echo LAST'}").Run(ctx, scLocalShell{}, &Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := res.Changes[0].What
+	if !strings.Contains(w, "stdout:\nFIRST\n") || !strings.HasSuffix(w, "LAST") || !strings.Contains(w, "bytes left out") || len(w) > commandHead+commandTail+200 {
+		t.Errorf("long output: %d bytes, head %q tail %q", len(w), w[:60], w[len(w)-60:])
+	}
+}
+
+// Guard paths are data, never shell.
+func TestCommandGuardInjection(t *testing.T) {
+	dir := t.TempDir()
+	pwned := filepath.Join(dir, "pwned")
+	for _, key := range []string{"creates", "removes", "chdir"} {
+		src := fmt.Sprintf("{cmd: 'true', %s: '%s/$(touch %s)`touch %s`;touch %s'}", key, dir, pwned, pwned, pwned)
+		_, _ = mustCommand(t, src).Run(context.Background(), scLocalShell{}, &Env{})
+		_, _ = mustCommand(t, src).Run(context.Background(), scLocalShell{}, &Env{Check: true})
+		if _, err := os.Stat(pwned); err == nil {
+			t.Fatalf("%s: the path ran as shell", key)
+		}
+	}
+}
+
+func TestParseCommandOutput(t *testing.T) {
+	for _, bad := range []string{"", "ran x\n", "ran 0\nstdout 5 5 0\nab", "ran 0\nstdout 1 1 0\na\n", "what\n"} {
+		if o, err := parseCommandOutput([]byte(bad)); err == nil {
+			t.Errorf("%q: accepted as %+v", bad, o)
+		}
+	}
+	o, err := parseCommandOutput([]byte("ran 1\nstdout 3 3 0\na\nb\nstderr 10 2 3\nxxyyy\n"))
+	if err != nil || o.status != 1 || o.stdout != "a\nb" || o.stderr != "xx\n[... 5 bytes left out ...]\nyyy" {
+		t.Errorf("%+v %v", o, err)
+	}
+}
+
+func TestCommandOnHost(t *testing.T) {
+	h, r := scLabHost(t)
+	ctx := context.Background()
+	env := func(check bool) *Env { return &Env{Host: h.Name, ControlUser: "admin", Check: check, Facts: &Facts{}} }
+	exists := func(p string) bool {
+		_, err := h.Exec(ctx, "test -e "+p, nil)
+		return err == nil
+	}
+
+	mk := mustCommand(t, "{cmd: 'echo made >/root/made; id -un', creates: /root/made}")
+	// check mode: would run, runs nothing
+	res, err := mk.Run(ctx, r, env(true))
+	if err != nil || !res.Changed || !strings.HasPrefix(res.Changes[0].What, "would run") {
+		t.Fatalf("check: res %+v err %v", res, err)
+	}
+	if exists("/root/made") {
+		t.Fatal("check mode ran the command")
+	}
+	// runs, as root, once
+	res, err = mk.Run(ctx, r, env(false))
+	if err != nil || !res.Changed || !strings.Contains(res.Changes[0].What, "stdout:\nroot") {
+		t.Fatalf("run: res %+v err %v", res, err)
+	}
+	if got := scSh(t, h, "cat /root/made"); got != "made\n" {
+		t.Errorf("made %q", got)
+	}
+	for _, check := range []bool{true, false} {
+		if res, err = mk.Run(ctx, r, env(check)); err != nil || res.Changed {
+			t.Errorf("again (check=%v): res %+v err %v", check, res, err)
+		}
+	}
+
+	// removes: check mode leaves the file, a real run removes it, then
+	// nothing more to do
+	rm := mustCommand(t, "{cmd: 'rm /root/made', removes: /root/made, chdir: /root}")
+	if res, err = rm.Run(ctx, r, env(true)); err != nil || !res.Changed || !exists("/root/made") {
+		t.Fatalf("removes check: res %+v err %v", res, err)
+	}
+	if res, err = rm.Run(ctx, r, env(false)); err != nil || !res.Changed || exists("/root/made") {
+		t.Fatalf("removes run: res %+v err %v", res, err)
+	}
+	if res, err = rm.Run(ctx, r, env(false)); err != nil || res.Changed {
+		t.Fatalf("removes again: res %+v err %v", res, err)
+	}
+
+	// failure
+	_, err = mustCommand(t, "{cmd: 'echo no such thing >&2; exit 7'}").Run(ctx, r, env(false))
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Status != 7 || !strings.Contains(ce.Stderr, "no such thing") {
+		t.Fatalf("failure: %v", err)
+	}
+}

@@ -1,0 +1,594 @@
+package tasks
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/go-multierror"
+	"gopkg.in/yaml.v3"
+
+	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/yamlx"
+)
+
+// Sudoers manages one drop-in under /etc/sudoers.d that grants sudo to
+// users and groups. Installing it is a transaction on the host: back up,
+// write a temp file sudo ignores, `visudo -cf` it, install it root:root
+// 0440, recheck the whole tree with `visudo -c`, confirm each user's rights
+// with `sudo -l -U`, and check the control user kept its passwordless
+// sudo. Any failure puts the previous file back.
+type Sudoers struct {
+	name     string
+	users    []string
+	groups   []string
+	nopasswd bool
+	commands []string
+	runas    string
+	absent   bool
+
+	content string // the rendered drop-in; empty when absent
+}
+
+var _ Module = (*Sudoers)(nil)
+var _ Gatherer = (*Sudoers)(nil)
+
+func init() { Register("sudoers", NewSudoers) }
+
+// SudoersDir is where the drop-ins live.
+const SudoersDir = "/etc/sudoers.d"
+
+type sudoersArgs struct {
+	Name     string   `yaml:"name"`
+	Users    []string `yaml:"users"`
+	Groups   []string `yaml:"groups"`
+	NoPasswd bool     `yaml:"nopasswd"`
+	Commands []string `yaml:"commands"`
+	RunAs    string   `yaml:"runas"`
+	State    string   `yaml:"state"`
+}
+
+var (
+	sudoersName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	// sudoersGroup is the same rule as a user name.
+	sudoersGroup = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
+	// A command is an absolute path whose components are plain names,
+	// then arguments made only of characters sudoers takes literally (no
+	// ',', ':', '=', '\\', '#', quotes, '!', or '^'/'$' regex anchors).
+	sudoersCmdPath = regexp.MustCompile(`^(/[A-Za-z0-9._+-]+)+$`)
+	sudoersCmdArg  = regexp.MustCompile(`^[A-Za-z0-9._+/@%*?~-]+$`)
+)
+
+// NewSudoers decodes the arguments of a sudoers task.
+func NewSudoers(file string, args *yaml.Node) (Module, error) {
+	var a sudoersArgs
+	if err := yamlx.Decode(file, args, &a); err != nil {
+		return nil, err
+	}
+	args = yamlx.Resolve(args)
+	var errs *multierror.Error
+	bad := func(n *yaml.Node, format string, v ...any) {
+		if n == nil {
+			n = args
+		}
+		errs = multierror.Append(errs, yamlx.Errorf(file, n, "sudoers: "+format, v...))
+	}
+
+	s := &Sudoers{name: a.Name, nopasswd: a.NoPasswd, runas: a.RunAs}
+	switch {
+	case a.Name == "":
+		bad(argNode(args, "name"), "name is required (the file name under %s)", SudoersDir)
+	case !sudoersName.MatchString(a.Name):
+		bad(argNode(args, "name"), "name %q: sudo silently skips files in %s whose names contain \".\" or end in \"~\", so the rule would never apply; use only letters, digits, \"_\" and \"-\"", a.Name, SudoersDir)
+	case len(a.Name) > 64:
+		bad(argNode(args, "name"), "name %q is longer than 64 characters", a.Name)
+	}
+
+	switch a.State {
+	case "", "present":
+	case "absent":
+		s.absent = true
+	default:
+		bad(argNode(args, "state"), "state %q: want present or absent", a.State)
+	}
+
+	seen := map[string]bool{}
+	for i, u := range a.Users {
+		if err := shell.ValidUser(u); err != nil {
+			bad(argElem(args, "users", i), "users: %v", err)
+			continue
+		}
+		if !seen[u] {
+			seen[u] = true
+			s.users = append(s.users, u)
+		}
+	}
+	for i, g := range a.Groups {
+		g = strings.TrimPrefix(g, "%")
+		if len(g) > 32 || !sudoersGroup.MatchString(g) {
+			bad(argElem(args, "groups", i), "groups: invalid group name %q: want [a-z_][a-z0-9_-]*, at most 32 characters", a.Groups[i])
+			continue
+		}
+		if !seen["%"+g] {
+			seen["%"+g] = true
+			s.groups = append(s.groups, g)
+		}
+	}
+	if !s.absent && len(a.Users)+len(a.Groups) == 0 {
+		bad(nil, "a rule needs at least one entry in users or groups")
+	}
+
+	switch {
+	case a.RunAs == "":
+		s.runas = "ALL"
+	case a.RunAs == "ALL":
+	default:
+		if err := shell.ValidUser(a.RunAs); err != nil {
+			bad(argNode(args, "runas"), "runas: want ALL or a user name: %v", err)
+		}
+	}
+
+	if a.Commands == nil {
+		a.Commands = []string{"ALL"}
+	}
+	if len(a.Commands) == 0 {
+		bad(argNode(args, "commands"), "commands is empty: leave it out for ALL, or list absolute paths")
+	}
+	seenCmd := map[string]bool{}
+	for i, c := range a.Commands {
+		norm, err := sudoersCommand(c)
+		if err == nil && norm == "ALL" && len(a.Commands) > 1 {
+			err = fmt.Errorf("ALL already allows every command: list it alone")
+		}
+		if err != nil {
+			bad(argElem(args, "commands", i), "commands: %v", err)
+			continue
+		}
+		if !seenCmd[norm] {
+			seenCmd[norm] = true
+			s.commands = append(s.commands, norm)
+		}
+	}
+
+	if err := errs.ErrorOrNil(); err != nil {
+		return nil, err
+	}
+	if !s.absent {
+		s.content = s.render()
+	}
+	return s, nil
+}
+
+// sudoersCommand validates one command and returns it with its words
+// separated by single spaces, as `sudo -l` prints it.
+func sudoersCommand(c string) (string, error) {
+	if strings.ContainsAny(c, "\n\r\x00") {
+		return "", fmt.Errorf("command %q contains a newline or NUL", c)
+	}
+	words := strings.Fields(c)
+	if len(words) == 0 {
+		return "", fmt.Errorf("empty command")
+	}
+	if len(words) == 1 && words[0] == "ALL" {
+		return "ALL", nil
+	}
+	path := words[0]
+	if path != "sudoedit" {
+		if !sudoersCmdPath.MatchString(path) {
+			return "", fmt.Errorf("command %q: want ALL or an absolute path made of letters, digits and . _ + - (no wildcards, no aliases)", c)
+		}
+		if err := shell.ValidPath(path); err != nil {
+			return "", fmt.Errorf("command %q: %v", c, err)
+		}
+	}
+	for _, w := range words[1:] {
+		if !sudoersCmdArg.MatchString(w) {
+			return "", fmt.Errorf("command %q: argument %q may only use letters, digits and . _ + / @ %% * ? ~ - (sudoers gives , : = \\ # \" ! ^ $ special meanings)", c, w)
+		}
+	}
+	if path == "sudoedit" && len(words) == 1 {
+		return "", fmt.Errorf("command %q: sudoedit needs the files it may edit", c)
+	}
+	return strings.Join(words, " "), nil
+}
+
+// argNode returns the value node of key in mapping m, or nil.
+func argNode(m *yaml.Node, key string) *yaml.Node {
+	m = yamlx.Resolve(m)
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return yamlx.Resolve(m.Content[i+1])
+		}
+	}
+	return nil
+}
+
+// argElem returns element i of the list under key in mapping m, or the
+// list itself (or nil) when it has no such element.
+func argElem(m *yaml.Node, key string, i int) *yaml.Node {
+	n := argNode(m, key)
+	if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+		return n.Content[i]
+	}
+	return n
+}
+
+// Path is the drop-in this task manages.
+func (s *Sudoers) Path() string { return SudoersDir + "/" + s.name }
+
+// render returns the drop-in, byte for byte the same for the same task.
+func (s *Sudoers) render() string {
+	var who []string
+	who = append(who, s.users...)
+	for _, g := range s.groups {
+		who = append(who, "%"+g)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# managed by breakglass (sudoers task %q): changes made here are overwritten\n", s.name)
+	fmt.Fprintf(&b, "%s ALL=%s\n", strings.Join(who, ","), s.privilege())
+	return b.String()
+}
+
+// privilege is the rule after "host=", exactly as `sudo -l` lists it.
+func (s *Sudoers) privilege() string {
+	tag := ""
+	if s.nopasswd {
+		tag = "NOPASSWD: "
+	}
+	return fmt.Sprintf("(%s) %s%s", s.runas, tag, strings.Join(s.commands, ", "))
+}
+
+// sudoersFile is the gathered state of a drop-in.
+type sudoersFile struct {
+	Exists  bool
+	Type    string // stat's %F: "regular file", "symbolic link", ...
+	UID     int
+	GID     int
+	Mode    uint32 // permission bits
+	Content string
+}
+
+func (f sudoersFile) regular() bool {
+	return f.Type == "regular file" || f.Type == "regular empty file"
+}
+
+func (s *Sudoers) factKey() string { return "sudoers.file " + s.Path() }
+
+func (s *Sudoers) query() Query {
+	p := shell.Quote(s.Path())
+	return Query{
+		Key: s.factKey(),
+		Script: fmt.Sprintf(`f=%s
+if [ -e "$f" ] || [ -L "$f" ]; then
+	stat -c 'present %%u %%g %%a %%F' -- "$f" || exit 1
+	if [ -f "$f" ] && [ ! -L "$f" ]; then cat -- "$f" || exit 1; fi
+else
+	echo absent
+fi
+`, p),
+		Parse: parseSudoersFile,
+	}
+}
+
+func parseSudoersFile(out []byte) (any, error) {
+	head, content, _ := strings.Cut(string(out), "\n")
+	if head == "absent" {
+		return sudoersFile{}, nil
+	}
+	f := sudoersFile{Exists: true, Content: content}
+	fields := strings.SplitN(head, " ", 5)
+	if len(fields) != 5 || fields[0] != "present" {
+		return nil, fmt.Errorf("unexpected output %q", head)
+	}
+	var err error
+	if f.UID, err = strconv.Atoi(fields[1]); err != nil {
+		return nil, fmt.Errorf("bad uid in %q", head)
+	}
+	if f.GID, err = strconv.Atoi(fields[2]); err != nil {
+		return nil, fmt.Errorf("bad gid in %q", head)
+	}
+	m, err := strconv.ParseUint(fields[3], 8, 32)
+	if err != nil {
+		return nil, fmt.Errorf("bad mode in %q", head)
+	}
+	f.Mode = uint32(m)
+	f.Type = fields[4]
+	return f, nil
+}
+
+// Queries implements Gatherer: the drop-in's content, owner and mode.
+func (s *Sudoers) Queries() []Query { return []Query{s.query()} }
+
+// sudoersPlan is what must change; empty when the host is as wanted.
+type sudoersPlan struct {
+	install bool // write the rendered content (also repairs owner and mode)
+	remove  bool
+	changes []Change
+}
+
+func (s *Sudoers) plan(cur sudoersFile, diff bool) (sudoersPlan, error) {
+	var p sudoersPlan
+	path := s.Path()
+	if cur.Exists && !cur.regular() {
+		return p, fmt.Errorf("%s is a %s, not a regular file: sudo will not read it; remove it by hand", path, cur.Type)
+	}
+	ch := Change{Path: path}
+	if s.absent {
+		if !cur.Exists {
+			return p, nil
+		}
+		p.remove = true
+		ch.What = "remove " + path
+		if diff {
+			ch.Before = cur.Content
+		}
+		p.changes = append(p.changes, ch)
+		return p, nil
+	}
+	switch {
+	case !cur.Exists:
+		ch.What = "create " + path + " (root:root 0440)"
+	case cur.Content != s.content:
+		ch.What = "update " + path
+	}
+	if ch.What != "" {
+		p.install = true
+		if diff {
+			ch.Before, ch.After = cur.Content, s.content
+		}
+		p.changes = append(p.changes, ch)
+	}
+	if cur.Exists && (cur.UID != 0 || cur.GID != 0 || cur.Mode != 0o440) {
+		p.install = true
+		p.changes = append(p.changes, Change{
+			Path: path,
+			What: fmt.Sprintf("chown root:root, chmod 0440 %s (was %d:%d %04o)", path, cur.UID, cur.GID, cur.Mode),
+		})
+	}
+	return p, nil
+}
+
+// Run implements Module.
+func (s *Sudoers) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
+	v, err := env.Fact(ctx, r, s.query())
+	if err != nil {
+		return nil, fmt.Errorf("sudoers %s: %w", s.name, err)
+	}
+	cur, ok := v.(sudoersFile)
+	if !ok {
+		return nil, fmt.Errorf("sudoers %s: fact %s has type %T", s.name, s.factKey(), v)
+	}
+	p, err := s.plan(cur, env.Diff)
+	if err != nil {
+		return nil, fmt.Errorf("sudoers %s: %w", s.name, err)
+	}
+	res := &Result{Changed: len(p.changes) > 0, Changes: p.changes}
+	if env.Check || !res.Changed {
+		return res, nil
+	}
+
+	script, err := s.script(p, env.ControlUser)
+	if err != nil {
+		return nil, fmt.Errorf("sudoers %s: %w", s.name, err)
+	}
+	out, err := r.Run(ctx, "/bin/sh -s", script)
+	if env.Facts != nil {
+		env.Facts.Delete(s.factKey())
+	}
+	if err != nil {
+		// The script reports its own failures on stdout and exits 0; an
+		// error here means it could not run to the end (connection lost,
+		// killed): the host may be mid-transaction.
+		return nil, fmt.Errorf("sudoers %s: install transaction did not finish, check %s and its backup %s: %w", s.name, s.Path(), s.backupPath(), err)
+	}
+	st := parseSudoersStatus(out)
+	if st.status == "ok" {
+		return res, nil
+	}
+	serr := &SudoersError{Path: s.Path(), Stage: st.stage, Output: st.msg, RolledBack: st.restored != "", RestoreFailed: st.restored == "failed"}
+	if serr.RolledBack {
+		res.RolledBack = true
+	}
+	res.Changed = false
+	res.Changes = nil
+	return res, serr
+}
+
+func (s *Sudoers) tmpPath() string { return SudoersDir + "/." + s.name + ".breakglass-tmp" }
+
+// backupPath keeps the previous version; its dots make sudo skip it.
+func (s *Sudoers) backupPath() string { return SudoersDir + "/" + s.name + ".breakglass.bak" }
+
+// SudoersError is a sudoers transaction the host refused. Stage says
+// where: "precheck" (nothing was touched), "visudo-file" (the new file is
+// invalid; nothing was installed), "visudo-tree", "confirm" or "control"
+// (installed, then taken back).
+type SudoersError struct {
+	Path          string
+	Stage         string
+	Output        string // visudo's or sudo's own words
+	RolledBack    bool   // the previous state was restored
+	RestoreFailed bool   // restoring it failed: look at the host
+}
+
+func (e *SudoersError) Error() string {
+	var what string
+	switch e.Stage {
+	case "precheck":
+		what = "refused before any change"
+	case "visudo-file":
+		what = "visudo -cf rejected the new file; nothing was installed"
+	case "install":
+		what = "could not put the new file in place"
+	case "visudo-tree":
+		what = "visudo -c rejected the sudoers tree with the new file"
+	case "confirm":
+		what = "sudo -l -U does not list the new rule"
+	case "control":
+		what = "the new file takes passwordless sudo away from the control user"
+	default:
+		what = "failed at " + e.Stage
+	}
+	switch {
+	case e.RestoreFailed:
+		what += "; RESTORING THE PREVIOUS STATE FAILED, fix " + e.Path + " by hand"
+	case e.RolledBack:
+		what += "; the previous state was restored"
+	}
+	msg := strings.TrimSpace(e.Output)
+	if msg == "" {
+		return fmt.Sprintf("%s: %s", e.Path, what)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Path, what, msg)
+}
+
+type sudoersStatus struct {
+	status, stage, restored, msg string
+}
+
+// parseSudoersStatus reads the lines the install script prints:
+// "status ok|failed", "stage NAME", "restored ok|failed" and "| message".
+func parseSudoersStatus(out []byte) sudoersStatus {
+	var st sudoersStatus
+	var msg []string
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "| "):
+			msg = append(msg, line[2:])
+		case line == "|":
+			msg = append(msg, "")
+		case strings.HasPrefix(line, "status "):
+			st.status = line[len("status "):]
+		case strings.HasPrefix(line, "stage "):
+			st.stage = line[len("stage "):]
+		case strings.HasPrefix(line, "restored "):
+			st.restored = line[len("restored "):]
+		}
+	}
+	st.msg = strings.Join(msg, "\n")
+	if st.status == "" {
+		st.status, st.stage, st.msg = "failed", "unknown", "no status from the install script:\n"+string(out)
+	}
+	return st
+}
+
+// heredocDelim returns a random here-document delimiter that occurs
+// nowhere in content.
+func heredocDelim(content string) (string, error) {
+	for i := 0; i < 8; i++ {
+		var b [12]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("random delimiter: %w", err)
+		}
+		d := "BREAKGLASS_" + hex.EncodeToString(b[:])
+		if !strings.Contains(content, d) {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("no here-document delimiter avoids the content")
+}
+
+// script is the whole transaction, run by /bin/sh -s in one round trip.
+// It reports on stdout and exits 0 when it ran to the end, whatever the
+// outcome, so that outcomes never depend on how a runner reports exit
+// statuses.
+func (s *Sudoers) script(p sudoersPlan, controlUser string) ([]byte, error) {
+	var b strings.Builder
+	b.WriteString(`PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+LC_ALL=C; export LC_ALL
+umask 077
+`)
+	fmt.Fprintf(&b, "d=%s\nf=%s\ntmp=%s\nbak=%s\n", shell.Quote(SudoersDir), shell.Quote(s.Path()), shell.Quote(s.tmpPath()), shell.Quote(s.backupPath()))
+	b.WriteString(`had=0
+report() { printf 'status %s\nstage %s\n' "$1" "$2"; printf '%s\n' "$3" | sed 's/^/| /'; }
+restore() {
+	rm -f -- "$tmp"
+	if [ "$had" = 1 ]; then mv -f -- "$bak" "$f"; else rm -f -- "$f"; fi
+	if [ $? = 0 ]; then echo 'restored ok'; else echo 'restored failed'; fi
+	sync -- "$d" 2>/dev/null || sync
+}
+command -v visudo >/dev/null 2>&1 || { report failed precheck "visudo not found: is sudo installed?"; exit 0; }
+[ -d "$d" ] || { report failed precheck "$d does not exist"; exit 0; }
+# Whether the tree is valid before the change, to tell the operator
+# whose fault a failure after it is. It may be invalid because of the very
+# file this task repairs (wrong owner or mode, broken content).
+pre=ok; visudo -c </dev/null >/dev/null 2>&1 || pre=bad
+`)
+	ctrl := controlUser != "" && controlUser != "root" && shell.ValidUser(controlUser) == nil
+	if ctrl {
+		// Whether the control user has passwordless sudo now; the change
+		// must not take it away (it would cut this run's own become).
+		fmt.Fprintf(&b, "cu=%s\n", shell.Quote(controlUser))
+		b.WriteString(`ctrl() { command -v runuser >/dev/null 2>&1 && runuser -u "$cu" -- sudo -n true </dev/null >/dev/null 2>&1; }
+ctrl_before=0; if ctrl; then ctrl_before=1; fi
+`)
+	}
+	b.WriteString(`if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then report failed precheck "$f is not a regular file; remove it by hand"; exit 0; fi
+if [ -f "$f" ]; then
+	ln -f -- "$f" "$bak" || { report failed precheck "cannot back up $f to $bak"; exit 0; }
+	had=1
+else
+	rm -f -- "$bak"
+fi
+`)
+	switch {
+	case p.install:
+		delim, err := heredocDelim(s.content)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "rm -f -- \"$tmp\"\ncat >\"$tmp\" <<'%s' || { rm -f -- \"$tmp\"; report failed precheck \"cannot write $tmp\"; exit 0; }\n%s%s\n", delim, s.content, delim)
+		b.WriteString(`if ! { chown 0:0 "$tmp" && chmod 0440 "$tmp"; }; then rm -f -- "$tmp"; report failed precheck "cannot set owner and mode of $tmp"; exit 0; fi
+if ! out=$(visudo -cf "$tmp" </dev/null 2>&1); then rm -f -- "$tmp"; report failed visudo-file "$out"; exit 0; fi
+if ! { sync -- "$tmp" && mv -f -- "$tmp" "$f"; }; then restore; report failed install "cannot install $f"; exit 0; fi
+sync -- "$d" 2>/dev/null || sync
+`)
+	case p.remove:
+		b.WriteString(`rm -f -- "$f" || { report failed install "cannot remove $f"; exit 0; }
+sync -- "$d" 2>/dev/null || sync
+`)
+	}
+	b.WriteString(`if ! out=$(visudo -c </dev/null 2>&1); then
+	restore
+	if [ "$pre" = bad ]; then out="the sudoers tree was invalid before this change already, fix it first:
+$out"; fi
+	report failed visudo-tree "$out"; exit 0
+fi
+`)
+	if p.install {
+		// sudo -l -U exits 0 even for a user who may run nothing: read
+		// its text. Long lines wrap at whitespace, so compare with all
+		// whitespace squeezed to single spaces.
+		fmt.Fprintf(&b, "want=%s\n", shell.Quote(s.privilege()))
+		for _, u := range s.users {
+			fmt.Fprintf(&b, "u=%s\n", shell.Quote(u))
+			b.WriteString(`out=$(sudo -l -U "$u" </dev/null 2>&1); rc=$?
+got=$(printf '%s\n' "$out" | tr '\t\n' '  ' | tr -s ' ')
+case "$rc $got " in
+0\ *"$want "*|0\ *"$want,"*) ;;
+0\ *) restore; report failed confirm "sudo -l -U $u does not list \"$want\" (is $d included by /etc/sudoers?):
+$out"; exit 0 ;;
+*) restore; report failed confirm "sudo -l -U $u failed (exit $rc):
+$out"; exit 0 ;;
+esac
+`)
+		}
+	}
+	if ctrl {
+		b.WriteString(`if [ "$ctrl_before" = 1 ] && ! ctrl; then restore; report failed control "$cu could run sudo -n true before this change and cannot after it"; exit 0; fi
+`)
+	}
+	b.WriteString("report ok done ''\n")
+	return []byte(b.String()), nil
+}
