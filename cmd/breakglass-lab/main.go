@@ -1,0 +1,22 @@
+// Command breakglass-lab starts lab hosts (real sshd servers in Linux
+// namespaces, see internal/lab) for a command and stops them afterwards:
+//
+//	breakglass-lab [-n 3] [-prefix lab] [-dir DIR] -- COMMAND [ARGS…]
+//	breakglass-lab up [-n 3] [-prefix lab] [-dir DIR]
+//
+// It needs root, util-linux, openssh-server and sudo.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,72 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+)
+
+// sshdPath is the machine's OpenSSH server, which every lab host runs.
+const sshdPath = "/usr/sbin/sshd"
+
+// Check reports whether this machine can run a lab: it needs root, unshare
+// and nsenter (util-linux), /usr/sbin/sshd (openssh-server), sudo and
+// ssh-keygen (openssh-client), and the right to create mount, UTS and PID
+// namespaces. The error names everything missing and how to install it.
+// The answer is computed once per process: the machine does not change.
+func Check() error { return checkOnce() }
+
+var checkOnce = sync.OnceValue(func() error {
+	return check(os.Geteuid(), exec.LookPath, probeNamespaces)
+})
+
+// probeNamespaces creates the namespaces a host uses and runs true in them.
+// Root in an unprivileged container passes every other check and fails here.
+func probeNamespaces() error {
+	out, err := exec.Command("unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child", "true").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// check is Check with its view of the machine injected, for tests.
+func check(euid int, lookPath func(string) (string, error), probe func() error) error {
+	var missing []string
+	if euid != 0 {
+		missing = append(missing, "root (run as root, e.g. with sudo)")
+	}
+	var apt []string
+	need := func(bin, pkg string) {
+		if _, err := lookPath(bin); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", bin, pkg))
+			for _, p := range apt {
+				if p == pkg {
+					return
+				}
+			}
+			apt = append(apt, pkg)
+		}
+	}
+	need("unshare", "util-linux")
+	need("nsenter", "util-linux")
+	need(sshdPath, "openssh-server")
+	need("sudo", "sudo")
+	need("ssh-keygen", "openssh-client")
+	if len(missing) == 0 {
+		if err := probe(); err != nil {
+			missing = append(missing, fmt.Sprintf("the right to create mount, UTS and PID namespaces (unshare failed: %v; run on a VM or a privileged container)", err))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	msg := "lab needs " + strings.Join(missing, ", ")
+	if len(apt) > 0 {
+		msg += "; install with: apt-get install " + strings.Join(apt, " ")
+	}
+	return errors.New(msg)
+}

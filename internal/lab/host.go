@@ -1,0 +1,436 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrStopped is returned by a host's methods after its lab was stopped.
+var ErrStopped = errors.New("lab host stopped")
+
+// Host is one lab host: a mount+UTS+PID namespace running sshd on Addr:Port.
+type Host struct {
+	Name string
+	Addr string // 127.x.y.z
+	Port int    // 22
+	Dir  string // this host's private dirs: etc (its own files over the template, or a full copy), home, root, log, tmp
+	PID  int    // the unshare process
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when unshare has exited and been reaped
+	ctl    *net.UnixConn // to the init; it exits when this closes
+
+	mu      sync.Mutex
+	init    *os.Process // the namespace's pid 1 (unshare's child); a pidfd, so never a reused pid
+	initPID int
+	stopped bool
+}
+
+// hostEnv is the environment of the namespace init, its sshd and Exec.
+var hostEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/root",
+	"USER=root",
+	"LOGNAME=root",
+	"LANG=C.UTF-8",
+}
+
+// initScript is the namespace's pid 1, run by bash. Fd 3 is a unix socket
+// to the lab. The init says "ready" on it (the lab learns the init's pid
+// from the message's credentials), waits while the lab mounts the host's
+// private dirs into its namespace and sets its hostname, starts sshd as a
+// daemon the way a sysvinit server does (PidFile /run/sshd.pid, so
+// kill -HUP reloads it), and then stays as pid 1, reaping orphans (bash
+// reaps every child on SIGCHLD) until the lab's end of the socket closes.
+// Signals from inside the namespace cannot kill it; SIGKILL from outside
+// does, and then the kernel kills everything else in the namespace.
+//
+// It uses no external command but sshd: every exec is slow on a small VM.
+const initScript = `# breakglass lab host init: pid 1 of the host's namespaces.
+set -eu
+echo ready >&3
+read -r go <&3
+[ "$go" = go ]
+cd /
+/usr/sbin/sshd -E /var/log/auth.log 3<&-
+exec </dev/null >/dev/null 2>&1
+while read -r _ <&3; do :; done
+`
+
+// start launches the host's namespace, running the init script at path.
+func (h *Host) start(script string) error {
+	logf, err := os.Create(filepath.Join(h.Dir, "init.log"))
+	if err != nil {
+		return fmt.Errorf("create init log: %w", err)
+	}
+	defer logf.Close() // the child has its own copy
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("create control socket: %w", err)
+	}
+	// The kernel adds the sender's pid, as this process sees it, to what
+	// the init writes.
+	if err := syscall.SetsockoptInt(fds[0], syscall.SOL_SOCKET, syscall.SO_PASSCRED, 1); err != nil {
+		syscall.Close(fds[0])
+		syscall.Close(fds[1])
+		return fmt.Errorf("control socket: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "lab-control")
+	theirs := os.NewFile(uintptr(fds[1]), "lab-control-init")
+	defer theirs.Close()
+	conn, err := net.FileConn(ours)
+	ours.Close() // FileConn dups it
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	h.ctl = conn.(*net.UnixConn)
+
+	cmd := exec.Command("unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child",
+		"--propagation", "private", "--mount-proc",
+		"--", "/bin/bash", script)
+	cmd.Env = hostEnv
+	cmd.Dir = "/"
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.ExtraFiles = []*os.File{theirs} // fd 3
+	cmd.SysProcAttr = hostSysProcAttr()
+	if err := spawn(cmd); err != nil {
+		h.ctl.Close()
+		return fmt.Errorf("start unshare: %w", err)
+	}
+	h.cmd = cmd
+	h.PID = cmd.Process.Pid
+	h.exited = make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(h.exited)
+	}()
+	return nil
+}
+
+// setup waits for the init's "ready", records its pid, mounts the host's
+// dirs into its namespace and lets it start sshd. lower is the overlay
+// lower dir for /etc, or "" when h.Dir/etc is a full copy.
+func (h *Host) setup(ctx context.Context, lower string) error {
+	stop := context.AfterFunc(ctx, func() { h.ctl.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	// The init's pid comes with the first bytes it sends.
+	var msg []byte
+	pid := 0
+	for !bytes.Contains(msg, []byte("\n")) && len(msg) < 64 {
+		buf := make([]byte, 16)
+		oob := make([]byte, syscall.CmsgSpace(syscall.SizeofUcred))
+		n, oobn, _, _, err := h.ctl.ReadMsgUnix(buf, oob)
+		msg = append(msg, buf[:max(n, 0)]...) // n is -1 on some errors
+		if pid == 0 && oobn > 0 {
+			p, perr := senderPID(oob[:oobn])
+			if perr != nil {
+				return fmt.Errorf("init pid: %w", perr)
+			}
+			pid = p
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("wait for init: %w", ctx.Err())
+			}
+			select { // let the init's last words reach its log
+			case <-h.exited:
+			case <-time.After(time.Second):
+			}
+			return fmt.Errorf("wait for init: got %q, %w%s", msg, err, h.diagnostics())
+		}
+	}
+	if string(msg) != "ready\n" || pid == 0 {
+		return fmt.Errorf("wait for init: got %q from pid %d, want \"ready\" with credentials", msg, pid)
+	}
+	// The sender must be unshare's child, the namespace's pid 1.
+	if ppid, err := parentPID(pid); err != nil || ppid != h.PID {
+		return fmt.Errorf("init pid %d is not a child of unshare %d", pid, h.PID)
+	}
+	p, err := os.FindProcess(pid) // a pidfd on Linux: later signals cannot hit a reused pid
+	if err != nil {
+		return fmt.Errorf("find init pid %d: %w", pid, err)
+	}
+	h.mu.Lock()
+	h.init, h.initPID = p, pid
+	h.mu.Unlock()
+	if err := inNamespaces(pid, func() error { return setupMounts(h.Dir, lower, h.Name) }); err != nil {
+		return err
+	}
+	if _, err := h.ctl.Write([]byte("go\n")); err != nil {
+		return fmt.Errorf("tell init to go on: %w", err)
+	}
+	return nil
+}
+
+// senderPID returns the pid in a unix socket message's credentials.
+func senderPID(oob []byte) (int, error) {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, err
+	}
+	for i := range msgs {
+		if cred, err := syscall.ParseUnixCredentials(&msgs[i]); err == nil {
+			return int(cred.Pid), nil
+		}
+	}
+	return 0, errors.New("no credentials in the init's message")
+}
+
+// hostSysProcAttr is how unshare is started: SIGKILLed when this process
+// dies (even by SIGKILL); unshare's --kill-child passes that on to the
+// namespace's pid 1, whose death kills the rest of the namespace. Its own
+// process group keeps a terminal's Ctrl-C away from it: Stop decides.
+func hostSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+}
+
+// waitBanner polls Addr:Port until it answers with an SSH banner. It fails
+// at once if the host's namespace exits.
+func (h *Host) waitBanner(ctx context.Context) error {
+	delay := 5 * time.Millisecond
+	var last error
+	for {
+		banner, err := readBanner(ctx, h.addrPort())
+		if err == nil {
+			if strings.HasPrefix(banner, "SSH-") {
+				return nil
+			}
+			err = fmt.Errorf("not an SSH banner: %q", banner)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for sshd on %s: %w (last: %v)%s", h.addrPort(), ctx.Err(), last, h.diagnostics())
+		case <-h.exitedCh():
+			return fmt.Errorf("wait for sshd on %s: host exited: %s%s", h.addrPort(), h.cmd.ProcessState, h.diagnostics())
+		case <-time.After(delay):
+		}
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+func (h *Host) exitedCh() <-chan struct{} {
+	if h.exited == nil {
+		return nil
+	}
+	return h.exited
+}
+
+func (h *Host) addrPort() string { return net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)) }
+
+// readBanner connects to addr and reads the server's first line.
+func readBanner(ctx context.Context, addr string) (string, error) {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReaderSize(c, 256).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("read banner from %s: %w", addr, err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// diagnostics is the tail of the host's init log and auth.log, for errors.
+func (h *Host) diagnostics() string {
+	var b strings.Builder
+	for _, f := range []string{"init.log", "log/auth.log"} {
+		data, err := os.ReadFile(filepath.Join(h.Dir, f))
+		if err != nil || len(bytes.TrimSpace(data)) == 0 {
+			continue
+		}
+		if len(data) > 2000 {
+			data = data[len(data)-2000:]
+		}
+		fmt.Fprintf(&b, "\n%s %s:\n%s", h.Name, f, bytes.TrimSpace(data))
+	}
+	return b.String()
+}
+
+// Exec runs `/bin/sh -c script` as root inside the host and returns its
+// standard output. A non-zero exit is an *ExecError with the exit status
+// and standard error.
+func (h *Host) Exec(ctx context.Context, script string, stdin []byte) ([]byte, error) {
+	h.mu.Lock()
+	pid, stopped := h.initPID, h.stopped
+	h.mu.Unlock()
+	if stopped {
+		return nil, fmt.Errorf("%s: %w", h.Name, ErrStopped)
+	}
+	if pid == 0 {
+		return nil, fmt.Errorf("%s: not started", h.Name)
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(pid), "-m", "-u", "-p", "--", "/bin/sh", "-c", script)
+	cmd.Env = hostEnv
+	cmd.Dir = "/"
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	// nsenter forks to enter the PID namespace; kill the whole group on
+	// cancel, not just nsenter.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ctx.Err() == nil {
+			return stdout.Bytes(), &ExecError{Host: h.Name, Status: ee.ExitCode(), State: ee.String(), Stderr: stderr.Bytes()}
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return stdout.Bytes(), fmt.Errorf("%s: exec: %w", h.Name, err)
+	}
+	return stdout.Bytes(), nil
+}
+
+// ExecError is a command that ran in a host and failed.
+type ExecError struct {
+	Host   string
+	Status int    // exit status, -1 if killed by a signal
+	State  string // "exit status 1", "signal: killed"
+	Stderr []byte
+}
+
+func (e *ExecError) Error() string {
+	msg := fmt.Sprintf("%s: command failed: %s", e.Host, e.State)
+	if s := strings.TrimSpace(string(e.Stderr)); s != "" {
+		msg += ": " + s
+	}
+	return msg
+}
+
+// Runner returns the host as a tasks.Runner: Run runs cmd with /bin/sh -c
+// as root inside the host.
+func (h *Host) Runner() interface {
+	Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error)
+} {
+	return hostRunner{h}
+}
+
+type hostRunner struct{ h *Host }
+
+func (r hostRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	return r.h.Exec(ctx, cmd, stdin)
+}
+
+// sshdTimeout bounds KillSSHD and StartSSHD.
+const sshdTimeout = 20 * time.Second
+
+// KillSSHD stops the host's main sshd listener (the process in
+// /run/sshd.pid) and waits until it is gone and nothing answers on
+// Addr:Port. Sessions already open stay, as with a real sshd stop.
+func (h *Host) KillSSHD() error {
+	ctx, cancel := context.WithTimeout(context.Background(), sshdTimeout)
+	defer cancel()
+	const script = `pid=$(cat /run/sshd.pid) || exit
+kill -TERM "$pid" || exit
+i=0
+while kill -0 "$pid" 2>/dev/null; do
+	i=$((i+1))
+	if [ "$i" -eq 100 ]; then kill -KILL "$pid" 2>/dev/null || :; fi
+	sleep 0.05
+done
+rm -f /run/sshd.pid`
+	if _, err := h.Exec(ctx, script, nil); err != nil {
+		return fmt.Errorf("kill sshd: %w", err) // Exec's errors name the host
+	}
+	for {
+		_, err := readBanner(ctx, h.addrPort())
+		if err != nil && ctx.Err() == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: kill sshd: %s still answers: %w", h.Name, h.addrPort(), ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// StartSSHD starts the host's sshd again, as its init does, and waits until
+// it answers with an SSH banner.
+func (h *Host) StartSSHD() error {
+	ctx, cancel := context.WithTimeout(context.Background(), sshdTimeout)
+	defer cancel()
+	if _, err := h.Exec(ctx, "/usr/sbin/sshd -E /var/log/auth.log", nil); err != nil {
+		return fmt.Errorf("start sshd: %w%s", err, h.diagnostics())
+	}
+	if err := h.waitBanner(ctx); err != nil {
+		return fmt.Errorf("%s: start sshd: %w", h.Name, err)
+	}
+	return nil
+}
+
+// kill ends the host: SIGKILL to the namespace's pid 1 (the kernel then
+// kills everything else in the namespace, and unshare reaps pid 1 and
+// exits), SIGKILL to unshare if it lingers; it returns once unshare is
+// reaped.
+func (h *Host) kill() error {
+	h.mu.Lock()
+	h.stopped = true
+	initp := h.init
+	h.mu.Unlock()
+	if h.ctl != nil {
+		h.ctl.Close() // an init still starting exits when it finds this closed
+	}
+	if h.cmd == nil {
+		return nil
+	}
+	if initp != nil {
+		initp.Signal(syscall.SIGKILL)
+	}
+	select {
+	case <-h.exited:
+		return nil
+	case <-time.After(2 * time.Second):
+	}
+	h.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-h.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s: unshare %d did not exit after SIGKILL", h.Name, h.PID)
+	}
+}
+
+// parentPID reads pid's parent from /proc.
+func parentPID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// pid (comm) state ppid ...; comm may contain spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return strconv.Atoi(f[1])
+}
