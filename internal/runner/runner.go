@@ -1,0 +1,419 @@
+// Package runner runs a playbook's tasks on many hosts at once: a bounded
+// pool of workers, one control connection per host reused by every task,
+// the facts of all tasks gathered in one round trip, and one host's failure
+// never stopping or slowing the others.
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/breakglass/breakglass/internal/report"
+	"github.com/breakglass/breakglass/internal/transport"
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// Conn is a control connection to one host.
+type Conn interface {
+	Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error)
+	Close() error
+	User() string
+	PublicKey() ssh.PublicKey
+	LocalAddr() string
+	RemoteAddr() string
+}
+
+// Dialer opens control connections.
+type Dialer interface {
+	Dial(ctx context.Context, t transport.Target) (Conn, error)
+}
+
+// Job is the work for one host: its connection target and the tasks of
+// every play that selects it, already built for this host.
+type Job struct {
+	Name   string
+	Target transport.Target
+	Plays  []Play
+	// BecomePassword is the host's own sudo password
+	// (ansible_become_password); it wins over Options.BecomePassword.
+	BecomePassword string
+}
+
+// Play is the part of one play that runs on a host.
+type Play struct {
+	Name   string
+	Become bool
+	Tasks  []Task
+}
+
+// Task is one task built for one host.
+type Task struct {
+	Name   string
+	Module string
+	Mod    tasks.Module
+}
+
+// Options control a run.
+type Options struct {
+	Forks          int
+	Timeout        time.Duration // connect, and each remote command
+	Check          bool
+	Diff           bool
+	Dir            string // playbook directory
+	BecomePassword string
+	// Logins opens the fresh logins of verify_access and the safety net.
+	// It may be nil.
+	Logins func(job *Job) tasks.LoginDialer
+	// Progress is called after each host with the counts so far.
+	Progress func(done, total, failed int)
+	// HostDone is called once per host when it is finished, never
+	// concurrently.
+	HostDone func(h *report.Host)
+}
+
+// Run runs every job and returns the report (not yet settled for exit
+// codes: call Settle).
+func Run(ctx context.Context, command string, d Dialer, jobs []*Job, o Options) *report.Report {
+	r := &report.Report{Version: report.Version, Command: command, Check: o.Check, Started: time.Now().UTC()}
+	r.Hosts = make([]*report.Host, len(jobs))
+	for i, j := range jobs {
+		r.Hosts[i] = &report.Host{Name: j.Name, Address: address(j.Target), Tasks: []report.Task{}, Findings: []report.Finding{}, Access: []report.Access{}}
+	}
+	forks := o.Forks
+	if forks <= 0 {
+		forks = 50
+	}
+	if forks > len(jobs) {
+		forks = len(jobs)
+	}
+	var (
+		mu     sync.Mutex
+		done   int
+		failed int
+		wg     sync.WaitGroup
+	)
+	next := make(chan int)
+	for w := 0; w < forks; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				h := r.Hosts[i]
+				runHost(ctx, d, jobs[i], h, o)
+				mu.Lock()
+				done++
+				if h.Error != "" || hostFailed(h) {
+					failed++
+				}
+				if o.Progress != nil {
+					o.Progress(done, len(jobs), failed)
+				}
+				if o.HostDone != nil {
+					settleOne(h)
+					o.HostDone(h)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for i := range jobs {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			for _, h := range r.Hosts[i:] {
+				h.NotDone = true
+				h.Error = "interrupted before this host was started"
+			}
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	r.Finished = time.Now().UTC()
+	r.Settle()
+	return r
+}
+
+func settleOne(h *report.Host) {
+	tmp := report.Report{Hosts: []*report.Host{h}}
+	tmp.Settle()
+}
+
+func hostFailed(h *report.Host) bool {
+	for _, t := range h.Tasks {
+		if t.Status == report.StatusFailed {
+			return true
+		}
+	}
+	return false
+}
+
+func address(t transport.Target) string {
+	port := t.Port
+	if port == 0 {
+		port = 22
+	}
+	return net.JoinHostPort(t.Host, strconv.Itoa(port))
+}
+
+// runHost does everything for one host; it writes only to h.
+func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options) {
+	start := time.Now()
+	defer func() { h.MS = time.Since(start).Milliseconds() }()
+
+	dctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	conn, err := d.Dial(dctx, job.Target)
+	cancel()
+	if err != nil {
+		h.Status = report.StatusUnreachable
+		h.Error = err.Error()
+		if ctx.Err() != nil {
+			h.NotDone = true
+		}
+		return
+	}
+	defer conn.Close()
+
+	env := &tasks.Env{
+		Host:        job.Name,
+		ControlUser: conn.User(),
+		Check:       o.Check,
+		Diff:        o.Diff,
+		Dir:         o.Dir,
+		Facts:       &tasks.Facts{},
+	}
+	if k := conn.PublicKey(); k != nil {
+		env.ControlKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+	}
+	env.ClientAddr = hostOf(conn.LocalAddr())
+	env.ServerAddr = hostOf(conn.RemoteAddr())
+	env.ServerPort = portOf(conn.RemoteAddr())
+	if o.Logins != nil {
+		env.Dial = o.Logins(job)
+	}
+	env.Logins, env.MinWorking = safetyLogins(job, o.Dir)
+
+	for _, play := range job.Plays {
+		var r tasks.Runner = timed{conn, o.Timeout}
+		if play.Become {
+			pw := o.BecomePassword
+			if job.BecomePassword != "" {
+				pw = job.BecomePassword
+			}
+			r = timed{&transport.Become{Client: conn, Password: pw}, o.Timeout}
+		}
+		gather(ctx, r, play.Tasks, env)
+		for i, t := range play.Tasks {
+			tr := report.Task{Name: t.Name, Module: t.Module, Status: report.StatusOK, Changes: []report.Change{}}
+			if ctx.Err() != nil {
+				h.NotDone = true
+				tr.Status = report.StatusSkipped
+				h.Tasks = append(h.Tasks, tr)
+				continue
+			}
+			ts := time.Now()
+			res, err := t.Mod.Run(ctx, r, env)
+			tr.MS = time.Since(ts).Milliseconds()
+			if res != nil {
+				for _, c := range res.Changes {
+					tr.Changes = append(tr.Changes, report.Change{What: c.What, Path: c.Path, Diff: diff(c, o.Diff)})
+				}
+				if res.Changed || len(res.Changes) > 0 {
+					tr.Status = report.StatusChanged
+				}
+				tr.RolledBack = res.RolledBack
+				for _, a := range res.Access {
+					h.Access = append(h.Access, report.Access{User: a.User, Path: a.Path, OK: a.OK, Sudo: a.Sudo, Error: a.Error, MS: a.MS})
+				}
+			}
+			if err != nil {
+				tr.Status = report.StatusFailed
+				tr.Error = err.Error()
+				h.Tasks = append(h.Tasks, tr)
+				if transport.IsUnreachable(err) {
+					h.Status = report.StatusUnreachable
+					h.Error = "connection lost: " + err.Error()
+				}
+				// Like Ansible, a failed task ends the host's run.
+				for _, rest := range play.Tasks[i+1:] {
+					h.Tasks = append(h.Tasks, report.Task{Name: rest.Name, Module: rest.Module, Status: report.StatusSkipped, Changes: []report.Change{}})
+				}
+				return
+			}
+			h.Tasks = append(h.Tasks, tr)
+		}
+	}
+}
+
+// safetyLogins collects the logins of every verify_access task of the job,
+// which the safety net of access-cutting changes proves before committing.
+func safetyLogins(job *Job, dir string) ([]tasks.Login, int) {
+	var all []tasks.Login
+	seen := map[string]bool{}
+	need := 0
+	for _, p := range job.Plays {
+		for _, t := range p.Tasks {
+			v, ok := t.Mod.(*tasks.VerifyAccess)
+			if !ok {
+				continue
+			}
+			logins, n := v.SafetyLogins(dir)
+			for _, l := range logins {
+				if !seen[l.User] {
+					seen[l.User] = true
+					all = append(all, l)
+				}
+			}
+			need = max(need, n)
+		}
+	}
+	return all, need
+}
+
+// timed bounds every remote command by the per-host timeout.
+type timed struct {
+	r interface {
+		Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error)
+	}
+	d time.Duration
+}
+
+func (t timed) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	if t.d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.d)
+		defer cancel()
+	}
+	out, err := t.r.Run(ctx, cmd, stdin)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return out, fmt.Errorf("timed out after %s: %w", t.d, err)
+	}
+	return out, err
+}
+
+// gather runs the queries of every task in one round trip and stores what
+// it learns; a query that fails is left for its module to run again and
+// report.
+func gather(ctx context.Context, r tasks.Runner, ts []Task, env *tasks.Env) {
+	var qs []tasks.Query
+	seen := map[string]bool{}
+	for _, t := range ts {
+		g, ok := t.Mod.(tasks.Gatherer)
+		if !ok {
+			continue
+		}
+		for _, q := range g.Queries() {
+			if seen[q.Key] {
+				continue
+			}
+			seen[q.Key] = true
+			qs = append(qs, q)
+		}
+	}
+	if len(qs) == 0 {
+		return
+	}
+	script, mark := GatherScript(qs)
+	out, err := r.Run(ctx, "/bin/sh -s", script)
+	if err != nil {
+		return
+	}
+	for i, part := range SplitGathered(out, mark, len(qs)) {
+		if part.RC != 0 {
+			continue
+		}
+		v, err := qs[i].Parse(part.Out)
+		if err != nil {
+			continue
+		}
+		env.Facts.Set(qs[i].Key, v)
+	}
+}
+
+// GatherScript joins queries into one shell script; each runs in its own
+// shell, fed by a here-document, and is followed by a marker line with its
+// exit status.
+func GatherScript(qs []tasks.Query) (script []byte, mark string) {
+	var b strings.Builder
+	var buf [12]byte
+	_, _ = rand.Read(buf[:])
+	mark = "@@breakglass-" + hex.EncodeToString(buf[:])
+	for i, q := range qs {
+		delim := "BREAKGLASS_EOF_" + hex.EncodeToString(buf[:6])
+		for strings.Contains(q.Script, delim) {
+			delim += "_"
+		}
+		fmt.Fprintf(&b, "/bin/sh -s <<'%s'\n%s\n%s\nprintf '\\n%s %d %%d\\n' $?\n", delim, q.Script, delim, mark, i)
+	}
+	return []byte(b.String()), mark
+}
+
+// Gathered is one query's output.
+type Gathered struct {
+	Out []byte
+	RC  int
+}
+
+// SplitGathered splits the output of GatherScript into n parts. A part
+// whose marker is missing gets RC -1.
+func SplitGathered(out []byte, mark string, n int) []Gathered {
+	parts := make([]Gathered, n)
+	for i := range parts {
+		parts[i].RC = -1
+	}
+	s := string(out)
+	sep := "\n" + mark + " "
+	for {
+		k := strings.Index(s, sep)
+		if k < 0 {
+			return parts
+		}
+		body := s[:k]
+		rest := s[k+len(sep):]
+		line, after, _ := strings.Cut(rest, "\n")
+		var idx, rc int
+		if _, err := fmt.Sscanf(line, "%d %d", &idx, &rc); err != nil || idx < 0 || idx >= n {
+			return parts
+		}
+		parts[idx] = Gathered{Out: []byte(body), RC: rc}
+		s = after
+	}
+}
+
+func diff(c tasks.Change, on bool) string {
+	if !on || (c.Before == "" && c.After == "") {
+		return ""
+	}
+	return UnifiedDiff(c.Path, c.Before, c.After)
+}
+
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
+}
+
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 22
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		return 22
+	}
+	return n
+}

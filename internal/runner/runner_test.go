@@ -1,0 +1,217 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/breakglass/breakglass/internal/report"
+	"github.com/breakglass/breakglass/internal/transport"
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// localConn runs commands on this machine: enough to test the runner's own
+// logic (pool, isolation, gathering) without a network.
+type localConn struct{ user string }
+
+func (c *localConn) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	x := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	x.Stdin = bytes.NewReader(stdin)
+	return x.Output()
+}
+func (c *localConn) Close() error             { return nil }
+func (c *localConn) User() string             { return c.user }
+func (c *localConn) PublicKey() ssh.PublicKey { return nil }
+func (c *localConn) LocalAddr() string        { return "127.0.0.1:50000" }
+func (c *localConn) RemoteAddr() string       { return "127.0.0.2:22" }
+
+type fakeDialer struct {
+	mu      sync.Mutex
+	active  int
+	peak    int
+	down    map[string]bool
+	delay   time.Duration
+	dialled atomic.Int32
+}
+
+func (d *fakeDialer) Dial(ctx context.Context, t transport.Target) (Conn, error) {
+	d.dialled.Add(1)
+	d.mu.Lock()
+	d.active++
+	if d.active > d.peak {
+		d.peak = d.active
+	}
+	d.mu.Unlock()
+	defer func() { d.mu.Lock(); d.active--; d.mu.Unlock() }()
+	select {
+	case <-time.After(d.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if d.down[t.Name] {
+		return nil, &transport.DialError{Target: t.Name, Stage: "connect", Err: errors.New("connection refused")}
+	}
+	return &localConn{user: "root"}, nil
+}
+
+// step is a module that fails on demand.
+type step struct {
+	fail bool
+	ran  *atomic.Int32
+}
+
+func (s *step) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*tasks.Result, error) {
+	s.ran.Add(1)
+	if s.fail {
+		return nil, errors.New("boom")
+	}
+	return &tasks.Result{Changed: true, Changes: []tasks.Change{{What: "did it"}}}, nil
+}
+
+func jobsFor(n int, mk func(i int) []Task) []*Job {
+	var jobs []*Job
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("h%03d", i)
+		jobs = append(jobs, &Job{Name: name, Target: transport.Target{Name: name, Host: "127.0.0.1"}, Plays: []Play{{Tasks: mk(i)}}})
+	}
+	return jobs
+}
+
+func TestPoolAndIsolation(t *testing.T) {
+	var ran atomic.Int32
+	d := &fakeDialer{down: map[string]bool{"h003": true}, delay: 5 * time.Millisecond}
+	jobs := jobsFor(40, func(i int) []Task {
+		return []Task{
+			{Name: "first", Module: "step", Mod: &step{fail: i == 7, ran: &ran}},
+			{Name: "second", Module: "step", Mod: &step{ran: &ran}},
+		}
+	})
+	var doneCalls atomic.Int32
+	r := Run(context.Background(), "apply", d, jobs, Options{Forks: 4, Timeout: time.Second, HostDone: func(*report.Host) { doneCalls.Add(1) }})
+	if d.peak > 4 {
+		t.Errorf("%d dials at once with --forks 4", d.peak)
+	}
+	if doneCalls.Load() != 40 {
+		t.Errorf("HostDone called %d times", doneCalls.Load())
+	}
+	if r.Summary.Unreachable != 1 || r.Summary.Failed != 1 || r.Summary.Changed != 38 {
+		t.Errorf("summary %+v", r.Summary)
+	}
+	h7 := r.Hosts[7]
+	if h7.Tasks[0].Status != report.StatusFailed || h7.Tasks[1].Status != report.StatusSkipped {
+		t.Errorf("failed host tasks: %+v", h7.Tasks)
+	}
+	// 38 hosts × 2 tasks + 1 task on the failing host
+	if ran.Load() != 77 {
+		t.Errorf("%d task runs, want 77", ran.Load())
+	}
+	if r.ExitCode() != 6 {
+		t.Errorf("exit %d, want 6", r.ExitCode())
+	}
+}
+
+func TestCancelMarksHostsNotDone(t *testing.T) {
+	var ran atomic.Int32
+	d := &fakeDialer{delay: 50 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(80*time.Millisecond, cancel)
+	jobs := jobsFor(20, func(int) []Task { return []Task{{Module: "step", Mod: &step{ran: &ran}}} })
+	r := Run(ctx, "apply", d, jobs, Options{Forks: 2, Timeout: time.Second})
+	if r.Summary.NotDone == 0 || r.Summary.NotDone == 20 {
+		t.Fatalf("not done: %d of 20", r.Summary.NotDone)
+	}
+	if r.ExitCode()&report.ExitFailed == 0 {
+		t.Errorf("an interrupted run must not exit 0: %d", r.ExitCode())
+	}
+}
+
+// facty gathers a fact and checks it arrived before Run.
+type facty struct {
+	key, script string
+	got         *string
+}
+
+func (f *facty) Queries() []tasks.Query {
+	return []tasks.Query{{Key: f.key, Script: f.script, Parse: func(b []byte) (any, error) { return string(b), nil }}}
+}
+
+func (f *facty) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*tasks.Result, error) {
+	v, ok := env.Facts.Get(f.key)
+	if !ok {
+		return nil, fmt.Errorf("fact %s not gathered", f.key)
+	}
+	*f.got = v.(string)
+	return &tasks.Result{}, nil
+}
+
+// countingConn counts round trips.
+type countingConn struct {
+	localConn
+	n atomic.Int32
+}
+
+func (c *countingConn) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	c.n.Add(1)
+	return c.localConn.Run(ctx, cmd, stdin)
+}
+
+type oneConn struct{ c *countingConn }
+
+func (o oneConn) Dial(context.Context, transport.Target) (Conn, error) { return o.c, nil }
+
+func TestFactsInOneRoundTrip(t *testing.T) {
+	var a, b, c string
+	tricky := "printf 'no newline at the end'"
+	jobs := []*Job{{Name: "h", Plays: []Play{{Tasks: []Task{
+		{Module: "a", Mod: &facty{key: "a", script: "echo alpha; echo beta", got: &a}},
+		{Module: "b", Mod: &facty{key: "b", script: tricky, got: &b}},
+		{Module: "c", Mod: &facty{key: "c", script: "cat <<'EOF'\nBREAKGLASS_EOF here\nEOF", got: &c}},
+		{Module: "a2", Mod: &facty{key: "a", script: "echo again", got: new(string)}},
+	}}}}}
+	conn := &countingConn{localConn: localConn{user: "root"}}
+	r := Run(context.Background(), "apply", oneConn{conn}, jobs, Options{Forks: 1, Timeout: 5 * time.Second})
+	if r.Hosts[0].Status != report.StatusOK {
+		t.Fatalf("host: %+v", r.Hosts[0])
+	}
+	if n := conn.n.Load(); n != 1 {
+		t.Errorf("%d round trips for facts, want 1", n)
+	}
+	if a != "alpha\nbeta\n" || b != "no newline at the end" || c != "BREAKGLASS_EOF here\n" {
+		t.Errorf("facts: %q %q %q", a, b, c)
+	}
+}
+
+func TestSplitGatheredFailedQuery(t *testing.T) {
+	qs := []tasks.Query{{Key: "ok", Script: "echo fine"}, {Key: "bad", Script: "echo partial; exit 3"}}
+	script, mark := GatherScript(qs)
+	x := exec.Command("/bin/sh", "-s")
+	x.Stdin = bytes.NewReader(script)
+	out, err := x.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := SplitGathered(out, mark, 2)
+	if string(parts[0].Out) != "fine\n" || parts[0].RC != 0 || parts[1].RC != 3 {
+		t.Fatalf("parts: %+v", parts)
+	}
+	if strings.Contains(string(script), "\x00") {
+		t.Fatal("NUL in script")
+	}
+}
+
+func TestUnifiedDiff(t *testing.T) {
+	d := UnifiedDiff("/etc/sudoers.d/x", "a\nb\nc\n", "a\nc\nd\n")
+	want := "--- /etc/sudoers.d/x (before)\n+++ /etc/sudoers.d/x (after)\n a\n-b\n c\n+d\n"
+	if d != want {
+		t.Fatalf("diff:\n%s\nwant:\n%s", d, want)
+	}
+}
