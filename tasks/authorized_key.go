@@ -1,0 +1,544 @@
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/go-multierror"
+	"golang.org/x/crypto/ssh"
+	"gopkg.in/yaml.v3"
+
+	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/yamlx"
+)
+
+// AuthorizedKey installs (or removes) public keys of one user, in the file
+// sshd really reads for that user: the first entry of the user's effective
+// AuthorizedKeysFile (sshd -T -C user=…,host=…,addr=…,laddr=…,lport=…),
+// with %u, %h, %U and %% expanded and relative entries taken from home, as
+// sshd does. When that path is a symlink the file it points to is
+// written.
+//
+// Each listed key gets exactly one line: an existing line of the same key
+// (type and blob; comments and options do not identify a key) is replaced
+// in place when its options differ, and further lines of it are removed,
+// so no second, less restricted line of a probe key can survive. New keys
+// are appended. Comments and blank lines are kept.
+//
+//   - exclusive: also removes every other key line of the file, except the
+//     key this run is connected with (env.ControlKey), which is kept and
+//     reported. The other entries of AuthorizedKeysFile (authorized_keys2)
+//     are not touched.
+//   - probe: the keys are installed as restrict,command="ProbeCommand", so
+//     they can do nothing but prove that the user logs in and whether sudo
+//     works (verify_access).
+//   - state absent: removes the keys' lines; removing the control key is
+//     refused.
+//
+// Owner and modes are repaired even when the content is right (each a
+// reported change): the file belongs to the user with mode 0600, and the
+// directories between home and the file (~/.ssh) belong to the user with
+// mode 0700 and are created when missing. Missing directories outside home
+// (a file under /etc/ssh/authorized_keys/%u) are created root:root 0755.
+//
+// The file is written atomically (temp file in the same directory, owner and
+// mode set, fsync, rename); the previous version is kept as
+// FILE.breakglass.bak.
+type AuthorizedKey struct {
+	user      string
+	keys      []authKey
+	exclusive bool
+	probe     bool
+	absent    bool
+}
+
+var (
+	_ Module   = (*AuthorizedKey)(nil)
+	_ Gatherer = (*AuthorizedKey)(nil)
+)
+
+func init() { Register("authorized_key", NewAuthorizedKey) }
+
+// ProbeCommand is the forced command of probe keys: it prints one line,
+// "breakglass-probe user=NAME sudo=ok|no", the user's name and whether
+// `sudo -n true` works. It holds no double quote, so it sits unescaped in
+// command="…".
+const ProbeCommand = `echo breakglass-probe user=$(id -un) sudo=$(sudo -n true </dev/null >/dev/null 2>&1 && echo ok || echo no)`
+
+// ErrControlKey means a task would remove the key this run is connected
+// with.
+var ErrControlKey = errors.New("refusing to remove the key this run is connected with")
+
+type authorizedKeyArgs struct {
+	User      string   `yaml:"user"`
+	Key       string   `yaml:"key"`
+	Keys      []string `yaml:"keys"`
+	KeyFile   string   `yaml:"key_file"`
+	Options   string   `yaml:"options"`
+	Exclusive bool     `yaml:"exclusive"`
+	Probe     bool     `yaml:"probe"`
+	State     string   `yaml:"state"`
+}
+
+// authKey is one key a task manages.
+type authKey struct {
+	blob    string   // wire form (type and key): what identifies a key
+	options []string // as they will be written
+	comment string
+	line    string // the line the task writes
+}
+
+// sshOptions are the authorized_keys options OpenSSH knows (sshd(8)), with
+// whether they take a value. sshd ignores a line with an unknown option,
+// which would silently lock the key out.
+var sshOptions = map[string]bool{
+	"agent-forwarding": false, "cert-authority": false, "command": true, "environment": true,
+	"expiry-time": true, "from": true, "no-agent-forwarding": false, "no-port-forwarding": false,
+	"no-pty": false, "no-user-rc": false, "no-x11-forwarding": false, "permitlisten": true,
+	"permitopen": true, "port-forwarding": false, "principals": true, "pty": false,
+	"no-touch-required": false, "verify-required": false, "restrict": false, "tunnel": true,
+	"user-rc": false, "x11-forwarding": false,
+}
+
+// NewAuthorizedKey decodes an authorized_key task's arguments. key_file is
+// read now, relative to the playbook's directory, so that a bad key is an
+// input error reported before any host is touched.
+func NewAuthorizedKey(file string, args *yaml.Node) (Module, error) {
+	var a authorizedKeyArgs
+	if err := yamlx.Decode(file, args, &a); err != nil {
+		return nil, err
+	}
+	var errs *multierror.Error
+	bad := func(n *yaml.Node, format string, v ...any) {
+		errs = multierror.Append(errs, yamlx.Errorf(file, n, "authorized_key: "+format, v...))
+	}
+	m := &AuthorizedKey{user: a.User, exclusive: a.Exclusive, probe: a.Probe}
+	if a.User == "" {
+		bad(args, "user is required")
+	} else if err := shell.ValidUser(a.User); err != nil {
+		bad(moduleArg(args, "user"), "%v", err)
+	}
+	switch a.State {
+	case "", "present":
+	case "absent":
+		m.absent = true
+		if a.Exclusive {
+			bad(moduleArg(args, "exclusive"), "exclusive makes no sense with state absent")
+		}
+	default:
+		bad(moduleArg(args, "state"), "state %q: want present or absent", a.State)
+	}
+
+	var opts []string
+	if a.Options != "" {
+		var err error
+		if opts, err = parseKeyOptions(a.Options); err != nil {
+			bad(moduleArg(args, "options"), "options: %v", err)
+		}
+	}
+	if a.Probe {
+		for _, o := range opts {
+			if name, _, _ := strings.Cut(o, "="); strings.EqualFold(name, "command") {
+				bad(moduleArg(args, "options"), "options: probe keys have their own command=; drop it")
+			}
+		}
+		opts = append([]string{"restrict", `command="` + ProbeCommand + `"`}, opts...)
+	}
+
+	seen := map[string]bool{}
+	addKey := func(n *yaml.Node, where, s string) {
+		pk, comment, err := parsePublicKeyLine(s)
+		if err != nil {
+			bad(n, "%s: %v", where, err)
+			return
+		}
+		k := newAuthKey(pk, comment, opts)
+		if seen[k.blob] {
+			bad(n, "%s: the same key is listed twice", where)
+			return
+		}
+		seen[k.blob] = true
+		m.keys = append(m.keys, k)
+	}
+	if a.Key != "" {
+		addKey(moduleArg(args, "key"), "key", a.Key)
+	}
+	for i, s := range a.Keys {
+		addKey(moduleArgElem(args, "keys", i), fmt.Sprintf("keys[%d]", i), s)
+	}
+	if a.KeyFile != "" {
+		n := moduleArg(args, "key_file")
+		p := a.KeyFile
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(file), p)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			bad(n, "key_file: %v", err)
+		} else {
+			// Never quote the file's lines in errors: it may be a private key.
+			lines := strings.Split(string(data), "\n")
+			found := 0
+			for i, line := range lines {
+				t := strings.TrimSpace(line)
+				if t == "" || strings.HasPrefix(t, "#") {
+					continue
+				}
+				found++
+				if strings.Contains(t, "PRIVATE KEY") {
+					bad(n, "key_file %s: line %d: this is a private key; name the .pub file", a.KeyFile, i+1)
+					break
+				}
+				addKey(n, fmt.Sprintf("key_file %s: line %d", a.KeyFile, i+1), strings.TrimSuffix(line, "\r"))
+			}
+			if found == 0 {
+				bad(n, "key_file %s holds no key", a.KeyFile)
+			}
+		}
+	}
+	if a.Key == "" && len(a.Keys) == 0 && a.KeyFile == "" {
+		bad(args, "give key, keys or key_file")
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// parsePublicKeyLine parses one public key in authorized_keys format
+// ("type base64 [comment]") and refuses anything else: several lines,
+// control characters, leading options (they belong in options:, where
+// they are checked), or a second key.
+func parsePublicKeyLine(s string) (ssh.PublicKey, string, error) {
+	if strings.ContainsAny(s, "\x00\r\n") {
+		return nil, "", errors.New("a key must be one line (no NUL, CR or LF)")
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }) {
+		return nil, "", errors.New("a key must not hold control characters")
+	}
+	pk, comment, opts, rest, err := ssh.ParseAuthorizedKey([]byte(s))
+	switch {
+	case err != nil:
+		return nil, "", errors.New(`not a public key in authorized_keys format ("ssh-ed25519 AAAA… comment")`)
+	case len(opts) > 0:
+		return nil, "", errors.New("the key carries options; put them in options:, where they are checked")
+	case len(bytes.TrimSpace(rest)) > 0:
+		return nil, "", errors.New("more than one key")
+	}
+	return pk, comment, nil
+}
+
+// sentinelKey is a well-formed key options are parsed against.
+var sentinelKey = func() ssh.PublicKey {
+	pk, err := ssh.NewPublicKey(ed25519.PublicKey(make([]byte, ed25519.PublicKeySize)))
+	if err != nil {
+		panic(err)
+	}
+	return pk
+}()
+
+// parseKeyOptions checks an authorized_keys option list such as
+// `from="10.0.0.0/8",no-pty` and returns its options.
+func parseKeyOptions(s string) ([]string, error) {
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, errors.New("must be one line without control characters")
+	}
+	line := s + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sentinelKey)))
+	pk, comment, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil || comment != "" || len(rest) > 0 || len(opts) == 0 || !bytes.Equal(pk.Marshal(), sentinelKey.Marshal()) {
+		return nil, fmt.Errorf("%q is not an authorized_keys option list (name or name=\"value\", separated by commas, no spaces outside quotes)", s)
+	}
+	for _, o := range opts {
+		name, _, hasValue := strings.Cut(o, "=")
+		takesValue, known := sshOptions[strings.ToLower(name)]
+		switch {
+		case !known:
+			return nil, fmt.Errorf("unknown option %q: sshd would ignore the whole key line", name)
+		case takesValue && !hasValue:
+			return nil, fmt.Errorf("option %s needs a value (%s=\"…\")", name, name)
+		case !takesValue && hasValue:
+			return nil, fmt.Errorf("option %s takes no value", name)
+		}
+	}
+	return opts, nil
+}
+
+func newAuthKey(pk ssh.PublicKey, comment string, opts []string) authKey {
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk)))
+	if comment != "" {
+		line += " " + comment
+	}
+	if len(opts) > 0 {
+		line = strings.Join(opts, ",") + " " + line
+	}
+	return authKey{blob: string(pk.Marshal()), options: opts, comment: comment, line: line}
+}
+
+// Queries returns the user's facts, sshd's effective config and key files
+// included.
+func (a *AuthorizedKey) Queries() []Query { return []Query{UserFactsQuery(a.user, Conn{})} }
+
+// Run gathers the user's facts, plans and, unless in check mode, applies
+// the plan in one round trip.
+func (a *AuthorizedKey) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
+	var control string
+	if env.ControlKey != "" {
+		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(env.ControlKey))
+		if err != nil {
+			return nil, fmt.Errorf("control key: %w", err)
+		}
+		control = string(pk.Marshal())
+	}
+	ufs, err := gatherUserFacts(ctx, r, env, true, a.user)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := a.plan(ufs[0], authKeyRun{
+		controlKey: control, controlUser: env.ControlUser, check: env.Check, diff: env.Diff,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return applySteps(ctx, r, env, steps, UserFactsKey(a.user))
+}
+
+// authKeyRun is what a plan needs to know about the run.
+type authKeyRun struct {
+	controlKey  string // wire form of env.ControlKey, "" when unknown
+	controlUser string
+	check       bool
+	diff        bool
+}
+
+// plan computes the changes to the user's key file and the directories
+// leading to it.
+func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) {
+	if !uf.Exists && !run.check {
+		return nil, fmt.Errorf("user %s does not exist: create it first (a user task before this one)", a.user)
+	}
+	if err := uf.SSHDKnown(); err != nil {
+		return nil, err
+	}
+	if a.absent && run.controlKey != "" {
+		for _, k := range a.keys {
+			if k.blob == run.controlKey {
+				return nil, fmt.Errorf("user %s: %w", a.user, ErrControlKey)
+			}
+		}
+	}
+	if len(uf.KeyFiles) == 0 {
+		msg := fmt.Sprintf("sshd reads no authorized keys file for %s (AuthorizedKeysFile none)", a.user)
+		if c := uf.SSHD.AuthorizedKeysCommand; c != "" && c != "none" {
+			msg += "; keys come from AuthorizedKeysCommand " + c
+		}
+		return nil, errors.New(msg)
+	}
+	kf := &uf.KeyFiles[0]
+	switch {
+	case kf.Path == "":
+		return nil, fmt.Errorf("user %s: cannot expand AuthorizedKeysFile %q (unknown %% token, or %%U before the user exists)", a.user, kf.Pattern)
+	case kf.Real == "":
+		return nil, fmt.Errorf("user %s: cannot resolve %s", a.user, kf.Path)
+	}
+	if err := shell.ValidPath(kf.Real); err != nil {
+		return nil, fmt.Errorf("user %s: key file: %w", a.user, err)
+	}
+	file := kf.File()
+	if file.Exists && !file.IsRegular() {
+		return nil, fmt.Errorf("user %s: %s is not a regular file: sshd cannot read keys from it; move it away", a.user, kf.Real)
+	}
+	if a.absent && !file.Exists {
+		return nil, nil
+	}
+	walk, inHome := uf.StrictModesWalk(kf)
+	owner := a.user + ":"
+	var steps []hostStep
+
+	// Directories, from the top down: those between home and the file
+	// belong to the user (0700); missing ones elsewhere are made root's.
+	dirs := walk[1:]
+	if inHome {
+		home := dirs[len(dirs)-1]
+		dirs = dirs[:len(dirs)-1]
+		if !home.Exists && !run.check {
+			return nil, fmt.Errorf("home %s of %s does not exist (the user task or ssh_permissions creates it)", home.Path, a.user)
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		switch {
+		case !d.Exists && inHome:
+			steps = append(steps, hostStep{
+				change: Change{What: fmt.Sprintf("create directory %s (owner %s, 0700)", d.Path, a.user), Path: d.Path},
+				cmd:    shell.Join("mkdir", "-m", "0700", "--", d.Path) + "\n" + shell.Join("chown", "-h", "--", owner, d.Path),
+			})
+		case !d.Exists:
+			steps = append(steps, hostStep{
+				change: Change{What: fmt.Sprintf("create directory %s (owner root, 0755)", d.Path), Path: d.Path},
+				cmd:    shell.Join("mkdir", "-m", "0755", "--", d.Path),
+			})
+		case !d.IsDir():
+			return nil, fmt.Errorf("user %s: %s is not a directory", a.user, d.Path)
+		case inHome:
+			if d.UID != uf.UID {
+				steps = append(steps, hostStep{
+					change: Change{What: fmt.Sprintf("chown %s %s (owner uid %d)", owner, d.Path, d.UID), Path: d.Path},
+					cmd:    shell.Join("chown", "-h", "--", owner, d.Path),
+				})
+			}
+			if d.Perm() != 0o700 {
+				steps = append(steps, hostStep{
+					change: Change{What: fmt.Sprintf("chmod 0700 %s (was %04o)", d.Path, d.Perm()), Path: d.Path},
+					cmd:    shell.Join("bg_chmod", "0700", d.Path),
+				})
+			}
+		}
+	}
+
+	old := kf.Content
+	if !file.Exists {
+		old = nil
+	}
+	content, ed, err := a.edit(old, run)
+	if err != nil {
+		return nil, err
+	}
+	if ed.changed {
+		ch := Change{What: fmt.Sprintf("write %s (%s)", kf.Real, ed), Path: kf.Real}
+		if run.diff {
+			ch.Before, ch.After = string(old), string(content)
+		}
+		steps = append(steps, hostStep{
+			change: ch,
+			cmd:    shell.Join("bg_write", kf.Real, owner, "0600", strconv.Itoa(len(content))),
+			stdin:  content,
+		})
+		return steps, nil
+	}
+	if file.Exists {
+		if file.UID != uf.UID {
+			steps = append(steps, hostStep{
+				change: Change{What: fmt.Sprintf("chown %s %s (owner uid %d)", owner, kf.Real, file.UID), Path: kf.Real},
+				cmd:    shell.Join("chown", "-h", "--", owner, kf.Real),
+			})
+		}
+		if file.Perm() != 0o600 {
+			steps = append(steps, hostStep{
+				change: Change{What: fmt.Sprintf("chmod 0600 %s (was %04o)", kf.Real, file.Perm()), Path: kf.Real},
+				cmd:    shell.Join("bg_chmod", "0600", kf.Real),
+			})
+		}
+	}
+	return steps, nil
+}
+
+// keyEdit summarises what edit did to a key file.
+type keyEdit struct {
+	changed              bool
+	added, updated, gone int
+	keptControl          int
+}
+
+func (e keyEdit) String() string {
+	var parts []string
+	if e.added > 0 {
+		parts = append(parts, fmt.Sprintf("%d key(s) added", e.added))
+	}
+	if e.updated > 0 {
+		parts = append(parts, fmt.Sprintf("%d key line(s) rewritten", e.updated))
+	}
+	if e.gone > 0 {
+		parts = append(parts, fmt.Sprintf("%d key line(s) removed", e.gone))
+	}
+	if e.keptControl > 0 {
+		parts = append(parts, "kept the key this run is connected with, which exclusive would have removed")
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "rewritten")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// edit returns the key file's new content. Lines other than key lines
+// (comments, blank lines) are kept; with exclusive, lines that are neither
+// comments nor keys breakglass can parse are removed too.
+func (a *AuthorizedKey) edit(old []byte, run authKeyRun) ([]byte, keyEdit, error) {
+	var ed keyEdit
+	want := map[string]*authKey{}
+	for i := range a.keys {
+		want[a.keys[i].blob] = &a.keys[i]
+	}
+	placed := map[string]bool{}
+	var out []string
+	text := string(old)
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if text == "" {
+		lines = nil
+	}
+	for _, line := range lines {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "#") {
+			out = append(out, line)
+			continue
+		}
+		pk, comment, opts, _, err := ssh.ParseAuthorizedKey([]byte(t))
+		if err != nil {
+			if a.exclusive {
+				ed.gone++
+				continue
+			}
+			out = append(out, line)
+			continue
+		}
+		blob := string(pk.Marshal())
+		k, listed := want[blob]
+		switch {
+		case listed && a.absent:
+			ed.gone++
+		case listed && placed[blob]:
+			ed.gone++ // a second line of a managed key
+		case listed:
+			placed[blob] = true
+			if slices.Equal(opts, k.options) && (k.comment == "" || k.comment == comment) {
+				out = append(out, line)
+			} else {
+				out = append(out, k.line)
+				ed.updated++
+			}
+		case a.exclusive && blob == run.controlKey:
+			out = append(out, line)
+			ed.keptControl++
+		case a.exclusive:
+			if run.controlKey == "" && a.user == run.controlUser {
+				return nil, ed, fmt.Errorf("exclusive keys of %s, the user this run is connected as: the key this run is connected with is unknown, so it cannot be protected; refusing", a.user)
+			}
+			ed.gone++
+		default:
+			out = append(out, line)
+		}
+	}
+	if !a.absent {
+		for _, k := range a.keys {
+			if !placed[k.blob] {
+				out = append(out, k.line)
+				ed.added++
+			}
+		}
+	}
+	ed.changed = ed.added+ed.updated+ed.gone > 0
+	if !ed.changed {
+		return old, ed, nil
+	}
+	if len(out) == 0 {
+		return []byte{}, ed, nil
+	}
+	return []byte(strings.Join(out, "\n") + "\n"), ed, nil
+}

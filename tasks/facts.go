@@ -1,0 +1,915 @@
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/breakglass/breakglass/internal/shell"
+)
+
+// Host facts shared by the user, authorized_key and ssh_permissions modules
+// (and by audit): one UserFacts per user, gathered by one shell script that
+// reads the account (passwd, the shadow fields that matter, groups), sshd's
+// effective configuration for that user as seen from this run's connection,
+// and everything sshd's StrictModes check looks at for each
+// AuthorizedKeysFile, plus the key files' contents (public data).
+//
+// Password hashes never leave the host: the script prints only what kind
+// of value the shadow password field holds.
+
+// Conn is the connection sshd judges a login by: the client address (also
+// used as the host name, as sshd does with UseDNS no), the server address
+// and the server port. Every field must be known, because `sshd -T -C`
+// silently treats a Match criterion whose field is missing as not matching.
+type Conn struct {
+	Client string
+	Server string
+	Port   int
+}
+
+// complete reports whether every field is known, and is an address: a
+// comma would add criteria to sshd -T -C, so anything else counts as
+// unknown.
+func (c Conn) complete() bool {
+	return connAddr.MatchString(c.Client) && connAddr.MatchString(c.Server) && c.Port > 0 && c.Port < 65536
+}
+
+var connAddr = regexp.MustCompile(`^[A-Za-z0-9.:%_-]+$`)
+
+func (c Conn) String() string {
+	return fmt.Sprintf("client %s, server %s port %d", c.Client, c.Server, c.Port)
+}
+
+// ConnOf returns the connection described by env.
+func ConnOf(env *Env) Conn {
+	return Conn{Client: env.ClientAddr, Server: env.ServerAddr, Port: env.ServerPort}
+}
+
+// PathStat is stat(2) of a path, following symlinks (as sshd does).
+type PathStat struct {
+	Path   string
+	Exists bool
+	UID    int
+	GID    int
+	Mode   uint32 // st_mode: file type and permission bits
+}
+
+const (
+	modeTypeMask = 0o170000
+	modeDir      = 0o040000
+	modeRegular  = 0o100000
+)
+
+// IsDir reports whether the path is a directory.
+func (s PathStat) IsDir() bool { return s.Exists && s.Mode&modeTypeMask == modeDir }
+
+// IsRegular reports whether the path is a regular file.
+func (s PathStat) IsRegular() bool { return s.Exists && s.Mode&modeTypeMask == modeRegular }
+
+// Perm returns the permission bits, setuid, setgid and sticky included.
+func (s PathStat) Perm() uint32 { return s.Mode & 0o7777 }
+
+// Executable reports whether sshd would accept the path as a login shell:
+// it exists and has an execute bit (stat follows symlinks). A non-regular
+// file is refused too, as exec would fail.
+func (s PathStat) Executable() bool { return s.IsRegular() && s.Mode&0o111 != 0 }
+
+// PasswordState is what the shadow password field holds. The hash itself
+// is never read off the host.
+type PasswordState string
+
+// Password field states.
+const (
+	PasswordHash   PasswordState = "hash"   // a password is set
+	PasswordLocked PasswordState = "locked" // starts with "!": with UsePAM no, sshd refuses the account
+	PasswordStar   PasswordState = "star"   // "*" (or "*…"): no password, not a lock
+	PasswordEmpty  PasswordState = "empty"  // no password at all
+)
+
+// Shadow holds the shadow fields that decide whether an account may log in.
+// Day counts are days since 1970-01-01; -1 means the field is empty.
+type Shadow struct {
+	Password   PasswordState // field 2, classified
+	LastChange int64         // field 3: 0 forces a password change
+	Max        int64         // field 5: maximum password age
+	Inactive   int64         // field 7: days after Max before the account is disabled
+	Expire     int64         // field 8: the account expires after this day
+}
+
+// Ageing reports whether a maximum password age applies. Like chage -l,
+// it counts a maximum of 10000 days or more (login.defs' 99999) as none.
+func (s *Shadow) Ageing() bool { return s.Max >= 0 && s.Max < 10000 }
+
+// KeyOnly reports whether the account has no usable password, so that
+// password ageing can only ever lock it out.
+func (s *Shadow) KeyOnly() bool { return s.Password != PasswordHash }
+
+// SSHDConfig is sshd's effective configuration for one user and connection
+// (`sshd -T -C …`). Values holds every keyword sshd printed (lower case),
+// one entry per output line; the fields below are the ones breakglass
+// judges lockouts by.
+type SSHDConfig struct {
+	Values map[string][]string
+
+	AuthorizedKeysFile       []string // as configured, tokens (%u, %h, %U) not expanded
+	StrictModes              bool
+	UsePAM                   bool
+	PubkeyAuthentication     bool
+	PermitRootLogin          string
+	AllowUsers               []string
+	DenyUsers                []string
+	AllowGroups              []string
+	DenyGroups               []string
+	AuthenticationMethods    string
+	MaxAuthTries             int
+	PubkeyAcceptedAlgorithms []string
+	AuthorizedKeysCommand    string
+}
+
+// Get returns the first value of keyword k ("" when absent).
+func (c *SSHDConfig) Get(k string) string {
+	if v := c.Values[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// KeyFile is one entry of the effective AuthorizedKeysFile list.
+type KeyFile struct {
+	Pattern string // as configured, e.g. ".ssh/authorized_keys" or "/etc/ssh/authorized_keys/%u"
+	// Path is Pattern with %u, %h, %U and %% expanded and made absolute
+	// (relative to home), as sshd does. "" when it cannot be expanded
+	// (an unknown token, or %U for a user that does not exist yet).
+	Path string
+	// Real is Path with symlinks resolved (realpath -m: missing components
+	// are kept as they are).
+	Real string
+	// Walk is stat of Real, then of each parent directory up to /.
+	// StrictModesWalk cuts it where sshd stops.
+	Walk []PathStat
+	// Content is the file's content when Real is a regular file.
+	Content []byte
+}
+
+// File returns the stat of the key file itself (symlinks resolved).
+func (k *KeyFile) File() PathStat {
+	if len(k.Walk) == 0 {
+		return PathStat{Path: k.Real}
+	}
+	return k.Walk[0]
+}
+
+// UserFacts is everything breakglass reads about one user on one host.
+type UserFacts struct {
+	Name   string
+	Exists bool // false: the user does not exist (yet)
+	UID    int  // -1 when the user does not exist
+	GID    int
+	Gecos  string
+	// Home is the passwd home, or, for a user that does not exist yet, the
+	// home useradd would give it (useradd -D's HOME/NAME).
+	Home      string
+	HomeReal  string // Home with symlinks resolved
+	HomeStat  PathStat
+	Shell     string   // passwd shell ("" means /bin/sh to sshd)
+	ShellStat PathStat // of Shell, or of /bin/sh when Shell is ""
+	Groups    []string // id -Gn: primary group first
+	GIDs      []int
+	Shadow    *Shadow // nil when the user has no shadow entry
+	Today     int64   // the host's current day since 1970-01-01
+
+	// Conn is the connection the sshd config was evaluated for; incomplete
+	// when the gathering script could not learn it (then SSHD is empty).
+	Conn     Conn
+	SSHD     SSHDConfig
+	SSHDErr  string    // sshd -T failed: its exit status and error output
+	KeyFiles []KeyFile // effective AuthorizedKeysFile entries, "none" left out
+}
+
+// SSHDKnown returns an error unless the effective sshd configuration was
+// read.
+func (u *UserFacts) SSHDKnown() error {
+	switch {
+	case u.SSHDErr != "":
+		return fmt.Errorf("%w: sshd -T for %s: %s", ErrSSHDConfig, u.Name, u.SSHDErr)
+	case !u.Conn.complete():
+		return fmt.Errorf("%w: the connection's addresses are unknown, so sshd's Match blocks cannot be evaluated for %s", ErrSSHDConfig, u.Name)
+	}
+	return nil
+}
+
+// ErrSSHDConfig means sshd's effective configuration could not be read.
+var ErrSSHDConfig = errors.New("cannot read sshd's effective configuration")
+
+// StrictModesWalk returns what sshd's StrictModes check (OpenSSH misc.c
+// safe_path) looks at for key file k, in the order sshd looks: the file
+// itself (symlinks resolved), then each parent directory up to and
+// including the user's home directory (resolved), or up to / when the file
+// is not below home. inHome reports whether the walk stopped at home.
+// Components that do not exist are included (Exists false).
+func (u *UserFacts) StrictModesWalk(k *KeyFile) (walk []PathStat, inHome bool) {
+	for i, s := range k.Walk {
+		walk = append(walk, s)
+		if i > 0 && u.HomeReal != "" && s.Path == u.HomeReal {
+			return walk, true
+		}
+	}
+	return walk, false
+}
+
+// UserFactsKey is the Facts key of a user's facts.
+func UserFactsKey(name string) string { return "user:" + name }
+
+// UserFactsQuery returns the query gathering UserFacts for user name,
+// evaluating sshd's configuration for connection c. When c is incomplete
+// the script learns the connection from the SSH_CONNECTION of the session
+// it runs in (its own environment or an ancestor process's), which is how
+// the runner's one-round-trip gathering, which has no Env, gets it.
+func UserFactsQuery(name string, c Conn) Query {
+	var b strings.Builder
+	if c.complete() {
+		fmt.Fprintf(&b, "u=%s client=%s server=%s port=%d\n", shell.Quote(name), shell.Quote(c.Client), shell.Quote(c.Server), c.Port)
+	} else {
+		fmt.Fprintf(&b, "u=%s client= server= port=\n", shell.Quote(name))
+	}
+	b.WriteString(userFactsScript)
+	return Query{
+		Key:    UserFactsKey(name),
+		Script: b.String(),
+		Parse:  func(out []byte) (any, error) { return ParseUserFacts(name, out) },
+	}
+}
+
+// userFactsScript prints one record per line: a tag, then fields; a path
+// is always the last field. It never fails: what it cannot read it reports.
+const userFactsScript = `LC_ALL=C; export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+set -f
+nl='
+'
+tab='	'
+printf 'breakglass-user-facts 2 %s\n' "$u"
+if [ -z "$client" ]; then
+	c=${SSH_CONNECTION-}
+	p=$$
+	while [ -z "$c" ] && [ -r "/proc/$p/status" ]; do
+		pp=
+		while read -r k v; do [ "$k" != PPid: ] || pp=$v; done <"/proc/$p/status"
+		case $pp in ''|0|1) break ;; esac
+		p=$pp
+		c=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -m 1 '^SSH_CONNECTION=')
+		c=${c#SSH_CONNECTION=}
+	done
+	set -- $c
+	client=${1-} server=${3-} port=${4-}
+fi
+printf 'conn %s %s %s\n' "${client:--}" "${server:--}" "${port:--}"
+printf 'today %s\n' "$(( $(date +%s) / 86400 ))"
+uid= home= sh_=
+if pw=$(getent passwd "$u"); then
+	printf 'passwd %s\n' "$pw"
+	IFS=:
+	set -- $pw
+	IFS=" $tab$nl"
+	uid=${3-} home=${6-} sh_=${7:-/bin/sh}
+	printf 'shell %s\n' "$sh_"
+	printf 'groups %s\n' "$(id -Gn -- "$u" 2>/dev/null)"
+	printf 'gids %s\n' "$(id -G -- "$u" 2>/dev/null)"
+	if sp=$(getent shadow "$u"); then
+		printf '%s\n' "$sp" | awk -F: 'function f(x) { return x == "" ? "-" : x }
+		NR == 1 {
+			p = $2
+			if (p == "") c = "empty"
+			else if (substr(p, 1, 1) == "!") c = "locked"
+			else if (substr(p, 1, 1) == "*") c = "star"
+			else c = "hash"
+			print "shadow", c, f($3), f($5), f($7), f($8)
+		}'
+	else
+		echo noshadow
+	fi
+else
+	d=$(useradd -D 2>/dev/null | grep '^HOME=')
+	d=${d#HOME=}
+	home=${d:-/home}/$u
+	printf 'newhome %s\n' "$home"
+fi
+printf 'home %s\n' "$home"
+akf=
+if [ -z "$client" ] || [ -z "$server" ] || [ -z "$port" ]; then
+	echo sshd-skip
+elif o=$(sshd -T -C "user=$u,host=$client,addr=$client,laddr=$server,lport=$port" 2>/dev/null); then
+	echo sshd-rc 0
+	IFS=$nl
+	[ -z "$o" ] || printf 'sshd %s\n' $o
+	IFS=" $tab$nl"
+	akf=$(printf '%s\n' "$o" | H=$home U=$u I=$uid awk '
+	function expand(s,   r, c, n) {
+		r = ""
+		while (s != "") {
+			c = substr(s, 1, 1)
+			if (c != "%") { r = r c; s = substr(s, 2); continue }
+			n = substr(s, 2, 1)
+			if (n == "%") r = r "%"
+			else if (n == "u") r = r ENVIRON["U"]
+			else if (n == "h") r = r ENVIRON["H"]
+			else if (n == "U" && ENVIRON["I"] != "") r = r ENVIRON["I"]
+			else return ""
+			s = substr(s, 3)
+		}
+		if (substr(r, 1, 1) != "/") r = ENVIRON["H"] "/" r
+		return r
+	}
+	$1 == "authorizedkeysfile" { for (i = 2; i <= NF; i++) if ($i != "none") print $i "\t" expand($i) }')
+else
+	printf 'sshd-rc %s\n' "$?"
+	sshd -T -C "user=$u,host=$client,addr=$client,laddr=$server,lport=$port" 2>&1 >/dev/null | sed 's/^/sshd-err /'
+fi
+# One stat for every path.
+printf 'homereal %s\n' "$(realpath -m -- "$home" 2>/dev/null)"
+i=0 all=$home$nl$sh_ files=
+IFS=$nl
+for l in $akf; do
+	i=$((i + 1))
+	printf 'akf %d %s\n' "$i" "${l%%"$tab"*}"
+	p=${l#*"$tab"}
+	[ -n "$p" ] || continue
+	printf 'akpath %d %s\n' "$i" "$p"
+	r=$(realpath -m -- "$p" 2>/dev/null) || continue
+	printf 'akreal %d %s\n' "$i" "$r"
+	p=$r
+	while :; do
+		printf 'walk %d %s\n' "$i" "$p"
+		all=$all$nl$p
+		[ "$p" != / ] || break
+		p=${p%/*}
+		[ -n "$p" ] || p=/
+	done
+	[ ! -f "$r" ] || files=$files$nl$i$tab$r
+done
+set --
+for p in $all; do set -- "$@" "$p"; done
+IFS=" $tab$nl"
+[ $# -eq 0 ] || stat -L -c 'stat %u %g %f %n' -- "$@" 2>/dev/null
+IFS=$nl
+for l in $files; do
+	printf 'content %d ' "${l%%"$tab"*}"
+	base64 -w0 -- "${l#*"$tab"}"
+	echo
+done
+IFS=" $tab$nl"
+echo end
+`
+
+// ParseUserFacts parses the output of UserFactsQuery's script for user
+// name.
+func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
+	u := &UserFacts{Name: name, UID: -1, GID: -1}
+	u.SSHD.Values = map[string][]string{}
+	var (
+		sawHeader, sawEnd, sawShadow bool
+		sshdRC                       = -1
+		sshdErr                      []string
+		sshdSkip                     bool
+		shellPath, homePath          string
+		stats                        = map[string]PathStat{}
+		byIndex                      = map[int]*KeyFile{}
+		walks                        = map[int][]string{}
+		order                        []int
+	)
+	keyFile := func(field string) (int, *KeyFile, error) {
+		i, err := strconv.Atoi(field)
+		if err != nil || i < 1 {
+			return 0, nil, fmt.Errorf("bad key file index %q", field)
+		}
+		k, ok := byIndex[i]
+		if !ok {
+			k = &KeyFile{}
+			byIndex[i] = k
+			order = append(order, i)
+		}
+		return i, k, nil
+	}
+	for n, line := range strings.Split(string(out), "\n") {
+		if line == "" {
+			continue
+		}
+		tag, rest, _ := strings.Cut(line, " ")
+		if !sawHeader && tag != "breakglass-user-facts" {
+			return nil, fmt.Errorf("user facts of %s: line %d: missing header", name, n+1)
+		}
+		var err error
+		switch tag {
+		case "breakglass-user-facts":
+			if rest != "2 "+name {
+				err = fmt.Errorf("unexpected header %q", line)
+			}
+			sawHeader = true
+		case "conn":
+			f := strings.Fields(rest)
+			if len(f) != 3 {
+				err = errors.New("bad conn record")
+				break
+			}
+			u.Conn = Conn{Client: dashNone(f[0]), Server: dashNone(f[1])}
+			if f[2] != "-" {
+				u.Conn.Port, err = strconv.Atoi(f[2])
+			}
+		case "today":
+			u.Today, err = strconv.ParseInt(rest, 10, 64)
+		case "passwd":
+			err = u.parsePasswd(rest)
+		case "newhome":
+			u.Home = rest
+		case "shell":
+			shellPath = rest
+		case "home":
+			homePath = rest
+		case "homereal":
+			u.HomeReal = rest
+		case "groups":
+			u.Groups = strings.Fields(rest)
+		case "gids":
+			for _, g := range strings.Fields(rest) {
+				id, aerr := strconv.Atoi(g)
+				if aerr != nil {
+					err = fmt.Errorf("bad gid %q", g)
+					break
+				}
+				u.GIDs = append(u.GIDs, id)
+			}
+		case "shadow":
+			u.Shadow, err = parseShadow(rest)
+			sawShadow = true
+		case "noshadow":
+			sawShadow = true
+		case "stat":
+			var st PathStat
+			if st, err = parseStatLine(rest); err == nil {
+				stats[st.Path] = st
+			}
+		case "sshd-rc":
+			sshdRC, err = strconv.Atoi(rest)
+		case "sshd":
+			k, v, _ := strings.Cut(rest, " ")
+			u.SSHD.Values[k] = append(u.SSHD.Values[k], v)
+		case "sshd-err":
+			sshdErr = append(sshdErr, rest)
+		case "sshd-skip":
+			sshdSkip = true
+		case "akf", "akpath", "akreal", "walk", "content":
+			idx, val, _ := strings.Cut(rest, " ")
+			i, k, kerr := keyFile(idx)
+			if kerr != nil {
+				err = kerr
+				break
+			}
+			switch tag {
+			case "akf":
+				k.Pattern = val
+			case "akpath":
+				k.Path = val
+			case "akreal":
+				k.Real = val
+			case "walk":
+				walks[i] = append(walks[i], val)
+			case "content":
+				k.Content, err = base64.StdEncoding.DecodeString(val)
+				if k.Content == nil && err == nil {
+					k.Content = []byte{}
+				}
+			}
+		case "end":
+			sawEnd = true
+		default:
+			err = fmt.Errorf("unknown record %q", tag)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("user facts of %s: line %d: %w", name, n+1, err)
+		}
+	}
+	switch {
+	case !sawHeader:
+		return nil, fmt.Errorf("user facts of %s: empty output", name)
+	case !sawEnd:
+		return nil, fmt.Errorf("user facts of %s: output ends early", name)
+	case u.Exists && !sawShadow:
+		return nil, fmt.Errorf("user facts of %s: no shadow record", name)
+	case u.Exists && shellPath == "":
+		return nil, fmt.Errorf("user facts of %s: no shell record", name)
+	}
+	statOf := func(p string) PathStat {
+		if st, ok := stats[p]; ok {
+			return st
+		}
+		return PathStat{Path: p}
+	}
+	if shellPath != "" {
+		u.ShellStat = statOf(shellPath)
+	}
+	u.HomeStat = statOf(homePath)
+	if sshdSkip {
+		return u, nil
+	}
+	if sshdRC != 0 {
+		msg := strings.Join(sshdErr, "; ")
+		if msg == "" {
+			msg = "no error output"
+		}
+		u.SSHDErr = fmt.Sprintf("exit status %d: %s", sshdRC, msg)
+		return u, nil
+	}
+	u.SSHD.fill()
+	for _, i := range order {
+		k := byIndex[i]
+		for _, p := range walks[i] {
+			k.Walk = append(k.Walk, statOf(p))
+		}
+		if k.Real != "" && (len(k.Walk) == 0 || k.Walk[0].Path != k.Real) {
+			return nil, fmt.Errorf("user facts of %s: key file %d: walk does not start at %s", name, i, k.Real)
+		}
+		u.KeyFiles = append(u.KeyFiles, *k)
+	}
+	return u, nil
+}
+
+func dashNone(s string) string {
+	if s == "-" {
+		return ""
+	}
+	return s
+}
+
+func (u *UserFacts) parsePasswd(line string) error {
+	f := strings.Split(line, ":")
+	if len(f) != 7 || f[0] != u.Name {
+		return fmt.Errorf("bad passwd record")
+	}
+	uid, err1 := strconv.Atoi(f[2])
+	gid, err2 := strconv.Atoi(f[3])
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("bad uid or gid in passwd record")
+	}
+	u.Exists, u.UID, u.GID, u.Gecos, u.Home, u.Shell = true, uid, gid, f[4], f[5], f[6]
+	return nil
+}
+
+func parseShadow(rest string) (*Shadow, error) {
+	f := strings.Fields(rest)
+	if len(f) != 5 {
+		return nil, fmt.Errorf("bad shadow record")
+	}
+	s := &Shadow{Password: PasswordState(f[0])}
+	switch s.Password {
+	case PasswordHash, PasswordLocked, PasswordStar, PasswordEmpty:
+	default:
+		return nil, fmt.Errorf("bad password state %q", f[0])
+	}
+	for i, p := range []*int64{&s.LastChange, &s.Max, &s.Inactive, &s.Expire} {
+		if f[i+1] == "-" {
+			*p = -1
+			continue
+		}
+		v, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad shadow field %q", f[i+1])
+		}
+		*p = v
+	}
+	return s, nil
+}
+
+// parseStatLine parses "UID GID HEXMODE PATH" ("- - -" when missing).
+func parseStatLine(rest string) (PathStat, error) {
+	f := strings.SplitN(rest, " ", 4)
+	if len(f) != 4 || f[3] == "" {
+		return PathStat{}, errors.New("bad stat record")
+	}
+	st := PathStat{Path: f[3]}
+	if f[0] == "-" {
+		return st, nil
+	}
+	uid, err1 := strconv.Atoi(f[0])
+	gid, err2 := strconv.Atoi(f[1])
+	mode, err3 := strconv.ParseUint(f[2], 16, 32)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return PathStat{}, errors.New("bad stat record")
+	}
+	st.Exists, st.UID, st.GID, st.Mode = true, uid, gid, uint32(mode)
+	return st, nil
+}
+
+func (c *SSHDConfig) fill() {
+	list := func(k string) []string {
+		var out []string
+		for _, v := range c.Values[k] {
+			out = append(out, strings.Fields(v)...)
+		}
+		return out
+	}
+	c.AuthorizedKeysFile = list("authorizedkeysfile")
+	c.StrictModes = c.Get("strictmodes") == "yes"
+	c.UsePAM = c.Get("usepam") == "yes"
+	c.PubkeyAuthentication = c.Get("pubkeyauthentication") == "yes"
+	c.PermitRootLogin = c.Get("permitrootlogin")
+	c.AllowUsers = list("allowusers")
+	c.DenyUsers = list("denyusers")
+	c.AllowGroups = list("allowgroups")
+	c.DenyGroups = list("denygroups")
+	c.AuthenticationMethods = c.Get("authenticationmethods")
+	c.MaxAuthTries, _ = strconv.Atoi(c.Get("maxauthtries"))
+	if v := c.Get("pubkeyacceptedalgorithms"); v != "" {
+		c.PubkeyAcceptedAlgorithms = strings.Split(v, ",")
+	}
+	c.AuthorizedKeysCommand = c.Get("authorizedkeyscommand")
+}
+
+// staleFor reports whether the facts were gathered for another connection
+// than c; an incomplete c accepts any.
+func (u *UserFacts) staleFor(c Conn) bool { return c.complete() && u.Conn != c }
+
+// PathFactsKey is the Facts key of the stat of path p.
+func PathFactsKey(p string) string { return "path:" + p }
+
+// PathQuery returns the query gathering the stat (following symlinks) of
+// absolute path p; its value is a PathStat.
+func PathQuery(p string) Query {
+	return Query{
+		Key: PathFactsKey(p),
+		Script: "p=" + shell.Quote(p) + "\n" +
+			`LC_ALL=C stat -L -c '%u %g %f %n' -- "$p" 2>/dev/null || printf -- '- - - %s\n' "$p"` + "\n",
+		Parse: func(out []byte) (any, error) {
+			st, err := parseStatLine(strings.TrimSuffix(string(out), "\n"))
+			if err != nil || st.Path != p {
+				return nil, fmt.Errorf("stat %s: unexpected output %q", p, out)
+			}
+			return st, nil
+		},
+	}
+}
+
+// GroupFactsKey is the Facts key of whether group g exists.
+func GroupFactsKey(g string) string { return "group:" + g }
+
+// GroupQuery returns the query telling whether group g exists; its value
+// is a bool.
+func GroupQuery(g string) Query {
+	return Query{
+		Key:    GroupFactsKey(g),
+		Script: "if getent group " + shell.Quote(g) + " >/dev/null; then echo present; else echo absent; fi\n",
+		Parse: func(out []byte) (any, error) {
+			switch strings.TrimSpace(string(out)) {
+			case "present":
+				return true, nil
+			case "absent":
+				return false, nil
+			}
+			return nil, fmt.Errorf("group %s: unexpected output %q", g, out)
+		},
+	}
+}
+
+// gatherFacts returns the values of qs: from env.Facts when gathered already
+// (and, with needSSHD, gathered for this run's connection), the rest in
+// one round trip.
+func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Query) ([]any, error) {
+	if env.Facts == nil {
+		env.Facts = &Facts{}
+	}
+	conn := ConnOf(env)
+	vals := make([]any, len(qs))
+	var miss []int
+	seen := map[string]int{}
+	for i, q := range qs {
+		if j, dup := seen[q.Key]; dup {
+			vals[i] = j // resolved below
+			continue
+		}
+		seen[q.Key] = i
+		if v, ok := env.Facts.Get(q.Key); ok {
+			if uf, isUser := v.(*UserFacts); !isUser || !needSSHD || !uf.staleFor(conn) {
+				vals[i] = v
+				continue
+			}
+		}
+		miss = append(miss, i)
+	}
+	if len(miss) > 0 {
+		nonce, err := factsNonce()
+		if err != nil {
+			return nil, err
+		}
+		var script bytes.Buffer
+		for _, i := range miss {
+			fmt.Fprintf(&script, "printf '%%s\\n' '@@breakglass-fact %s %d'\n(\n%s\n)\nprintf '\\n@@breakglass-end %s %d %%s\\n' \"$?\"\n", nonce, i, qs[i].Script, nonce, i)
+		}
+		out, err := r.Run(ctx, "/bin/sh -s", script.Bytes())
+		if err != nil {
+			return nil, fmt.Errorf("gather %s: %w", qs[miss[0]].Key, err)
+		}
+		parts, err := splitFactsOutput(out, nonce)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range miss {
+			p, ok := parts[i]
+			if !ok {
+				return nil, fmt.Errorf("gather %s: no output", qs[i].Key)
+			}
+			if p.status != "0" {
+				return nil, fmt.Errorf("gather %s: exit status %s", qs[i].Key, p.status)
+			}
+			v, err := qs[i].Parse(p.out)
+			if err != nil {
+				return nil, fmt.Errorf("gather %s: %w", qs[i].Key, err)
+			}
+			env.Facts.Set(qs[i].Key, v)
+			vals[i] = v
+		}
+	}
+	for i, q := range qs {
+		if j := seen[q.Key]; j != i {
+			vals[i] = vals[j]
+		}
+	}
+	return vals, nil
+}
+
+type factChunk struct {
+	out    []byte
+	status string
+}
+
+// splitFactsOutput cuts the output of a batch of queries at the markers gatherFacts
+// printed around each.
+func splitFactsOutput(out []byte, nonce string) (map[int]factChunk, error) {
+	parts := map[int]factChunk{}
+	begin := []byte("@@breakglass-fact " + nonce + " ")
+	end := []byte("\n@@breakglass-end " + nonce + " ")
+	for len(out) > 0 {
+		s := bytes.Index(out, begin)
+		if s < 0 {
+			break
+		}
+		out = out[s+len(begin):]
+		nl := bytes.IndexByte(out, '\n')
+		if nl < 0 {
+			return nil, errors.New("gather: truncated output")
+		}
+		i, err := strconv.Atoi(string(out[:nl]))
+		if err != nil {
+			return nil, errors.New("gather: bad marker")
+		}
+		out = out[nl+1:]
+		e := bytes.Index(out, end)
+		if e < 0 {
+			return nil, errors.New("gather: truncated output")
+		}
+		body := out[:e]
+		out = out[e+len(end):]
+		nl = bytes.IndexByte(out, '\n')
+		if nl < 0 {
+			nl = len(out)
+		}
+		idx, status, _ := strings.Cut(string(out[:nl]), " ")
+		if idx != strconv.Itoa(i) {
+			return nil, errors.New("gather: mismatched markers")
+		}
+		parts[i] = factChunk{out: body, status: status}
+		out = out[nl:]
+	}
+	return parts, nil
+}
+
+func factsNonce() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("nonce: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// gatherUserFacts returns the facts of users names, gathered for this run's
+// connection when needSSHD.
+func gatherUserFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, names ...string) ([]*UserFacts, error) {
+	qs := make([]Query, len(names))
+	for i, n := range names {
+		qs[i] = UserFactsQuery(n, ConnOf(env))
+	}
+	vals, err := gatherFacts(ctx, r, env, needSSHD, qs...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*UserFacts, len(vals))
+	for i, v := range vals {
+		uf, ok := v.(*UserFacts)
+		if !ok {
+			return nil, fmt.Errorf("fact %s holds %T, not user facts", qs[i].Key, v)
+		}
+		out[i] = uf
+	}
+	return out, nil
+}
+
+// hostStep is one planned change and the shell commands that make it.
+type hostStep struct {
+	change Change
+	cmd    string // shell commands, every argument quoted
+	stdin  []byte // content the commands read (bg_write); at most one step of a plan has any
+}
+
+// applyPrelude starts every apply script and defines the helpers plan
+// commands use. bg_write FILE OWNER MODE SIZE writes SIZE bytes of stdin
+// (it never waits for the end of stdin) to FILE atomically: a temp file in
+// the same directory, owner and mode set, fsync, the previous version kept
+// as FILE.breakglass.bak (a hard link to the old inode), rename over FILE,
+// fsync of the directory. Neither helper follows a symlink with chown or
+// chmod: root works inside directories users own.
+//
+// Step commands are simple commands, one per line, so that set -e stops
+// at the first failure (it does not inside && lists).
+const applyPrelude = `set -e
+umask 022
+LC_ALL=C; export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+bg_chmod() {
+	if [ -L "$2" ]; then echo "breakglass: $2 is a symlink: not changing its mode" >&2; exit 1; fi
+	chmod "$1" -- "$2"
+}
+bg_write() {
+	bg_d=$(dirname -- "$1")
+	bg_t=$(mktemp -- "$bg_d/.$(basename -- "$1").breakglass.XXXXXX")
+	trap 'rm -f -- "$bg_t"' EXIT
+	head -c "$4" >"$bg_t"
+	if [ "$(stat -c %s -- "$bg_t")" != "$4" ]; then echo "breakglass: $1: short write" >&2; exit 1; fi
+	chown -h -- "$2" "$bg_t"
+	bg_chmod "$3" "$bg_t"
+	sync -- "$bg_t"
+	if [ -e "$1" ]; then ln -fT -- "$1" "$1.breakglass.bak"; fi
+	mv -fT -- "$bg_t" "$1"
+	trap - EXIT
+	sync -- "$bg_d"
+}
+`
+
+// BackupSuffix names the previous version of a file breakglass replaced,
+// kept beside it: authorized_keys.breakglass.bak.
+const BackupSuffix = ".breakglass.bak"
+
+// applySteps reports steps as the result; unless in check mode it runs them
+// in one round trip, then forgets the facts under staleKeys (also when a
+// step failed: the host may have changed). On failure the result holds the
+// changes that completed and the error names the one that failed.
+func applySteps(ctx context.Context, r Runner, env *Env, steps []hostStep, staleKeys ...string) (*Result, error) {
+	res := &Result{Changed: len(steps) > 0}
+	for _, s := range steps {
+		res.Changes = append(res.Changes, s.change)
+	}
+	if env.Check || len(steps) == 0 {
+		return res, nil
+	}
+	nonce, err := factsNonce()
+	if err != nil {
+		return nil, err
+	}
+	var script strings.Builder
+	var stdin []byte
+	script.WriteString(applyPrelude)
+	for i, s := range steps {
+		if s.stdin != nil {
+			if stdin != nil {
+				return nil, errors.New("internal error: two steps of one plan read stdin")
+			}
+			stdin = s.stdin
+		}
+		fmt.Fprintf(&script, "%s\nprintf '@@breakglass-done %s %d\\n'\n", s.cmd, nonce, i)
+	}
+	out, runErr := r.Run(ctx, "/bin/sh -c "+shell.Quote(script.String()), stdin)
+	if env.Facts != nil {
+		env.Facts.Delete(staleKeys...)
+	}
+	done := bytes.Count(out, []byte("@@breakglass-done "+nonce+" "))
+	if runErr == nil && done == len(steps) {
+		return res, nil
+	}
+	if done > len(steps) {
+		done = len(steps)
+	}
+	res.Changes = res.Changes[:done]
+	res.Changed = done > 0
+	if runErr == nil {
+		runErr = errors.New("the script ended early")
+	}
+	if done < len(steps) {
+		return res, fmt.Errorf("%s: %w", steps[done].change.What, runErr)
+	}
+	return res, runErr
+}

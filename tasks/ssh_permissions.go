@@ -1,0 +1,233 @@
+// ssh_permissions: make every path sshd's StrictModes check walks
+// acceptable, with the smallest change.
+//
+// What sshd checks (OpenSSH auth2-pubkey.c, auth.c auth_openfile, misc.c
+// safe_path): it opens each entry of the user's effective
+// AuthorizedKeysFile as the user, resolves symlinks (realpath), and accepts
+// the file only if it is a regular file owned by the user or root and not
+// writable by group or others; then it walks up the resolved path, and
+// every directory up to and including the user's (resolved) home
+// directory, or up to / for a file outside home, must be owned by the user
+// or root and not writable by group or others. On any failure sshd ignores
+// the whole file: the client sees its key rejected, and only the server's
+// log says why ("Authentication refused: bad ownership or modes for
+// directory /home/bob").
+//
+// Repairs, each reported as a change with the mode or owner before and
+// after:
+//   - a component writable by group or others gets exactly `chmod go-w`;
+//   - a component owned by someone other than the user and root is chowned
+//     to the user when it is the key file or lies inside home, and to root
+//     when it is a directory outside home (a shared directory such as
+//     /etc/ssh/authorized_keys must not belong to one user);
+//   - a missing home directory is created (the user's, mode 0700).
+//
+// It never chmods a shared sticky directory (/tmp): that would break the
+// host, so it reports an error instead. A key file that is not a regular
+// file is an error too, as replacing it could destroy data.
+//
+// Strict by design: Debian's OpenSSH (and Ubuntu's, which inherits the
+// patch) tolerates a group-writable file or directory when the group has
+// no member but the owner; upstream OpenSSH and RHEL refuse any group
+// write. breakglass does not mirror that exception: it removes group
+// write wherever sshd looks, so what it leaves is accepted by upstream
+// OpenSSH and every distribution's sshd, and stays accepted if the group
+// gains a member. It also checks with StrictModes off, which may be turned
+// on again at any time.
+
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+
+	"github.com/hashicorp/go-multierror"
+	"gopkg.in/yaml.v3"
+
+	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/yamlx"
+)
+
+// SSHPermissions repairs the ownership and modes sshd's StrictModes
+// checks, for each of its users. See the comment at the top of the file.
+type SSHPermissions struct {
+	Users []string `yaml:"users"`
+}
+
+var (
+	_ Module   = (*SSHPermissions)(nil)
+	_ Gatherer = (*SSHPermissions)(nil)
+)
+
+func init() { Register("ssh_permissions", NewSSHPermissions) }
+
+// NewSSHPermissions decodes an ssh_permissions task's arguments.
+func NewSSHPermissions(file string, args *yaml.Node) (Module, error) {
+	p := &SSHPermissions{}
+	if err := yamlx.Decode(file, args, p); err != nil {
+		return nil, err
+	}
+	var errs *multierror.Error
+	if len(p.Users) == 0 {
+		errs = multierror.Append(errs, yamlx.Errorf(file, moduleArg(args, "users"), "ssh_permissions: users: name at least one user"))
+	}
+	seen := map[string]bool{}
+	for i, u := range p.Users {
+		n := moduleArgElem(args, "users", i)
+		if err := shell.ValidUser(u); err != nil {
+			errs = multierror.Append(errs, yamlx.Errorf(file, n, "ssh_permissions: %v", err))
+		} else if seen[u] {
+			errs = multierror.Append(errs, yamlx.Errorf(file, n, "ssh_permissions: user %s is listed twice", u))
+		}
+		seen[u] = true
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Queries returns the users' facts: sshd's effective AuthorizedKeysFile
+// and the stat of everything StrictModes walks.
+func (p *SSHPermissions) Queries() []Query {
+	qs := make([]Query, len(p.Users))
+	for i, u := range p.Users {
+		qs[i] = UserFactsQuery(u, Conn{})
+	}
+	return qs
+}
+
+// Run gathers the users' facts, plans and, unless in check mode, applies
+// the repairs in one round trip.
+func (p *SSHPermissions) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
+	ufs, err := gatherUserFacts(ctx, r, env, true, p.Users...)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := planPermissions(ufs, env.Check)
+	if err != nil {
+		return nil, err
+	}
+	stale := make([]string, len(p.Users))
+	for i, u := range p.Users {
+		stale[i] = UserFactsKey(u)
+	}
+	return applySteps(ctx, r, env, steps, stale...)
+}
+
+// permFix is one repair of one path.
+type permFix struct {
+	op   string // "chmod" or "chown"
+	path string
+	arg  string // chown: the new owner
+}
+
+// planPermissions computes the repairs for every user. A user that does
+// not exist is skipped in check mode (a user task before this one would
+// create it) and an error otherwise.
+func planPermissions(ufs []*UserFacts, check bool) ([]hostStep, error) {
+	var (
+		steps []hostStep
+		errs  []error
+		done  = map[[2]string]permFix{} // op, path → fix
+	)
+	add := func(f permFix, ch Change, cmd string) error {
+		k := [2]string{f.op, f.path}
+		if prev, dup := done[k]; dup {
+			if prev != f {
+				return fmt.Errorf("%s must belong to %s for one user and to %s for another: sshd cannot accept both", f.path, prev.arg, f.arg)
+			}
+			return nil
+		}
+		done[k] = f
+		steps = append(steps, hostStep{change: ch, cmd: cmd})
+		return nil
+	}
+	for _, uf := range ufs {
+		if !uf.Exists {
+			if !check {
+				errs = append(errs, fmt.Errorf("user %s does not exist", uf.Name))
+			}
+			continue
+		}
+		if err := uf.SSHDKnown(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		switch {
+		case uf.Home == "":
+			errs = append(errs, fmt.Errorf("user %s has no home directory in passwd", uf.Name))
+			continue
+		case !uf.HomeStat.Exists:
+			steps = append(steps, createHomeStep(uf.Name, uf.Home))
+		case !uf.HomeStat.IsDir():
+			errs = append(errs, fmt.Errorf("home %s of %s is not a directory", uf.Home, uf.Name))
+			continue
+		}
+		for i := range uf.KeyFiles {
+			kf := &uf.KeyFiles[i]
+			if kf.Real == "" {
+				errs = append(errs, fmt.Errorf("user %s: cannot expand or resolve AuthorizedKeysFile %q", uf.Name, kf.Pattern))
+				continue
+			}
+			walk, inHome := uf.StrictModesWalk(kf)
+			for j := len(walk) - 1; j >= 0; j-- {
+				c := walk[j]
+				if !c.Exists {
+					continue
+				}
+				isFile := j == 0
+				switch {
+				case isFile && !c.IsRegular():
+					errs = append(errs, fmt.Errorf("user %s: %s is not a regular file: sshd will not read keys from it; move it away", uf.Name, c.Path))
+					continue
+				case !isFile && !c.IsDir():
+					errs = append(errs, fmt.Errorf("user %s: %s is not a directory", uf.Name, c.Path))
+					continue
+				}
+				if c.UID != 0 && c.UID != uf.UID {
+					owner := uf.Name
+					if !isFile && !inHome {
+						owner = "root"
+					}
+					f := permFix{op: "chown", path: c.Path, arg: owner}
+					ch := Change{What: fmt.Sprintf("chown %s %s (owner uid %d -> %s): sshd accepts only %s or root", owner, c.Path, c.UID, owner, uf.Name), Path: c.Path}
+					if err := add(f, ch, shell.Join("chown", "-h", "--", owner, c.Path)); err != nil {
+						errs = append(errs, err)
+					}
+				}
+				if perm := c.Perm(); perm&0o022 != 0 {
+					if !isFile && !inHome && perm&0o1000 != 0 {
+						errs = append(errs, fmt.Errorf("user %s: %s is a shared sticky directory (mode %04o) that sshd walks for %s; breakglass will not change it: move the key file", uf.Name, c.Path, perm, kf.Real))
+						continue
+					}
+					f := permFix{op: "chmod", path: c.Path, arg: "go-w"}
+					ch := Change{What: fmt.Sprintf("chmod go-w %s (%04o -> %04o)", c.Path, perm, perm&^0o022), Path: c.Path}
+					if err := add(f, ch, shell.Join("bg_chmod", "go-w", c.Path)); err != nil {
+						errs = append(errs, err)
+					}
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return steps, nil
+}
+
+// createHomeStep creates a missing home directory for user name, mode 0700,
+// its parents as root with mode 0755.
+func createHomeStep(name, home string) hostStep {
+	owner := name + ":"
+	cmd := shell.Join("mkdir", "-m", "0700", "--", home) + "\n" + shell.Join("chown", "-h", "--", owner, home)
+	if parent := path.Dir(home); parent != "/" {
+		cmd = shell.Join("mkdir", "-p", "--", parent) + "\n" + cmd
+	}
+	return hostStep{
+		change: Change{What: fmt.Sprintf("create home %s of %s (owner %s, 0700)", home, name, name), Path: home},
+		cmd:    cmd,
+	}
+}
