@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 )
+
+var errNotLinux = errors.New("lab needs Linux (mount, UTS and PID namespaces, overlayfs)")
 
 // sshdPath is the machine's OpenSSH server, which every lab host runs.
 const sshdPath = "/usr/sbin/sshd"
@@ -20,18 +23,11 @@ const sshdPath = "/usr/sbin/sshd"
 func Check() error { return checkOnce() }
 
 var checkOnce = sync.OnceValue(func() error {
+	if runtime.GOOS != "linux" {
+		return errNotLinux
+	}
 	return check(os.Geteuid(), exec.LookPath, probeNamespaces)
 })
-
-// probeNamespaces creates the namespaces a host uses and runs true in them.
-// Root in an unprivileged container passes every other check and fails here.
-func probeNamespaces() error {
-	out, err := exec.Command("unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child", "true").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
 
 // check is Check with its view of the machine injected, for tests.
 func check(euid int, lookPath func(string) (string, error), probe func() error) error {

@@ -4,11 +4,20 @@
 // own /usr/sbin/sshd on its own loopback address 127.x.y.z:22 with its own
 // ed25519 host key and an admin user with passwordless sudo and a key.
 //
-// A host's /etc is an overlay: its own files over one template layer (the
-// admin user, no host keys) over the machine's /etc, when the kernel
-// allows it; else a copy of a template copy per host. Hosts die with the
-// process that started them, even when it is SIGKILLed (see
-// hostSysProcAttr). It needs root, util-linux and openssh-server; see Check.
+// A host starts as `unshare --mount --uts --pid --fork --kill-child
+// --mount-proc bash init.sh`. The init reports on a control socket (which
+// also tells this process its pid); this process then joins the host's
+// mount and UTS namespaces from a throwaway thread, mounts the host's dirs
+// and sets its hostname, and the init starts sshd and stays as pid 1. A
+// host's /etc is an overlay: its own files over one template layer (the
+// admin user, no host keys) over the machine's /etc, when the kernel allows
+// it; else a copy of a template copy per host.
+//
+// Hosts die with the process that started them, even when it is SIGKILLed:
+// unshare has Pdeathsig SIGKILL (see hostSysProcAttr) and the init exits
+// when its control socket closes. A lab dir left behind that way is removed
+// by the next Start. It needs root, util-linux and openssh-server; see
+// Check.
 package lab
 
 import (

@@ -57,13 +57,8 @@ func buildTemplate(dir string, overlay bool) (*template, error) {
 	// Directories the template writes into must look like the machine's:
 	// in a layer, the topmost layer's directory decides mode and owner.
 	for _, d := range []string{"ssh", "sudoers.d", "default"} {
-		fi, err := os.Stat(filepath.Join("/etc", d))
-		if err != nil {
+		if err := mkdirLike(filepath.Join(etc, d), filepath.Join("/etc", d)); err != nil {
 			return nil, fmt.Errorf("template: %w", err)
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if err := mkdir(filepath.Join(etc, d), fi.Mode().Perm(), int(st.Uid), int(st.Gid)); err != nil {
-			return nil, err
 		}
 	}
 	keys, err := filepath.Glob("/etc/ssh/ssh_host_*")
@@ -249,6 +244,17 @@ func mkdir(path string, mode os.FileMode, uid, gid int) error {
 	return nil
 }
 
+// mkdirLike creates dir (or fixes it) with the mode and owner of like, or
+// 0755 root when like does not exist.
+func mkdirLike(dir, like string) error {
+	mode, uid, gid := os.FileMode(0o755), 0, 0
+	if fi, err := os.Stat(like); err == nil {
+		st := fi.Sys().(*syscall.Stat_t)
+		mode, uid, gid = fi.Mode().Perm(), int(st.Uid), int(st.Gid)
+	}
+	return mkdir(dir, mode, uid, gid)
+}
+
 // newKey returns an ed25519 private key in OpenSSH PEM format and its
 // public key in authorized_keys format (with newline).
 func newKey(comment string) (private, public []byte, err error) {
@@ -283,18 +289,13 @@ func prepareHost(h *Host, t *template, adminPub []byte) ([]byte, error) {
 		if err := mkdir(filepath.Join(h.Dir, "etc.work"), 0o755, 0, 0); err != nil {
 			return nil, err
 		}
-		// The upper dir's directories that the lower has too must carry the
-		// same mode and owner: a merged directory takes the upper's.
-		for _, d := range []string{"", "ssh", "ssh/sshd_config.d"} {
-			if err := mkdir(filepath.Join(etc, d), 0o755, 0, 0); err != nil {
-				return nil, err
-			}
-		}
-	} else {
-		if out, err := exec.Command("cp", "-a", t.etc, etc).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("copy template /etc to %s: %w: %s", etc, err, bytes.TrimSpace(out))
-		}
-		if err := mkdir(filepath.Join(etc, "ssh", "sshd_config.d"), 0o755, 0, 0); err != nil {
+	} else if out, err := exec.Command("cp", "-a", t.etc, etc).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copy template /etc to %s: %w: %s", etc, err, bytes.TrimSpace(out))
+	}
+	// In the upper dir, directories the lower has too must carry the same
+	// mode and owner: a merged directory takes the upper's.
+	for _, d := range []string{"", "ssh", "ssh/sshd_config.d"} {
+		if err := mkdirLike(filepath.Join(etc, d), filepath.Join("/etc", d)); err != nil {
 			return nil, err
 		}
 	}

@@ -179,19 +179,6 @@ func TestExecErrorMessage(t *testing.T) {
 	}
 }
 
-// The hosts must die with the process that started them, even when it is
-// SIGKILLed and no Stop or t.Cleanup can run: unshare gets Pdeathsig
-// SIGKILL, and its --kill-child passes it on to the namespace's pid 1.
-// TestHostsDieWithProcess checks the whole chain for real.
-func TestUnshareHasPdeathsig(t *testing.T) {
-	if sig := hostSysProcAttr().Pdeathsig; sig != syscall.SIGKILL {
-		t.Errorf("unshare Pdeathsig = %v, want SIGKILL", sig)
-	}
-	if !strings.Contains(initScript, "/usr/sbin/sshd -E /var/log/auth.log") {
-		t.Errorf("init script does not start sshd logging to /var/log/auth.log")
-	}
-}
-
 func TestSweepStale(t *testing.T) {
 	tmp := t.TempDir()
 	mk := func(name string, lock bool) string {
@@ -223,6 +210,20 @@ func TestSweepStale(t *testing.T) {
 		_, err := os.Stat(d)
 		if got := err == nil; got != want {
 			t.Errorf("after sweep, %s exists = %v, want %v", d, got, want)
+		}
+	}
+}
+
+func TestSetShellVar(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"# opts\nSSHD_OPTS=\n", "# opts\nSSHD_OPTS=\"-E /var/log/auth.log\"\n"},
+		{"SSHD_OPTS=-4\nX=1\nSSHD_OPTS=-6\n", "SSHD_OPTS=\"-E /var/log/auth.log\"\nX=1\n"},
+		{"X=1", "X=1\nSSHD_OPTS=\"-E /var/log/auth.log\"\n"},
+		{"", "SSHD_OPTS=\"-E /var/log/auth.log\"\n"},
+	}
+	for _, tt := range tests {
+		if got := string(setShellVar([]byte(tt.in), "SSHD_OPTS", `"-E /var/log/auth.log"`)); got != tt.want {
+			t.Errorf("setShellVar(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
