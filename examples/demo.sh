@@ -26,6 +26,15 @@ if ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile="$BG_LAB_
 fi
 echo "admin@$first: refused by sshd (StrictModes), as in the incident"
 echo
-echo "== breakglass apply --check: what would be repaired, nothing changed (connects as bg-ops1, admin cannot get in)"
-echo "   ($first is reached through the break-glass user bg-ops1)"
-"$bg" apply $common --limit "$first" -v --check "$here/playbook-repair.yml" || true
+# The inventory as a break-glass operator would use it: connect as bg-ops1.
+sed -e 's/ansible_user=admin/ansible_user=bg-ops1/' -e "s#ansible_ssh_private_key_file=[^ ]*#ansible_ssh_private_key_file=$here/keys/bg-ops1#" \
+	"$BG_LAB_INVENTORY" > "$BG_LAB_DIR/inventory-bg-ops1.ini"
+bgcommon="-i $BG_LAB_DIR/inventory-bg-ops1.ini --known-hosts $BG_LAB_KNOWN_HOSTS --limit $first"
+echo
+echo "== breakglass apply --check as bg-ops1: what would be repaired; nothing is changed"
+"$bg" apply $bgcommon --check "$here/playbook.yml"
+echo
+echo "== breakglass apply as bg-ops1: the repair"
+"$bg" apply $bgcommon "$here/playbook.yml"
+echo
+ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile="$BG_LAB_KNOWN_HOSTS" -i "$BG_LAB_KEY" "admin@$addr" 'echo "== admin@$(hostname) logs in again with plain ssh"'

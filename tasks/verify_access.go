@@ -212,8 +212,8 @@ func (v *VerifyAccess) Run(ctx context.Context, _ Runner, env *Env) (*Result, er
 	return res, nil
 }
 
-func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Path) Access {
-	a := Access{User: l.User, Path: p.Name}
+func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Path) (a Access) {
+	a = Access{User: l.User, Path: p.Name}
 	start := time.Now()
 	defer func() { a.MS = time.Since(start).Milliseconds() }()
 	key := l.KeyFile
