@@ -15,7 +15,6 @@ import (
 type fakeLogins struct {
 	answers map[string]string
 	fail    map[string]error
-	seen    []string
 }
 
 type fixedRunner string
