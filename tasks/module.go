@@ -166,6 +166,8 @@ type Result struct {
 	Changes []Change
 	// Access is filled by verify_access: one row per user × path.
 	Access []Access
+	// Findings is filled by audit checks.
+	Findings []Finding
 	// RolledBack is set when a transaction was reverted; the reason is in
 	// the task's error.
 	RolledBack bool
@@ -177,6 +179,17 @@ type Change struct {
 	Path   string // file the change is about, if any
 	Before string // with --diff: previous content (never a secret)
 	After  string // with --diff: new content
+}
+
+// Finding is one audit result: something that locks a user out now
+// (SeverityLockout), will later (SeverityRisk), or is worth knowing.
+type Finding struct {
+	ID       string // stable check id from LOCKOUTS.md, e.g. "unsafe-path"
+	Severity string // "lockout", "risk" or "info"
+	User     string
+	Path     string
+	Detail   string // the evidence: path with owner and mode, config line and its file
+	Fix      string // the exact command that fixes it
 }
 
 // Access is one real login attempt.

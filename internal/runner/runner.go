@@ -233,6 +233,9 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 					tr.Status = report.StatusChanged
 				}
 				tr.RolledBack = res.RolledBack
+				for _, f := range res.Findings {
+					h.Findings = append(h.Findings, report.Finding{ID: f.ID, Severity: f.Severity, User: f.User, Path: f.Path, Detail: f.Detail, Fix: f.Fix})
+				}
 				for _, a := range res.Access {
 					h.Access = append(h.Access, report.Access{User: a.User, Path: a.Path, OK: a.OK, Sudo: a.Sudo, Error: a.Error, MS: a.MS})
 				}
