@@ -202,6 +202,17 @@ type Access struct {
 	MS    int64
 }
 
+// FactAccess is the Facts key under which the runner keeps the login rows
+// of the verify_access tasks run so far on the host ([]Access), so that a
+// later audit can explain failed logins.
+const FactAccess = "verify:access"
+
+// UserLister is implemented by modules that manage or check accounts; audit
+// examines every user they name.
+type UserLister interface {
+	Users() []string
+}
+
 // Factory decodes a module's arguments. file names the playbook, for
 // positioned errors (see internal/yamlx).
 type Factory func(file string, args *yaml.Node) (Module, error)

@@ -239,6 +239,11 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 				for _, a := range res.Access {
 					h.Access = append(h.Access, report.Access{User: a.User, Path: a.Path, OK: a.OK, Sudo: a.Sudo, Error: a.Error, MS: a.MS})
 				}
+				if len(res.Access) > 0 {
+					prev, _ := env.Facts.Get(tasks.FactAccess)
+					rows, _ := prev.([]tasks.Access)
+					env.Facts.Set(tasks.FactAccess, append(rows, res.Access...))
+				}
 			}
 			if err != nil {
 				tr.Status = report.StatusFailed
