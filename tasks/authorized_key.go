@@ -542,3 +542,6 @@ func (a *AuthorizedKey) edit(old []byte, run authKeyRun) ([]byte, keyEdit, error
 	}
 	return []byte(strings.Join(out, "\n") + "\n"), ed, nil
 }
+
+// ListUsers names the account whose keys this task manages, for audit.
+func (a *AuthorizedKey) ListUsers() []string { return []string{a.user} }

@@ -210,7 +210,7 @@ const FactAccess = "verify:access"
 // UserLister is implemented by modules that manage or check accounts; audit
 // examines every user they name.
 type UserLister interface {
-	Users() []string
+	ListUsers() []string
 }
 
 // Factory decodes a module's arguments. file names the playbook, for
@@ -242,3 +242,11 @@ func Names() []string {
 	sort.Strings(names)
 	return names
 }
+
+var (
+	_ UserLister = (*User)(nil)
+	_ UserLister = (*AuthorizedKey)(nil)
+	_ UserLister = (*SSHPermissions)(nil)
+	_ UserLister = (*Sudoers)(nil)
+	_ UserLister = (*VerifyAccess)(nil)
+)

@@ -231,3 +231,6 @@ func createHomeStep(name, home string) hostStep {
 		cmd:    cmd,
 	}
 }
+
+// ListUsers names the accounts whose paths this task repairs, for audit.
+func (p *SSHPermissions) ListUsers() []string { return p.Users }

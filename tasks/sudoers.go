@@ -592,3 +592,6 @@ esac
 	b.WriteString("report ok done ''\n")
 	return []byte(b.String()), nil
 }
+
+// ListUsers names the accounts this rule is for, for audit.
+func (s *Sudoers) ListUsers() []string { return s.users }

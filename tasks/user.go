@@ -400,3 +400,6 @@ func (u *User) planAbsent(uf *UserFacts, controlUser string) ([]hostStep, error)
 
 // day formats a day count since 1970-01-01.
 func day(d int64) string { return time.Unix(d*86400, 0).UTC().Format("2006-01-02") }
+
+// ListUsers names the account this task manages, for audit.
+func (u *User) ListUsers() []string { return []string{u.Name} }

@@ -311,3 +311,12 @@ func (v *VerifyAccess) SafetyLogins(dir string) (logins []Login, minWorking int)
 	}
 	return logins, minWorking
 }
+
+// ListUsers names the accounts whose logins this task proves, for audit.
+func (v *VerifyAccess) ListUsers() []string {
+	users := make([]string, len(v.Logins))
+	for i, l := range v.Logins {
+		users[i] = l.User
+	}
+	return users
+}
