@@ -1,0 +1,1106 @@
+package tasks
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"gopkg.in/yaml.v3"
+
+	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/yamlx"
+)
+
+// SSHD sets sshd keywords, in a drop-in under /etc/ssh/sshd_config.d that
+// sshd reads first (Debian: drop-ins are included at the top of
+// sshd_config, and the first value read wins), or, when sshd_config has no
+// Include of that directory, in a managed block at the top of sshd_config.
+//
+// A change is a transaction (see Txn): back up, arm a revert on the host,
+// write atomically, `sshd -t`, reload, prove fresh logins of the control
+// user and the break-glass users, then disarm; any failure restores the
+// previous file, through the control connection when it still works and
+// otherwise by the host itself when the deadline passes.
+type SSHD struct {
+	settings    []sshdSetting
+	file        string        // drop-in name
+	revertAfter time.Duration // deadline of the armed revert
+}
+
+type sshdSetting struct {
+	Keyword string // canonical case
+	Value   string
+}
+
+var _ Module = (*SSHD)(nil)
+var _ Gatherer = (*SSHD)(nil)
+
+func init() { Register("sshd", NewSSHD) }
+
+// Where sshd's configuration lives.
+const (
+	SSHDConfigPath    = "/etc/ssh/sshd_config"
+	SSHDDropInDir     = "/etc/ssh/sshd_config.d"
+	SSHDDefaultDropIn = "00-breakglass.conf"
+)
+
+// DefaultSSHDRevertAfter is the revert deadline when revert_after is not given.
+const DefaultSSHDRevertAfter = 60 * time.Second
+
+// maxSSHDRevertAfter bounds revert_after: a host keeps a bad config at most this long.
+const maxSSHDRevertAfter = time.Hour
+
+// Markers of the managed block in sshd_config.
+const (
+	sshdBlockBegin = "# BEGIN breakglass sshd settings (managed by breakglass: changes made here are overwritten)"
+	sshdBlockEnd   = "# END breakglass sshd settings"
+)
+
+type sshdArgs struct {
+	Settings    map[string]any `yaml:"settings"`
+	File        string         `yaml:"file"`
+	RevertAfter *int           `yaml:"revert_after"`
+}
+
+var sshdFileName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*\.conf$`)
+
+// NewSSHD decodes the arguments of an sshd task.
+func NewSSHD(file string, args *yaml.Node) (Module, error) {
+	var a sshdArgs
+	if err := yamlx.Decode(file, args, &a); err != nil {
+		return nil, err
+	}
+	args = yamlx.Resolve(args)
+	var errs *multierror.Error
+	bad := func(n *yaml.Node, format string, v ...any) {
+		if n == nil {
+			n = args
+		}
+		errs = multierror.Append(errs, yamlx.Errorf(file, n, "sshd: "+format, v...))
+	}
+	s := &SSHD{file: SSHDDefaultDropIn, revertAfter: DefaultSSHDRevertAfter}
+
+	if a.File != "" {
+		switch {
+		case !sshdFileName.MatchString(a.File) || len(a.File) > 64:
+			bad(sshdArgValue(args, "file"), "file %q: want a name like %s (letters, digits, . _ + -, ending in .conf, at most 64 characters)", a.File, SSHDDefaultDropIn)
+		default:
+			s.file = a.File
+		}
+	}
+	if a.RevertAfter != nil {
+		d := time.Duration(*a.RevertAfter) * time.Second
+		if d < MinTxnDeadline || d > maxSSHDRevertAfter {
+			bad(sshdArgValue(args, "revert_after"), "revert_after %d: want %d to %d seconds", *a.RevertAfter, int(MinTxnDeadline/time.Second), int(maxSSHDRevertAfter/time.Second))
+		} else {
+			s.revertAfter = d
+		}
+	}
+
+	settings := sshdArgValue(args, "settings")
+	switch {
+	case settings == nil || settings.Kind != yaml.MappingNode || len(settings.Content) == 0:
+		bad(settings, "settings: want a mapping of sshd keywords to values, e.g. {PasswordAuthentication: \"no\", LogLevel: VERBOSE}")
+	default:
+		seen := map[string]*yaml.Node{}
+		for i := 0; i+1 < len(settings.Content); i += 2 {
+			k, v := settings.Content[i], yamlx.Resolve(settings.Content[i+1])
+			kw, err := sshdKeyword(k.Value)
+			if err != nil {
+				bad(k, "settings: %v", err)
+				continue
+			}
+			if prev := seen[strings.ToLower(kw)]; prev != nil {
+				bad(k, "settings: %s is set twice (also at line %d)", kw, prev.Line)
+				continue
+			}
+			seen[strings.ToLower(kw)] = k
+			val, err := sshdValue(v)
+			if err != nil {
+				bad(v, "settings: %s: %v", kw, err)
+				continue
+			}
+			s.settings = append(s.settings, sshdSetting{Keyword: kw, Value: val})
+		}
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// sshdArgValue returns the value node of key in mapping m, or nil.
+func sshdArgValue(m *yaml.Node, key string) *yaml.Node {
+	m = yamlx.Resolve(m)
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return yamlx.Resolve(m.Content[i+1])
+		}
+	}
+	return nil
+}
+
+// sshdKeyword returns the canonical spelling of an sshd keyword, or why it
+// cannot be set.
+func sshdKeyword(k string) (string, error) {
+	l := strings.ToLower(k)
+	if why, ok := sshdRefused[l]; ok {
+		return "", fmt.Errorf("%s cannot be set here: %s", k, why)
+	}
+	if kw, ok := sshdKeywords[l]; ok {
+		return kw, nil
+	}
+	return "", fmt.Errorf("unknown sshd keyword %q (see sshd_config(5))", k)
+}
+
+// sshdValue turns a YAML value into one sshd_config value: a scalar
+// (booleans become yes/no) or a list of words joined by spaces.
+func sshdValue(n *yaml.Node) (string, error) {
+	switch {
+	case n == nil || n.Tag == "!!null":
+		return "", errors.New("no value")
+	case n.Kind == yaml.SequenceNode:
+		if len(n.Content) == 0 {
+			return "", errors.New("empty list")
+		}
+		var words []string
+		for _, c := range n.Content {
+			c = yamlx.Resolve(c)
+			if c.Kind != yaml.ScalarNode {
+				return "", errors.New("a list may hold only words")
+			}
+			w, err := sshdValue(c)
+			if err != nil {
+				return "", err
+			}
+			if strings.ContainsAny(w, " \t") {
+				return "", fmt.Errorf("list element %q contains a space: write the whole value as one string instead", w)
+			}
+			words = append(words, w)
+		}
+		return strings.Join(words, " "), nil
+	case n.Kind != yaml.ScalarNode:
+		return "", errors.New("want a string, a number, yes/no or a list of words")
+	}
+	v := n.Value
+	if n.Tag == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err == nil {
+			if b {
+				return "yes", nil
+			}
+			return "no", nil
+		}
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return "", fmt.Errorf("value %q contains a control character (a newline, NUL, CR or tab): a value is one line", v)
+		}
+	}
+	v = strings.TrimSpace(v)
+	switch {
+	case v == "":
+		return "", errors.New("empty value")
+	case len(v) > 1024:
+		return "", errors.New("value longer than 1024 characters")
+	case strings.HasPrefix(v, "#"):
+		return "", fmt.Errorf("value %q starts with #, which sshd reads as a comment", v)
+	}
+	return v, nil
+}
+
+// Path is the drop-in this task writes when sshd_config includes it.
+func (s *SSHD) Path() string { return SSHDDropInDir + "/" + s.file }
+
+// renderDropIn returns the drop-in, byte for byte the same for the same task.
+func (s *SSHD) renderDropIn() string {
+	var b strings.Builder
+	b.WriteString("# Managed by breakglass (sshd task): changes made here are overwritten.\n")
+	b.WriteString("# sshd reads the drop-ins in name order and the first value it reads wins.\n")
+	for _, st := range s.settings {
+		fmt.Fprintf(&b, "%s %s\n", st.Keyword, st.Value)
+	}
+	return b.String()
+}
+
+// renderBlock returns sshd_config with the managed block, holding the
+// settings, at its top (replacing the block wherever it was), so that its
+// values are the first sshd reads.
+func (s *SSHD) renderBlock(cur string) (string, error) {
+	lines := strings.SplitAfter(cur, "\n")
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	begin, end := -1, -1
+	for i, l := range lines {
+		switch strings.TrimRight(l, " \t\r\n") {
+		case sshdBlockBegin:
+			if begin >= 0 {
+				return "", fmt.Errorf("%s has two managed blocks (line %d and %d): remove one by hand", SSHDConfigPath, begin+1, i+1)
+			}
+			begin = i
+		case sshdBlockEnd:
+			if begin >= 0 && end < 0 {
+				end = i
+			}
+		}
+	}
+	if begin >= 0 && end < 0 {
+		return "", fmt.Errorf("%s:%d: the managed block has no end marker %q: fix it by hand", SSHDConfigPath, begin+1, sshdBlockEnd)
+	}
+	var rest []string
+	if begin >= 0 {
+		rest = append(append(rest, lines[:begin]...), lines[end+1:]...)
+	} else {
+		rest = lines
+	}
+	var b strings.Builder
+	b.WriteString(sshdBlockBegin + "\n")
+	for _, st := range s.settings {
+		fmt.Fprintf(&b, "%s %s\n", st.Keyword, st.Value)
+	}
+	b.WriteString(sshdBlockEnd + "\n")
+	for _, l := range rest {
+		b.WriteString(l)
+	}
+	out := b.String()
+	if !strings.HasSuffix(out, "\n") {
+		out += "\n"
+	}
+	return out, nil
+}
+
+// --- facts ---
+
+// sshdFile is a config file as gathered.
+type sshdFile struct {
+	Path    string
+	Regular bool // a regular file (after symlinks); Content is valid
+	Link    bool // the path itself is a symbolic link
+	UID     int
+	GID     int
+	Mode    uint32 // permission bits
+	Content string
+}
+
+// sshdFacts is what the sshd task reads from the host in one round trip.
+type sshdFacts struct {
+	Systemd        bool       // systemd is PID 1
+	PrivsepMissing bool       // /run/sshd does not exist
+	Main           *sshdFile  // nil when absent
+	DropInDir      bool       // SSHDDropInDir exists
+	DropIns        []sshdFile // files directly in SSHDDropInDir, by name
+	PidFile        string     // the effective PidFile
+	DaemonPID      int        // the running main sshd, 0 when none
+	DaemonArgs     []string   // its command line, nil when unknown
+	TErr           string     // sshd -T failed: its output
+}
+
+func (f *sshdFacts) dropIn(p string) *sshdFile {
+	for i := range f.DropIns {
+		if f.DropIns[i].Path == p {
+			return &f.DropIns[i]
+		}
+	}
+	return nil
+}
+
+const sshdFactsKey = "sshd:config"
+
+// sshdFileFunc defines bg_file PATH, which prints "file UID GID MODE LINK
+// PATH" and the content in base64 then "end" for a regular file (symlinks
+// followed; LINK is 1 when PATH itself is a link), "other LINK PATH" for
+// anything else that exists, and nothing for a missing path.
+const sshdFileFunc = `bg_file() {
+	l=0; [ -L "$1" ] && l=1
+	if [ -f "$1" ]; then
+		printf 'file %s %s %s\n' "$(stat -L -c '%u %g %a' -- "$1")" "$l" "$1"
+		base64 -- "$1" 2>/dev/null
+		echo "end"
+	elif [ -e "$1" ] || [ -L "$1" ]; then
+		printf 'other %s %s\n' "$l" "$1"
+	fi
+}
+`
+
+// sshdFactsScript prints the config files (base64), the effective PidFile
+// and the running daemon's command line. It changes nothing.
+const sshdFactsScript = `# breakglass sshd: facts
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+LC_ALL=C; export LC_ALL
+echo "breakglass-sshd-facts 1"
+[ -d /run/systemd/system ] && echo "systemd"
+[ -d /run/sshd ] || echo "privsep-missing"
+` + sshdFileFunc + `bg_file /etc/ssh/sshd_config
+if [ -d /etc/ssh/sshd_config.d ]; then
+	echo "dropin-dir"
+	for f in /etc/ssh/sshd_config.d/*; do
+		[ -e "$f" ] || [ -L "$f" ] || continue
+		bg_file "$f"
+	done
+fi
+pf=
+if out=$(sshd -T 2>&1); then
+	pf=$(printf '%s\n' "$out" | awk '$1 == "pidfile" { print $2; exit }')
+else
+	echo "sshd-T-failed"
+	printf '%s\n' "$out" | sed 's/^/| /'
+fi
+pf=${pf:-/run/sshd.pid}
+printf 'pidfile %s\n' "$pf"
+pid=$(cat "$pf" 2>/dev/null)
+case $pid in
+''|*[!0-9]*) ;;
+*) if kill -0 "$pid" 2>/dev/null; then printf 'daemon %s %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"; fi ;;
+esac
+`
+
+func sshdQuery() Query {
+	return Query{Key: sshdFactsKey, Script: string(txnScript(sshdFactsScript)), Parse: parseSSHDFacts}
+}
+
+// Queries implements Gatherer.
+func (s *SSHD) Queries() []Query { return []Query{sshdQuery()} }
+
+func parseSSHDFacts(out []byte) (any, error) {
+	f := &sshdFacts{}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	sc.Buffer(make([]byte, 64*1024), 16<<20)
+	header := false
+	var terr []string
+	for sc.Scan() {
+		line := sc.Text()
+		k, rest, _ := strings.Cut(line, " ")
+		switch k {
+		case "breakglass-sshd-facts":
+			header = true
+		case "systemd":
+			f.Systemd = true
+		case "privsep-missing":
+			f.PrivsepMissing = true
+		case "dropin-dir":
+			f.DropInDir = true
+		case "sshd-T-failed":
+			f.TErr = "sshd -T failed"
+		case "|":
+			terr = append(terr, rest)
+		case "pidfile":
+			f.PidFile = rest
+		case "daemon":
+			pid, cmd, _ := strings.Cut(rest, " ")
+			f.DaemonPID, _ = strconv.Atoi(pid)
+			f.DaemonArgs = sshdDaemonArgs(cmd)
+		case "file", "other":
+			file, err := parseSSHDFile(sc, k, rest)
+			if err != nil {
+				return nil, err
+			}
+			if file.Path == SSHDConfigPath {
+				f.Main = &file
+			} else if path.Dir(file.Path) == SSHDDropInDir {
+				f.DropIns = append(f.DropIns, file)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if !header {
+		return nil, fmt.Errorf("unexpected output %q", probeFirstLine(string(out)))
+	}
+	if f.TErr != "" && len(terr) > 0 {
+		f.TErr += ": " + strings.Join(terr, "\n")
+	}
+	sort.Slice(f.DropIns, func(i, j int) bool { return f.DropIns[i].Path < f.DropIns[j].Path })
+	return f, nil
+}
+
+// parseSSHDFile reads a bg_file record whose first line (tag kind) was
+// just scanned, with its content when it is a file.
+func parseSSHDFile(sc *bufio.Scanner, kind, rest string) (sshdFile, error) {
+	file, err := parseSSHDFileHeader(kind, rest)
+	if err != nil || kind != "file" {
+		return file, err
+	}
+	var b64 strings.Builder
+	ended := false
+	for sc.Scan() {
+		if sc.Text() == "end" {
+			ended = true
+			break
+		}
+		b64.WriteString(strings.TrimSpace(sc.Text()))
+	}
+	if !ended {
+		return file, fmt.Errorf("truncated content of %s", file.Path)
+	}
+	data, err := base64.StdEncoding.DecodeString(b64.String())
+	if err != nil {
+		return file, fmt.Errorf("content of %s: %w", file.Path, err)
+	}
+	file.Content = string(data)
+	return file, nil
+}
+
+// parseSSHDFileHeader reads "UID GID MODE LINK PATH" (file) or "LINK PATH" (other).
+func parseSSHDFileHeader(kind, rest string) (sshdFile, error) {
+	var f sshdFile
+	n := 2
+	if kind == "file" {
+		n = 5
+	}
+	fields := strings.SplitN(rest, " ", n)
+	if len(fields) != n {
+		return f, fmt.Errorf("bad file line %q", rest)
+	}
+	f.Path = fields[n-1]
+	f.Link = fields[n-2] == "1"
+	if kind == "other" {
+		return f, nil
+	}
+	f.Regular = true
+	var err error
+	if f.UID, err = strconv.Atoi(fields[0]); err != nil {
+		return f, fmt.Errorf("bad uid in %q", rest)
+	}
+	if f.GID, err = strconv.Atoi(fields[1]); err != nil {
+		return f, fmt.Errorf("bad gid in %q", rest)
+	}
+	m, err := strconv.ParseUint(fields[2], 8, 32)
+	if err != nil {
+		return f, fmt.Errorf("bad mode in %q", rest)
+	}
+	f.Mode = uint32(m)
+	return f, nil
+}
+
+// sshdDaemonArgs recovers the listener's command line from its process
+// title ("sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups") or its
+// plain argv, for starting it again if a reload kills it. nil when it does
+// not look like a restartable sshd command line.
+func sshdDaemonArgs(cmd string) []string {
+	cmd = strings.TrimSpace(cmd)
+	if rest, ok := strings.CutPrefix(cmd, "sshd: "); ok {
+		cmd, _, _ = strings.Cut(rest, " [listener]")
+	}
+	args := strings.Fields(cmd)
+	if len(args) == 0 || !strings.HasPrefix(args[0], "/") || path.Base(args[0]) != "sshd" {
+		return nil
+	}
+	for _, a := range args {
+		if a == "-d" || a == "-t" || a == "-T" || a == "-i" || strings.ContainsAny(a, "\x00\n\r") {
+			return nil
+		}
+	}
+	return args
+}
+
+// --- the configuration as sshd reads it ---
+
+// sshdLine is one directive of a config file.
+type sshdLine struct {
+	Keyword string // lower case
+	Args    []string
+	Line    int
+}
+
+// sshdParse returns the directives of a config file that apply to every
+// connection: those before its first Match.
+func sshdParse(content string) []sshdLine {
+	var out []sshdLine
+	for i, raw := range strings.Split(content, "\n") {
+		l := strings.TrimSpace(raw)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		end := strings.IndexAny(l, " \t=")
+		kw, rest := l, ""
+		if end >= 0 {
+			kw, rest = l[:end], strings.TrimLeft(l[end:], " \t")
+			rest = strings.TrimLeft(strings.TrimPrefix(rest, "="), " \t")
+		}
+		kw = strings.ToLower(kw)
+		if kw == "match" {
+			break
+		}
+		var args []string
+		for _, a := range strings.Fields(rest) {
+			if strings.HasPrefix(a, "#") {
+				break
+			}
+			args = append(args, strings.Trim(a, `"`))
+		}
+		out = append(out, sshdLine{Keyword: kw, Args: args, Line: i + 1})
+	}
+	return out
+}
+
+// sshdBefore is a directive sshd reads before the drop-in.
+type sshdBefore struct {
+	Path string
+	Line sshdLine
+}
+
+// sshdIncludes reports whether sshd_config's Include directives read the
+// drop-in named file, and what sshd reads before it: directives of
+// sshd_config above that Include and of the drop-ins it expands to first.
+func sshdIncludes(f *sshdFacts, file string) (included bool, before []sshdBefore) {
+	var mainBefore []sshdBefore
+	for _, l := range sshdParse(f.Main.Content) {
+		if l.Keyword != "include" {
+			mainBefore = append(mainBefore, sshdBefore{SSHDConfigPath, l})
+			continue
+		}
+		var files []sshdBefore
+		for _, pat := range l.Args {
+			if !strings.HasPrefix(pat, "/") {
+				pat = "/etc/ssh/" + pat
+			}
+			dir, base := path.Split(pat)
+			if path.Clean(dir) != SSHDDropInDir {
+				continue
+			}
+			for _, d := range f.DropIns { // sorted by name, as glob(3) sorts
+				name := path.Base(d.Path)
+				if !sshdGlobMatch(base, name) {
+					continue
+				}
+				if name >= file {
+					break // the target sorts here, whether it exists or not
+				}
+				for _, dl := range sshdParse(d.Content) {
+					files = append(files, sshdBefore{d.Path, dl})
+				}
+			}
+			if sshdGlobMatch(base, file) {
+				return true, append(mainBefore, files...)
+			}
+		}
+		mainBefore = append(mainBefore, files...)
+	}
+	return false, nil
+}
+
+// sshdGlobMatch matches a file name as glob(3) does: a leading dot only
+// matches a pattern with a leading dot.
+func sshdGlobMatch(pattern, name string) bool {
+	if strings.HasPrefix(name, ".") && !strings.HasPrefix(pattern, ".") {
+		return false
+	}
+	ok, _ := path.Match(pattern, name)
+	return ok
+}
+
+// --- plan ---
+
+type sshdPlan struct {
+	path    string
+	block   bool   // a managed block in sshd_config, not a drop-in
+	existed bool   // path exists
+	want    string // the new content
+	mode    uint32
+	changes []Change
+}
+
+func (s *SSHD) plan(f *sshdFacts, diff bool) (*sshdPlan, error) {
+	if f.Main == nil || !f.Main.Regular {
+		return nil, fmt.Errorf("%s is missing or not a regular file: sshd will not start; restore it by hand", SSHDConfigPath)
+	}
+	p := &sshdPlan{mode: 0o644}
+	included, before := sshdIncludes(f, s.file)
+	var cur *sshdFile
+	if included {
+		p.path = s.Path()
+		cur = f.dropIn(p.path)
+		// sshd takes the first value it reads: a value read before the
+		// drop-in would silently win over it.
+		mine := map[string]string{}
+		for _, st := range s.settings {
+			mine[strings.ToLower(st.Keyword)] = st.Keyword
+		}
+		var clash []string
+		for _, b := range before {
+			if kw, ok := mine[b.Line.Keyword]; ok && !sshdCumulative[b.Line.Keyword] {
+				clash = append(clash, fmt.Sprintf("%s is set at %s:%d", kw, b.Path, b.Line.Line))
+			}
+		}
+		if len(clash) > 0 {
+			return nil, fmt.Errorf("%s; sshd reads that before %s and keeps the first value, so this task's value would not apply: remove it there, or name a file that sorts before it", strings.Join(clash, "; "), p.path)
+		}
+	} else {
+		p.path = SSHDConfigPath
+		p.block = true
+		cur = f.Main
+	}
+	if cur != nil {
+		p.existed = true
+		switch {
+		case cur.Link:
+			return nil, fmt.Errorf("%s is a symbolic link: breakglass will not replace it with a file; manage the file it points to by hand", p.path)
+		case !cur.Regular:
+			return nil, fmt.Errorf("%s is not a regular file", p.path)
+		}
+	}
+	if p.block {
+		want, err := s.renderBlock(cur.Content)
+		if err != nil {
+			return nil, err
+		}
+		p.want = want
+		p.mode = cur.Mode & 0o644 // keep it private if it was; never group/world-writable
+		if p.mode&0o600 != 0o600 {
+			p.mode |= 0o600
+		}
+	} else {
+		p.want = s.renderDropIn()
+	}
+
+	ch := Change{Path: p.path}
+	switch {
+	case cur == nil:
+		ch.What = fmt.Sprintf("create %s (%s)", p.path, s.summary())
+	case cur.Content != p.want && p.block:
+		ch.What = fmt.Sprintf("update the breakglass block at the top of %s (%s; it has no Include of %s)", p.path, s.summary(), SSHDDropInDir)
+	case cur.Content != p.want:
+		ch.What = fmt.Sprintf("update %s (%s)", p.path, s.summary())
+	case cur.UID != 0 || cur.GID != 0 || cur.Mode != p.mode:
+		ch.What = fmt.Sprintf("chown root:root, chmod %04o %s (was %d:%d %04o)", p.mode, p.path, cur.UID, cur.GID, cur.Mode)
+	}
+	if ch.What == "" {
+		return p, nil
+	}
+	if diff {
+		if cur != nil {
+			ch.Before = cur.Content
+		}
+		ch.After = p.want
+	}
+	p.changes = append(p.changes, ch)
+	return p, nil
+}
+
+// summary lists the settings, for change descriptions.
+func (s *SSHD) summary() string {
+	parts := make([]string, len(s.settings))
+	for i, st := range s.settings {
+		parts[i] = st.Keyword + " " + st.Value
+	}
+	return strings.Join(parts, ", ")
+}
+
+// --- apply ---
+
+// Run implements Module.
+func (s *SSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
+	v, err := env.Fact(ctx, r, sshdQuery())
+	if err != nil {
+		return nil, fmt.Errorf("sshd: %w", err)
+	}
+	facts, ok := v.(*sshdFacts)
+	if !ok {
+		return nil, fmt.Errorf("sshd: fact %s has type %T", sshdFactsKey, v)
+	}
+	p, err := s.plan(facts, env.Diff)
+	if err != nil {
+		return nil, fmt.Errorf("sshd: %w", err)
+	}
+	res := &Result{Changed: len(p.changes) > 0, Changes: p.changes}
+	if env.Check || !res.Changed {
+		return res, nil
+	}
+	if env.Dial == nil {
+		return nil, fmt.Errorf("sshd: %s: no way to open fresh logins here, so the change could not be proven: nothing changed", p.path)
+	}
+	if env.ControlUser == "" {
+		return nil, fmt.Errorf("sshd: %s: the control user is unknown, so the change could not be proven: nothing changed", p.path)
+	}
+	defer sshdForgetFacts(env)
+
+	what := "sshd " + p.path
+	txn, err := Begin(ctx, r, TxnSpec{
+		What:         what,
+		Files:        []string{p.path},
+		Deadline:     s.revertAfter,
+		AfterRestore: sshdAfterRestore(facts.DaemonArgs),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sshd: %w", err)
+	}
+	if err := txn.Arm(ctx); err != nil {
+		return nil, fmt.Errorf("sshd: %w: nothing changed", err)
+	}
+	failed := func(rb *RollbackError) (*Result, error) {
+		return &Result{RolledBack: !rb.Failed}, rb
+	}
+
+	out, err := r.Run(ctx, "/bin/sh -s", sshdInstallScript(txn.ID, p, facts.DaemonArgs))
+	if err != nil {
+		return failed(txn.RollbackOrPending(ctx, fmt.Errorf("installing the new file did not finish: %w", err)))
+	}
+	st := parseTxnOutput(out)
+	switch st.status {
+	case "reloaded":
+	case "invalid":
+		return failed(txn.AbortOrPending(ctx, fmt.Errorf("sshd -t rejected the new configuration: %s", st.describe())))
+	case "reload-failed":
+		return failed(txn.RollbackOrPending(ctx, fmt.Errorf("reloading sshd failed: %s", st.describe())))
+	default:
+		return failed(txn.AbortOrPending(ctx, fmt.Errorf("writing %s failed: %s", p.path, st.describe())))
+	}
+
+	proof, err := ProveAccess(ctx, env, Path{Name: "direct"}, txn.Deadline())
+	if err != nil {
+		return failed(txn.RollbackOrPending(ctx, err))
+	}
+	if err := txn.Commit(ctx); err != nil {
+		rb := &RollbackError{What: what, Why: err, Backup: txn.Dir(), Deadline: txn.Deadline()}
+		var fired *TxnFiredError
+		if errors.As(err, &fired) {
+			rb.Why = fmt.Errorf("%w, before the change was committed: raise revert_after (now %ds)", err, int(s.revertAfter/time.Second))
+			rb.Failed = fired.RestoreFailed != ""
+		} else {
+			// Not committed, and the control connection fails: the armed
+			// revert restores the host (proven logins or not).
+			rb.Why = errors.New("committing failed, so the armed revert will restore the host")
+			rb.RestoreErr, rb.Pending = err, true
+		}
+		return failed(rb)
+	}
+	for i := range res.Changes {
+		res.Changes[i].What += "; sshd -t ok, reloaded, " + proof
+	}
+	if msg := strings.TrimSpace(st.msg); msg != "" {
+		res.Changes = append(res.Changes, Change{What: msg})
+	}
+	return res, nil
+}
+
+// sshdForgetFacts drops every fact an sshd change makes stale: this
+// module's and the users' (they hold sshd's effective configuration).
+func sshdForgetFacts(env *Env) {
+	if env.Facts == nil {
+		return
+	}
+	env.Facts.mu.Lock()
+	defer env.Facts.mu.Unlock()
+	userPrefix := UserFactsKey("")
+	for k := range env.Facts.data {
+		if k == sshdFactsKey || strings.HasPrefix(k, userPrefix) || strings.HasPrefix(k, "secondary_sshd:") {
+			delete(env.Facts.data, k)
+		}
+	}
+}
+
+// sshdReloadFuncs are the shell functions that reload the main sshd and
+// wait until it listens again. bg_sshd_start must be defined too.
+const sshdReloadFuncs = `bg_sshd_pidfile() {
+	pf=$(sshd -T 2>/dev/null | awk '$1 == "pidfile" { print $2; exit }')
+	echo "${pf:-/run/sshd.pid}"
+}
+bg_sshd_alive() {
+	case $1 in ''|*[!0-9]*) return 1 ;; esac
+	kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q sshd
+}
+# bg_sshd_reload [start]: make the main sshd read its configuration again
+# and wait until it listens again (it writes its PidFile after binding).
+# With "start", start it when it is not running.
+bg_sshd_reload() {
+	if [ -d /run/systemd/system ]; then
+		if [ "${1-}" = start ]; then
+			systemctl reload-or-restart ssh.service 2>&1 || systemctl reload-or-restart sshd.service 2>&1 || return 1
+		else
+			systemctl reload ssh.service 2>&1 || systemctl reload sshd.service 2>&1 || return 1
+		fi
+		sleep 1
+		return 0
+	fi
+	pf=$(bg_sshd_pidfile)
+	if [ "$pf" = none ]; then
+		echo "sshd has PidFile none, so breakglass cannot find it to reload it"
+		return 1
+	fi
+	pid=$(cat "$pf" 2>/dev/null)
+	if bg_sshd_alive "$pid"; then
+		what=reload
+		rm -f -- "$pf"
+		kill -HUP "$pid" || { echo "$pid" >"$pf"; return 1; }
+	elif [ "${1-}" = start ]; then
+		what=start
+		pid=
+		bg_sshd_start 2>&1 || { echo "starting sshd failed"; return 1; }
+	else
+		echo "sshd is not running (no live sshd process in $pf)"
+		return 1
+	fi
+	i=0
+	while [ ! -s "$pf" ]; do
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+			echo "sshd exited on $what: $(tail -n 3 /var/log/auth.log 2>/dev/null)"
+			return 1
+		fi
+		i=$((i + 1))
+		if [ "$i" -gt 200 ]; then
+			[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid" >"$pf"
+			echo "sshd did not write $pf within 10s of the $what"
+			return 1
+		fi
+		sleep 0.05
+	done
+	bg_sshd_alive "$(cat "$pf" 2>/dev/null)" || { echo "sshd exited after the $what"; return 1; }
+	[ "$what" = start ] && echo "sshd was not running: started it"
+	return 0
+}
+`
+
+// sshdStartFunc defines bg_sshd_start: the daemon's own command line
+// when it was known, else plain sshd (which daemonizes).
+func sshdStartFunc(args []string) string {
+	if len(args) == 0 {
+		return `bg_sshd_start() { s=$(command -v sshd || echo /usr/sbin/sshd); "$s" </dev/null; }
+`
+	}
+	fg := false
+	for _, a := range args {
+		if a == "-D" {
+			fg = true
+		}
+	}
+	if fg {
+		return "bg_sshd_start() { setsid " + shell.Join(args...) + " </dev/null >/dev/null 2>&1 & }\n"
+	}
+	return "bg_sshd_start() { " + shell.Join(args...) + " </dev/null; }\n"
+}
+
+// sshdAfterRestore validates the restored configuration and reloads sshd,
+// starting it when a reload killed it.
+func sshdAfterRestore(daemonArgs []string) string {
+	return sshdStartFunc(daemonArgs) + sshdReloadFuncs + `[ -d /run/sshd ] || mkdir -m 0755 /run/sshd
+if ! out=$(sshd -t 2>&1); then
+	echo "sshd -t rejects the restored configuration, so sshd was not reloaded: $out"
+	return 1
+fi
+bg_sshd_reload start
+`
+}
+
+// sshdInstallScript writes the new file atomically, validates the whole
+// configuration with sshd -t and reloads sshd. It prints "status
+// reloaded", "status invalid" (sshd -t's words follow), "status
+// reload-failed" or "status failed".
+func sshdInstallScript(id string, p *sshdPlan, daemonArgs []string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# breakglass sshd: install %s (transaction %s)\n", p.path, id)
+	b.WriteString(txnPrelude)
+	b.WriteString(sshdStartFunc(daemonArgs))
+	b.WriteString(sshdReloadFuncs)
+	fmt.Fprintf(&b, "f=%s tmp=%s dir=%s\n", shell.Quote(p.path), shell.Quote(txnTmpPath(p.path, "tmp")), shell.Quote(path.Dir(p.path)))
+	b.WriteString(`bg_fail() { echo "status failed"; printf '| %s\n' "$@"; rm -f -- "$tmp"; exit 0; }
+if [ ! -d "$dir" ]; then mkdir -p -m 0755 -- "$dir" || bg_fail "create $dir"; fi
+if [ ! -d /run/sshd ]; then mkdir -m 0755 /run/sshd && echo "| created /run/sshd (sshd's privilege separation directory)"; fi
+rm -f -- "$tmp"
+`)
+	b.WriteString(txnHeredoc([]byte(p.want), `"$tmp"`, `|| bg_fail "write $tmp"`) + "\n")
+	fmt.Fprintf(&b, `chown 0:0 "$tmp" && chmod %04o "$tmp" || bg_fail "chown/chmod $tmp"
+sync -- "$tmp" 2>/dev/null
+mv -f -- "$tmp" "$f" || bg_fail "rename $tmp to $f"
+sync -- "$dir" 2>/dev/null
+if ! out=$(sshd -t 2>&1); then
+	echo "status invalid"
+	printf '%%s\n' "$out" | sed 's/^/| /'
+	exit 0
+fi
+if ! out=$(bg_sshd_reload 2>&1); then
+	echo "status reload-failed"
+	printf '%%s\n' "$out" | sed 's/^/| /'
+	exit 0
+fi
+echo "status reloaded"
+`, p.mode)
+	return txnScript(b.String())
+}
+
+// --- proving access ---
+
+// ErrAccessNotProven means the fresh logins after a change did not show
+// that the control user and enough break-glass users can still log in.
+var ErrAccessNotProven = errors.New("fresh logins failed")
+
+// proveCommitMargin is the time ProveAccess leaves to commit before the
+// revert deadline.
+const proveCommitMargin = 3 * time.Second
+
+// proveRetryDelay separates the two attempts of a login: a daemon that
+// was just reloaded may need a moment before it listens again.
+var proveRetryDelay = time.Second
+
+// ProveAccess opens fresh logins over path for the control user
+// (authenticating as the control connection does) and every break-glass
+// login of env, in parallel, each running VerifyCommand, and requires the
+// control user and at least env.MinWorking break-glass users to succeed
+// before by (the revert deadline, less a margin). It returns a summary for
+// the report, or an error wrapping ErrAccessNotProven.
+func ProveAccess(ctx context.Context, env *Env, p Path, by time.Time) (string, error) {
+	if env.Dial == nil {
+		return "", fmt.Errorf("%w: no way to open fresh logins", ErrAccessNotProven)
+	}
+	// Leave time to commit before the revert fires: a proof that ends
+	// after it would prove the restored state, not the change.
+	lim := time.Until(by) - proveCommitMargin
+	if lim <= 0 {
+		return "", fmt.Errorf("%w: the revert fires at %s, too soon to prove the change (applying it took too long for the deadline)", ErrAccessNotProven, by.Format("15:04:05"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, lim)
+	defer cancel()
+	type attempt struct {
+		login Login
+		err   error
+	}
+	logins := append([]Login{{User: env.ControlUser}}, env.Logins...)
+	results := make([]attempt, len(logins))
+	var wg sync.WaitGroup
+	for i, l := range logins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := proveLogin(ctx, env.Dial, l, p)
+			if err != nil && ctx.Err() == nil {
+				select {
+				case <-time.After(proveRetryDelay):
+					err = proveLogin(ctx, env.Dial, l, p)
+				case <-ctx.Done():
+				}
+			}
+			results[i] = attempt{l, err}
+		}()
+	}
+	wg.Wait()
+
+	var problems, okUsers, failedUsers []string
+	if err := results[0].err; err != nil {
+		problems = append(problems, fmt.Sprintf("the control user %s cannot log in: %v", env.ControlUser, err))
+	} else {
+		okUsers = append(okUsers, env.ControlUser+" (control)")
+	}
+	working := 0
+	for _, a := range results[1:] {
+		if a.err != nil {
+			failedUsers = append(failedUsers, fmt.Sprintf("%s (%v)", a.login.User, a.err))
+			continue
+		}
+		working++
+		okUsers = append(okUsers, a.login.User)
+	}
+	need := max(env.MinWorking, 0)
+	if working < need {
+		problems = append(problems, fmt.Sprintf("%d of %d break-glass users can log in, fewer than min_working %d (failing: %s)", working, len(logins)-1, need, strings.Join(failedUsers, "; ")))
+	}
+	if len(problems) > 0 {
+		return "", fmt.Errorf("%w over path %s: %s", ErrAccessNotProven, p.Name, strings.Join(problems, "; "))
+	}
+	summary := "fresh logins ok: " + strings.Join(okUsers, ", ")
+	if len(failedUsers) > 0 {
+		summary += "; failing (within min_working): " + strings.Join(failedUsers, "; ")
+	}
+	return summary, nil
+}
+
+func proveLogin(ctx context.Context, d LoginDialer, l Login, p Path) error {
+	r, closeFn, err := d.Login(ctx, l.User, l.KeyFile, p)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	out, err := r.Run(ctx, VerifyCommand, nil)
+	if err != nil {
+		return fmt.Errorf("logged in, but the command failed: %w", err)
+	}
+	user, _, ok := ParseProbe(out)
+	switch {
+	case !ok:
+		return fmt.Errorf("logged in, but the probe answered %q", probeFirstLine(string(out)))
+	case user != l.User:
+		return fmt.Errorf("logged in as %q, not %q", user, l.User)
+	}
+	return nil
+}
+
+// --- keywords ---
+
+// sshdKeywords maps sshd_config keywords (lower case) to their canonical
+// spelling: OpenSSH 9.x with Debian's additions.
+var sshdKeywords = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"AcceptEnv", "AddressFamily", "AllowAgentForwarding", "AllowGroups",
+		"AllowStreamLocalForwarding", "AllowTcpForwarding", "AllowUsers",
+		"AuthenticationMethods", "AuthorizedKeysCommand", "AuthorizedKeysCommandUser",
+		"AuthorizedKeysFile", "AuthorizedPrincipalsCommand", "AuthorizedPrincipalsCommandUser",
+		"AuthorizedPrincipalsFile", "Banner", "CASignatureAlgorithms", "ChallengeResponseAuthentication",
+		"ChannelTimeout", "ChrootDirectory", "Ciphers", "ClientAliveCountMax", "ClientAliveInterval",
+		"Compression", "DebianBanner", "DenyGroups", "DenyUsers", "DisableForwarding",
+		"ExposeAuthInfo", "FingerprintHash", "ForceCommand", "GatewayPorts",
+		"GSSAPIAuthentication", "GSSAPICleanupCredentials", "GSSAPIKexAlgorithms",
+		"GSSAPIKeyExchange", "GSSAPIStoreCredentialsOnRekey", "GSSAPIStrictAcceptorCheck",
+		"HostbasedAcceptedAlgorithms", "HostbasedAcceptedKeyTypes", "HostbasedAuthentication",
+		"HostbasedUsesNameFromPacketOnly", "HostCertificate", "HostKey", "HostKeyAgent",
+		"HostKeyAlgorithms", "IgnoreRhosts", "IgnoreUserKnownHosts", "IPQoS",
+		"KbdInteractiveAuthentication", "KerberosAuthentication", "KerberosGetAFSToken",
+		"KerberosOrLocalPasswd", "KerberosTicketCleanup", "KexAlgorithms", "ListenAddress",
+		"LoginGraceTime", "LogLevel", "LogVerbose", "MACs", "MaxAuthTries", "MaxSessions",
+		"MaxStartups", "ModuliFile", "PasswordAuthentication", "PermitEmptyPasswords",
+		"PermitListen", "PermitOpen", "PermitRootLogin", "PermitTTY", "PermitTunnel",
+		"PermitUserEnvironment", "PermitUserRC", "PerSourceMaxStartups", "PerSourceNetBlockSize",
+		"PerSourcePenalties", "PerSourcePenaltyExemptList", "Port", "PrintLastLog", "PrintMotd",
+		"PubkeyAcceptedAlgorithms", "PubkeyAcceptedKeyTypes", "PubkeyAuthentication",
+		"PubkeyAuthOptions", "RDomain", "RefuseConnection", "RekeyLimit", "RequiredRSASize",
+		"RevokedKeys", "SecurityKeyProvider", "SetEnv", "StreamLocalBindMask",
+		"StreamLocalBindUnlink", "StrictModes", "Subsystem", "SyslogFacility", "TCPKeepAlive",
+		"TrustedUserCAKeys", "UnusedConnectionTimeout", "UseDNS", "UsePAM", "VersionAddendum",
+		"X11DisplayOffset", "X11Forwarding", "X11UseLocalhost", "XAuthLocation",
+	} {
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
+
+// sshdRefused are keywords sshd knows that this module will not write.
+var sshdRefused = map[string]string{
+	"match":   "a Match block needs several lines; this module writes global settings only",
+	"include": "it would make sshd read files this module does not manage",
+	"pidfile": "breakglass finds the running sshd by its PidFile to reload it; change it by hand",
+	// Deprecated or removed: sshd ignores them with a warning.
+	"protocol":                   "sshd ignores it (deprecated)",
+	"useprivilegeseparation":     "sshd ignores it (deprecated)",
+	"uselogin":                   "sshd ignores it (deprecated)",
+	"dsaauthentication":          "sshd ignores it (deprecated)",
+	"rsaauthentication":          "sshd ignores it (deprecated)",
+	"rhostsrsaauthentication":    "sshd ignores it (deprecated)",
+	"keyregenerationinterval":    "sshd ignores it (deprecated)",
+	"serverkeybits":              "sshd ignores it (deprecated)",
+	"skeyauthentication":         "sshd ignores it (deprecated)",
+	"verifyreversemapping":       "sshd ignores it (deprecated)",
+	"reversemappingcheck":        "sshd ignores it (deprecated)",
+	"pamauthenticationviakbdint": "sshd ignores it (deprecated)",
+	"authorizedkeysfile2":        "sshd ignores it (deprecated): list both files in AuthorizedKeysFile",
+}
+
+// sshdCumulative are keywords whose every occurrence counts (sshd appends
+// them), so an earlier value does not hide this module's.
+var sshdCumulative = map[string]bool{
+	"allowusers": true, "denyusers": true, "allowgroups": true, "denygroups": true,
+	"hostkey": true, "hostcertificate": true, "listenaddress": true, "port": true,
+	"acceptenv": true, "subsystem": true,
+}
