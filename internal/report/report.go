@@ -56,6 +56,8 @@ type Host struct {
 	Findings []Finding `json:"findings"`
 	Access   []Access  `json:"access"`
 	MS       int64     `json:"ms"`
+	// RoundTrips counts the commands run over the control connection.
+	RoundTrips int `json:"round_trips"`
 	// NotDone is set when the run was interrupted before this host finished.
 	NotDone bool `json:"not_done,omitempty"`
 }

@@ -47,6 +47,9 @@ type Job struct {
 	// BecomePassword is the host's own sudo password
 	// (ansible_become_password); it wins over Options.BecomePassword.
 	BecomePassword string
+	// Fallback holds the verify_access tasks whose logins a recover run
+	// may connect with when the inventory's user cannot get in.
+	Fallback []Task
 }
 
 // Play is the part of one play that runs on a host.
@@ -205,13 +208,13 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 	env.Logins, env.MinWorking = safetyLogins(job, o.Dir)
 
 	for _, play := range job.Plays {
-		var r tasks.Runner = timed{conn, o.Timeout}
+		var r tasks.Runner = timed{conn, o.Timeout, &h.RoundTrips}
 		if play.Become {
 			pw := o.BecomePassword
 			if job.BecomePassword != "" {
 				pw = job.BecomePassword
 			}
-			r = timed{&transport.Become{Client: conn, Password: pw}, o.Timeout}
+			r = timed{&transport.Become{Client: conn, Password: pw}, o.Timeout, &h.RoundTrips}
 		}
 		gather(ctx, r, play.Tasks, env)
 		for i, t := range play.Tasks {
@@ -295,9 +298,11 @@ type timed struct {
 		Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error)
 	}
 	d time.Duration
+	n *int // round trips; only this host's worker touches it
 }
 
 func (t timed) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	*t.n++
 	if t.d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t.d)
