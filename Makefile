@@ -54,9 +54,16 @@ fuzz:
 demo: deps build
 	@$(BIN)/breakglass-lab -n 3 -- sh examples/demo.sh
 
+# breakglass side by side with ansible-playbook (installed from Debian when
+# missing) and the raw OpenSSH floor, on fresh lab hosts:
+#   make bench [HOSTS=100] [RUNS=3] [BIG=1]
+# BIG=1 also measures peak memory at 1000 hosts. The table goes to stdout
+# and bench-results/latest.{md,json}; the packages' Go benchmarks run first.
+RUNS      ?= 3
+BIG       ?=
 bench: deps build
-	@echo "benchmarks: see README.md (Performance)"
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	$(GO) run ./internal/bench/cmd/bench -hosts $(HOSTS) -runs $(RUNS) $(if $(filter 1 true yes,$(BIG)),-big)
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
