@@ -26,15 +26,14 @@ if ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile="$BG_LAB_
 fi
 echo "admin@$first: refused by sshd (StrictModes), as in the incident"
 echo
-# The inventory as a break-glass operator would use it: connect as bg-ops1.
-sed -e 's/ansible_user=admin/ansible_user=bg-ops1/' -e "s#ansible_ssh_private_key_file=[^ ]*#ansible_ssh_private_key_file=$here/keys/bg-ops1#" \
-	"$BG_LAB_INVENTORY" > "$BG_LAB_DIR/inventory-bg-ops1.ini"
-bgcommon="-i $BG_LAB_DIR/inventory-bg-ops1.ini --known-hosts $BG_LAB_KNOWN_HOSTS --limit $first"
 echo
-echo "== breakglass apply --check as bg-ops1: what would be repaired; nothing is changed"
-"$bg" apply $bgcommon --check "$here/playbook.yml"
+echo "== breakglass audit: the nightly run finds the lockout (it gets in as a break-glass user to look)"
+"$bg" audit $common --limit "$first" "$here/playbook.yml" || echo "(audit exit code $?: 2 means non-compliant)"
 echo
-echo "== breakglass apply as bg-ops1: the repair"
-"$bg" apply $bgcommon "$here/playbook.yml"
+echo "== breakglass recover --user admin --yes: in through a break-glass user, diagnose, fix, prove"
+"$bg" recover $common --limit "$first" --user admin --yes "$here/playbook.yml"
 echo
 ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile="$BG_LAB_KNOWN_HOSTS" -i "$BG_LAB_KEY" "admin@$addr" 'echo "== admin@$(hostname) logs in again with plain ssh"'
+echo
+echo "== breakglass verify: the pre-release checklist, real logins only"
+"$bg" verify $common "$here/playbook.yml"

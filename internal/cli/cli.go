@@ -54,11 +54,6 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "breakglass: run 'breakglass help' for usage")
 		return report.ExitUsage
 	}
-	switch cmd {
-	case "audit", "recover":
-		errorf(stderr, "%s is not implemented yet", cmd)
-		return report.ExitUsage
-	}
 	return run(ctx, o, stdout, stderr)
 }
 
@@ -68,9 +63,10 @@ func errorf(w io.Writer, format string, args ...any) {
 
 // plan is everything a run needs, checked before any host is contacted.
 type plan struct {
-	pb   *playbook.Playbook
-	inv  *inventory.Inventory
-	jobs []*runner.Job
+	pb     *playbook.Playbook
+	inv    *inventory.Inventory
+	sshCfg *transport.SSHConfig
+	jobs   []*runner.Job
 }
 
 // prepare loads and checks every input and builds the per-host jobs. All
@@ -113,7 +109,7 @@ func prepare(o *options) (*plan, error) {
 		return nil, err
 	}
 
-	p := &plan{pb: pb, inv: inv}
+	p := &plan{pb: pb, inv: inv, sshCfg: sshCfg}
 	byName := map[string]*runner.Job{}
 	for _, play := range pb.Plays {
 		hosts, err := inv.Match(play.Hosts)
@@ -154,6 +150,11 @@ func prepare(o *options) (*plan, error) {
 					continue
 				}
 				rp.Tasks = append(rp.Tasks, runner.Task{Name: t.Name, Module: t.Module, Mod: m})
+			}
+			for _, t := range rp.Tasks {
+				if _, ok := t.Mod.(*tasks.VerifyAccess); ok {
+					job.Fallback = append(job.Fallback, t)
+				}
 			}
 			job.Plays = append(job.Plays, rp)
 		}
@@ -211,6 +212,13 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		}
 		return report.ExitUsage
 	}
+	if o.command == "audit" {
+		// Read-only: the playbook's changes are only planned (drift), its
+		// logins are real, and the lockout checks run last.
+		o.check = true
+		addAudit(o, p.jobs)
+	}
+	keepGoing := o.command == "audit"
 	become, err := becomePassword(o, stderr)
 	if err != nil {
 		errorf(stderr, "%v", err)
@@ -243,8 +251,12 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		Diff:           o.diff,
 		Dir:            p.pb.Dir,
 		BecomePassword: become,
+		KeepGoing:      keepGoing,
 		Logins:         loginsFor(dialer, p),
 		HostDone: func(h *report.Host) {
+			if o.command == "audit" {
+				driftFindings(h, o.playbook)
+			}
 			if progress {
 				fmt.Fprint(stderr, "\r\033[K")
 			}
@@ -256,7 +268,10 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "\r\033[K%d/%d hosts done, %d failed", done, total, failed)
 		}
 	}
-	r := runner.Run(ctx, o.command, dialerAdapter{dialer}, p.jobs, ro)
+	if o.command == "recover" {
+		return runRecover(ctx, o, p, dialer, stdout, stderr, ro)
+	}
+	r := runner.Run(ctx, o.command, newFallbackDialer(dialer, p, p.jobs), p.jobs, ro)
 	if progress {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
@@ -341,17 +356,6 @@ func isTerminalWriter(w io.Writer) bool {
 	return ok && isTerminal(f)
 }
 
-// dialerAdapter turns the transport's concrete client into runner.Conn.
-type dialerAdapter struct{ d *transport.Dialer }
-
-func (a dialerAdapter) Dial(ctx context.Context, t transport.Target) (runner.Conn, error) {
-	c, err := a.d.Dial(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
 var _ runner.Conn = (*transport.Client)(nil)
 
 // loginsFor builds the fresh-login dialer of each job: verify_access and
@@ -369,11 +373,49 @@ type loginDialer struct {
 }
 
 func (l *loginDialer) Login(ctx context.Context, user, keyFile string, path tasks.Path) (tasks.Runner, func() error, error) {
-	t := l.job.Target
+	if keyFile == "" && user != l.job.Target.User {
+		// Connected as a break-glass user (recover): log in with its key.
+		keyFile = l.breakGlassKey(user)
+	}
+	t, err := pathTarget(l.plan, l.job.Target, user, keyFile, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := l.d.Dial(ctx, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, c.Close, nil
+}
+
+func (l *loginDialer) breakGlassKey(user string) string {
+	tasksOf := append([]runner.Task{}, l.job.Fallback...)
+	for _, p := range l.job.Plays {
+		tasksOf = append(tasksOf, p.Tasks...)
+	}
+	for _, t := range tasksOf {
+		if v, ok := t.Mod.(*tasks.VerifyAccess); ok {
+			logins, _ := v.SafetyLogins(l.plan.pb.Dir)
+			for _, lg := range logins {
+				if lg.User == user {
+					return lg.KeyFile
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// pathTarget is the target of a fresh login as user by one path into the
+// host of base: with keyFile, only that key and no agent; without, as the
+// control connection authenticates.
+func pathTarget(p *plan, base transport.Target, user, keyFile string, path tasks.Path) (transport.Target, error) {
+	t := base
 	t.User = user
 	if keyFile != "" {
 		t.IdentityFiles = []string{keyFile}
 		t.NoAgent = true
+		t.IdentitiesOnly = true
 	}
 	if path.Port != 0 {
 		t.Port = path.Port
@@ -382,19 +424,15 @@ func (l *loginDialer) Login(ctx context.Context, user, keyFile string, path task
 		t.Host = path.Address
 	}
 	if path.Jump != "" {
-		jh, ok := l.plan.inv.Host(path.Jump)
+		jh, ok := p.inv.Host(path.Jump)
 		if !ok {
-			return nil, nil, fmt.Errorf("jump host %q is not in the inventory", path.Jump)
+			return t, fmt.Errorf("jump host %q is not in the inventory", path.Jump)
 		}
-		jt, err := transport.Resolve(jh.Name, jh.Vars, nil)
+		jt, err := transport.Resolve(jh.Name, jh.Vars, p.sshCfg)
 		if err != nil {
-			return nil, nil, fmt.Errorf("jump host %s: %w", path.Jump, err)
+			return t, fmt.Errorf("jump host %s: %w", path.Jump, err)
 		}
 		t.Jumps = append(append([]transport.Target{}, jt.Jumps...), jt)
 	}
-	c, err := l.d.Dial(ctx, t)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, c.Close, nil
+	return t, nil
 }

@@ -104,7 +104,7 @@ func newFleet(t *testing.T, n int, extraHosts string, scan func(h *lab.Host) boo
 }
 
 func (f *fleet) args(cmd string, more ...string) []string {
-	return append([]string{cmd, "-i", f.inventory, "--known-hosts", f.knownHosts, "--timeout", "10s"}, more...)
+	return append([]string{cmd, "-i", f.inventory, "--known-hosts", f.knownHosts, "--timeout", "60s"}, more...)
 }
 
 // logins counts the publickey logins sshd accepted on h.
@@ -132,6 +132,7 @@ func TestApplyFoundationOnLab(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
+	t.Parallel()
 	// The third host is missing from known_hosts; "down" is an address
 	// where nothing listens.
 	f := newFleet(t, 3, "    elsewhere:\n      hosts:\n        down:\n          ansible_host: 127.0.0.1\n          ansible_port: 1\n",

@@ -54,6 +54,7 @@ func TestExamplePlaybookOnLab(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
+	t.Parallel()
 	f := newFleet(t, 3, "", nil)
 	dir := exampleDir(t)
 	pb := filepath.Join(dir, "playbook.yml")

@@ -74,6 +74,9 @@ type Options struct {
 	Diff           bool
 	Dir            string // playbook directory
 	BecomePassword string
+	// KeepGoing runs a host's later tasks after one fails (audit: every
+	// check must run); otherwise a failed task ends the host's run.
+	KeepGoing bool
 	// Logins opens the fresh logins of verify_access and the safety net.
 	// It may be nil.
 	Logins func(job *Job) tasks.LoginDialer
@@ -187,6 +190,13 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 		return
 	}
 	defer conn.Close()
+	if fb, ok := conn.(interface{ FallbackNote() string }); ok {
+		h.Findings = append(h.Findings, report.Finding{
+			ID: "control-login-failed", Severity: report.SeverityLockout, User: job.Target.User,
+			Detail: fb.FallbackNote(),
+			Fix:    "breakglass recover -i INVENTORY PLAYBOOK --user " + job.Target.User + " --yes",
+		})
+	}
 
 	env := &tasks.Env{
 		Host:        job.Name,
@@ -252,9 +262,13 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 				tr.Status = report.StatusFailed
 				tr.Error = err.Error()
 				h.Tasks = append(h.Tasks, tr)
-				if transport.IsUnreachable(err) {
+				lost := transport.IsUnreachable(err)
+				if lost {
 					h.Status = report.StatusUnreachable
 					h.Error = "connection lost: " + err.Error()
+				}
+				if o.KeepGoing && !lost {
+					continue
 				}
 				// Like Ansible, a failed task ends the host's run.
 				for _, rest := range play.Tasks[i+1:] {

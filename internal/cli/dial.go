@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/breakglass/breakglass/internal/runner"
+	"github.com/breakglass/breakglass/internal/transport"
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// fallbackDialer opens the control connection of each host. It first tries
+// the inventory's way in (or, for recover, the locked-out user); when sshd
+// refuses that login, it tries each break-glass user of the playbook's
+// verify_access tasks on each of their paths until one gets in. A host
+// whose key is unknown or changed, or that does not answer, gets no second
+// try: that is no login problem.
+type fallbackDialer struct {
+	d    *transport.Dialer
+	plan *plan
+	jobs map[string]*runner.Job
+	// first replaces the plain dial of the inventory's target (recover).
+	first func(ctx context.Context, t transport.Target) (runner.Conn, error)
+}
+
+func newFallbackDialer(d *transport.Dialer, p *plan, jobs []*runner.Job) *fallbackDialer {
+	byName := make(map[string]*runner.Job, len(jobs))
+	for _, j := range jobs {
+		byName[j.Name] = j
+	}
+	return &fallbackDialer{d: d, plan: p, jobs: byName}
+}
+
+// fellBack is a control connection made as a break-glass user because the
+// inventory's user could not log in; the runner reports that as a lockout.
+type fellBack struct {
+	runner.Conn
+	note string
+}
+
+// FallbackNote says who could not log in and who got in instead.
+func (f *fellBack) FallbackNote() string { return f.note }
+
+func isLoginRefused(err error) bool {
+	var de *transport.DialError
+	return errors.As(err, &de) && de.Stage == transport.StageAuth
+}
+
+func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.Conn, error) {
+	var (
+		c        runner.Conn
+		firstErr error
+	)
+	if f.first != nil {
+		c, firstErr = f.first(ctx, t)
+	} else {
+		var tc *transport.Client
+		tc, firstErr = f.d.Dial(ctx, t)
+		if firstErr == nil {
+			c = tc
+		}
+	}
+	if firstErr == nil {
+		return c, nil
+	}
+	if f.first == nil && !isLoginRefused(firstErr) {
+		return nil, firstErr
+	}
+	job := f.jobs[t.Name]
+	if job == nil || len(job.Fallback) == 0 || ctx.Err() != nil {
+		return nil, firstErr
+	}
+	errs := []string{firstErr.Error()}
+	for _, vt := range job.Fallback {
+		v := vt.Mod.(*tasks.VerifyAccess)
+		logins, _ := v.SafetyLogins(f.plan.pb.Dir)
+		for _, l := range logins {
+			for _, p := range v.Paths {
+				c, err := f.dialProbe(ctx, t, l.User, l.KeyFile, p.Path)
+				if err == nil {
+					if f.first != nil {
+						return c, nil
+					}
+					return &fellBack{Conn: c, note: fmt.Sprintf("the control user %s cannot log in (%v); reached the host as break-glass user %s via %s instead", t.User, firstErr, l.User, p.Path.Name)}, nil
+				}
+				errs = append(errs, err.Error())
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+			}
+		}
+	}
+	return nil, &transport.DialError{Target: t.Name, Stage: transport.StageAuth, Err: errors.New("no way in: " + strings.Join(errs, "; "))}
+}
+
+// dialProbe logs in as user by path and runs the probe: sshd accepts some
+// locked-out users and then ends the session (missing shell, forced
+// password change), so only a command proves the login.
+func (f *fallbackDialer) dialProbe(ctx context.Context, t transport.Target, user, key string, path tasks.Path) (runner.Conn, error) {
+	tt, err := pathTarget(f.plan, t, user, key, path)
+	if err != nil {
+		return nil, fmt.Errorf("%s via %s: %w", user, path.Name, err)
+	}
+	c, err := f.d.Dial(ctx, tt)
+	if err != nil {
+		return nil, fmt.Errorf("%s via %s: %w", user, path.Name, err)
+	}
+	out, err := c.Run(ctx, tasks.VerifyCommand, nil)
+	if u, _, ok := tasks.ParseProbe(out); err != nil || !ok || u != user {
+		c.Close()
+		return nil, fmt.Errorf("%s via %s: logged in, but no working session (%v)", user, path.Name, err)
+	}
+	return c, nil
+}
