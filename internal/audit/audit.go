@@ -1,0 +1,277 @@
+// Package audit finds what would keep a user from logging in to a host,
+// or from becoming root there, judged as sshd, PAM and sudo judge it: every
+// cause in LOCKOUTS.md that can be read off the host, by its stable check
+// id, with the evidence and the exact command that fixes it.
+//
+// It is read-only: it reads facts (one round trip, shared with the other
+// modules through the runner) and never changes the host. Per user it
+// judges sshd's effective configuration for this run's connection
+// (sshd -T -C user=…,host=…,addr=…,laddr=…,lport=…), the account (shadow
+// fields, shell, home), every effective AuthorizedKeysFile (StrictModes'
+// walk, readability as the user, each key line), the PAM stack and sudo;
+// host-wide, whether the sshd configuration loads, whether the running
+// listener runs what is on disk, the privilege separation directory and
+// the sudoers files. A login that verify_access saw fail and that nothing
+// found explains is reported with sshd's own log lines.
+package audit
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// Severities (DESIGN.md §6).
+const (
+	SeverityLockout = "lockout" // blocks a login (or sudo) now
+	SeverityRisk    = "risk"    // will block one later
+	SeverityInfo    = "info"
+)
+
+// Options says which users to audit.
+type Options struct {
+	// Users are the break-glass users named in the playbook; the control
+	// user (env.ControlUser) is always added. All of them are expected to
+	// log in and to sudo.
+	Users []string
+	// AllUsers also audits every local account that can log in: a shell
+	// that is not nologin or false, and a usable way to authenticate (a
+	// key file or a password). These are not expected to sudo.
+	AllUsers bool
+}
+
+// Module runs the lockout checks on one host.
+type Module struct {
+	o Options
+}
+
+var (
+	_ tasks.Module   = (*Module)(nil)
+	_ tasks.Gatherer = (*Module)(nil)
+)
+
+// New returns the audit module for o. Invalid user names are dropped
+// (the playbook loader has already refused them).
+func New(o Options) *Module {
+	var users []string
+	for _, u := range o.Users {
+		if shell.ValidUser(u) == nil && !slices.Contains(users, u) {
+			users = append(users, u)
+		}
+	}
+	o.Users = users
+	return &Module{o: o}
+}
+
+// Queries returns the facts audit reads, for the runner's one round trip:
+// the shared user facts of each named user, and the host query, which also
+// reads the session's user (the control user, through sudo's SUDO_USER)
+// and, with AllUsers, every account that can log in.
+func (m *Module) Queries() []tasks.Query {
+	var qs []tasks.Query
+	var specs []userSpec
+	for _, u := range m.o.Users {
+		qs = append(qs, tasks.UserFactsQuery(u, tasks.Conn{}))
+		specs = append(specs, userSpec{Name: u, Sudo: true})
+	}
+	hq, err := hostQuery(tasks.Conn{}, specs, true, m.o.AllUsers)
+	if err != nil {
+		return qs // Run gathers it again and reports the error
+	}
+	return append(qs, hq)
+}
+
+// auditedUser is one user to judge, with what was read about it.
+type auditedUser struct {
+	uf       *tasks.UserFacts
+	x        *UserExtras
+	expected bool // a break-glass or the control user: must log in and sudo
+}
+
+// Run reads the facts (from the runner's gathering, or in one round trip
+// of its own) and returns the findings. It never changes the host.
+func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*tasks.Result, error) {
+	if env.Facts == nil {
+		env.Facts = &tasks.Facts{}
+	}
+	expected := slices.Clone(m.o.Users)
+	if env.ControlUser != "" && !slices.Contains(expected, env.ControlUser) {
+		if err := shell.ValidUser(env.ControlUser); err != nil {
+			return nil, fmt.Errorf("control user: %w", err)
+		}
+		expected = append(expected, env.ControlUser)
+	}
+	h, users, ok := m.fromFacts(env, expected)
+	if !ok {
+		var err error
+		if h, users, err = m.gather(ctx, r, env, expected); err != nil {
+			return nil, err
+		}
+	}
+	c := newChecker(h)
+	c.host(users)
+	for _, u := range users {
+		c.user(u)
+	}
+	if err := c.unexplained(ctx, r, env); err != nil {
+		return nil, err
+	}
+	c.sort()
+	res := &tasks.Result{Findings: c.findings}
+	for _, u := range users {
+		if u.uf.Exists && u.uf.SSHDErr == "" && !connComplete(u.uf.Conn) {
+			return res, fmt.Errorf("%w: the connection's addresses are unknown, so the checks of %s that depend on sshd's Match blocks were skipped", tasks.ErrSSHDConfig, u.uf.Name)
+		}
+	}
+	return res, nil
+}
+
+// connComplete reports whether every field of c is known (as tasks does,
+// whose helper is unexported).
+func connComplete(c tasks.Conn) bool {
+	return connAddr.MatchString(c.Client) && connAddr.MatchString(c.Server) && c.Port > 0 && c.Port < 65536
+}
+
+var connAddr = regexp.MustCompile(`^[A-Za-z0-9.:%_-]+$`)
+
+// fresh reports whether uf can be used for connection conn.
+func fresh(uf *tasks.UserFacts, conn tasks.Conn) bool {
+	if uf == nil {
+		return false
+	}
+	if !connComplete(conn) {
+		return true
+	}
+	return uf.Conn == conn
+}
+
+// fromFacts assembles the users from what the runner gathered; ok is
+// false when anything is missing or was read for another connection.
+func (m *Module) fromFacts(env *tasks.Env, expected []string) (*HostFacts, []auditedUser, bool) {
+	v, found := env.Facts.Get(HostFactsKey)
+	h, isHost := v.(*HostFacts)
+	if !found || !isHost {
+		return nil, nil, false
+	}
+	conn := tasks.ConnOf(env)
+	lookup := func(name string) *tasks.UserFacts {
+		if v, ok := env.Facts.Get(tasks.UserFactsKey(name)); ok {
+			if uf, ok := v.(*tasks.UserFacts); ok && fresh(uf, conn) {
+				return uf
+			}
+		}
+		if uf := h.Users[name]; fresh(uf, conn) {
+			return uf
+		}
+		return nil
+	}
+	var users []auditedUser
+	for _, name := range expected {
+		uf, x := lookup(name), h.Extras[name]
+		if uf == nil || x == nil {
+			return nil, nil, false
+		}
+		users = append(users, auditedUser{uf: uf, x: x, expected: true})
+	}
+	if m.o.AllUsers {
+		if h.Candidates == nil {
+			return nil, nil, false
+		}
+		for _, name := range h.Candidates {
+			if slices.Contains(expected, name) {
+				continue
+			}
+			uf, x := lookup(name), h.Extras[name]
+			if uf == nil || x == nil {
+				return nil, nil, false
+			}
+			if canLogIn(uf) {
+				users = append(users, auditedUser{uf: uf, x: x})
+			}
+		}
+	}
+	return h, users, true
+}
+
+// gather reads everything in one round trip, for this run's connection.
+func (m *Module) gather(ctx context.Context, r tasks.Runner, env *tasks.Env, expected []string) (*HostFacts, []auditedUser, error) {
+	var specs []userSpec
+	for _, u := range expected {
+		specs = append(specs, userSpec{Name: u, Facts: true, Sudo: true})
+	}
+	q, err := hostQuery(tasks.ConnOf(env), specs, false, m.o.AllUsers)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := r.Run(ctx, "/bin/sh -s", []byte(q.Script))
+	if err != nil {
+		return nil, nil, fmt.Errorf("gather %s: %w", q.Key, err)
+	}
+	h, err := ParseHostFacts(out)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gather %s: %w", q.Key, err)
+	}
+	env.Facts.Set(HostFactsKey, h)
+	for name, uf := range h.Users {
+		env.Facts.Set(tasks.UserFactsKey(name), uf)
+	}
+	var users []auditedUser
+	for _, name := range expected {
+		uf, x := h.Users[name], h.Extras[name]
+		if uf == nil || x == nil {
+			return nil, nil, fmt.Errorf("gather %s: no facts for user %s", q.Key, name)
+		}
+		users = append(users, auditedUser{uf: uf, x: x, expected: true})
+	}
+	for _, name := range h.Candidates {
+		if slices.Contains(expected, name) {
+			continue
+		}
+		if uf, x := h.Users[name], h.Extras[name]; uf != nil && x != nil && canLogIn(uf) {
+			users = append(users, auditedUser{uf: uf, x: x})
+		}
+	}
+	return h, users, nil
+}
+
+// canLogIn reports whether --all-users audits the account: a login shell
+// that is not nologin or false, and a password or a key file.
+func canLogIn(uf *tasks.UserFacts) bool {
+	if !uf.Exists || noLoginShell(uf.Shell) {
+		return false
+	}
+	if uf.Shadow != nil && uf.Shadow.Password == tasks.PasswordHash {
+		return true
+	}
+	for i := range uf.KeyFiles {
+		if uf.KeyFiles[i].File().Exists {
+			return true
+		}
+	}
+	return false
+}
+
+func noLoginShell(p string) bool {
+	b := p[strings.LastIndexByte(p, '/')+1:]
+	return b == "nologin" || b == "false"
+}
+
+// sort orders findings by user (host-wide first), check id and path.
+func (c *checker) sort() {
+	sort.SliceStable(c.findings, func(i, j int) bool {
+		a, b := c.findings[i], c.findings[j]
+		if a.User != b.User {
+			return a.User < b.User
+		}
+		if a.ID != b.ID {
+			return a.ID < b.ID
+		}
+		return a.Path < b.Path
+	})
+}

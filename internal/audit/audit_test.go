@@ -1,0 +1,475 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// replay answers the host query with a recording and fails anything else.
+type replay struct {
+	out   []byte
+	calls int
+}
+
+func (r *replay) Run(_ context.Context, cmd string, stdin []byte) ([]byte, error) {
+	r.calls++
+	if cmd != "/bin/sh -s" || !bytes.HasPrefix(stdin, []byte("bg_client=")) {
+		return nil, errors.New("replay: unexpected command")
+	}
+	return r.out, nil
+}
+
+// recording loads testdata/lab/NAME.txt and the env it was gathered for.
+func recording(t *testing.T, name string) ([]byte, *tasks.Env) {
+	t.Helper()
+	out, err := os.ReadFile(filepath.Join("testdata", "lab", name+".txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ParseHostFacts(out)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	uf := h.Users["admin"]
+	if uf == nil {
+		t.Fatalf("%s: no facts of admin", name)
+	}
+	env := &tasks.Env{ControlUser: "admin", ClientAddr: uf.Conn.Client, ServerAddr: uf.Conn.Server, ServerPort: uf.Conn.Port, Facts: &tasks.Facts{}}
+	return out, env
+}
+
+// TestRecordedScenarios replays what the host query read on the lab hosts
+// of TestLabScenarios (go test -run TestLabScenarios -record rewrites
+// them) through the checks: the same expectations, without a lab.
+func TestRecordedScenarios(t *testing.T) {
+	for _, lh := range labHosts {
+		for _, ac := range lh.audits {
+			t.Run(ac.name, func(t *testing.T) {
+				out, env := recording(t, ac.name)
+				r := &replay{out: out}
+				res, err := New(ac.opts).Run(context.Background(), r, env)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.calls != 1 {
+					t.Errorf("%d round trips, want 1", r.calls)
+				}
+				checkFindings(t, ac, res.Findings)
+			})
+		}
+	}
+}
+
+// hostOf parses a recording and returns the checker inputs for its users.
+func hostOf(t *testing.T, name string) *HostFacts {
+	t.Helper()
+	out, _ := recording(t, name)
+	h, err := ParseHostFacts(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// judge runs every check on user of h, after edit changes its facts.
+func judge(t *testing.T, h *HostFacts, user string, edit func(uf *tasks.UserFacts, x *UserExtras)) []tasks.Finding {
+	t.Helper()
+	orig := h.Users[user]
+	if orig == nil {
+		t.Fatalf("no facts of %s", user)
+	}
+	uf := *orig
+	uf.SSHD.Values = maps(orig.SSHD.Values)
+	uf.KeyFiles = slices.Clone(orig.KeyFiles)
+	x := *h.Extras[user]
+	if edit != nil {
+		edit(&uf, &x)
+	}
+	c := newChecker(h)
+	u := auditedUser{uf: &uf, x: &x, expected: true}
+	c.host([]auditedUser{u})
+	c.user(u)
+	c.sort()
+	return c.findings
+}
+
+func maps(m map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(m))
+	for k, v := range m {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+func keysOf(fs []tasks.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, findingKey(f))
+	}
+	return out
+}
+
+// TestEffectiveConfigCases judges edited effective configurations (as
+// sshd -T prints them, Match blocks already applied) on the clean host.
+func TestEffectiveConfigCases(t *testing.T) {
+	h := hostOf(t, "clean") // client 127.0.0.1; admin is in group admin
+	set := func(kv ...string) func(*tasks.UserFacts, *UserExtras) {
+		return func(uf *tasks.UserFacts, _ *UserExtras) {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i+1] == "" {
+					delete(uf.SSHD.Values, kv[i])
+					continue
+				}
+				uf.SSHD.Values[kv[i]] = strings.Split(kv[i+1], "\n")
+			}
+			fillConfig(&uf.SSHD)
+		}
+	}
+	tests := []struct {
+		name string
+		edit func(*tasks.UserFacts, *UserExtras)
+		want []string
+	}{
+		{"default", nil, nil},
+		{"AllowUsers lists admin", set("allowusers", "bob\nadmin"), nil},
+		{"AllowUsers without admin", set("allowusers", "bob"), []string{"admin user-filtered lockout "}},
+		{"AllowUsers wildcard", set("allowusers", "ad?i*"), nil},
+		{"AllowUsers user@address", set("allowusers", "admin@127.0.0.1"), nil},
+		{"AllowUsers user@other address", set("allowusers", "admin@10.0.0.1"), []string{"admin user-filtered lockout "}},
+		{"AllowUsers user@CIDR", set("allowusers", "admin@127.0.0.0/8"), nil},
+		{"AllowUsers user@wildcard address", set("allowusers", "admin@127.0.*"), nil},
+		{"AllowUsers negated address list", set("allowusers", "admin@!127.0.0.1,*"), []string{"admin user-filtered lockout "}},
+		{"AllowUsers negation of another address", set("allowusers", "admin@!10.0.0.1,*"), nil},
+		{"AllowUsers negation alone matches nothing", set("allowusers", "admin@!10.0.0.1"), []string{"admin user-filtered lockout "}},
+		{"AllowUsers '!' on the user is literal", set("allowusers", "!bob"), []string{"admin user-filtered lockout "}},
+		{"DenyUsers wins over AllowUsers", set("allowusers", "admin", "denyusers", "adm*"), []string{"admin user-filtered lockout "}},
+		{"DenyUsers from elsewhere", set("denyusers", "admin@10.*"), nil},
+		{"AllowGroups admin", set("allowgroups", "admin"), nil},
+		{"AllowGroups others", set("allowgroups", "wheel sudo"), []string{"admin user-filtered lockout "}},
+		{"AllowUsers and AllowGroups both apply", set("allowusers", "admin", "allowgroups", "wheel"), []string{"admin user-filtered lockout "}},
+		{"DenyGroups", set("denygroups", "adm*"), []string{"admin user-filtered lockout "}},
+		{"pubkey off", set("pubkeyauthentication", "no"), []string{"admin pubkey-disabled lockout "}},
+		{"two factors", set("authenticationmethods", "publickey,password"), []string{"admin second-factor-required lockout "}},
+		{"key alone is one way", set("authenticationmethods", "publickey,password publickey"), nil},
+		{"no publickey at all", set("authenticationmethods", "password"), []string{"admin second-factor-required lockout "}},
+		{"MaxAuthTries 1", set("maxauthtries", "1"), []string{"admin max-auth-tries risk "}},
+		{"MaxAuthTries 3", set("maxauthtries", "3"), []string{"admin max-auth-tries info "}},
+		{"MaxAuthTries 6", set("maxauthtries", "6"), nil},
+		{"UsePAM no with '*'", set("usepam", "no"), nil},
+		{"no ed25519", set("pubkeyacceptedalgorithms", "rsa-sha2-512,rsa-sha2-256"), []string{"admin key-algorithm lockout /home/admin/.ssh/authorized_keys"}},
+		{"StrictModes off", set("strictmodes", "no"), nil},
+		{"AuthorizedKeysCommand set", set("authorizedkeyscommand", "/usr/bin/keys %u"), nil},
+		{"root refused", func(uf *tasks.UserFacts, x *UserExtras) {
+			set("permitrootlogin", "no")(uf, x)
+			asRoot(uf)
+		}, []string{"admin root-refused lockout "}},
+		{"root with prohibit-password", func(uf *tasks.UserFacts, x *UserExtras) {
+			set("permitrootlogin", "prohibit-password")(uf, x)
+			asRoot(uf)
+		}, nil},
+		{"home 0777, StrictModes on", func(uf *tasks.UserFacts, x *UserExtras) {
+			set("strictmodes", "yes")(uf, x)
+			worldWritableHome(uf)
+		}, []string{"admin unsafe-path lockout /home/admin"}},
+		{"home 0777, StrictModes off", func(uf *tasks.UserFacts, x *UserExtras) {
+			set("strictmodes", "no")(uf, x)
+			worldWritableHome(uf)
+		}, []string{"admin unsafe-path info /home/admin"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := keysOf(judge(t, h, "admin", tc.edit))
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("findings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// asRoot gives the user uid 0, and its files with it.
+func asRoot(uf *tasks.UserFacts) {
+	for i := range uf.KeyFiles {
+		kf := &uf.KeyFiles[i]
+		kf.Walk = slices.Clone(kf.Walk)
+		for j := range kf.Walk {
+			if kf.Walk[j].UID == uf.UID {
+				kf.Walk[j].UID = 0
+			}
+		}
+	}
+	uf.UID = 0
+}
+
+// worldWritableHome makes the home in every key file's walk mode 0777.
+func worldWritableHome(uf *tasks.UserFacts) {
+	for i := range uf.KeyFiles {
+		kf := &uf.KeyFiles[i]
+		kf.Walk = slices.Clone(kf.Walk)
+		for j := range kf.Walk {
+			if kf.Walk[j].Path == uf.HomeReal {
+				kf.Walk[j].Mode = kf.Walk[j].Mode&^0o7777 | 0o777
+			}
+		}
+	}
+}
+
+// fillConfig sets the judged fields from Values, as tasks does when it
+// parses sshd -T.
+func fillConfig(c *tasks.SSHDConfig) {
+	list := func(k string) []string {
+		var out []string
+		for _, v := range c.Values[k] {
+			out = append(out, strings.Fields(v)...)
+		}
+		return out
+	}
+	c.AuthorizedKeysFile = list("authorizedkeysfile")
+	c.StrictModes = c.Get("strictmodes") == "yes"
+	c.UsePAM = c.Get("usepam") == "yes"
+	c.PubkeyAuthentication = c.Get("pubkeyauthentication") == "yes"
+	c.PermitRootLogin = c.Get("permitrootlogin")
+	c.AllowUsers, c.DenyUsers = list("allowusers"), list("denyusers")
+	c.AllowGroups, c.DenyGroups = list("allowgroups"), list("denygroups")
+	c.AuthenticationMethods = c.Get("authenticationmethods")
+	c.MaxAuthTries = 0
+	for _, r := range c.Get("maxauthtries") {
+		c.MaxAuthTries = c.MaxAuthTries*10 + int(r-'0')
+	}
+	c.PubkeyAcceptedAlgorithms = nil
+	if v := c.Get("pubkeyacceptedalgorithms"); v != "" {
+		c.PubkeyAcceptedAlgorithms = strings.Split(v, ",")
+	}
+	c.AuthorizedKeysCommand = c.Get("authorizedkeyscommand")
+}
+
+// TestShadowArithmetic judges shadow fields against a fixed today, with
+// PAM (pam_unix's rules) and without (sshd's own).
+func TestShadowArithmetic(t *testing.T) {
+	h := hostOf(t, "clean")
+	const today = 20000
+	tests := []struct {
+		name                        string
+		pw                          tasks.PasswordState
+		last, max, inactive, expire int64
+		usePAM                      bool
+		want                        []string
+	}{
+		{"no ageing", tasks.PasswordStar, 19000, 99999, -1, -1, true, nil},
+		{"expired yesterday", tasks.PasswordStar, 19000, -1, -1, today - 1, true, []string{"admin account-expired lockout /etc/shadow", "admin sudo-account lockout /etc/shadow"}},
+		{"expires today: PAM refuses", tasks.PasswordStar, 19000, -1, -1, today, true, []string{"admin account-expired lockout /etc/shadow", "admin sudo-account lockout /etc/shadow"}},
+		{"expires today: sshd without PAM still accepts", tasks.PasswordStar, 19000, -1, -1, today, false, []string{"admin account-expired risk /etc/shadow", "admin sudo-account lockout /etc/shadow"}},
+		{"expires tomorrow", tasks.PasswordStar, 19000, -1, -1, today + 1, true, []string{"admin account-expired risk /etc/shadow"}},
+		{"forced change", tasks.PasswordHash, 0, 99999, -1, -1, true, []string{"admin password-change-required lockout /etc/shadow", "admin sudo-account lockout /etc/shadow"}},
+		{"forced change without PAM", tasks.PasswordStar, 0, 99999, -1, -1, false, []string{"admin sudo-account lockout /etc/shadow"}},
+		{"aged out", tasks.PasswordHash, today - 91, 90, -1, -1, true, []string{"admin password-change-required lockout /etc/shadow", "admin sudo-account lockout /etc/shadow"}},
+		{"last day of max", tasks.PasswordHash, today - 90, 90, -1, -1, true, nil},
+		{"aged out, within inactive", tasks.PasswordHash, today - 95, 90, 10, -1, true, []string{"admin password-change-required lockout /etc/shadow", "admin sudo-account lockout /etc/shadow"}},
+		{"inactive", tasks.PasswordHash, today - 101, 90, 10, -1, true, []string{"admin password-inactive lockout /etc/shadow", "admin sudo-account lockout /etc/shadow"}},
+		{"key-only with ageing: a future lockout", tasks.PasswordStar, today - 10, 90, -1, -1, true, []string{"admin password-change-required risk /etc/shadow"}},
+		{"changed in the future", tasks.PasswordHash, today + 5, 1, 1, -1, true, nil},
+		{"locked with PAM", tasks.PasswordLocked, 19000, -1, -1, -1, true, nil},
+		{"locked without PAM", tasks.PasswordLocked, 19000, -1, -1, -1, false, []string{"admin account-locked lockout /etc/shadow"}},
+		{"star without PAM", tasks.PasswordStar, 19000, -1, -1, -1, false, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := judge(t, h, "admin", func(uf *tasks.UserFacts, _ *UserExtras) {
+				uf.Today = today
+				uf.Shadow = &tasks.Shadow{Password: tc.pw, LastChange: tc.last, Max: tc.max, Inactive: tc.inactive, Expire: tc.expire}
+				uf.SSHD.Values["usepam"] = []string{yesNo(tc.usePAM)}
+				uf.SSHD.UsePAM = tc.usePAM
+			})
+			if got := keysOf(fs); !slices.Equal(got, tc.want) {
+				t.Errorf("findings %q, want %q\n%s", got, tc.want, dump(fs))
+			}
+			for _, f := range fs {
+				if strings.Contains(f.Detail, "$") || strings.Contains(f.Detail, "$6$") {
+					t.Errorf("detail may hold a hash: %s", f.Detail)
+				}
+			}
+		})
+	}
+}
+
+// TestHostRecords judges edited host facts.
+func TestHostRecords(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(h *HostFacts)
+		want []string
+		fix  string
+	}{
+		{"privsep dir missing", func(h *HostFacts) {
+			h.Privsep["/run/sshd"] = false
+			h.SSHDTestRC, h.SSHDTestOut = 255, []string{"Missing privilege separation directory: /run/sshd"}
+		}, []string{" privsep-dir risk /run/sshd"}, "install -d -m 0755 -o root -g root /run/sshd"},
+		{"listener older than a drop-in", func(h *HostFacts) {
+			h.ConfigMTime["/etc/ssh/sshd_config"] = h.Listener.Start + 1
+		}, []string{" config-pending risk /etc/ssh/sshd_config"}, ""},
+		{"a stale pidfile", func(h *HostFacts) {
+			h.ConfigMTime["/etc/ssh/sshd_config"] = h.Listener.Start + 1
+			h.Listener.Comm = "bash"
+		}, nil, ""},
+		{"missing account module", func(h *HostFacts) {
+			delete(h.PAMModules, "pam_nologin.so")
+		}, []string{" pam-broken lockout /etc/pam.d/sshd"}, ""},
+		{"missing optional module", func(h *HostFacts) {
+			delete(h.PAMModules, "pam_motd.so")
+		}, nil, ""},
+		{"missing module with module_unknown=ignore", func(h *HostFacts) {
+			delete(h.PAMModules, "pam_selinux.so")
+		}, nil, ""},
+		{"sudo syntax", func(h *HostFacts) {
+			h.VisudoRC, h.VisudoOut = 1, []string{"/etc/sudoers.d/x:2:24: syntax error", "x ALL=(ALL) NOPASSWD ALL"}
+		}, []string{" sudo-syntax risk /etc/sudoers.d/x"}, "visudo -f /etc/sudoers.d/x && visudo -c"},
+		{"/etc/sudoers world-writable", func(h *HostFacts) {
+			for i := range h.SudoFiles {
+				if h.SudoFiles[i].Path == "/etc/sudoers" {
+					h.SudoFiles[i].Stat.Mode |= 0o002
+				}
+			}
+		}, []string{" sudo-file-unsafe lockout /etc/sudoers"}, "chown root:root /etc/sudoers && chmod 0440 /etc/sudoers"},
+		{"a backup file of comments only is not reported", func(h *HostFacts) {
+			h.SudoFiles = append(h.SudoFiles, SudoFile{Path: "/etc/sudoers.d/admin~", Dir: "/etc/sudoers.d", Stat: tasks.PathStat{Exists: true, Mode: 0o100440}, Content: []byte("# old\n")})
+		}, nil, ""},
+		{"nologin", func(h *HostFacts) { h.Nologin = []string{"/etc/nologin"} }, []string{"admin nologin-file lockout /etc/nologin"}, "rm -f -- /etc/nologin"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := hostOf(t, "clean")
+			tc.edit(h)
+			fs := judge(t, h, "admin", nil)
+			if got := keysOf(fs); !slices.Equal(got, tc.want) {
+				t.Errorf("findings %q, want %q\n%s", got, tc.want, dump(fs))
+			}
+			if tc.fix != "" && len(fs) > 0 && fs[0].Fix != tc.fix {
+				t.Errorf("fix %q, want %q", fs[0].Fix, tc.fix)
+			}
+		})
+	}
+}
+
+// TestRunnerFactsStale: user facts gathered for another connection are
+// gathered again, in one round trip.
+func TestRunnerFactsStale(t *testing.T) {
+	out, env := recording(t, "clean")
+	h, err := ParseHostFacts(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := *h.Users["admin"]
+	stale.Conn.Client = "10.9.9.9"
+	env.Facts.Set(HostFactsKey, h)
+	env.Facts.Set(tasks.UserFactsKey("admin"), &stale)
+	h.Users["admin"] = &stale
+	r := &replay{out: out}
+	res, err := New(Options{}).Run(context.Background(), r, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.calls != 1 || len(res.Findings) != 0 {
+		t.Errorf("%d calls, findings %q; want 1 and none", r.calls, keysOf(res.Findings))
+	}
+	// And facts for this connection are used as they are.
+	r.calls = 0
+	if _, err := New(Options{}).Run(context.Background(), r, env); err != nil || r.calls != 0 {
+		t.Errorf("second run: %d calls, %v; want none", r.calls, err)
+	}
+}
+
+type runnerFunc func(cmd string, stdin []byte) ([]byte, error)
+
+func (f runnerFunc) Run(_ context.Context, cmd string, stdin []byte) ([]byte, error) {
+	return f(cmd, stdin)
+}
+
+// TestUnexplainedReplay: a failed login with no finding for its user is
+// reported with the log lines read in a second round trip; a failure a
+// lockout explains is not, and needs no log.
+func TestUnexplainedReplay(t *testing.T) {
+	out, env := recording(t, "clean")
+	env.Facts.Set(tasks.FactAccess, []tasks.Access{
+		{User: "admin", Path: "direct", Error: "ssh: unable to authenticate"},
+		{User: "admin", Path: "port 2222", OK: true},
+	})
+	var logCalls int
+	r := runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {
+		switch {
+		case bytes.HasPrefix(stdin, []byte("bg_client=")):
+			return out, nil
+		case bytes.Contains(stdin, []byte("for u in admin;")):
+			logCalls++
+			return []byte("log admin 2026-11-25T15:00:00 sshd[9]: Connection closed by authenticating user admin 127.0.0.1 port 4242 [preauth]\n"), nil
+		}
+		return nil, errors.New("unexpected command")
+	})
+	res, err := New(Options{}).Run(context.Background(), r, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(res.Findings); !slices.Equal(got, []string{"admin login-failed-unexplained lockout "}) || logCalls != 1 {
+		t.Fatalf("findings %q, %d log reads", got, logCalls)
+	}
+	if d := res.Findings[0].Detail; !strings.Contains(d, "over direct failed (ssh: unable to authenticate)") || !strings.Contains(d, "port 4242 [preauth]") {
+		t.Errorf("detail: %s", d)
+	}
+
+	// Explained: nologin locks admin out; the log is not read.
+	h, err := ParseHostFacts(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Nologin = []string{"/run/nologin"}
+	env.Facts.Set(HostFactsKey, h)
+	logCalls = 0
+	res, err = New(Options{}).Run(context.Background(), r, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(res.Findings); !slices.Equal(got, []string{"admin nologin-file lockout /run/nologin"}) || logCalls != 0 {
+		t.Errorf("findings %q, %d log reads", got, logCalls)
+	}
+}
+
+func TestFaillock(t *testing.T) {
+	h := hostOf(t, "clean")
+	h.PAMFiles["sudo"] = append(h.PAMFiles["sudo"], []byte("auth required pam_faillock.so preauth deny=2 unlock_time=600\n")...)
+	now := time.Unix(int64(h.Now), 0).UTC()
+	rec := func(ago time.Duration) string {
+		return now.Add(-ago).Format("2006-01-02 15:04:05") + " TTY /dev/pts/0 V"
+	}
+	tests := []struct {
+		name    string
+		records []string
+		sudo    []string
+		want    []string
+	}{
+		{"no failures", nil, nil, nil},
+		{"locked, NOPASSWD", []string{rec(time.Minute), rec(2 * time.Minute)}, nil, []string{"admin sudo-faillock info "}},
+		{"locked, password rule", []string{rec(time.Minute), rec(2 * time.Minute)}, []string{"User admin may run the following commands on x:", "    (ALL : ALL) ALL"}, []string{"admin sudo-faillock lockout ", "admin sudo-no-rule lockout "}},
+		{"unlocked by time", []string{rec(20 * time.Minute), rec(21 * time.Minute)}, nil, nil},
+		{"one failure", []string{rec(time.Minute)}, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := judge(t, h, "admin", func(_ *tasks.UserFacts, x *UserExtras) {
+				x.Faillock = append([]string{"admin:", "When                Type  Source                                           Valid"}, tc.records...)
+				if tc.sudo != nil {
+					x.SudoOut = tc.sudo
+				}
+			})
+			if got := keysOf(fs); !slices.Equal(got, tc.want) {
+				t.Errorf("findings %q, want %q\n%s", got, tc.want, dump(fs))
+			}
+		})
+	}
+}

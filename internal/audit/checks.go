@@ -1,0 +1,338 @@
+package audit
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// checker accumulates the findings of one host.
+type checker struct {
+	h        *HostFacts
+	conf     []confLine
+	findings []tasks.Finding
+	// sshdPAM is the sshd PAM stack; pamKnown is false when PAM's files
+	// were not read.
+	sshdPAM  []pamEntry
+	pamKnown bool
+	// dropInRead: the main sshd_config includes dropIn (Debian's
+	// Include /etc/ssh/sshd_config.d/*.conf, on its first line).
+	dropInRead bool
+}
+
+func newChecker(h *HostFacts) *checker {
+	c := &checker{h: h, conf: configLines(h.Config), dropInRead: includes(h.Config[mainSSHDConfig], dropIn)}
+	if svc, ok := pamService(h, "sshd"); ok {
+		c.sshdPAM, c.pamKnown = pamStack(h.PAMFiles, svc), true
+	}
+	return c
+}
+
+func (c *checker) add(user, id, severity, p, detail, fix string) {
+	c.findings = append(c.findings, tasks.Finding{ID: id, Severity: severity, User: user, Path: p, Detail: detail, Fix: fix})
+}
+
+// has reports whether user has a finding of the given severity whose id
+// satisfies match.
+func (c *checker) has(user, severity string, match func(id string) bool) bool {
+	for _, f := range c.findings {
+		if f.User == user && f.Severity == severity && match(f.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// day formats a day count since 1970-01-01.
+func day(d int64) string { return time.Unix(d*86400, 0).UTC().Format("2006-01-02") }
+
+// describe formats a stat as evidence: "/home/bob (owner uid 1001, group
+// gid 1001, mode 0777, directory)".
+func describe(st tasks.PathStat, names map[int]string) string {
+	kind := "file"
+	switch {
+	case st.IsDir():
+		kind = "directory"
+	case !st.IsRegular():
+		kind = fmt.Sprintf("file type %06o", st.Mode&0o170000)
+	}
+	owner := "uid " + strconv.Itoa(st.UID)
+	if n, ok := names[st.UID]; ok {
+		owner = n + " (uid " + strconv.Itoa(st.UID) + ")"
+	}
+	return fmt.Sprintf("%s (owner %s, gid %d, mode %04o, %s)", st.Path, owner, st.GID, st.Perm(), kind)
+}
+
+// ---------------------------------------------------------------- host
+
+// host runs the host-wide checks. users are the audited users (their
+// effective UsePAM decides whether the PAM stack matters).
+func (c *checker) host(users []auditedUser) {
+	h := c.h
+	privsepMissing, privsepDir := c.privsep()
+	if privsepMissing {
+		c.add("", "privsep-dir", SeverityRisk, privsepDir,
+			fmt.Sprintf("sshd's privilege separation directory %s does not exist: sshd -t and sshd -T fail, and sshd will not start again after a stop or reboot (the running listener keeps working)", privsepDir),
+			shell.Join("install", "-d", "-m", "0755", "-o", "root", "-g", "root", privsepDir))
+	}
+	invalid := false
+	if h.SSHDTestRC != 0 {
+		var msg []string
+		for _, l := range h.SSHDTestOut {
+			if !strings.Contains(l, "Missing privilege separation directory") {
+				msg = append(msg, l)
+			}
+		}
+		if len(msg) > 0 || !privsepMissing {
+			invalid = true
+			file, line := sshdErrorPlace(msg)
+			detail := fmt.Sprintf("sshd -t exits %d: %s. The running sshd keeps its old configuration, but the next restart or reboot starts no sshd: everyone is locked out", h.SSHDTestRC, strings.Join(msg, "; "))
+			if len(msg) == 0 {
+				detail = fmt.Sprintf("sshd -t exits %d with no message", h.SSHDTestRC)
+			}
+			detail += ". Checks that need sshd's effective configuration were skipped"
+			fix := "edit the configuration until sshd -t passes"
+			switch {
+			case file != "" && file != mainSSHDConfig:
+				// Renamed so that no Include reads it any more.
+				to := file + ".invalid"
+				if includes(h.Config[mainSSHDConfig], to) {
+					to = "/root/" + path.Base(file) + ".invalid"
+				}
+				fix = fmt.Sprintf("%s && sshd -t", shell.Join("mv", "--", file, to))
+			case file != "":
+				fix = fmt.Sprintf("restore %s from its backup (line %d is refused), then run sshd -t", file, line)
+			}
+			c.add("", "config-invalid", SeverityRisk, file, detail, fix)
+		}
+	}
+	if !invalid && !privsepMissing {
+		c.configPending()
+	}
+	usePAM := len(users) == 0
+	for _, u := range users {
+		if u.uf.SSHDKnown() != nil || u.uf.SSHD.UsePAM {
+			usePAM = true
+		}
+	}
+	if usePAM {
+		c.pamBroken()
+	}
+	c.sudoFiles()
+}
+
+// privsep reports whether sshd's privilege separation directory is
+// missing, and which it is.
+func (c *checker) privsep() (bool, string) {
+	for _, l := range c.h.SSHDTestOut {
+		if _, d, ok := strings.Cut(l, "Missing privilege separation directory: "); ok {
+			return true, strings.TrimSpace(d)
+		}
+	}
+	run, rok := c.h.Privsep["/run/sshd"]
+	empty := c.h.Privsep["/var/empty/sshd"]
+	if rok && !run && !empty {
+		return true, "/run/sshd"
+	}
+	return false, ""
+}
+
+// sshdErrorPlace finds "FILE: line N:" or "FILE line N:" in sshd's
+// messages.
+func sshdErrorPlace(msg []string) (string, int) {
+	for _, m := range msg {
+		f := strings.Fields(m)
+		for i := 0; i+2 < len(f); i++ {
+			if f[i+1] == "line" && strings.HasPrefix(f[i], "/") {
+				n, err := strconv.Atoi(strings.TrimSuffix(f[i+2], ":"))
+				if err == nil {
+					return strings.TrimSuffix(f[i], ":"), n
+				}
+			}
+		}
+	}
+	return "", 0
+}
+
+// configPending: a configuration file changed after the listener last read
+// the configuration (its start, or its last SIGHUP, which rewrites the
+// pidfile).
+func (c *checker) configPending() {
+	l := c.h.Listener
+	if l == nil || l.Comm != "sshd" {
+		return
+	}
+	var newer []string
+	var first string
+	for _, f := range c.h.ConfigOrder {
+		if mt := c.h.ConfigMTime[f]; mt > l.Start {
+			newer = append(newer, fmt.Sprintf("%s (changed %s)", f, stamp(mt)))
+			if first == "" {
+				first = f
+			}
+		}
+	}
+	if len(newer) == 0 {
+		return
+	}
+	c.add("", "config-pending", SeverityRisk, first,
+		fmt.Sprintf("changed after the running sshd (pid %d, from %s) last read its configuration at %s: %s. What runs is not what a reload or restart will run",
+			l.PID, c.h.PidFile, stamp(l.Start), strings.Join(newer, ", ")),
+		"sshd -t && kill -HUP \"$(cat "+shell.Quote(c.h.PidFile)+")\"  # validate, then reload with a second session open (or breakglass apply, which reloads under its safety net)")
+}
+
+func stamp(t float64) string {
+	sec := int64(t)
+	return time.Unix(sec, int64((t-float64(sec))*1e9)).UTC().Format("2006-01-02 15:04:05.000Z")
+}
+
+// pamBroken: a module of the sshd stack that cannot be loaded.
+func (c *checker) pamBroken() {
+	if !c.pamKnown {
+		return
+	}
+	for _, e := range c.sshdPAM {
+		exists, known := moduleExists(c.h, e)
+		if !known || exists || e.Dash || e.ignoresFailure(true) {
+			continue
+		}
+		sev, what := SeverityLockout, "every login is denied"
+		switch e.Type {
+		case "session":
+			what = "sshd accepts the key, then closes the session at once"
+		case "auth":
+			sev, what = SeverityRisk, "password and keyboard-interactive logins fail (key logins do not run this stack's authentication)"
+		case "password":
+			sev, what = SeverityRisk, "password changes fail"
+		}
+		where := c.h.PAMDir
+		if strings.HasPrefix(e.Module, "/") {
+			where = path.Dir(e.Module)
+		}
+		c.add("", "pam-broken", sev, e.File,
+			fmt.Sprintf("%s: module %s does not exist in %s: %s", e, e.base(), where, what),
+			fmt.Sprintf("install the package that ships %s (dpkg -S %s), or remove line %d of %s", e.base(), e.base(), e.Line, e.File))
+	}
+}
+
+// sudoFiles: sudoers files sudo skips (name, owner, mode) and syntax
+// errors.
+func (c *checker) sudoFiles() {
+	h := c.h
+	for _, f := range h.SudoFiles {
+		name := path.Base(f.Path)
+		if f.Dir != "" && (strings.Contains(name, ".") || strings.HasSuffix(name, "~")) {
+			if hasRules(f.Content) {
+				c.add("", "sudo-file-ignored", SeverityRisk, f.Path,
+					fmt.Sprintf("%s holds sudo rules, but sudo skips every file in %s whose name contains '.' or ends in '~'", describe(f.Stat, c.h.UIDNames), f.Dir),
+					sudoInstallFix(f.Path, path.Join(f.Dir, ignoredFixName(name)), true))
+			}
+			continue
+		}
+		if why := sudoUnsafe(f.Stat); why != "" {
+			sev, effect := SeverityRisk, "sudo ignores this file"
+			if f.Path == "/etc/sudoers" {
+				sev, effect = SeverityLockout, "sudo refuses to run at all, for every user"
+			}
+			c.add("", "sudo-file-unsafe", sev, f.Path,
+				fmt.Sprintf("%s is %s: %s", describe(f.Stat, c.h.UIDNames), why, effect),
+				shell.Join("chown", "root:root", f.Path)+" && "+shell.Join("chmod", "0440", f.Path))
+		}
+	}
+	var syntax []string
+	for _, l := range h.VisudoOut {
+		if strings.Contains(l, "syntax error") || strings.Contains(l, "parse error") {
+			syntax = append(syntax, strings.TrimSpace(l))
+		}
+	}
+	if len(syntax) > 0 {
+		file := strings.SplitN(syntax[0], ":", 2)[0]
+		if !strings.HasPrefix(file, "/") {
+			file = ""
+		}
+		fix := "visudo"
+		if file != "" {
+			fix = shell.Join("visudo", "-f", file)
+		}
+		c.add("", "sudo-syntax", SeverityRisk, file,
+			fmt.Sprintf("visudo -c: %s. sudo 1.9.3 and later silently drop the broken part (the rights on that line are gone); older sudo refuses to run", strings.Join(syntax, "; ")),
+			fix+" && visudo -c")
+	}
+}
+
+// sudoInstallFix validates src and installs it as dst, root:root 0440,
+// removing src when it is another file.
+func sudoInstallFix(src, dst string, remove bool) string {
+	s := shell.Join("visudo", "-cf", src) + " && " + shell.Join("install", "-o", "root", "-g", "root", "-m", "0440", src, dst)
+	if remove {
+		s += " && " + shell.Join("rm", "-f", "--", src)
+	}
+	return s
+}
+
+// ignoredFixName is a name sudo reads for an ignored sudoers.d file.
+func ignoredFixName(name string) string {
+	n := strings.TrimRight(name, "~")
+	if i := strings.IndexByte(n, '.'); i > 0 {
+		n = n[:i]
+	}
+	n = strings.ReplaceAll(n, ".", "_")
+	if n == "" {
+		n = "breakglass"
+	}
+	return n
+}
+
+// sudoUnsafe says why sudo refuses a sudoers file (sudo_secure_path):
+// owner not root, world-writable, or group-writable by a group other than
+// root.
+func sudoUnsafe(st tasks.PathStat) string {
+	switch {
+	case st.UID != 0:
+		return fmt.Sprintf("owned by uid %d, not root", st.UID)
+	case st.Perm()&0o002 != 0:
+		return "world-writable"
+	case st.Perm()&0o020 != 0 && st.GID != 0:
+		return fmt.Sprintf("writable by group gid %d", st.GID)
+	}
+	return ""
+}
+
+// hasRules reports whether a sudoers file holds anything but comments
+// (#include and #includedir are directives, not comments).
+func hasRules(b []byte) bool {
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if l[0] != '#' || strings.HasPrefix(l, "#include") {
+			return true
+		}
+	}
+	return false
+}
+
+// mentions returns the non-comment lines of a sudoers file that name
+// user as a word.
+func mentions(b []byte, user string) []int {
+	var out []int
+	for i, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		for _, w := range strings.FieldsFunc(l, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') }) {
+			if w == user {
+				out = append(out, i+1)
+				break
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,622 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// HostFactsKey is the Facts key of everything audit reads about the host
+// as a whole (and of the users it finds only on the host: the session's
+// user, and with --all-users every account that can log in).
+const HostFactsKey = "audit:host"
+
+// HostFacts is what the host query reads. File contents are public
+// configuration (sshd_config, PAM stacks, sudoers, access.conf) without
+// their comment and blank lines (line numbers kept); no secret is read.
+type HostFacts struct {
+	Now float64 // the host's clock, seconds since 1970
+	TZ  string  // its UTC offset, "+0100"
+
+	SSHDTestRC  int             // exit status of sshd -t
+	SSHDTestOut []string        // its output
+	Privsep     map[string]bool // candidate privilege separation dirs → exists
+	PidFile     string
+	Listener    *Listener          // nil when no running sshd was found through the pidfile
+	Config      map[string][]byte  // sshd_config and every file it includes
+	ConfigMTime map[string]float64 // their mtimes
+	ConfigOrder []string           // as dumped
+
+	SELinux string // getenforce's answer, "" when there is no getenforce
+
+	PAMDir      string            // the multiarch security directory, "" when not found
+	PAMModules  map[string]bool   // file names in PAMDir
+	PAMFiles    map[string][]byte // every file of /etc/pam.d, by name
+	PAMAbsolute map[string]bool   // module given by absolute path → exists
+	AccessConf  map[string][]byte // access.conf, access.d/*.conf, accessfile= targets (and the other text files read)
+	AccessOrder []string          // access.conf, then access.d/*.conf
+	Faillock    []byte            // /etc/security/faillock.conf
+	Nologin     []string          // the nologin files that exist
+
+	SudoInstalled bool
+	SudoFiles     []SudoFile // /etc/sudoers, then each includedir entry
+	SudoDirs      []string   // its includedirs
+	VisudoRC      int        // exit status of visudo -c (-1: not run)
+	VisudoOut     []string   // its output
+
+	UIDNames map[int]string // /etc/passwd: uid → name, for evidence
+
+	Session    string   // the user the host query ran for (sudo's SUDO_USER), "" when unknown
+	Candidates []string // --all-users: accounts with a login shell, in passwd order
+
+	Users  map[string]*tasks.UserFacts // facts gathered inside this query
+	Extras map[string]*UserExtras
+}
+
+// Listener is the running sshd that accepts connections.
+type Listener struct {
+	PID  int
+	Comm string
+	// Start is when it last read its configuration, seconds since 1970:
+	// the later of its process start and the pidfile's mtime (a SIGHUP
+	// re-executes sshd in the same process and rewrites the pidfile).
+	Start        float64
+	ProcessStart float64
+	PidFileMTime float64
+}
+
+// SudoFile is a sudoers file: stat and content.
+type SudoFile struct {
+	Path    string
+	Dir     string // the includedir it was found in, "" for /etc/sudoers and @include files
+	Stat    tasks.PathStat
+	Content []byte
+}
+
+// UserExtras is what audit reads about a user besides the shared user
+// facts.
+type UserExtras struct {
+	Exists   bool
+	HomeKeys int      // non-comment lines in ~/.ssh/authorized_keys; -1 when absent
+	SudoRC   int      // exit status of sudo -l -U; -1 when not run
+	SudoOut  []string // its output (rules, Defaults)
+	Faillock []string // faillock --user U (TZ=UTC)
+	SELinux  []string // restorecon -nvR ~/.ssh: what it would relabel
+}
+
+// userSpec is a user the host query reads: its facts (unless the shared
+// query does) and its extras, with sudo or without.
+type userSpec struct {
+	Name  string
+	Facts bool
+	Sudo  bool
+}
+
+// hostQuery returns the query reading the host and, in the same round trip,
+// the users in users, the session's user (session) and, with all, every
+// account that can log in. conn is the connection sshd's Match blocks are
+// evaluated for; when incomplete, the embedded user facts script learns it
+// from the SSH session it runs in.
+func hostQuery(conn tasks.Conn, users []userSpec, session, all bool) (tasks.Query, error) {
+	body, err := userFactsBody()
+	if err != nil {
+		return tasks.Query{}, err
+	}
+	var b strings.Builder
+	port := ""
+	if conn.Port > 0 {
+		port = strconv.Itoa(conn.Port)
+	}
+	fmt.Fprintf(&b, "bg_client=%s bg_server=%s bg_port=%s\n", shell.Quote(conn.Client), shell.Quote(conn.Server), shell.Quote(port))
+	var spec []string
+	for _, u := range users {
+		if err := shell.ValidUser(u.Name); err != nil {
+			return tasks.Query{}, err
+		}
+		f := ":"
+		if u.Facts {
+			f += "f"
+		}
+		if u.Sudo {
+			f += "s"
+		}
+		spec = append(spec, u.Name+f)
+	}
+	fmt.Fprintf(&b, "bg_users=%s bg_session=%d bg_all=%d\n", shell.Quote(strings.Join(spec, " ")), b2i(session), b2i(all))
+	b.WriteString("{\nbg_uf() (\nu=$1 client=$bg_client server=$bg_server port=$bg_port\n")
+	b.WriteString(body)
+	b.WriteString(")\n")
+	b.WriteString(hostScript)
+	b.WriteString("} </dev/null\n")
+	return tasks.Query{
+		Key:    HostFactsKey,
+		Script: b.String(),
+		Parse:  func(out []byte) (any, error) { return ParseHostFacts(out) },
+	}, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// userFactsBody is the shared user facts script without its first line,
+// which sets u, client, server and port: the host query runs it as a
+// function for users it finds on the host.
+func userFactsBody() (string, error) {
+	s := tasks.UserFactsQuery("root", tasks.Conn{}).Script
+	first, body, ok := strings.Cut(s, "\n")
+	if !ok || !strings.HasPrefix(first, "u=root client= server= port=") {
+		return "", errors.New("internal error: the user facts script does not start by setting u, client, server and port")
+	}
+	return body, nil
+}
+
+// hostScript reads the host. Everything runs with stdin from /dev/null
+// (the caller wraps it), as the shell itself reads the script from stdin.
+// Lines are "tag fields…", a path last; file contents come as one record
+// per line ("cfgline N PATH<TAB>TEXT"), each kind of file dumped by one
+// awk, as every process costs (a small VM forks a few hundred a second).
+const hostScript = `LC_ALL=C; export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+bg_lines() { while IFS= read -r bg_l; do printf '%s %s\n' "$1" "$bg_l"; done; }
+bg_dump() { # TAG FILE…: one record per line of each file, but comments and blank lines
+	bg_t=$1
+	shift
+	[ $# -gt 0 ] || return 0
+	awk -v t="$bg_t" 'FNR == 1 { print t "file", FILENAME } /^[ \t]*(#|$)/ && !/^#include/ { next } { printf "%sline %d %s\t%s\n", t, FNR, FILENAME, $0 }' "$@" 2>/dev/null
+}
+echo 'audit-host 1'
+bg_now=$(date '+%s.%N %z')
+read -r bg_up _ </proc/uptime
+printf 'now %s\n' "$bg_now"
+
+# sshd: does the configuration load, and since when does the listener run it
+bg_o=$(sshd -t 2>&1)
+printf 'sshd-t %s\n' "$?"
+printf '%s\n' "$bg_o" | bg_lines sshd-t-out
+for d in /run/sshd /var/empty/sshd; do
+	if [ -d "$d" ]; then printf 'privsep present %s\n' "$d"; else printf 'privsep missing %s\n' "$d"; fi
+done
+bg_cf=/etc/ssh/sshd_config bg_new=/etc/ssh/sshd_config bg_i=0
+while [ -n "$bg_new" ] && [ $bg_i -lt 8 ]; do
+	bg_inc=$(awk 'tolower($1) == "include" { for (i = 2; i <= NF; i++) { p = $i; if (p !~ /^\//) p = "/etc/ssh/" p; print p } }' $bg_new 2>/dev/null)
+	bg_new=
+	for f in $bg_inc; do
+		[ -f "$f" ] || continue
+		case " $bg_cf " in *" $f "*) continue ;; esac
+		bg_cf="$bg_cf $f" bg_new="$bg_new $f"
+	done
+	bg_i=$((bg_i + 1))
+done
+bg_dump cfg $bg_cf
+bg_pf=$(awk 'tolower($1) == "pidfile" { print $2; exit }' $bg_cf 2>/dev/null)
+[ -n "$bg_pf" ] || bg_pf=/run/sshd.pid
+printf 'pidfile %s\n' "$bg_pf"
+stat -c 'cfgstat %.9Y %n' -- $bg_cf 2>/dev/null
+bg_pid=
+[ -r "$bg_pf" ] && read -r bg_pid _ <"$bg_pf" 2>/dev/null
+case $bg_pid in ''|*[!0-9]*) bg_pid= ;; esac
+if [ -n "$bg_pid" ] && [ -r "/proc/$bg_pid/stat" ]; then
+	read -r bg_st <"/proc/$bg_pid/stat"
+	read -r bg_comm <"/proc/$bg_pid/comm"
+	bg_st=${bg_st##*) }
+	set -f
+	set -- $bg_st
+	set +f
+	printf 'listener %s %s 100 %s %s %s %s\n' "$bg_pid" "${20}" "$bg_up" "${bg_now%% *}" "$(stat -c %.9Y -- "$bg_pf")" "$bg_comm"
+fi
+if command -v getenforce >/dev/null 2>&1; then
+	bg_se=$(getenforce 2>/dev/null)
+	printf 'selinux %s\n' "$bg_se"
+fi
+
+# PAM: every stack (includes are resolved by the reader), the modules, and
+# the files pam_access and pam_faillock read
+bg_secdir=
+for d in /lib/*-linux-gnu*/security /usr/lib/*-linux-gnu*/security /lib64/security /usr/lib64/security /lib/security /usr/lib/security; do
+	if [ -e "$d/pam_unix.so" ]; then bg_secdir=$d; break; fi
+done
+printf 'pamdir %s\n' "$bg_secdir"
+if [ -n "$bg_secdir" ]; then
+	for m in "$bg_secdir"/*; do printf 'pammod %s\n' "${m##*/}"; done
+fi
+bg_dump pam /etc/pam.d/*
+bg_txt='/etc/security/access.conf /etc/security/faillock.conf'
+for f in /etc/security/access.d/*.conf; do bg_txt="$bg_txt $f"; done
+bg_fl=
+for w in $(awk '{ sub(/#.*/, "") } /pam_faillock/ { print "faillock" } { for (i = 1; i <= NF; i++) { if ($i ~ /^\/.*\.so$/) print "abs:" $i; if ($i ~ /^accessfile=/) print "acc:" substr($i, 12) } }' /etc/pam.d/* 2>/dev/null | sort -u); do
+	case $w in
+	faillock) bg_fl=1 ;;
+	abs:*) if [ -e "${w#abs:}" ]; then printf 'pamabs 1 %s\n' "${w#abs:}"; else printf 'pamabs 0 %s\n' "${w#abs:}"; fi ;;
+	acc:*) bg_txt="$bg_txt ${w#acc:}" ;;
+	esac
+done
+for f in /run/nologin /var/run/nologin /etc/nologin; do
+	[ -e "$f" ] || continue
+	[ "$f" = /var/run/nologin ] && [ /var/run/nologin -ef /run/nologin ] && continue
+	printf 'nologin %s\n' "$f"
+done
+
+# sudo: the files it reads, their owners and modes, and what visudo says
+if command -v sudo >/dev/null 2>&1; then echo 'sudo-bin present'; else echo 'sudo-bin missing'; fi
+if [ -e /etc/sudoers ]; then
+	bg_sf=/etc/sudoers
+	for w in $(awk '$1 == "@include" || $1 == "#include" { print "f:" $2 } $1 == "@includedir" || $1 == "#includedir" { print "d:" $2 }' /etc/sudoers); do
+		case $w in
+		f:*) [ -e "${w#f:}" ] && bg_sf="$bg_sf ${w#f:}" ;;
+		d:*)
+			printf 'sudodir %s\n' "${w#d:}"
+			for f in "${w#d:}"/* "${w#d:}"/.[!.]* "${w#d:}"/..?*; do
+				[ -f "$f" ] && bg_sf="$bg_sf $f"
+			done
+			;;
+		esac
+	done
+	stat -L -c 'sudostat %u %g %f %n' -- $bg_sf 2>/dev/null
+	bg_txt="$bg_txt $bg_sf"
+	if command -v visudo >/dev/null 2>&1; then
+		bg_o=$(visudo -c 2>&1)
+		printf 'visudo-rc %s\n' "$?"
+		printf '%s\n' "$bg_o" | bg_lines visudo
+	fi
+fi
+bg_t=
+for f in $bg_txt; do [ -f "$f" ] && bg_t="$bg_t $f"; done
+bg_dump txt $bg_t
+
+# users
+awk -F: '$3 ~ /^[0-9]+$/ { print "uid", $3, $1 }' /etc/passwd
+bg_ux() (
+	u=$1
+	pw=$(getent passwd "$u") || { printf 'ux %s nouser\n' "$u"; exit 0; }
+	printf 'ux %s user\n' "$u"
+	IFS=:
+	set -f
+	set -- $pw
+	IFS=' 	
+'
+	home=${6-}
+	if [ -f "$home/.ssh/authorized_keys" ]; then
+		printf 'ux %s homekeys %s\n' "$u" "$(grep -c '^[[:space:]]*[^#[:space:]]' -- "$home/.ssh/authorized_keys")"
+	fi
+	if [ "$bg_se" = Enforcing ] && [ -d "$home/.ssh" ] && command -v restorecon >/dev/null 2>&1; then
+		restorecon -nvR -- "$home/.ssh" 2>&1 | bg_lines "ux $u selinux"
+	fi
+	case $bg_flags in *s*)
+		if command -v sudo >/dev/null 2>&1; then
+			o=$(sudo -l -U "$u" 2>&1)
+			printf 'ux %s sudo-rc %s\n' "$u" "$?"
+			printf '%s\n' "$o" | bg_lines "ux $u sudo"
+		fi
+		if [ -n "$bg_fl" ] && command -v faillock >/dev/null 2>&1; then
+			TZ=UTC faillock --user "$u" 2>&1 | bg_lines "ux $u faillock"
+		fi
+	;; esac
+)
+bg_user() {
+	case $2 in *f*)
+		printf 'audit-uf-begin %s\n' "$1"
+		bg_uf "$1"
+		printf 'audit-uf-end %s\n' "$1"
+	;; esac
+	bg_flags=$2 bg_ux "$1"
+}
+bg_named=' '
+for s in $bg_users; do
+	bg_named="$bg_named${s%%:*} "
+	bg_user "${s%%:*}" "${s#*:}"
+done
+bg_name_ok() {
+	case $1 in ''|-*|*[!A-Za-z0-9._-]*) return 1 ;; esac
+}
+if [ "$bg_session" = 1 ]; then
+	bg_s=${SUDO_USER:-$(id -un)}
+	if bg_name_ok "$bg_s"; then
+		printf 'session %s\n' "$bg_s"
+		case $bg_named in *" $bg_s "*) ;; *) bg_named="$bg_named$bg_s "; bg_user "$bg_s" fs ;; esac
+	fi
+fi
+if [ "$bg_all" = 1 ]; then
+	for n in $(awk -F: '{ n = split($7, a, "/"); b = a[n]; if (b != "nologin" && b != "false") print $1 }' /etc/passwd); do
+		bg_name_ok "$n" || continue
+		printf 'candidate %s\n' "$n"
+		case $bg_named in *" $n "*) continue ;; esac
+		bg_user "$n" f
+	done
+fi
+echo 'audit-end'
+`
+
+var (
+	errNoHeader = errors.New("host facts: missing header")
+	candidateRe = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]*$`)
+)
+
+// ParseHostFacts parses the output of the host query.
+func ParseHostFacts(out []byte) (*HostFacts, error) {
+	h := &HostFacts{
+		ConfigMTime: map[string]float64{}, Privsep: map[string]bool{},
+		PAMModules: map[string]bool{}, PAMFiles: map[string][]byte{}, PAMAbsolute: map[string]bool{},
+		AccessConf: map[string][]byte{},
+		Users:      map[string]*tasks.UserFacts{}, Extras: map[string]*UserExtras{}, UIDNames: map[int]string{},
+		SSHDTestRC: -1, VisudoRC: -1,
+	}
+	var (
+		sawHeader, sawEnd bool
+		ufName            string
+		ufBuf             []string
+		sudoStat          = map[string]tasks.PathStat{}
+		sudoOrder         []string
+		dumps             = map[string]*fileDump{"cfg": newDump(), "pam": newDump(), "txt": newDump()}
+	)
+	lines := strings.Split(string(out), "\n")
+	for n, line := range lines {
+		if ufName != "" {
+			if line == "audit-uf-end "+ufName {
+				uf, err := tasks.ParseUserFacts(ufName, []byte(strings.Join(ufBuf, "\n")))
+				if err != nil {
+					return nil, fmt.Errorf("host facts: %w", err)
+				}
+				h.Users[ufName] = uf
+				ufName, ufBuf = "", nil
+				continue
+			}
+			ufBuf = append(ufBuf, line)
+			continue
+		}
+		if line == "" {
+			continue
+		}
+		tag, rest, _ := strings.Cut(line, " ")
+		if !sawHeader {
+			if line != "audit-host 1" {
+				return nil, errNoHeader
+			}
+			sawHeader = true
+			continue
+		}
+		var err error
+		switch tag {
+		case "cfgfile", "pamfile", "txtfile":
+			dumps[strings.TrimSuffix(tag, "file")].file(rest)
+		case "cfgline", "pamline", "txtline":
+			err = dumps[strings.TrimSuffix(tag, "line")].line(rest)
+		case "now":
+			f := strings.Fields(rest)
+			if len(f) != 2 {
+				err = errors.New("bad now record")
+				break
+			}
+			h.Now, err = strconv.ParseFloat(f[0], 64)
+			h.TZ = f[1]
+		case "sshd-t":
+			h.SSHDTestRC, err = strconv.Atoi(rest)
+		case "sshd-t-out":
+			if rest != "" {
+				h.SSHDTestOut = append(h.SSHDTestOut, rest)
+			}
+		case "privsep":
+			state, p, _ := strings.Cut(rest, " ")
+			h.Privsep[p] = state == "present"
+		case "pidfile":
+			h.PidFile = rest
+		case "cfgstat":
+			mt, p, _ := strings.Cut(rest, " ")
+			var v float64
+			if v, err = strconv.ParseFloat(mt, 64); err == nil {
+				h.ConfigMTime[p] = v
+				dumps["cfg"].file(p)
+			}
+		case "listener":
+			h.Listener, err = parseListener(rest)
+		case "selinux":
+			h.SELinux = rest
+		case "pamdir":
+			h.PAMDir = rest
+		case "pammod":
+			h.PAMModules[rest] = true
+		case "pamabs":
+			ok, p, _ := strings.Cut(rest, " ")
+			h.PAMAbsolute[p] = ok == "1"
+		case "nologin":
+			if !slices.Contains(h.Nologin, rest) {
+				h.Nologin = append(h.Nologin, rest)
+			}
+		case "sudo-bin":
+			h.SudoInstalled = rest == "present"
+		case "sudostat":
+			var st tasks.PathStat
+			if st, err = parseStat(rest); err == nil {
+				if _, dup := sudoStat[st.Path]; !dup {
+					sudoOrder = append(sudoOrder, st.Path)
+				}
+				sudoStat[st.Path] = st
+			}
+		case "sudodir":
+			h.SudoDirs = append(h.SudoDirs, rest)
+		case "visudo-rc":
+			h.VisudoRC, err = strconv.Atoi(rest)
+		case "visudo":
+			if rest != "" {
+				h.VisudoOut = append(h.VisudoOut, rest)
+			}
+		case "uid":
+			id, name, _ := strings.Cut(rest, " ")
+			var uid int
+			if uid, err = strconv.Atoi(id); err == nil {
+				if _, dup := h.UIDNames[uid]; !dup {
+					h.UIDNames[uid] = name
+				}
+			}
+		case "session":
+			h.Session = rest
+		case "candidate":
+			if candidateRe.MatchString(rest) {
+				h.Candidates = append(h.Candidates, rest)
+			}
+		case "audit-uf-begin":
+			ufName = rest
+		case "ux":
+			err = h.parseExtra(rest)
+		case "audit-end":
+			sawEnd = true
+		default:
+			err = fmt.Errorf("unknown record %q", tag)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("host facts: line %d: %w", n+1, err)
+		}
+	}
+	switch {
+	case !sawHeader:
+		return nil, errNoHeader
+	case ufName != "":
+		return nil, fmt.Errorf("host facts: user facts of %s end early", ufName)
+	case !sawEnd:
+		return nil, errors.New("host facts: output ends early")
+	}
+	h.Config, h.ConfigOrder = dumps["cfg"].content(), dumps["cfg"].order
+	for p, b := range dumps["pam"].content() {
+		h.PAMFiles[strings.TrimPrefix(p, "/etc/pam.d/")] = b
+	}
+	txt := dumps["txt"].content()
+	for _, p := range dumps["txt"].order {
+		if p == "/etc/security/access.conf" || strings.HasPrefix(p, "/etc/security/access.d/") {
+			h.AccessOrder = append(h.AccessOrder, p)
+		}
+	}
+	h.AccessConf = txt
+	h.Faillock = txt["/etc/security/faillock.conf"]
+	for _, p := range sudoOrder {
+		h.SudoFiles = append(h.SudoFiles, SudoFile{Path: p, Dir: currentDir(h.SudoDirs, p), Stat: sudoStat[p], Content: txt[p]})
+	}
+	return h, nil
+}
+
+// fileDump collects files sent as one record per line.
+type fileDump struct {
+	order []string
+	lines map[string][]string
+}
+
+func newDump() *fileDump { return &fileDump{lines: map[string][]string{}} }
+
+func (d *fileDump) file(p string) {
+	if _, ok := d.lines[p]; !ok {
+		d.lines[p] = nil
+		d.order = append(d.order, p)
+	}
+}
+
+// line takes "N PATH<TAB>TEXT".
+func (d *fileDump) line(rest string) error {
+	no, rest, _ := strings.Cut(rest, " ")
+	p, text, ok := strings.Cut(rest, "\t")
+	n, err := strconv.Atoi(no)
+	if !ok || err != nil || n < 1 {
+		return errors.New("bad file line record")
+	}
+	d.file(p)
+	for len(d.lines[p]) < n-1 {
+		d.lines[p] = append(d.lines[p], "")
+	}
+	d.lines[p] = append(d.lines[p], text)
+	return nil
+}
+
+func (d *fileDump) content() map[string][]byte {
+	m := make(map[string][]byte, len(d.lines))
+	for p, l := range d.lines {
+		if len(l) == 0 {
+			m[p] = []byte{}
+			continue
+		}
+		m[p] = []byte(strings.Join(l, "\n") + "\n")
+	}
+	return m
+}
+
+// currentDir returns the includedir p lies directly in, or "".
+func currentDir(dirs []string, p string) string {
+	for _, d := range dirs {
+		if strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") && !strings.Contains(p[len(strings.TrimSuffix(d, "/"))+1:], "/") {
+			return d
+		}
+	}
+	return ""
+}
+
+func (h *HostFacts) parseExtra(rest string) error {
+	name, rest, _ := strings.Cut(rest, " ")
+	key, val, _ := strings.Cut(rest, " ")
+	x := h.Extras[name]
+	if x == nil {
+		x = &UserExtras{HomeKeys: -1, SudoRC: -1}
+		h.Extras[name] = x
+	}
+	var err error
+	switch key {
+	case "nouser":
+	case "user":
+		x.Exists = true
+	case "homekeys":
+		x.HomeKeys, err = strconv.Atoi(val)
+	case "sudo-rc":
+		x.SudoRC, err = strconv.Atoi(val)
+	case "sudo":
+		x.SudoOut = append(x.SudoOut, val)
+	case "faillock":
+		x.Faillock = append(x.Faillock, val)
+	case "selinux":
+		if strings.TrimSpace(val) != "" {
+			x.SELinux = append(x.SELinux, val)
+		}
+	default:
+		err = fmt.Errorf("unknown user record %q", key)
+	}
+	return err
+}
+
+func parseListener(rest string) (*Listener, error) {
+	f := strings.SplitN(rest, " ", 7)
+	if len(f) != 7 {
+		return nil, errors.New("bad listener record")
+	}
+	pid, err1 := strconv.Atoi(f[0])
+	ticks, err2 := strconv.ParseFloat(f[1], 64)
+	hz, err3 := strconv.ParseFloat(f[2], 64)
+	up, err4 := strconv.ParseFloat(f[3], 64)
+	now, err5 := strconv.ParseFloat(f[4], 64)
+	pfm, err6 := strconv.ParseFloat(f[5], 64)
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil || hz <= 0 {
+		return nil, errors.New("bad listener record")
+	}
+	l := &Listener{PID: pid, Comm: f[6], PidFileMTime: pfm}
+	l.ProcessStart = now - (up - ticks/hz)
+	l.Start = max(l.ProcessStart, pfm)
+	return l, nil
+}
+
+// parseStat parses "UID GID HEXMODE PATH".
+func parseStat(rest string) (tasks.PathStat, error) {
+	f := strings.SplitN(rest, " ", 4)
+	if len(f) != 4 {
+		return tasks.PathStat{}, errors.New("bad stat record")
+	}
+	uid, err1 := strconv.Atoi(f[0])
+	gid, err2 := strconv.Atoi(f[1])
+	mode, err3 := strconv.ParseUint(f[2], 16, 32)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return tasks.PathStat{}, errors.New("bad stat record")
+	}
+	return tasks.PathStat{Path: f[3], Exists: true, UID: uid, GID: gid, Mode: uint32(mode)}, nil
+}

@@ -1,0 +1,336 @@
+package audit
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// The lab scenarios: each host gets one set of faults, and each audit of
+// it must find exactly these findings. The integration test injects the
+// faults on real lab hosts (and proves with plain ssh that sshd really
+// refuses the logins it calls locked out); with -record it saves what the
+// host query read, and TestRecordedScenarios replays those recordings
+// (testdata/lab/*.txt) through the same checks, so the expectations are
+// checked without a lab too.
+
+// labHost is one lab host: its faults and the audits run on it.
+type labHost struct {
+	name  string
+	setup string // shell run as root on the host; {{key:NAME}} is NAME's public key
+	// audits run in order, after setup
+	audits []auditCase
+	// refused and works are users whose ssh login (with their own key)
+	// sshd must refuse, or accept.
+	refused, works []string
+}
+
+// auditCase is one audit and exactly what it must find.
+type auditCase struct {
+	name string // recording: testdata/lab/NAME.txt
+	opts Options
+	// want is every finding as "user id severity path", sorted.
+	want []string
+	// fixes: "user id path" → the exact fix.
+	fixes map[string]string
+	// details: "user id path" → a piece of evidence the detail must hold.
+	details map[string][]string
+	// only, when set, restricts the comparison to these users' findings
+	// (and host-wide ones): with --all-users the lab host's passwd holds
+	// the machine's accounts too, which the test does not control.
+	only []string
+}
+
+// setupPrelude defines the helpers setup scripts use: bg_adduser NAME KEY
+// makes a key-only user with the key, and NOPASSWD sudo; bg_reload sends
+// sshd SIGHUP and waits until it has re-read its configuration (it
+// rewrites its pidfile then).
+const setupPrelude = `set -e
+bg_adduser() {
+	useradd -m -s /bin/bash "$1"
+	usermod -p '*' "$1"
+	install -d -o "$1" -g "$1" -m 0700 "/home/$1/.ssh"
+	printf '%s\n' "$2" >"/home/$1/.ssh/authorized_keys"
+	chown "$1:$1" "/home/$1/.ssh/authorized_keys"
+	chmod 0600 "/home/$1/.ssh/authorized_keys"
+	printf '%s ALL=(ALL:ALL) NOPASSWD: ALL\n' "$1" >"/etc/sudoers.d/bgtest-$1"
+	chmod 0440 "/etc/sudoers.d/bgtest-$1"
+}
+bg_reload() {
+	old=$(stat -c %.9Y /run/sshd.pid)
+	kill -HUP "$(cat /run/sshd.pid)"
+	i=0
+	while [ "$(stat -c %.9Y /run/sshd.pid 2>/dev/null)" = "$old" ]; do
+		i=$((i + 1))
+		[ $i -lt 250 ] || { echo "sshd did not reload" >&2; exit 1; }
+		sleep 0.02
+	done
+	sleep 0.1
+}
+`
+
+const reloadFix = `sshd -t && kill -HUP "$(cat /run/sshd.pid)"`
+
+var labHosts = []labHost{
+	{
+		name: "clean",
+		audits: []auditCase{{
+			name: "clean",
+			want: nil, // an untouched host has nothing to report
+		}},
+		works: []string{"admin"},
+	},
+	{
+		name: "home",
+		setup: `chmod 0777 /home/admin
+bg_adduser frank {{key:frank}}
+rm -rf /home/frank`,
+		audits: []auditCase{{
+			name: "home",
+			opts: Options{Users: []string{"frank"}},
+			want: []string{
+				"admin unsafe-path lockout /home/admin",
+				"frank home-missing lockout /home/frank",
+			},
+			fixes: map[string]string{
+				"admin unsafe-path /home/admin":  "chmod go-w /home/admin",
+				"frank home-missing /home/frank": "install -d -m 0700 -o frank -g frank /home/frank",
+			},
+			details: map[string][]string{
+				"admin unsafe-path /home/admin": {"mode 0777", "/home/admin/.ssh/authorized_keys"},
+			},
+		}},
+		refused: []string{"admin"},
+	},
+	{
+		name: "keys",
+		setup: `chmod 0777 /home/admin/.ssh
+bg_adduser bob {{key:bob}}
+usermod -s /nonexistent/shell bob
+bg_adduser carol {{key:carol}}
+chown bob /home/carol/.ssh/authorized_keys
+bg_adduser erin {{key:erin}}
+usermod -p '!' erin
+printf 'UsePAM no\n' >/etc/ssh/sshd_config.d/10-nopam.conf
+usermod -p '*' root
+rm -rf /root/.ssh
+bg_reload`,
+		audits: []auditCase{
+			{
+				name: "keys",
+				opts: Options{Users: []string{"bob", "carol", "erin"}},
+				want: []string{
+					"admin unsafe-path lockout /home/admin/.ssh",
+					"bob shell-missing lockout /nonexistent/shell",
+					"carol unsafe-path lockout /home/carol/.ssh/authorized_keys",
+					"erin account-locked lockout /etc/shadow",
+				},
+				fixes: map[string]string{
+					"admin unsafe-path /home/admin/.ssh":                 "chmod go-w /home/admin/.ssh",
+					"bob shell-missing /nonexistent/shell":               "usermod -s /bin/bash bob",
+					"carol unsafe-path /home/carol/.ssh/authorized_keys": "chown carol /home/carol/.ssh/authorized_keys",
+					"erin account-locked /etc/shadow":                    "usermod -p '*' erin  # key-only; to keep a password instead: usermod -U erin",
+				},
+				details: map[string][]string{
+					"erin account-locked /etc/shadow":                    {"UsePAM no [/etc/ssh/sshd_config.d/10-nopam.conf:1: UsePAM no]"},
+					"carol unsafe-path /home/carol/.ssh/authorized_keys": {"owner bob (uid"},
+				},
+			},
+			{
+				// The same host with --all-users and no named user: the
+				// accounts with a login shell and a key or password are
+				// found on the host (root was made key-less above).
+				name: "keys-all",
+				opts: Options{AllUsers: true},
+				only: []string{"", "root", "sync", "admin", "bob", "carol", "erin"},
+				want: []string{
+					"admin unsafe-path lockout /home/admin/.ssh",
+					"bob shell-missing lockout /nonexistent/shell",
+					"carol unsafe-path lockout /home/carol/.ssh/authorized_keys",
+					"erin account-locked lockout /etc/shadow",
+				},
+			},
+		},
+	},
+	{
+		name: "akf",
+		setup: `install -d -m 0777 /etc/ssh/authorized_keys
+cp /home/admin/.ssh/authorized_keys /etc/ssh/authorized_keys/admin
+chmod 0644 /etc/ssh/authorized_keys/admin
+printf 'AuthorizedKeysFile /etc/ssh/authorized_keys/%%u\n' >/etc/ssh/sshd_config.d/20-akf.conf
+bg_reload
+touch /run/nologin
+bg_adduser gina {{key:gina}}
+rm /etc/sudoers.d/bgtest-gina
+printf 'gina ALL=(ALL:ALL) NOPASSWD: ALL\n' >/etc/sudoers.d/bg.conf
+chmod 0440 /etc/sudoers.d/bg.conf
+printf 'hank ALL=(ALL:ALL) NOPASSWD: ALL\n' >/etc/sudoers.d/ops
+chmod 0666 /etc/sudoers.d/ops`,
+		audits: []auditCase{{
+			name: "akf",
+			opts: Options{Users: []string{"gina"}},
+			want: []string{
+				" sudo-file-ignored risk /etc/sudoers.d/bg.conf",
+				" sudo-file-unsafe risk /etc/sudoers.d/ops",
+				"admin nologin-file lockout /run/nologin",
+				"admin unsafe-path lockout /etc/ssh/authorized_keys",
+				"gina key-absent lockout /etc/ssh/authorized_keys/gina",
+				"gina nologin-file lockout /run/nologin",
+				"gina sudo-no-rule lockout ",
+			},
+			fixes: map[string]string{
+				"admin unsafe-path /etc/ssh/authorized_keys":    "chmod go-w /etc/ssh/authorized_keys",
+				"admin nologin-file /run/nologin":               "rm -f -- /run/nologin",
+				"gina key-absent /etc/ssh/authorized_keys/gina": "install -D -o gina -m 0600 /home/gina/.ssh/authorized_keys /etc/ssh/authorized_keys/gina",
+				"gina sudo-no-rule ":                            "visudo -cf /etc/sudoers.d/bg.conf && install -o root -g root -m 0440 /etc/sudoers.d/bg.conf /etc/sudoers.d/bg && rm -f -- /etc/sudoers.d/bg.conf",
+				" sudo-file-unsafe /etc/sudoers.d/ops":          "chown root:root /etc/sudoers.d/ops && chmod 0440 /etc/sudoers.d/ops",
+			},
+			details: map[string][]string{
+				"gina key-absent /etc/ssh/authorized_keys/gina": {"/etc/ssh/sshd_config.d/20-akf.conf:1", "/home/gina/.ssh/authorized_keys holds 1 key line(s), but sshd does not read it"},
+				" sudo-file-unsafe /etc/sudoers.d/ops":          {"world-writable"},
+			},
+		}},
+	},
+	{
+		name: "shadow",
+		setup: `chage -E 1 admin
+bg_adduser dave {{key:dave}}
+chage -d 0 dave
+printf 'LogLevel VERBOSE\n' >/etc/ssh/sshd_config.d/60-pending.conf`,
+		audits: []auditCase{{
+			name: "shadow",
+			opts: Options{Users: []string{"dave"}},
+			want: []string{
+				" config-pending risk /etc/ssh/sshd_config.d/60-pending.conf",
+				"admin account-expired lockout /etc/shadow",
+				"admin sudo-account lockout /etc/shadow",
+				"dave password-change-required lockout /etc/shadow",
+				"dave sudo-account lockout /etc/shadow",
+			},
+			fixes: map[string]string{
+				"admin account-expired /etc/shadow":                      "chage -E -1 admin",
+				"dave password-change-required /etc/shadow":              `chage -d "$(date +%F)" -M -1 dave`,
+				" config-pending /etc/ssh/sshd_config.d/60-pending.conf": reloadFix + "  # validate, then reload with a second session open (or breakglass apply, which reloads under its safety net)",
+			},
+			details: map[string][]string{
+				"admin account-expired /etc/shadow": {"expired on 1970-01-02"},
+			},
+		}},
+		refused: []string{"admin"},
+	},
+	{
+		name: "allow",
+		setup: `printf 'AllowUsers bob\n' >/etc/ssh/sshd_config.d/30-allow.conf
+bg_adduser bob {{key:bob}}
+bg_reload`,
+		audits: []auditCase{{
+			name: "allow",
+			opts: Options{Users: []string{"bob"}},
+			want: []string{
+				"admin user-filtered lockout /etc/ssh/sshd_config.d/30-allow.conf",
+			},
+			fixes: map[string]string{
+				"admin user-filtered /etc/ssh/sshd_config.d/30-allow.conf": "echo 'AllowUsers admin' >> /etc/ssh/sshd_config.d/00-breakglass.conf && " + reloadFix,
+			},
+			details: map[string][]string{
+				"admin user-filtered /etc/ssh/sshd_config.d/30-allow.conf": {"/etc/ssh/sshd_config.d/30-allow.conf:1: AllowUsers bob", "from 127.0.0.1"},
+			},
+		}},
+		refused: []string{"admin"},
+		works:   []string{"bob"},
+	},
+	{
+		name: "match",
+		setup: `printf 'Match Address 127.0.0.1\n\tPubkeyAuthentication no\n' >/etc/ssh/sshd_config.d/40-match.conf
+bg_reload`,
+		audits: []auditCase{{
+			name: "match",
+			want: []string{
+				"admin pubkey-disabled lockout /etc/ssh/sshd_config.d/40-match.conf",
+			},
+			fixes: map[string]string{
+				"admin pubkey-disabled /etc/ssh/sshd_config.d/40-match.conf": "sed -i '2s/^/# breakglass: /' /etc/ssh/sshd_config.d/40-match.conf && " + reloadFix,
+			},
+			details: map[string][]string{
+				"admin pubkey-disabled /etc/ssh/sshd_config.d/40-match.conf": {"40-match.conf:2: PubkeyAuthentication no (in Match Address 127.0.0.1 at /etc/ssh/sshd_config.d/40-match.conf:1)"},
+			},
+		}},
+		refused: []string{"admin"},
+	},
+	{
+		name:  "invalid",
+		setup: `printf 'NoSuchKeyword yes\n' >/etc/ssh/sshd_config.d/50-broken.conf`,
+		audits: []auditCase{{
+			name: "invalid",
+			want: []string{
+				" config-invalid risk /etc/ssh/sshd_config.d/50-broken.conf",
+			},
+			fixes: map[string]string{
+				" config-invalid /etc/ssh/sshd_config.d/50-broken.conf": "mv -- /etc/ssh/sshd_config.d/50-broken.conf /etc/ssh/sshd_config.d/50-broken.conf.invalid && sshd -t",
+			},
+			details: map[string][]string{
+				" config-invalid /etc/ssh/sshd_config.d/50-broken.conf": {"/etc/ssh/sshd_config.d/50-broken.conf: line 1: Bad configuration option: NoSuchKeyword"},
+			},
+		}},
+		// The running sshd still has its old configuration: a risk, not a
+		// lockout.
+		works: []string{"admin"},
+	},
+}
+
+// findingKey is how scenarios name a finding.
+func findingKey(f tasks.Finding) string { return f.User + " " + f.ID + " " + f.Severity + " " + f.Path }
+
+// checkFindings compares fs with what c expects.
+func checkFindings(t *testing.T, c auditCase, fs []tasks.Finding) {
+	t.Helper()
+	var got []string
+	byKey := map[string]tasks.Finding{}
+	for _, f := range fs {
+		if c.only != nil && !slices.Contains(c.only, f.User) {
+			continue
+		}
+		got = append(got, findingKey(f))
+		byKey[f.User+" "+f.ID+" "+f.Path] = f
+		if f.Detail == "" || f.Fix == "" {
+			t.Errorf("%s: finding %q has no detail or fix", c.name, findingKey(f))
+		}
+	}
+	sort.Strings(got)
+	want := append([]string(nil), c.want...)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%s: findings\n got: %q\nwant: %q\n%s", c.name, got, want, dump(fs))
+	}
+	for k, fix := range c.fixes {
+		if f, ok := byKey[k]; !ok {
+			t.Errorf("%s: no finding %q", c.name, k)
+		} else if f.Fix != fix {
+			t.Errorf("%s: %q: fix\n got: %s\nwant: %s", c.name, k, f.Fix, fix)
+		}
+	}
+	for k, parts := range c.details {
+		f, ok := byKey[k]
+		if !ok {
+			t.Errorf("%s: no finding %q", c.name, k)
+			continue
+		}
+		for _, p := range parts {
+			if !strings.Contains(f.Detail, p) {
+				t.Errorf("%s: %q: detail lacks %q:\n%s", c.name, k, p, f.Detail)
+			}
+		}
+	}
+}
+
+func dump(fs []tasks.Finding) string {
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "  [%s] %s %s %s\n    detail: %s\n    fix: %s\n", f.Severity, f.User, f.ID, f.Path, f.Detail, f.Fix)
+	}
+	return b.String()
+}

@@ -1,0 +1,117 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// logLines is how many of sshd's log lines a finding shows per user.
+const logLines = 20
+
+// unexplained reports the failed logins of verify_access (env.Facts under
+// tasks.FactAccess) that no finding explains, with sshd's log lines for
+// them. Reading the log is a second round trip, made only when needed:
+// the logins ran after the facts were gathered.
+func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.Env) error {
+	v, _ := env.Facts.Get(tasks.FactAccess)
+	rows, _ := v.([]tasks.Access)
+	var todo []tasks.Access
+	var users []string
+	for _, a := range rows {
+		sudoOnly := a.OK && a.Sudo != nil && !*a.Sudo
+		if a.OK && !sudoOnly {
+			continue
+		}
+		anyID := func(string) bool { return true }
+		if c.has(a.User, SeverityLockout, anyID) || c.has("", SeverityLockout, anyID) {
+			continue
+		}
+		if sudoOnly && (c.has(a.User, SeverityRisk, isSudoID) || c.has("", SeverityRisk, isSudoID)) {
+			continue
+		}
+		if shell.ValidUser(a.User) != nil {
+			continue
+		}
+		todo = append(todo, a)
+		if !slices.Contains(users, a.User) {
+			users = append(users, a.User)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	logs, err := readLogs(ctx, r, users)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		logs = nil
+	}
+	for _, a := range todo {
+		what := "login"
+		if a.OK {
+			what = "sudo -n true after the login"
+		}
+		detail := fmt.Sprintf("%s as %s over %s failed (%s), and no check found a cause", what, a.User, a.Path, strings.TrimSpace(a.Error))
+		switch l := logs[a.User]; {
+		case err != nil:
+			detail += fmt.Sprintf("; sshd's log could not be read: %v", err)
+		case len(l) == 0:
+			detail += "; sshd's log has no line about it"
+		default:
+			detail += ". sshd's log:\n" + strings.Join(l, "\n")
+		}
+		c.add(a.User, "login-failed-unexplained", SeverityLockout, "", detail,
+			"raise sshd's LogLevel to VERBOSE (sshd module: {LogLevel: VERBOSE}), log in again with ssh -v, and read sshd's log")
+	}
+	return nil
+}
+
+func isSudoID(id string) bool { return strings.HasPrefix(id, "sudo-") }
+
+// readLogs returns the last lines of sshd's log about each user: the
+// journal of the ssh unit where journald runs, else /var/log/auth.log (or
+// /var/log/secure).
+func readLogs(ctx context.Context, r tasks.Runner, users []string) (map[string][]string, error) {
+	var b strings.Builder
+	b.WriteString(`LC_ALL=C; export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+{
+bg_log() {
+	if [ -S /run/systemd/journal/socket ] && command -v journalctl >/dev/null 2>&1; then
+		journalctl -u ssh -u sshd --since -10min --no-pager -o short-iso 2>/dev/null
+		return
+	fi
+	for f in /var/log/auth.log /var/log/secure; do
+		if [ -r "$f" ]; then tail -n 5000 -- "$f"; return; fi
+	done
+}
+for u in`)
+	for _, u := range users {
+		b.WriteString(" " + shell.Quote(u))
+	}
+	fmt.Fprintf(&b, `; do
+	bg_log | grep -a -F -e "$u" -e 'Connection closed by authenticating user' -e 'Authentication refused' | tail -n %d | while IFS= read -r l; do printf 'log %%s %%s\n' "$u" "$l"; done
+done
+} </dev/null
+`, logLines)
+	out, err := r.Run(ctx, "/bin/sh -s", []byte(b.String()))
+	if err != nil {
+		return nil, fmt.Errorf("read sshd's log: %w", err)
+	}
+	logs := map[string][]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		rest, ok := strings.CutPrefix(l, "log ")
+		if !ok {
+			continue
+		}
+		u, line, _ := strings.Cut(rest, " ")
+		logs[u] = append(logs[u], line)
+	}
+	return logs, nil
+}
