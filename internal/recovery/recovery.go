@@ -176,7 +176,7 @@ func (m *Module) apply(ctx context.Context, r tasks.Runner, env *tasks.Env, f ta
 	if _, err := r.Run(ctx, "/bin/sh -c "+shell.Quote(f.Fix), nil); err != nil {
 		return err
 	}
-	env.Facts.Delete(tasks.UserFactsKey(m.o.User))
+	env.Facts.Delete(tasks.UserFactsKey(m.o.User), audit.HostFactsKey)
 	return nil
 }
 
@@ -224,7 +224,7 @@ func (m *Module) allowUser(ctx context.Context, r tasks.Runner, env *tasks.Env) 
 		return err
 	}
 	_, err = mod.Run(ctx, r, env)
-	env.Facts.Delete(tasks.UserFactsKey(m.o.User))
+	env.Facts.Delete(tasks.UserFactsKey(m.o.User), audit.HostFactsKey)
 	return err
 }
 
