@@ -1,10 +1,11 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -32,24 +33,43 @@ type cmdSpec struct {
 // run runs the child in its own process group, so a cancelled ctx (Ctrl-C)
 // kills it and everything it started, and measures it from start to exit.
 // A non-zero exit is not an error; failing to start, or ctx ending, is.
+//
+// The child's stdin, stdout and stderr are unlinked temp files, not pipes:
+// a process that lingers with a copy of them (ssh's ControlPersist master)
+// cannot hold up Wait, and on a machine loaded to starvation there is no
+// copying goroutine that must keep up.
 func run(ctx context.Context, s cmdSpec) (*proc, error) {
 	cmd := exec.CommandContext(ctx, s.Name, s.Args...)
 	cmd.Dir = s.Dir
 	if len(s.Env) > 0 {
 		cmd.Env = append(cmd.Environ(), s.Env...)
 	}
-	if s.Stdin != nil {
-		cmd.Stdin = bytes.NewReader(s.Stdin)
+	var files [3]*os.File
+	for i := range files {
+		f, err := tempFile()
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		files[i] = f
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if s.Stdin != nil {
+		if _, err := files[0].Write(s.Stdin); err != nil {
+			return nil, fmt.Errorf("stdin of %s: %w", s.Name, err)
+		}
+		if _, err := files[0].Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = files[0], files[1], files[2]
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
 
 	start := time.Now()
 	err := cmd.Run()
-	p := &proc{Wall: time.Since(start), Code: -1, Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	p := &proc{Wall: time.Since(start), Code: -1}
+	p.Stdout, _ = readAll(files[1])
+	p.Stderr, _ = readAll(files[2])
 	if ctx.Err() != nil {
 		return p, fmt.Errorf("%s: %w", s.Name, ctx.Err())
 	}
@@ -64,6 +84,23 @@ func run(ctx context.Context, s cmdSpec) (*proc, error) {
 		return p, fmt.Errorf("run %s: %w", s.Name, err)
 	}
 	return p, nil
+}
+
+// tempFile is a read-write file that is already unlinked.
+func tempFile() (*os.File, error) {
+	f, err := os.CreateTemp("", "breakglass-bench-io-")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
+func readAll(f *os.File) ([]byte, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
 }
 
 // tail returns the last n lines of b, for error messages.
