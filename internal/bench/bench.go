@@ -191,7 +191,7 @@ func (b *bencher) all(ctx context.Context) error {
 	}
 	for i := 1; i <= b.cfg.Runs; i++ {
 		b.logf("run %d/%d, %d hosts", i, b.cfg.Runs, b.cfg.Hosts)
-		if err := b.breakglassRun(ctx, i); err != nil {
+		if err := b.breakglassRun(ctx); err != nil {
 			return err
 		}
 		if b.ansibleNA == "" {
