@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/breakglass/breakglass/internal/report"
+)
+
+// TestVerifyOnLab proves verify's grid: every user × path is a real login,
+// a user whose home sshd refuses fails on every path while the other
+// passes, and min_working decides the host.
+func TestVerifyOnLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Parallel()
+	f := newFleet(t, 1, "", nil)
+	dir := exampleDir(t)
+	src, err := os.ReadFile(filepath.Join(dir, "playbook.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second way in, and both paths in the proof.
+	pbText := strings.Replace(string(src), "    - name: prove the ways in\n",
+		"    - name: a second sshd\n      secondary_sshd: {port: 2222, allow_users: [bg-ops1, bg-ops2]}\n\n    - name: prove the ways in\n", 1)
+	pbText = strings.Replace(pbText, "paths: [direct]", "paths: [direct, {port: 2222}]", 1)
+	if pbText == string(src) || !strings.Contains(pbText, "{port: 2222}]") {
+		t.Fatal("example playbook changed shape; update this test")
+	}
+	pb := write(t, dir, "playbook-2222.yml", pbText)
+	// The lab's known_hosts lists port 22; the second sshd uses the same
+	// host key, which OpenSSH records per port.
+	h := f.lab.Hosts[0]
+	known, err := os.ReadFile(f.lab.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(known), "\n") {
+		if strings.HasPrefix(line, h.Addr+" ") {
+			extra := "[" + h.Addr + "]:2222 " + strings.TrimPrefix(line, h.Addr+" ") + "\n"
+			fh, err := os.OpenFile(f.knownHosts, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fh.WriteString(extra)
+			fh.Close()
+		}
+	}
+	if code, _, _ := runCLI(t, f.args("apply", pb)...); code != 0 {
+		t.Fatalf("apply: exit %d", code)
+	}
+
+	code, out, _ := runCLI(t, f.args("verify", pb, "--format", "json")...)
+	if code != 0 {
+		t.Fatalf("verify on a healthy host: exit %d", code)
+	}
+	if rows := decodeReport(t, out).Hosts[0].Access; len(rows) != 4 {
+		t.Fatalf("want 2 users × 2 paths, got %+v", rows)
+	}
+
+	if _, err := h.Exec(context.Background(), "chmod 777 /home/bg-ops2", nil); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, f.args("verify", pb, "--format", "json")...)
+	if code != report.ExitFailed {
+		t.Fatalf("verify with bg-ops2 locked out and min_working 2: exit %d, want 2", code)
+	}
+	for _, a := range decodeReport(t, out).Hosts[0].Access {
+		want := a.User == "bg-ops1"
+		if a.OK != want {
+			t.Errorf("%s via %s: ok=%v, want %v (%s)", a.User, a.Path, a.OK, want, a.Error)
+		}
+	}
+	one := write(t, dir, "playbook-one.yml", strings.Replace(pbText, "min_working: 2", "min_working: 1", 1))
+	if code, _, _ := runCLI(t, f.args("verify", one)...); code != 0 {
+		t.Errorf("verify with min_working 1 and one user working: exit %d, want 0", code)
+	}
+}
