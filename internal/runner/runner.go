@@ -180,6 +180,11 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 
 	dctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	conn, err := d.Dial(dctx, job.Target)
+	if err != nil && ctx.Err() == nil && errors.Is(dctx.Err(), context.DeadlineExceeded) {
+		// The per-host timeout ended the dial: say so, not only "context
+		// deadline exceeded".
+		err = fmt.Errorf("timed out after %s: %w", o.Timeout, err)
+	}
 	cancel()
 	if err != nil {
 		h.Status = report.StatusUnreachable
