@@ -892,12 +892,23 @@ func applySteps(ctx context.Context, r Runner, env *Env, steps []hostStep, stale
 		}
 		fmt.Fprintf(&script, "%s\nprintf '@@breakglass-done %s %d\\n'\n", s.cmd, nonce, i)
 	}
+	// Read the changed users' facts again in the same round trip, so the
+	// next task need not gather them.
+	refresh := refreshQueries(env, staleKeys)
+	if len(refresh) > 0 {
+		script.WriteString("set +e\n")
+		for i, q := range refresh {
+			fmt.Fprintf(&script, "printf '\\n@@breakglass-facts %s %d\\n'\n/bin/sh -c %s </dev/null\nprintf '\\n@@breakglass-facts-end %s %d %%d\\n' $?\n",
+				nonce, i, shell.Quote(q.Script), nonce, i)
+		}
+	}
 	out, runErr := r.Run(ctx, "/bin/sh -c "+shell.Quote(script.String()), stdin)
 	if env.Facts != nil {
 		env.Facts.Delete(staleKeys...)
 	}
 	done := bytes.Count(out, []byte("@@breakglass-done "+nonce+" "))
 	if runErr == nil && done == len(steps) {
+		storeRefreshed(env, refresh, out, nonce)
 		return res, nil
 	}
 	if done > len(steps) {
@@ -912,4 +923,42 @@ func applySteps(ctx context.Context, r Runner, env *Env, steps []hostStep, stale
 		return res, fmt.Errorf("%s: %w", steps[done].change.What, runErr)
 	}
 	return res, runErr
+}
+
+// refreshQueries are the user-facts queries of the stale keys that name a
+// user; other stale facts are only forgotten.
+func refreshQueries(env *Env, staleKeys []string) []Query {
+	if env.Facts == nil {
+		return nil
+	}
+	var qs []Query
+	for _, k := range staleKeys {
+		if name, ok := strings.CutPrefix(k, "user:"); ok && shell.ValidUser(name) == nil {
+			qs = append(qs, UserFactsQuery(name, ConnOf(env)))
+		}
+	}
+	return qs
+}
+
+// storeRefreshed parses the facts printed after the apply steps and keeps
+// those that parse; the others stay forgotten and are gathered again when
+// needed.
+func storeRefreshed(env *Env, qs []Query, out []byte, nonce string) {
+	text := string(out)
+	for i, q := range qs {
+		start := fmt.Sprintf("\n@@breakglass-facts %s %d\n", nonce, i)
+		end := fmt.Sprintf("\n@@breakglass-facts-end %s %d 0\n", nonce, i)
+		a := strings.Index(text, start)
+		if a < 0 {
+			continue
+		}
+		body := text[a+len(start):]
+		b := strings.Index(body, end)
+		if b < 0 {
+			continue
+		}
+		if v, err := q.Parse([]byte(body[:b])); err == nil {
+			env.Facts.Set(q.Key, v)
+		}
+	}
 }
