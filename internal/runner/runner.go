@@ -266,6 +266,12 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 			if err != nil {
 				tr.Status = report.StatusFailed
 				tr.Error = err.Error()
+				if ctx.Err() != nil {
+					// The run was interrupted during this task: the host is
+					// not done, whatever the task's own error says.
+					h.NotDone = true
+					tr.Error = "interrupted: " + tr.Error
+				}
 				h.Tasks = append(h.Tasks, tr)
 				lost := transport.IsUnreachable(err)
 				if lost {
