@@ -82,7 +82,7 @@ func prepare(o *options) (*plan, error) {
 		errs = multierror.Append(errs, err)
 	}
 	if errs.ErrorOrNil() != nil {
-		return nil, errs
+		return nil, dedupe(errs)
 	}
 	var limit map[string]bool
 	if o.limit != "" {
