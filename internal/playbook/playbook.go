@@ -287,6 +287,10 @@ var (
 
 const maxDepth = 16
 
+// maxNodes bounds the nodes one task's substitution may produce, so that
+// YAML aliases nested into a "billion laughs" cannot exhaust memory.
+const maxNodes = 200_000
+
 type subst struct {
 	file     string
 	play     map[string]*yaml.Node
@@ -294,6 +298,7 @@ type subst struct {
 	lenient  bool
 	deferred bool
 	err      error
+	nodes    int
 }
 
 func (s *subst) fail(n *yaml.Node, format string, args ...any) *yaml.Node {
@@ -312,6 +317,10 @@ func (s *subst) node(n *yaml.Node, depth int) *yaml.Node {
 	}
 	if depth > maxDepth {
 		return s.fail(n, "variables nest deeper than %d levels (a variable refers to itself?)", maxDepth)
+	}
+	s.nodes++
+	if s.nodes > maxNodes {
+		return s.fail(n, "task arguments expand to more than %d YAML nodes (aliases nested too deep?)", maxNodes)
 	}
 	n = yamlx.Resolve(n)
 	c := *n

@@ -47,7 +47,8 @@ func Decode(file string, n *yaml.Node, out any) error {
 	if v.Kind() != reflect.Pointer || v.IsNil() {
 		return fmt.Errorf("yamlx: decode target must be a non-nil pointer")
 	}
-	if err := check(file, n, v.Type().Elem()); err != nil {
+	budget := maxNodes
+	if err := check(file, n, v.Type().Elem(), &budget); err != nil {
 		return err
 	}
 	if err := n.Decode(out); err != nil {
@@ -70,7 +71,14 @@ func Resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func check(file string, n *yaml.Node, t reflect.Type) error {
+// maxNodes bounds the nodes Decode walks, aliases expanded, so that a
+// "billion laughs" document cannot exhaust time or memory.
+const maxNodes = 1_000_000
+
+func check(file string, n *yaml.Node, t reflect.Type, budget *int) error {
+	if *budget--; *budget < 0 {
+		return Errorf(file, n, "document expands to more than %d nodes (YAML aliases nested too deep?)", maxNodes)
+	}
 	n = Resolve(n)
 	if n == nil {
 		return nil
@@ -101,7 +109,7 @@ func check(file string, n *yaml.Node, t reflect.Type) error {
 			if !ok {
 				return Errorf(file, k, "unknown key %q (known: %s)", k.Value, strings.Join(sortedKeys(fields), ", "))
 			}
-			if err := check(file, val, ft); err != nil {
+			if err := check(file, val, ft, budget); err != nil {
 				return err
 			}
 		}
@@ -116,7 +124,7 @@ func check(file string, n *yaml.Node, t reflect.Type) error {
 				return Errorf(file, k, "duplicate key %q", k.Value)
 			}
 			seen[k.Value] = true
-			if err := check(file, n.Content[i+1], t.Elem()); err != nil {
+			if err := check(file, n.Content[i+1], t.Elem(), budget); err != nil {
 				return err
 			}
 		}
@@ -128,7 +136,7 @@ func check(file string, n *yaml.Node, t reflect.Type) error {
 			return Errorf(file, n, "expected a list, got %s", kindName(n))
 		}
 		for _, c := range n.Content {
-			if err := check(file, c, t.Elem()); err != nil {
+			if err := check(file, c, t.Elem(), budget); err != nil {
 				return err
 			}
 		}
