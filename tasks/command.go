@@ -52,24 +52,19 @@ func NewCommand(file string, args *yaml.Node) (Module, error) {
 	}
 	args = yamlx.Resolve(args)
 	var errs *multierror.Error
-	bad := func(n *yaml.Node, format string, v ...any) {
-		if n == nil {
-			n = args
-		}
-		errs = multierror.Append(errs, yamlx.Errorf(file, n, "command: "+format, v...))
-	}
+	bad := argError(file, "command", args, &errs)
 	switch {
 	case strings.TrimSpace(a.Cmd) == "":
-		bad(argNode(args, "cmd"), "cmd is required")
+		bad(moduleArg(args, "cmd"), "cmd is required")
 	case strings.ContainsRune(a.Cmd, 0):
-		bad(argNode(args, "cmd"), "cmd contains a NUL byte")
+		bad(moduleArg(args, "cmd"), "cmd contains a NUL byte")
 	}
 	for _, f := range []struct{ key, val string }{{"creates", a.Creates}, {"removes", a.Removes}, {"chdir", a.Chdir}} {
 		if f.val == "" {
 			continue
 		}
 		if err := shell.ValidPath(f.val); err != nil {
-			bad(argNode(args, f.key), "%s: %v", f.key, err)
+			bad(moduleArg(args, f.key), "%s: %v", f.key, err)
 		}
 	}
 	if err := errs.ErrorOrNil(); err != nil {

@@ -67,12 +67,7 @@ func NewSecondarySSHD(file string, args *yaml.Node) (Module, error) {
 	}
 	args = yamlx.Resolve(args)
 	var errs *multierror.Error
-	bad := func(n *yaml.Node, format string, v ...any) {
-		if n == nil {
-			n = args
-		}
-		errs = multierror.Append(errs, yamlx.Errorf(file, n, "secondary_sshd: "+format, v...))
-	}
+	bad := argError(file, "secondary_sshd", args, &errs)
 	s := &SecondarySSHD{name: DefaultSecondaryName, port: a.Port}
 	switch {
 	case sshdArgValue(args, "port") == nil:

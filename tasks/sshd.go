@@ -82,12 +82,7 @@ func NewSSHD(file string, args *yaml.Node) (Module, error) {
 	}
 	args = yamlx.Resolve(args)
 	var errs *multierror.Error
-	bad := func(n *yaml.Node, format string, v ...any) {
-		if n == nil {
-			n = args
-		}
-		errs = multierror.Append(errs, yamlx.Errorf(file, n, "sshd: "+format, v...))
-	}
+	bad := argError(file, "sshd", args, &errs)
 	s := &SSHD{file: SSHDDefaultDropIn, revertAfter: DefaultSSHDRevertAfter}
 
 	if a.File != "" {

@@ -72,21 +72,16 @@ func NewSudoers(file string, args *yaml.Node) (Module, error) {
 	}
 	args = yamlx.Resolve(args)
 	var errs *multierror.Error
-	bad := func(n *yaml.Node, format string, v ...any) {
-		if n == nil {
-			n = args
-		}
-		errs = multierror.Append(errs, yamlx.Errorf(file, n, "sudoers: "+format, v...))
-	}
+	bad := argError(file, "sudoers", args, &errs)
 
 	s := &Sudoers{name: a.Name, nopasswd: a.NoPasswd, runas: a.RunAs}
 	switch {
 	case a.Name == "":
-		bad(argNode(args, "name"), "name is required (the file name under %s)", SudoersDir)
+		bad(moduleArg(args, "name"), "name is required (the file name under %s)", SudoersDir)
 	case !sudoersName.MatchString(a.Name):
-		bad(argNode(args, "name"), "name %q: sudo silently skips files in %s whose names contain \".\" or end in \"~\", so the rule would never apply; use only letters, digits, \"_\" and \"-\"", a.Name, SudoersDir)
+		bad(moduleArg(args, "name"), "name %q: sudo silently skips files in %s whose names contain \".\" or end in \"~\", so the rule would never apply; use only letters, digits, \"_\" and \"-\"", a.Name, SudoersDir)
 	case len(a.Name) > 64:
-		bad(argNode(args, "name"), "name %q is longer than 64 characters", a.Name)
+		bad(moduleArg(args, "name"), "name %q is longer than 64 characters", a.Name)
 	}
 
 	switch a.State {
@@ -94,13 +89,13 @@ func NewSudoers(file string, args *yaml.Node) (Module, error) {
 	case "absent":
 		s.absent = true
 	default:
-		bad(argNode(args, "state"), "state %q: want present or absent", a.State)
+		bad(moduleArg(args, "state"), "state %q: want present or absent", a.State)
 	}
 
 	seen := map[string]bool{}
 	for i, u := range a.Users {
 		if err := shell.ValidUser(u); err != nil {
-			bad(argElem(args, "users", i), "users: %v", err)
+			bad(moduleArgElem(args, "users", i), "users: %v", err)
 			continue
 		}
 		if !seen[u] {
@@ -111,7 +106,7 @@ func NewSudoers(file string, args *yaml.Node) (Module, error) {
 	for i, g := range a.Groups {
 		g = strings.TrimPrefix(g, "%")
 		if len(g) > 32 || !sudoersGroup.MatchString(g) {
-			bad(argElem(args, "groups", i), "groups: invalid group name %q: want [a-z_][a-z0-9_-]*, at most 32 characters", a.Groups[i])
+			bad(moduleArgElem(args, "groups", i), "groups: invalid group name %q: want [a-z_][a-z0-9_-]*, at most 32 characters", a.Groups[i])
 			continue
 		}
 		if !seen["%"+g] {
@@ -129,7 +124,7 @@ func NewSudoers(file string, args *yaml.Node) (Module, error) {
 	case a.RunAs == "ALL":
 	default:
 		if err := shell.ValidUser(a.RunAs); err != nil {
-			bad(argNode(args, "runas"), "runas: want ALL or a user name: %v", err)
+			bad(moduleArg(args, "runas"), "runas: want ALL or a user name: %v", err)
 		}
 	}
 
@@ -137,7 +132,7 @@ func NewSudoers(file string, args *yaml.Node) (Module, error) {
 		a.Commands = []string{"ALL"}
 	}
 	if len(a.Commands) == 0 {
-		bad(argNode(args, "commands"), "commands is empty: leave it out for ALL, or list absolute paths")
+		bad(moduleArg(args, "commands"), "commands is empty: leave it out for ALL, or list absolute paths")
 	}
 	seenCmd := map[string]bool{}
 	for i, c := range a.Commands {
@@ -146,7 +141,7 @@ func NewSudoers(file string, args *yaml.Node) (Module, error) {
 			err = fmt.Errorf("ALL already allows every command: list it alone")
 		}
 		if err != nil {
-			bad(argElem(args, "commands", i), "commands: %v", err)
+			bad(moduleArgElem(args, "commands", i), "commands: %v", err)
 			continue
 		}
 		if !seenCmd[norm] {
@@ -195,30 +190,6 @@ func sudoersCommand(c string) (string, error) {
 		return "", fmt.Errorf("command %q: sudoedit needs the files it may edit", c)
 	}
 	return strings.Join(words, " "), nil
-}
-
-// argNode returns the value node of key in mapping m, or nil.
-func argNode(m *yaml.Node, key string) *yaml.Node {
-	m = yamlx.Resolve(m)
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return yamlx.Resolve(m.Content[i+1])
-		}
-	}
-	return nil
-}
-
-// argElem returns element i of the list under key in mapping m, or the
-// list itself (or nil) when it has no such element.
-func argElem(m *yaml.Node, key string, i int) *yaml.Node {
-	n := argNode(m, key)
-	if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
-		return n.Content[i]
-	}
-	return n
 }
 
 // Path is the drop-in this task manages.

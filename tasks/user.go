@@ -133,6 +133,18 @@ func moduleArg(m *yaml.Node, key string) *yaml.Node {
 	return m
 }
 
+// argError returns a function that adds a positioned error about a
+// module's arguments to *errs; a nil node points at the arguments as a
+// whole.
+func argError(file, module string, args *yaml.Node, errs **multierror.Error) func(n *yaml.Node, format string, v ...any) {
+	return func(n *yaml.Node, format string, v ...any) {
+		if n == nil {
+			n = args
+		}
+		*errs = multierror.Append(*errs, yamlx.Errorf(file, n, module+": "+format, v...))
+	}
+}
+
 // moduleArgElem returns element i of the list under key in mapping m, or
 // the nearest node that exists.
 func moduleArgElem(m *yaml.Node, key string, i int) *yaml.Node {
