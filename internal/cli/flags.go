@@ -128,8 +128,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   breakglass apply   -i INVENTORY PLAYBOOK [--check] [--diff] [--limit PATTERN] [--forks N]
   breakglass audit   -i INVENTORY PLAYBOOK [--all-users] [--format text|json|junit] [--output FILE] [--metrics FILE]
-  breakglass verify  -i INVENTORY PLAYBOOK [--limit PATTERN]
-  breakglass recover -i INVENTORY PLAYBOOK --user NAME [--limit PATTERN] [--yes]
+  breakglass verify  -i INVENTORY PLAYBOOK [--limit PATTERN] [--format text|json|junit]
+  breakglass recover -i INVENTORY PLAYBOOK --user NAME [--key FILE] [--limit PATTERN] [--yes]
   breakglass version
 
 common flags:
