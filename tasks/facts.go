@@ -192,6 +192,11 @@ type UserFacts struct {
 	SSHD     SSHDConfig
 	SSHDErr  string    // sshd -T failed: its exit status and error output
 	KeyFiles []KeyFile // effective AuthorizedKeysFile entries, "none" left out
+
+	// sshdShared holds sshd -T's output when no Match block can make it
+	// differ between users (FactsPrelude read it once for all of them), so
+	// that reading this host's users again need not run sshd -T.
+	sshdShared string
 }
 
 // SSHDKnown returns an error unless the effective sshd configuration was
@@ -250,6 +255,12 @@ func UserFactsQuery(name string, c Conn) Query {
 
 // userFactsScript prints one record per line: a tag, then fields; a path
 // is always the last field. It never fails: what it cannot read it reports.
+//
+// Every process costs (a small VM forks a few hundred a second), so it
+// uses what FactsPrelude computed once for all users when it ran first
+// (bg_client/bg_server/bg_port, bg_today, and sshd's configuration when no
+// Match block can make it differ between users), and shell builtins where
+// they do the job.
 const userFactsScript = `LC_ALL=C; export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 set -f
@@ -257,6 +268,9 @@ nl='
 '
 tab='	'
 printf 'breakglass-user-facts 2 %s\n' "$u"
+if [ -z "$client" ] && [ -n "${bg_client-}" ]; then
+	client=$bg_client server=${bg_server-} port=${bg_port-}
+fi
 if [ -z "$client" ]; then
 	c=${SSH_CONNECTION-}
 	p=$$
@@ -272,7 +286,7 @@ if [ -z "$client" ]; then
 	client=${1-} server=${3-} port=${4-}
 fi
 printf 'conn %s %s %s\n' "${client:--}" "${server:--}" "${port:--}"
-printf 'today %s\n' "$(( $(date +%s) / 86400 ))"
+printf 'today %s\n' "${bg_today:-$(( $(date +%s) / 86400 ))}"
 uid= home= sh_=
 if pw=$(getent passwd "$u"); then
 	printf 'passwd %s\n' "$pw"
@@ -281,60 +295,128 @@ if pw=$(getent passwd "$u"); then
 	IFS=" $tab$nl"
 	uid=${3-} home=${6-} sh_=${7:-/bin/sh}
 	printf 'shell %s\n' "$sh_"
-	printf 'groups %s\n' "$(id -Gn -- "$u" 2>/dev/null)"
-	printf 'gids %s\n' "$(id -G -- "$u" 2>/dev/null)"
+	# One id for both lists: "groups=1000(admin),27(sudo),1234", primary
+	# group first, a number alone for a group without a name.
+	gn= gi=
+	if idl=$(id -- "$u" 2>/dev/null); then
+		case $idl in *groups=*) idl=${idl##*groups=} ;; *) idl= ;; esac
+		IFS=,
+		for g in $idl; do
+			n=${g%%"("*}
+			case $g in *"("*")") g=${g#*"("} g=${g%")"} ;; *) g=$n ;; esac
+			gi=$gi${gi:+ }$n gn=$gn${gn:+ }$g
+		done
+		IFS=" $tab$nl"
+	fi
+	printf 'groups %s\n' "$gn"
+	printf 'gids %s\n' "$gi"
 	if sp=$(getent shadow "$u"); then
-		printf '%s\n' "$sp" | awk -F: 'function f(x) { return x == "" ? "-" : x }
-		NR == 1 {
-			p = $2
-			if (p == "") c = "empty"
-			else if (substr(p, 1, 1) == "!") c = "locked"
-			else if (substr(p, 1, 1) == "*") c = "star"
-			else c = "hash"
-			print "shadow", c, f($3), f($5), f($7), f($8)
-		}'
+		sp=${sp%%"$nl"*}
+		IFS=:
+		set -- $sp
+		IFS=" $tab$nl"
+		case ${2-} in
+		'') c=empty ;;
+		'!'*) c=locked ;;
+		'*'*) c=star ;;
+		*) c=hash ;;
+		esac
+		printf 'shadow %s %s %s %s %s\n' "$c" "${3:--}" "${5:--}" "${7:--}" "${8:--}"
 	else
 		echo noshadow
 	fi
 else
-	d=$(useradd -D 2>/dev/null | grep '^HOME=')
-	d=${d#HOME=}
-	home=${d:-/home}/$u
+	d=${bg_newhome-}
+	if [ -z "$d" ]; then
+		d=$(useradd -D 2>/dev/null | grep '^HOME=')
+		d=${d#HOME=}
+		d=${d:-/home}
+	fi
+	home=$d/$u
 	printf 'newhome %s\n' "$home"
 fi
 printf 'home %s\n' "$home"
 akf=
 if [ -z "$client" ] || [ -z "$server" ] || [ -z "$port" ]; then
 	echo sshd-skip
-elif o=$(sshd -T -C "user=$u,host=$client,addr=$client,laddr=$server,lport=$port" 2>/dev/null); then
+elif { [ -n "${bg_sshd_shared-}" ] && o=$bg_sshd_out; } || o=$(sshd -T -C "user=$u,host=$client,addr=$client,laddr=$server,lport=$port" 2>/dev/null); then
 	echo sshd-rc 0
+	[ -z "${bg_sshd_shared-}" ] || echo sshd-shared
 	IFS=$nl
 	[ -z "$o" ] || printf 'sshd %s\n' $o
+	pats=
+	for l in $o; do
+		case $l in "authorizedkeysfile "*) pats=${l#authorizedkeysfile } ;; esac
+	done
 	IFS=" $tab$nl"
-	akf=$(printf '%s\n' "$o" | H=$home U=$u I=$uid awk '
-	function expand(s,   r, c, n) {
-		r = ""
-		while (s != "") {
-			c = substr(s, 1, 1)
-			if (c != "%") { r = r c; s = substr(s, 2); continue }
-			n = substr(s, 2, 1)
-			if (n == "%") r = r "%"
-			else if (n == "u") r = r ENVIRON["U"]
-			else if (n == "h") r = r ENVIRON["H"]
-			else if (n == "U" && ENVIRON["I"] != "") r = r ENVIRON["I"]
-			else return ""
-			s = substr(s, 3)
+	case $pats in
+	*%*)
+		akf=$(printf '%s\n' "$o" | H=$home U=$u I=$uid awk '
+		function expand(s,   r, c, n) {
+			r = ""
+			while (s != "") {
+				c = substr(s, 1, 1)
+				if (c != "%") { r = r c; s = substr(s, 2); continue }
+				n = substr(s, 2, 1)
+				if (n == "%") r = r "%"
+				else if (n == "u") r = r ENVIRON["U"]
+				else if (n == "h") r = r ENVIRON["H"]
+				else if (n == "U" && ENVIRON["I"] != "") r = r ENVIRON["I"]
+				else return ""
+				s = substr(s, 3)
+			}
+			if (substr(r, 1, 1) != "/") r = ENVIRON["H"] "/" r
+			return r
 		}
-		if (substr(r, 1, 1) != "/") r = ENVIRON["H"] "/" r
-		return r
-	}
-	$1 == "authorizedkeysfile" { for (i = 2; i <= NF; i++) if ($i != "none") print $i "\t" expand($i) }')
+		$1 == "authorizedkeysfile" { for (i = 2; i <= NF; i++) if ($i != "none") print $i "\t" expand($i) }')
+		;;
+	*)
+		for l in $pats; do
+			[ "$l" != none ] || continue
+			case $l in /*) p=$l ;; *) p=$home/$l ;; esac
+			akf=$akf${akf:+$nl}$l$tab$p
+		done
+		;;
+	esac
 else
 	printf 'sshd-rc %s\n' "$?"
 	sshd -T -C "user=$u,host=$client,addr=$client,laddr=$server,lport=$port" 2>&1 >/dev/null | sed 's/^/sshd-err /'
 fi
-# One stat for every path.
-printf 'homereal %s\n' "$(realpath -m -- "$home" 2>/dev/null)"
+# One realpath and one stat for every path.
+set --
+[ -z "$home" ] || set -- "$home"
+IFS=$nl
+for l in $akf; do
+	p=${l#*"$tab"}
+	[ -z "$p" ] || set -- "$@" "$p"
+done
+IFS=" $tab$nl"
+reals=
+if [ $# -gt 0 ]; then
+	reals=$(realpath -m -- "$@" 2>/dev/null) || reals=
+	n=0
+	IFS=$nl
+	for r in $reals; do n=$((n + 1)); done
+	IFS=" $tab$nl"
+	if [ "$n" != $# ]; then
+		reals=
+		for p in "$@"; do reals=$reals$(realpath -m -- "$p" 2>/dev/null || echo '?')$nl; done
+	fi
+fi
+# realpath printed one line per path, in order: home first when set.
+set --
+IFS=$nl
+for r in $reals; do
+	[ "$r" != '?' ] || r=
+	set -- "$@" "$r"
+done
+IFS=" $tab$nl"
+if [ -n "$home" ]; then
+	printf 'homereal %s\n' "${1-}"
+	[ $# -eq 0 ] || shift
+else
+	printf 'homereal \n'
+fi
 i=0 all=$home$nl$sh_ files=
 IFS=$nl
 for l in $akf; do
@@ -343,7 +425,9 @@ for l in $akf; do
 	p=${l#*"$tab"}
 	[ -n "$p" ] || continue
 	printf 'akpath %d %s\n' "$i" "$p"
-	r=$(realpath -m -- "$p" 2>/dev/null) || continue
+	r=${1-}
+	[ $# -eq 0 ] || shift
+	[ -n "$r" ] || continue
 	printf 'akreal %d %s\n' "$i" "$r"
 	p=$r
 	while :; do
@@ -378,7 +462,8 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 		sawHeader, sawEnd, sawShadow bool
 		sshdRC                       = -1
 		sshdErr                      []string
-		sshdSkip                     bool
+		sshdSkip, shared             bool
+		sshdLines                    []string
 		shellPath, homePath          string
 		stats                        = map[string]PathStat{}
 		byIndex                      = map[int]*KeyFile{}
@@ -461,6 +546,9 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 		case "sshd":
 			k, v, _ := strings.Cut(rest, " ")
 			u.SSHD.Values[k] = append(u.SSHD.Values[k], v)
+			sshdLines = append(sshdLines, rest)
+		case "sshd-shared":
+			shared = true
 		case "sshd-err":
 			sshdErr = append(sshdErr, rest)
 		case "sshd-skip":
@@ -528,6 +616,9 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 		return u, nil
 	}
 	u.SSHD.fill()
+	if shared {
+		u.sshdShared = strings.Join(sshdLines, "\n")
+	}
 	for _, i := range order {
 		k := byIndex[i]
 		for _, p := range walks[i] {
@@ -708,8 +799,9 @@ func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Q
 			return nil, err
 		}
 		var script bytes.Buffer
+		script.WriteString(FactsPrelude(conn, sharedSSHD(env)))
 		for _, i := range miss {
-			fmt.Fprintf(&script, "printf '%%s\\n' '@@breakglass-fact %s %d'\n(\n%s\n)\nprintf '\\n@@breakglass-end %s %d %%s\\n' \"$?\"\n", nonce, i, qs[i].Script, nonce, i)
+			fmt.Fprintf(&script, "printf '%%s\\n' '@@breakglass-fact %s %d'\n(\n%s\n) </dev/null\nprintf '\\n@@breakglass-end %s %d %%s\\n' \"$?\"\n", nonce, i, qs[i].Script, nonce, i)
 		}
 		out, err := r.Run(ctx, "/bin/sh -s", script.Bytes())
 		if err != nil {
@@ -868,6 +960,10 @@ const BackupSuffix = ".breakglass.bak"
 // in one round trip, then forgets the facts under staleKeys (also when a
 // step failed: the host may have changed). On failure the result holds the
 // changes that completed and the error names the one that failed.
+//
+// With env.Batch set, the steps are only queued: the runner runs the
+// queued steps of several tasks in one round trip (Batch.Flush) and then
+// corrects the result this returns if they did not all complete.
 func applySteps(ctx context.Context, r Runner, env *Env, steps []hostStep, staleKeys ...string) (*Result, error) {
 	res := &Result{Changed: len(steps) > 0}
 	for _, s := range steps {
@@ -876,53 +972,14 @@ func applySteps(ctx context.Context, r Runner, env *Env, steps []hostStep, stale
 	if env.Check || len(steps) == 0 {
 		return res, nil
 	}
-	nonce, err := factsNonce()
-	if err != nil {
-		return nil, err
-	}
-	var script strings.Builder
-	var stdin []byte
-	script.WriteString(applyPrelude)
-	for i, s := range steps {
-		if s.stdin != nil {
-			if stdin != nil {
-				return nil, errors.New("internal error: two steps of one plan read stdin")
-			}
-			stdin = s.stdin
-		}
-		fmt.Fprintf(&script, "%s\nprintf '@@breakglass-done %s %d\\n'\n", s.cmd, nonce, i)
-	}
-	// Read the changed users' facts again in the same round trip, so the
-	// next task need not gather them.
-	refresh := refreshQueries(env, staleKeys)
-	if len(refresh) > 0 {
-		script.WriteString("set +e\n")
-		for i, q := range refresh {
-			fmt.Fprintf(&script, "printf '\\n@@breakglass-facts %s %d\\n'\n/bin/sh -c %s </dev/null\nprintf '\\n@@breakglass-facts-end %s %d %%d\\n' $?\n",
-				nonce, i, shell.Quote(q.Script), nonce, i)
-		}
-	}
-	out, runErr := r.Run(ctx, "/bin/sh -c "+shell.Quote(script.String()), stdin)
-	if env.Facts != nil {
-		env.Facts.Delete(staleKeys...)
-	}
-	done := bytes.Count(out, []byte("@@breakglass-done "+nonce+" "))
-	if runErr == nil && done == len(steps) {
-		storeRefreshed(env, refresh, out, nonce)
+	if env.Batch != nil {
+		env.Batch.add(env.BatchTask, steps, staleKeys, res)
 		return res, nil
 	}
-	if done > len(steps) {
-		done = len(steps)
-	}
-	res.Changes = res.Changes[:done]
-	res.Changed = done > 0
-	if runErr == nil {
-		runErr = errors.New("the script ended early")
-	}
-	if done < len(steps) {
-		return res, fmt.Errorf("%s: %w", steps[done].change.What, runErr)
-	}
-	return res, runErr
+	b := &Batch{}
+	b.add(0, steps, staleKeys, res)
+	out := b.Flush(ctx, r, env)
+	return out[0].Result, out[0].Err
 }
 
 // refreshQueries are the user-facts queries of the stale keys that name a
@@ -961,4 +1018,81 @@ func storeRefreshed(env *Env, qs []Query, out []byte, nonce string) {
 			env.Facts.Set(q.Key, v)
 		}
 	}
+}
+
+// FactsPrelude is the start of every script that gathers user facts: it
+// sets what all of them share, so that each user's query need not compute
+// it again. c is this run's connection as sshd sees it (the queries learn
+// it from the session when it is incomplete). sshdOut is sshd -T's output
+// already known to be the same for every user (see sharedSSHD), or "".
+//
+// When c is complete and no configuration file sshd reads has a Match
+// block, sshd's effective configuration is the same for every user and
+// connection, so sshd -T runs once here instead of once per user. Anything
+// the check cannot be sure of (quoted or nested Include, an unreadable
+// file) counts as a Match block: the queries then run sshd -T themselves.
+func FactsPrelude(c Conn, sshdOut string) string {
+	var b strings.Builder
+	if c.complete() {
+		fmt.Fprintf(&b, "bg_client=%s bg_server=%s bg_port=%d\n", shell.Quote(c.Client), shell.Quote(c.Server), c.Port)
+	} else {
+		b.WriteString("bg_client= bg_server= bg_port=\n")
+	}
+	b.WriteString("LC_ALL=C; export LC_ALL\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH\n")
+	b.WriteString("bg_today=$(( $(date +%s) / 86400 ))\n")
+	if sshdOut != "" && c.complete() {
+		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(sshdOut))
+		return b.String()
+	}
+	b.WriteString(sshdSharedScript)
+	return b.String()
+}
+
+// sshdSharedScript sets bg_sshd_shared=1 and bg_sshd_out to sshd -T's
+// output when it cannot depend on the user: no Match block in
+// /etc/ssh/sshd_config or the files it includes.
+const sshdSharedScript = `bg_sshd_nomatch() {
+	bg_c=/etc/ssh/sshd_config
+	[ -f "$bg_c" ] || return 1
+	bg_inc=$(sed -n 's/^[[:space:]]*include[[:space:]=][[:space:]]*//Ip' "$bg_c") || return 1
+	case $bg_inc in *[\"\'\\]*) return 1 ;; esac
+	set -- "$bg_c"
+	set +f
+	for bg_p in $bg_inc; do
+		case $bg_p in /*) ;; *) bg_p=/etc/ssh/$bg_p ;; esac
+		for bg_f in $bg_p; do [ ! -e "$bg_f" ] || set -- "$@" "$bg_f"; done
+	done
+	grep -qiE '^[[:space:]]*match([[:space:]=]|$)' -- "$@"
+	[ $? -eq 1 ] || return 1
+	[ $# -gt 1 ] || return 0
+	shift
+	grep -qiE '^[[:space:]]*include([[:space:]=]|$)' -- "$@"
+	[ $? -eq 1 ]
+}
+bg_sshd_shared= bg_sshd_out=
+if [ -n "$bg_client" ] && bg_sshd_nomatch </dev/null; then
+	if bg_sshd_out=$(sshd -T -C "user=root,host=$bg_client,addr=$bg_client,laddr=$bg_server,lport=$bg_port" 2>/dev/null </dev/null); then
+		bg_sshd_shared=1
+	else
+		bg_sshd_out=
+	fi
+fi
+`
+
+// sharedSSHD returns sshd -T's output for this run's connection when facts
+// gathered earlier found it to be the same for every user, else "".
+func sharedSSHD(env *Env) string {
+	if env.Facts == nil {
+		return ""
+	}
+	conn := ConnOf(env)
+	env.Facts.mu.Lock()
+	defer env.Facts.mu.Unlock()
+	prefix := UserFactsKey("")
+	for k, v := range env.Facts.data {
+		if uf, ok := v.(*UserFacts); ok && strings.HasPrefix(k, prefix) && uf.sshdShared != "" && uf.Conn == conn {
+			return uf.sshdShared
+		}
+	}
+	return ""
 }

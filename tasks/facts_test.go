@@ -611,6 +611,43 @@ func TestUserFactsOnLab(t *testing.T) {
 	}
 }
 
+// TestSharedSSHDOnLab: with no Match block, sshd -T runs once for all
+// users and later gathering reuses its output; a Match block anywhere sshd
+// reads (here a drop-in) makes every user get sshd -T of their own, so the
+// block's AuthorizedKeysFile applies to its user only.
+func TestSharedSSHDOnLab(t *testing.T) {
+	_, h, env := acctLab(t)
+	ufs, err := gatherUserFacts(context.Background(), h.Runner(), env, true, lab.AdminUser, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, uf := range ufs {
+		if uf.sshdShared == "" || uf.SSHDKnown() != nil {
+			t.Errorf("%s: no Match block, but sshd -T was not shared: %v", uf.Name, uf.SSHDKnown())
+		}
+	}
+	if shared := sharedSSHD(env); shared == "" || !strings.Contains(FactsPrelude(ConnOf(env), shared), "bg_sshd_out=") {
+		t.Errorf("the shared sshd output is not reused: %q", shared)
+	}
+
+	acctSh(t, h, "printf 'Match User bob\n\tAuthorizedKeysFile /etc/ssh/keys/%%u\n' >/etc/ssh/sshd_config.d/50-bob.conf")
+	fresh := &Env{ClientAddr: env.ClientAddr, ServerAddr: env.ServerAddr, ServerPort: env.ServerPort, Facts: &Facts{}}
+	ufs, err = gatherUserFacts(context.Background(), h.Runner(), fresh, true, lab.AdminUser, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, bob := ufs[0], ufs[1]
+	if admin.sshdShared != "" || bob.sshdShared != "" {
+		t.Error("a Match block, but sshd -T was shared between users")
+	}
+	if len(bob.KeyFiles) != 1 || bob.KeyFiles[0].Path != "/etc/ssh/keys/bob" {
+		t.Errorf("bob's key files: %+v", bob.KeyFiles)
+	}
+	if len(admin.KeyFiles) == 0 || admin.KeyFiles[0].Path != "/home/admin/.ssh/authorized_keys" {
+		t.Errorf("admin's key files: %+v", admin.KeyFiles)
+	}
+}
+
 // TestApplyScriptLocally runs apply scripts with the local /bin/sh in a
 // temp dir (no root needed: files are chowned to the current user):
 // bg_write replaces atomically and keeps a backup, a failing line stops the

@@ -56,6 +56,12 @@ type Env struct {
 	// Facts is shared by every task of this host; a module may refresh or
 	// update it after it changes the host.
 	Facts *Facts
+
+	// Batch, when set, queues the changes of batchable tasks (see
+	// Batchable) instead of running them; BatchTask is the runner's id of
+	// the task running now, which Batch.Flush reports outcomes by.
+	Batch     *Batch
+	BatchTask int
 }
 
 // Login is a user and the private key file it logs in with.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -282,11 +283,12 @@ func (s *Sudoers) Queries() []Query { return []Query{s.query()} }
 type sudoersPlan struct {
 	install bool // write the rendered content (also repairs owner and mode)
 	remove  bool
+	existed bool // the file was there before
 	changes []Change
 }
 
 func (s *Sudoers) plan(cur sudoersFile, diff bool) (sudoersPlan, error) {
-	var p sudoersPlan
+	p := sudoersPlan{existed: cur.Exists}
 	path := s.Path()
 	if cur.Exists && !cur.regular() {
 		return p, fmt.Errorf("%s is a %s, not a regular file: sudo will not read it; remove it by hand", path, cur.Type)
@@ -491,12 +493,14 @@ restore() {
 }
 command -v visudo >/dev/null 2>&1 || { report failed precheck "visudo not found: is sudo installed?"; exit 0; }
 [ -d "$d" ] || { report failed precheck "$d does not exist"; exit 0; }
-# Whether the tree is valid before the change, to tell the operator
-# whose fault a failure after it is. It may be invalid because of the very
-# file this task repairs (wrong owner or mode, broken content).
-pre=ok; visudo -c </dev/null >/dev/null 2>&1 || pre=bad
 `)
-	ctrl := controlUser != "" && controlUser != "root" && shell.ValidUser(controlUser) == nil
+	// The control user's sudo can change only when the file was there
+	// before (its rules go or change) or the new rules name the user or a
+	// group: sudo applies a rule only to the users and groups it lists. A
+	// new file for other users cannot touch it, so the check (two logins
+	// through runuser and sudo, the slowest part) is left out then.
+	ctrl := controlUser != "" && controlUser != "root" && shell.ValidUser(controlUser) == nil &&
+		(p.existed || p.remove || len(s.groups) > 0 || slices.Contains(s.users, controlUser))
 	if ctrl {
 		// Whether the control user has passwordless sudo now; the change
 		// must not take it away (it would cut this run's own become).
@@ -530,9 +534,13 @@ sync -- "$d" 2>/dev/null || sync
 sync -- "$d" 2>/dev/null || sync
 `)
 	}
+	// Whether the tree was valid before the change tells the operator whose
+	// fault a failure is: after the restore the tree is as it was. It may
+	// be invalid because of the very file this task repairs (wrong owner
+	// or mode, broken content).
 	b.WriteString(`if ! out=$(visudo -c </dev/null 2>&1); then
 	restore
-	if [ "$pre" = bad ]; then out="the sudoers tree was invalid before this change already, fix it first:
+	if ! visudo -c </dev/null >/dev/null 2>&1; then out="the sudoers tree was invalid before this change already, fix it first:
 $out"; fi
 	report failed visudo-tree "$out"; exit 0
 fi
@@ -545,7 +553,7 @@ fi
 		for _, u := range s.users {
 			fmt.Fprintf(&b, "u=%s\n", shell.Quote(u))
 			b.WriteString(`out=$(sudo -l -U "$u" </dev/null 2>&1); rc=$?
-got=$(printf '%s\n' "$out" | tr '\t\n' '  ' | tr -s ' ')
+got=$(printf '%s\n' "$out" | tr -s '\t\n ' ' ')
 case "$rc $got " in
 0\ *"$want "*|0\ *"$want,"*) ;;
 0\ *) restore; report failed confirm "sudo -l -U $u does not list \"$want\" (is $d included by /etc/sudoers?):

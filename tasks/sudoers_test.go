@@ -407,7 +407,7 @@ func TestSudoersApplyOutcomes(t *testing.T) {
 
 func TestSudoersScript(t *testing.T) {
 	s := mustSudoers(t, "{name: bg, users: [bg-ops1, bg-ops2], nopasswd: true}")
-	script, err := s.script(sudoersPlan{install: true}, "admin")
+	script, err := s.script(sudoersPlan{install: true, existed: true}, "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,9 +435,22 @@ func TestSudoersScript(t *testing.T) {
 	}
 	// no control-user check when connected as root or unknown
 	for _, cu := range []string{"", "root"} {
-		script, _ := s.script(sudoersPlan{install: true}, cu)
+		script, _ := s.script(sudoersPlan{install: true, existed: true}, cu)
 		if strings.Contains(string(script), "runuser") {
 			t.Errorf("control user %q: script checks it", cu)
+		}
+	}
+	// nor when a new file's rules name neither the control user nor a
+	// group: sudo cannot apply them to the control user
+	if script, _ := s.script(sudoersPlan{install: true}, "admin"); strings.Contains(string(script), "runuser") {
+		t.Error("a new file for other users: script checks the control user")
+	}
+	for _, src := range []string{
+		"{name: bg, users: [bg-ops1, admin], nopasswd: true}",
+		"{name: bg, groups: [wheel], nopasswd: true}",
+	} {
+		if script, _ := mustSudoers(t, src).script(sudoersPlan{install: true}, "admin"); !strings.Contains(string(script), "runuser") {
+			t.Errorf("%s: a new file naming the control user or a group, but no check", src)
 		}
 	}
 }

@@ -195,7 +195,10 @@ func (u *User) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
 			h.user = v
 		case PathStat:
 			h.paths[v.Path] = v
-			stale = append(stale, q.Key)
+			if v.Path == u.Home {
+				// Only the home can change here; shells do not.
+				stale = append(stale, q.Key)
+			}
 		case bool:
 			h.groups[strings.TrimPrefix(q.Key, GroupFactsKey(""))] = v
 		default:

@@ -109,11 +109,7 @@ func hostQuery(conn tasks.Conn, users []userSpec, session, all bool) (tasks.Quer
 		return tasks.Query{}, err
 	}
 	var b strings.Builder
-	port := ""
-	if conn.Port > 0 {
-		port = strconv.Itoa(conn.Port)
-	}
-	fmt.Fprintf(&b, "bg_client=%s bg_server=%s bg_port=%s\n", shell.Quote(conn.Client), shell.Quote(conn.Server), shell.Quote(port))
+	b.WriteString(tasks.FactsPrelude(conn, ""))
 	var spec []string
 	for _, u := range users {
 		if err := shell.ValidUser(u.Name); err != nil {

@@ -205,7 +205,7 @@ func TestLabScenarios(t *testing.T) {
 			defer cancel()
 			m := New(Options{Users: users})
 			qs := m.Queries()
-			script, mark := runner.GatherScript(qs)
+			script, mark := runner.GatherScript("", qs)
 			session := "SSH_CONNECTION=" + shell.Quote("127.0.0.1 40000 "+h.Addr+" 22") + " SUDO_USER=admin; export SSH_CONNECTION SUDO_USER; /bin/sh -s"
 			out, err := h.Exec(ctx, session, script)
 			if err != nil {

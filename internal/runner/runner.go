@@ -232,64 +232,142 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 			r = timed{&transport.Become{Client: conn, Password: pw}, o.Timeout, &h.RoundTrips}
 		}
 		gather(ctx, r, play.Tasks, env)
-		for i, t := range play.Tasks {
-			tr := report.Task{Name: t.Name, Module: t.Module, Status: report.StatusOK, Changes: []report.Change{}}
-			if ctx.Err() != nil {
-				h.NotDone = true
-				tr.Status = report.StatusSkipped
-				h.Tasks = append(h.Tasks, tr)
-				continue
-			}
-			ts := time.Now()
-			res, err := t.Mod.Run(ctx, r, env)
-			tr.MS = time.Since(ts).Milliseconds()
-			if res != nil {
-				for _, c := range res.Changes {
-					tr.Changes = append(tr.Changes, report.Change{What: c.What, Path: c.Path, Diff: diff(c, o.Diff)})
-				}
-				if res.Changed || len(res.Changes) > 0 {
-					tr.Status = report.StatusChanged
-				}
-				tr.RolledBack = res.RolledBack
-				for _, f := range res.Findings {
-					h.Findings = append(h.Findings, report.Finding{ID: f.ID, Severity: f.Severity, User: f.User, Path: f.Path, Detail: f.Detail, Fix: f.Fix})
-				}
-				for _, a := range res.Access {
-					h.Access = append(h.Access, report.Access{User: a.User, Path: a.Path, OK: a.OK, Sudo: a.Sudo, Error: a.Error, MS: a.MS})
-				}
-				if len(res.Access) > 0 {
-					prev, _ := env.Facts.Get(tasks.FactAccess)
-					rows, _ := prev.([]tasks.Access)
-					env.Facts.Set(tasks.FactAccess, append(rows, res.Access...))
-				}
-			}
-			if err != nil {
-				tr.Status = report.StatusFailed
-				tr.Error = err.Error()
-				if ctx.Err() != nil {
-					// The run was interrupted during this task: the host is
-					// not done, whatever the task's own error says.
-					h.NotDone = true
-					tr.Error = "interrupted: " + tr.Error
-				}
-				h.Tasks = append(h.Tasks, tr)
-				lost := transport.IsUnreachable(err)
-				if lost {
-					h.Status = report.StatusUnreachable
-					h.Error = "connection lost: " + err.Error()
-				}
-				if o.KeepGoing && !lost {
-					continue
-				}
-				// Like Ansible, a failed task ends the host's run.
-				for _, rest := range play.Tasks[i+1:] {
-					h.Tasks = append(h.Tasks, report.Task{Name: rest.Name, Module: rest.Module, Status: report.StatusSkipped, Changes: []report.Change{}})
-				}
-				return
-			}
-			h.Tasks = append(h.Tasks, tr)
+		if !runPlay(ctx, r, play, env, h, o) {
+			return
 		}
 	}
+}
+
+// runPlay runs one play's tasks on the host; it returns false when the
+// host's run ends (a task failed, or the connection was lost).
+//
+// Outside check mode the changes of consecutive Batchable tasks are queued
+// and sent in one round trip: before a task that is not Batchable, or
+// whose facts queued steps make stale, and at the end of the play. Queued
+// tasks are reported when their round trip has run.
+func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *report.Host, o Options) bool {
+	batch := &tasks.Batch{}
+	defer func() { env.Batch = nil }()
+	queued := map[int]int{} // task → its index in h.Tasks
+	skipFrom := func(i int) {
+		for _, rest := range play.Tasks[i:] {
+			h.Tasks = append(h.Tasks, report.Task{Name: rest.Name, Module: rest.Module, Status: report.StatusSkipped, Changes: []report.Change{}})
+		}
+	}
+	// flush runs the queued changes and settles the queued tasks' reports.
+	flush := func() bool {
+		if !batch.Pending() {
+			return true
+		}
+		ok := true
+		for _, oc := range batch.Flush(ctx, r, env) {
+			tr := &h.Tasks[queued[oc.Task]]
+			tr.Changes = []report.Change{}
+			tr.Status = report.StatusOK
+			if oc.Result != nil {
+				for _, c := range oc.Result.Changes {
+					tr.Changes = append(tr.Changes, report.Change{What: c.What, Path: c.Path, Diff: diff(c, o.Diff)})
+				}
+				if oc.Result.Changed || len(oc.Result.Changes) > 0 {
+					tr.Status = report.StatusChanged
+				}
+			}
+			if oc.Err == nil {
+				continue
+			}
+			ok = false
+			tr.Error = oc.Err.Error()
+			tr.Status = report.StatusFailed
+			if errors.Is(oc.Err, tasks.ErrNotRun) {
+				tr.Status = report.StatusSkipped
+			}
+			if ctx.Err() != nil {
+				h.NotDone = true
+				tr.Error = "interrupted: " + tr.Error
+			}
+			if transport.IsUnreachable(oc.Err) {
+				h.Status = report.StatusUnreachable
+				h.Error = "connection lost: " + oc.Err.Error()
+			}
+		}
+		clear(queued)
+		return ok
+	}
+	for i, t := range play.Tasks {
+		if batch.Pending() {
+			b, isBatchable := t.Mod.(tasks.Batchable)
+			if !isBatchable || batch.Stales(b.Queries()) {
+				if !flush() {
+					skipFrom(i)
+					return false
+				}
+			}
+		}
+		tr := report.Task{Name: t.Name, Module: t.Module, Status: report.StatusOK, Changes: []report.Change{}}
+		if ctx.Err() != nil {
+			h.NotDone = true
+			tr.Status = report.StatusSkipped
+			h.Tasks = append(h.Tasks, tr)
+			continue
+		}
+		ts := time.Now()
+		// Only a Batchable task queues; any other runs its changes itself.
+		env.Batch, env.BatchTask = nil, i
+		if _, ok := t.Mod.(tasks.Batchable); ok && !o.Check {
+			env.Batch = batch
+		}
+		res, err := t.Mod.Run(ctx, r, env)
+		tr.MS = time.Since(ts).Milliseconds()
+		if res != nil {
+			for _, c := range res.Changes {
+				tr.Changes = append(tr.Changes, report.Change{What: c.What, Path: c.Path, Diff: diff(c, o.Diff)})
+			}
+			if res.Changed || len(res.Changes) > 0 {
+				tr.Status = report.StatusChanged
+			}
+			tr.RolledBack = res.RolledBack
+			for _, f := range res.Findings {
+				h.Findings = append(h.Findings, report.Finding{ID: f.ID, Severity: f.Severity, User: f.User, Path: f.Path, Detail: f.Detail, Fix: f.Fix})
+			}
+			for _, a := range res.Access {
+				h.Access = append(h.Access, report.Access{User: a.User, Path: a.Path, OK: a.OK, Sudo: a.Sudo, Error: a.Error, MS: a.MS})
+			}
+			if len(res.Access) > 0 {
+				prev, _ := env.Facts.Get(tasks.FactAccess)
+				rows, _ := prev.([]tasks.Access)
+				env.Facts.Set(tasks.FactAccess, append(rows, res.Access...))
+			}
+		}
+		if err != nil {
+			tr.Status = report.StatusFailed
+			tr.Error = err.Error()
+			if ctx.Err() != nil {
+				// The run was interrupted during this task: the host is
+				// not done, whatever the task's own error says.
+				h.NotDone = true
+				tr.Error = "interrupted: " + tr.Error
+			}
+			h.Tasks = append(h.Tasks, tr)
+			lost := transport.IsUnreachable(err)
+			if lost {
+				h.Status = report.StatusUnreachable
+				h.Error = "connection lost: " + err.Error()
+			}
+			if o.KeepGoing && !lost {
+				continue
+			}
+			// Like Ansible, a failed task ends the host's run; what earlier
+			// tasks queued still runs.
+			flush()
+			skipFrom(i + 1)
+			return false
+		}
+		if batch.Queued(i) {
+			queued[i] = len(h.Tasks)
+		}
+		h.Tasks = append(h.Tasks, tr)
+	}
+	return flush()
 }
 
 // safetyLogins collects the logins of every verify_access task of the job,
@@ -362,7 +440,7 @@ func gather(ctx context.Context, r tasks.Runner, ts []Task, env *tasks.Env) {
 	if len(qs) == 0 {
 		return
 	}
-	script, mark := GatherScript(qs)
+	script, mark := GatherScript(tasks.FactsPrelude(tasks.ConnOf(env), ""), qs)
 	out, err := r.Run(ctx, "/bin/sh -s", script)
 	if err != nil {
 		return
@@ -379,20 +457,18 @@ func gather(ctx context.Context, r tasks.Runner, ts []Task, env *tasks.Env) {
 	}
 }
 
-// GatherScript joins queries into one shell script; each runs in its own
-// shell, fed by a here-document, and is followed by a marker line with its
-// exit status.
-func GatherScript(qs []tasks.Query) (script []byte, mark string) {
+// GatherScript joins queries into one shell script after prelude (see
+// tasks.FactsPrelude); each query runs in a subshell (a fork, not a new
+// shell) with stdin from /dev/null, and is followed by a marker line with
+// its exit status.
+func GatherScript(prelude string, qs []tasks.Query) (script []byte, mark string) {
 	var b strings.Builder
 	var buf [12]byte
 	_, _ = rand.Read(buf[:])
 	mark = "@@breakglass-" + hex.EncodeToString(buf[:])
+	b.WriteString(prelude)
 	for i, q := range qs {
-		delim := "BREAKGLASS_EOF_" + hex.EncodeToString(buf[:6])
-		for strings.Contains(q.Script, delim) {
-			delim += "_"
-		}
-		fmt.Fprintf(&b, "/bin/sh -s <<'%s'\n%s\n%s\nprintf '\\n%s %d %%d\\n' $?\n", delim, q.Script, delim, mark, i)
+		fmt.Fprintf(&b, "(\n%s\n) </dev/null\nprintf '\\n%s %d %%d\\n' $?\n", q.Script, mark, i)
 	}
 	return []byte(b.String()), mark
 }

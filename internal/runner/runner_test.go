@@ -192,7 +192,7 @@ func TestFactsInOneRoundTrip(t *testing.T) {
 
 func TestSplitGatheredFailedQuery(t *testing.T) {
 	qs := []tasks.Query{{Key: "ok", Script: "echo fine"}, {Key: "bad", Script: "echo partial; exit 3"}}
-	script, mark := GatherScript(qs)
+	script, mark := GatherScript("", qs)
 	x := exec.Command("/bin/sh", "-s")
 	x.Stdin = bytes.NewReader(script)
 	out, err := x.Output()

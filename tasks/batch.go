@@ -1,0 +1,192 @@
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/breakglass/breakglass/internal/shell"
+)
+
+// Batchable is implemented by modules whose changes are plain shell steps
+// planned from gathered facts (user, authorized_key, ssh_permissions): with
+// Env.Batch set they queue their steps instead of running them, so that
+// the changes of consecutive tasks reach the host in one round trip.
+//
+// A task may be queued only when the facts it plans from (its Queries)
+// are not made stale by steps already queued: the runner flushes the batch
+// first otherwise, and before any task that is not Batchable. Planning
+// therefore always sees the host as it is, never a guess of what queued
+// steps will do.
+type Batchable interface {
+	Gatherer
+	batchable()
+}
+
+func (*User) batchable()           {}
+func (*AuthorizedKey) batchable()  {}
+func (*SSHPermissions) batchable() {}
+
+// ErrNotRun is the outcome of a queued task whose steps never ran because
+// a step of an earlier task in the same round trip failed.
+var ErrNotRun = errors.New("not run: a change of an earlier task in the same round trip failed")
+
+// Batch holds the queued steps of one host's tasks, in order.
+type Batch struct {
+	entries []batchEntry
+	stale   map[string]bool
+}
+
+type batchEntry struct {
+	task      int
+	steps     []hostStep
+	staleKeys []string
+	res       *Result
+}
+
+// BatchOutcome is what became of one queued task when the batch ran.
+type BatchOutcome struct {
+	Task   int     // the Env.BatchTask it was queued under
+	Result *Result // the changes that completed
+	Err    error   // nil when all its steps completed
+}
+
+func (b *Batch) add(task int, steps []hostStep, staleKeys []string, res *Result) {
+	if b.stale == nil {
+		b.stale = map[string]bool{}
+	}
+	for _, k := range staleKeys {
+		b.stale[k] = true
+	}
+	b.entries = append(b.entries, batchEntry{task: task, steps: steps, staleKeys: staleKeys, res: res})
+}
+
+// Pending reports whether steps are queued.
+func (b *Batch) Pending() bool { return b != nil && len(b.entries) > 0 }
+
+// Stales reports whether queued steps make any fact of qs stale.
+func (b *Batch) Stales(qs []Query) bool {
+	if b == nil {
+		return false
+	}
+	for _, q := range qs {
+		if b.stale[q.Key] {
+			return true
+		}
+	}
+	return false
+}
+
+// Flush runs every queued step in one round trip, in order, stopping at
+// the first that fails, then reads the changed users' facts again in the
+// same round trip. It forgets every stale fact (the host may have changed
+// even when a step failed), empties the batch and returns one outcome per
+// queued task: the tasks before the failing one completed, the failing one
+// holds the changes that completed and an error naming the one that did
+// not, and the tasks after it get ErrNotRun.
+func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
+	entries := b.entries
+	var stale []string
+	for _, e := range entries {
+		stale = append(stale, e.staleKeys...)
+	}
+	b.entries, b.stale = nil, nil
+	outcomes := make([]BatchOutcome, len(entries))
+	for i, e := range entries {
+		outcomes[i] = BatchOutcome{Task: e.task, Result: e.res}
+	}
+	if len(entries) == 0 {
+		return outcomes
+	}
+	fail := func(from int, err error) []BatchOutcome {
+		for i := from; i < len(entries); i++ {
+			outcomes[i].Result = &Result{}
+			outcomes[i].Err = ErrNotRun
+		}
+		if err != nil && from < len(entries) {
+			outcomes[from].Err = err
+		}
+		return outcomes
+	}
+	nonce, err := factsNonce()
+	if err != nil {
+		return fail(0, err)
+	}
+	var script strings.Builder
+	var stdin []byte
+	script.WriteString(applyPrelude)
+	total := 0
+	for _, e := range entries {
+		for _, s := range e.steps {
+			stdin = append(stdin, s.stdin...)
+			fmt.Fprintf(&script, "%s\nprintf '@@breakglass-done %s %d\\n'\n", s.cmd, nonce, total)
+			total++
+		}
+	}
+	// Read the changed users' facts again in the same round trip, so the
+	// next task need not gather them.
+	refresh := refreshQueries(env, dedupe(stale))
+	if len(refresh) > 0 {
+		script.WriteString("set +e\n")
+		script.WriteString(FactsPrelude(ConnOf(env), sharedSSHD(env)))
+		for i, q := range refresh {
+			fmt.Fprintf(&script, "printf '\\n@@breakglass-facts %s %d\\n'\n(\n%s\n) </dev/null\nprintf '\\n@@breakglass-facts-end %s %d %%d\\n' $?\n",
+				nonce, i, q.Script, nonce, i)
+		}
+	}
+	out, runErr := r.Run(ctx, "/bin/sh -c "+shell.Quote(script.String()), stdin)
+	if env.Facts != nil {
+		env.Facts.Delete(stale...)
+	}
+	done := bytes.Count(out, []byte("@@breakglass-done "+nonce+" "))
+	if runErr == nil && done == total {
+		storeRefreshed(env, refresh, out, nonce)
+		return outcomes
+	}
+	if runErr == nil {
+		runErr = errors.New("the script ended early")
+	}
+	// Find the task whose step did not complete.
+	for i, e := range entries {
+		if done >= len(e.steps) {
+			done -= len(e.steps)
+			continue
+		}
+		res := &Result{Changes: e.res.Changes[:done], Changed: done > 0}
+		outcomes[i].Result = res
+		fail(i+1, nil)
+		outcomes[i].Err = fmt.Errorf("%s: %w", e.steps[done].change.What, runErr)
+		return outcomes
+	}
+	// Every step completed, but the run failed after them (the facts
+	// read, or the connection): report it on the last task.
+	outcomes[len(entries)-1].Err = runErr
+	return outcomes
+}
+
+func dedupe(keys []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Queued reports whether task has steps in the batch.
+func (b *Batch) Queued(task int) bool {
+	if b == nil {
+		return false
+	}
+	for _, e := range b.entries {
+		if e.task == task {
+			return true
+		}
+	}
+	return false
+}
