@@ -307,6 +307,20 @@ func (a *AuthorizedKey) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 	if err != nil {
 		return nil, err
 	}
+	// The steps set modes, owners and the file's content exactly: the
+	// user's facts afterwards are known without reading them again.
+	var content []byte
+	for _, s := range steps {
+		if s.stdin != nil {
+			content = s.stdin
+		}
+	}
+	if len(ufs[0].KeyFiles) == 0 {
+		return applySteps(ctx, r, env, steps, UserFactsKey(a.user))
+	}
+	if pred := predictFacts(ufs[0], steps, ufs[0].KeyFiles[0].Real, content); pred != nil {
+		return applyStepsKnowing(ctx, r, env, steps, map[string]any{UserFactsKey(a.user): pred})
+	}
 	return applySteps(ctx, r, env, steps, UserFactsKey(a.user))
 }
 
@@ -372,32 +386,63 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 			return nil, fmt.Errorf("home %s of %s does not exist (the user task or ssh_permissions creates it)", home.Path, a.user)
 		}
 	}
+	// What each step leaves behind, for predictFacts: a new directory
+	// inherits a set-group-ID parent's group and bit; a numeric chmod
+	// keeps a directory's set-ID bits and clears a file's.
+	owned := func(st PathStat) *PathStat { st.UID, st.GID = uf.UID, uf.GID; return &st }
+	parentOf := func(i int) PathStat { // the directory above walk[i]
+		if i+1 < len(walk) {
+			return walk[i+1]
+		}
+		return PathStat{}
+	}
+	created := func(i int, perm uint32, uid, gid int) *PathStat {
+		st := PathStat{Path: walk[i].Path, Exists: true, UID: uid, GID: gid, Mode: modeDir | perm}
+		if par := parentOf(i); par.IsDir() && par.Mode&0o2000 != 0 {
+			st.Mode |= 0o2000
+			if uid == 0 {
+				st.GID = par.GID
+			}
+		}
+		return &st
+	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
 		switch {
 		case !d.Exists && inHome:
+			st := created(i+1, 0o700, uf.UID, uf.GID)
+			walk[i+1] = *st
 			steps = append(steps, hostStep{
 				change: Change{What: fmt.Sprintf("create directory %s (owner %s, 0700)", d.Path, a.user), Path: d.Path},
 				cmd:    shell.Join("mkdir", "-m", "0700", "--", d.Path) + "\n" + shell.Join("chown", "-h", "--", owner, d.Path),
+				after:  st,
 			})
 		case !d.Exists:
+			st := created(i+1, 0o755, 0, 0)
+			walk[i+1] = *st
 			steps = append(steps, hostStep{
 				change: Change{What: fmt.Sprintf("create directory %s (owner root, 0755)", d.Path), Path: d.Path},
 				cmd:    shell.Join("mkdir", "-m", "0755", "--", d.Path),
+				after:  st,
 			})
 		case !d.IsDir():
 			return nil, fmt.Errorf("user %s: %s is not a directory", a.user, d.Path)
 		case inHome:
 			if d.UID != uf.UID {
+				d = *owned(d)
 				steps = append(steps, hostStep{
-					change: Change{What: fmt.Sprintf("chown %s %s (owner uid %d)", owner, d.Path, d.UID), Path: d.Path},
+					change: Change{What: fmt.Sprintf("chown %s %s (owner uid %d)", owner, d.Path, dirs[i].UID), Path: d.Path},
 					cmd:    shell.Join("chown", "-h", "--", owner, d.Path),
+					after:  &d,
 				})
 			}
 			if d.Perm() != 0o700 {
+				st := d
+				st.Mode = d.Mode&^0o7777 | 0o700 | d.Mode&0o6000
 				steps = append(steps, hostStep{
 					change: Change{What: fmt.Sprintf("chmod 0700 %s (was %04o)", d.Path, d.Perm()), Path: d.Path},
 					cmd:    shell.Join("bg_chmod", "0700", d.Path),
+					after:  &st,
 				})
 			}
 		}
@@ -420,20 +465,27 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 			change: ch,
 			cmd:    shell.Join("bg_write", kf.Real, owner, "0600", strconv.Itoa(len(content))),
 			stdin:  content,
+			after:  owned(PathStat{Path: kf.Real, Exists: true, Mode: modeRegular | 0o600}),
 		})
 		return steps, nil
 	}
 	if file.Exists {
 		if file.UID != uf.UID {
+			st := owned(file)
 			steps = append(steps, hostStep{
 				change: Change{What: fmt.Sprintf("chown %s %s (owner uid %d)", owner, kf.Real, file.UID), Path: kf.Real},
 				cmd:    shell.Join("chown", "-h", "--", owner, kf.Real),
+				after:  st,
 			})
+			file = *st
 		}
 		if file.Perm() != 0o600 {
+			st := file
+			st.Mode = file.Mode&^0o7777 | 0o600
 			steps = append(steps, hostStep{
 				change: Change{What: fmt.Sprintf("chmod 0600 %s (was %04o)", kf.Real, file.Perm()), Path: kf.Real},
 				cmd:    shell.Join("bg_chmod", "0600", kf.Real),
+				after:  &st,
 			})
 		}
 	}

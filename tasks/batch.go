@@ -5,13 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
 )
 
-// Batchable is implemented by modules whose changes are plain shell steps
-// planned from gathered facts (user, authorized_key, ssh_permissions): with
+// Batchable is implemented by modules whose changes are shell steps
+// planned from gathered facts (user, authorized_key, ssh_permissions, and
+// sudoers, whose whole transaction is one step): with
 // Env.Batch set they queue their steps instead of running them, so that
 // the changes of consecutive tasks reach the host in one round trip.
 //
@@ -28,6 +30,7 @@ type Batchable interface {
 func (*User) batchable()           {}
 func (*AuthorizedKey) batchable()  {}
 func (*SSHPermissions) batchable() {}
+func (*Sudoers) batchable()        {}
 
 // ErrNotRun is the outcome of a queued task whose steps never ran because
 // a step of an earlier task in the same round trip failed.
@@ -37,13 +40,20 @@ var ErrNotRun = errors.New("not run: a change of an earlier task in the same rou
 type Batch struct {
 	entries []batchEntry
 	stale   map[string]bool
+	// Want, when set, says which stale facts later tasks will read: only
+	// those are read again in the flush's round trip (the others are only
+	// forgotten). Unset: all of them.
+	Want func(key string) bool
 }
 
 type batchEntry struct {
 	task      int
 	steps     []hostStep
 	staleKeys []string
-	res       *Result
+	// known are facts already set to what the steps will leave: kept when
+	// the steps complete, forgotten when they do not.
+	known []string
+	res   *Result
 }
 
 // BatchOutcome is what became of one queued task when the batch ran.
@@ -61,6 +71,18 @@ func (b *Batch) add(task int, steps []hostStep, staleKeys []string, res *Result)
 		b.stale[k] = true
 	}
 	b.entries = append(b.entries, batchEntry{task: task, steps: steps, staleKeys: staleKeys, res: res})
+}
+
+func (b *Batch) addKnown(task int, steps []hostStep, predicted map[string]any, res *Result) {
+	known := make([]string, 0, len(predicted))
+	for k := range predicted {
+		known = append(known, k)
+		// A fact queued steps made stale stays stale until the flush.
+		if b.stale[k] {
+			delete(predicted, k)
+		}
+	}
+	b.entries = append(b.entries, batchEntry{task: task, steps: steps, known: known, res: res})
 }
 
 // Pending reports whether steps are queued.
@@ -121,13 +143,23 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 	for _, e := range entries {
 		for _, s := range e.steps {
 			stdin = append(stdin, s.stdin...)
-			fmt.Fprintf(&script, "%s\nprintf '@@breakglass-done %s %d\\n'\n", s.cmd, nonce, total)
+			if s.okLine != "" {
+				fmt.Fprintf(&script, "bg_step() {\nset +e\n%s\n}\nbg_out=$(bg_step </dev/null) || :\nprintf '@@breakglass-out %s %d\\n%%s\\n@@breakglass-outend %s %d\\n' \"$bg_out\"\n", s.cmd, nonce, total, nonce, total)
+				fmt.Fprintf(&script, "case \"\n$bg_out\n\" in *%s*) ;; *) exit 1 ;; esac\n", shell.Quote("\n"+s.okLine+"\n"))
+			} else {
+				fmt.Fprintf(&script, "%s\n", s.cmd)
+			}
+			fmt.Fprintf(&script, "printf '@@breakglass-done %s %d\\n'\n", nonce, total)
 			total++
 		}
 	}
 	// Read the changed users' facts again in the same round trip, so the
 	// next task need not gather them.
-	refresh := refreshQueries(env, dedupe(stale))
+	wanted := dedupe(stale)
+	if b.Want != nil {
+		wanted = slices.DeleteFunc(wanted, func(k string) bool { return !b.Want(k) })
+	}
+	refresh := refreshQueries(env, wanted)
 	if len(refresh) > 0 {
 		script.WriteString("set +e\n")
 		script.WriteString(FactsPrelude(ConnOf(env), sharedSSHD(env)))
@@ -145,10 +177,16 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 		storeRefreshed(env, refresh, out, nonce)
 		return outcomes
 	}
+	if env.Facts != nil {
+		for _, e := range entries {
+			env.Facts.Delete(e.known...)
+		}
+	}
 	if runErr == nil {
 		runErr = errors.New("the script ended early")
 	}
 	// Find the task whose step did not complete.
+	global := done
 	for i, e := range entries {
 		if done >= len(e.steps) {
 			done -= len(e.steps)
@@ -158,6 +196,15 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 		outcomes[i].Result = res
 		fail(i+1, nil)
 		outcomes[i].Err = fmt.Errorf("%s: %w", e.steps[done].change.What, runErr)
+		if st := e.steps[done]; st.report != nil {
+			if body, ok := stepOutput(out, nonce, global); ok {
+				if err := st.report(body); err != nil {
+					outcomes[i].Err = err
+					var rb interface{ RolledBackChange() bool }
+					res.RolledBack = errors.As(err, &rb) && rb.RolledBackChange()
+				}
+			}
+		}
 		return outcomes
 	}
 	// Every step completed, but the run failed after them (the facts
@@ -189,4 +236,20 @@ func (b *Batch) Queued(task int) bool {
 		}
 	}
 	return false
+}
+
+// stepOutput is what the okLine step with global index i printed.
+func stepOutput(out []byte, nonce string, i int) ([]byte, bool) {
+	start := []byte(fmt.Sprintf("@@breakglass-out %s %d\n", nonce, i))
+	end := []byte(fmt.Sprintf("\n@@breakglass-outend %s %d\n", nonce, i))
+	a := bytes.Index(out, start)
+	if a < 0 {
+		return nil, false
+	}
+	body := out[a+len(start):]
+	b := bytes.Index(body, end)
+	if b < 0 {
+		return nil, false
+	}
+	return body[:b], true
 }

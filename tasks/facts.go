@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -916,6 +917,53 @@ type hostStep struct {
 	change Change
 	cmd    string // shell commands, every argument quoted
 	stdin  []byte // content the commands read (bg_write); at most one step of a plan has any
+	// after is what stat reports for change.Path once the step is done,
+	// when the module knows it exactly (see predictFacts); nil otherwise.
+	after *PathStat
+	// okLine, when set, makes cmd a script that reports on its standard
+	// output and exits 0 whatever happened (sudoers): it runs with set +e
+	// and stdin from /dev/null, and succeeded only when it printed okLine
+	// as a line. Its output is then explained by report, whose error is
+	// the task's.
+	okLine string
+	report func(out []byte) error
+}
+
+// predictFacts returns a copy of uf as it will be once steps have run, or
+// nil when some step's effect is not known exactly. A step's after stat
+// replaces the path's stat wherever uf holds it (home, every key file's
+// walk); a step writing the key file at content's path also sets its
+// content.
+func predictFacts(uf *UserFacts, steps []hostStep, contentPath string, content []byte) *UserFacts {
+	if !uf.Exists || uf.UID < 0 || uf.GID < 0 {
+		return nil
+	}
+	stats := map[string]PathStat{}
+	for _, s := range steps {
+		if s.after == nil || s.after.Path != s.change.Path {
+			return nil
+		}
+		stats[s.after.Path] = *s.after
+	}
+	p := *uf
+	p.sshdShared = uf.sshdShared
+	if st, ok := stats[p.HomeStat.Path]; ok {
+		p.HomeStat = st
+	}
+	p.KeyFiles = make([]KeyFile, len(uf.KeyFiles))
+	for i, k := range uf.KeyFiles {
+		k.Walk = slices.Clone(k.Walk)
+		for j, w := range k.Walk {
+			if st, ok := stats[w.Path]; ok {
+				k.Walk[j] = st
+			}
+		}
+		if content != nil && k.Real == contentPath {
+			k.Content = slices.Clone(content)
+		}
+		p.KeyFiles[i] = k
+	}
+	return &p
 }
 
 // applyPrelude starts every apply script and defines the helpers plan
@@ -978,6 +1026,38 @@ func applySteps(ctx context.Context, r Runner, env *Env, steps []hostStep, stale
 	}
 	b := &Batch{}
 	b.add(0, steps, staleKeys, res)
+	out := b.Flush(ctx, r, env)
+	return out[0].Result, out[0].Err
+}
+
+// applyStepsKnowing is applySteps for steps whose effect on facts is known
+// exactly: predicted holds the facts as they will be once the steps have
+// run, and takes the place of reading them again. Until the steps have
+// run (queued in a batch) later tasks plan from the predicted facts; if
+// the steps fail, the facts are forgotten.
+func applyStepsKnowing(ctx context.Context, r Runner, env *Env, steps []hostStep, predicted map[string]any) (*Result, error) {
+	if env.Check || len(steps) == 0 || env.Facts == nil {
+		keys := make([]string, 0, len(predicted))
+		for k := range predicted {
+			keys = append(keys, k)
+		}
+		return applySteps(ctx, r, env, steps, keys...)
+	}
+	res := &Result{Changed: true}
+	for _, s := range steps {
+		res.Changes = append(res.Changes, s.change)
+	}
+	b := env.Batch
+	if b == nil {
+		b = &Batch{}
+	}
+	b.addKnown(env.BatchTask, steps, predicted, res)
+	for k, v := range predicted {
+		env.Facts.Set(k, v)
+	}
+	if env.Batch != nil {
+		return res, nil
+	}
 	out := b.Flush(ctx, r, env)
 	return out[0].Result, out[0].Err
 }

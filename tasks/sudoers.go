@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -352,6 +353,19 @@ func (s *Sudoers) Run(ctx context.Context, r Runner, env *Env) (*Result, error) 
 	if err != nil {
 		return nil, fmt.Errorf("sudoers %s: %w", s.name, err)
 	}
+	if env.Batch != nil {
+		// Queued with the other tasks' changes: the transaction runs as
+		// one step, and its report decides whether the step succeeded.
+		steps := make([]hostStep, 0, len(p.changes))
+		for i, c := range p.changes {
+			st := hostStep{change: c, cmd: ":"}
+			if i == 0 {
+				st.cmd, st.okLine, st.report = string(script), "status ok", s.explain
+			}
+			steps = append(steps, st)
+		}
+		return applySteps(ctx, r, env, steps, s.factKey())
+	}
 	out, err := r.Run(ctx, "/bin/sh -s", script)
 	if env.Facts != nil {
 		env.Facts.Delete(s.factKey())
@@ -362,18 +376,28 @@ func (s *Sudoers) Run(ctx context.Context, r Runner, env *Env) (*Result, error) 
 		// killed): the host may be mid-transaction.
 		return nil, fmt.Errorf("sudoers %s: install transaction did not finish, check %s and its backup %s: %w", s.name, s.Path(), s.backupPath(), err)
 	}
+	if err := s.explain(out); err != nil {
+		var serr *SudoersError
+		res.RolledBack = errors.As(err, &serr) && serr.RolledBack
+		res.Changed = false
+		res.Changes = nil
+		return res, err
+	}
+	return res, nil
+}
+
+// explain turns the transaction's report into nil (installed) or a
+// *SudoersError.
+func (s *Sudoers) explain(out []byte) error {
 	st := parseSudoersStatus(out)
 	if st.status == "ok" {
-		return res, nil
+		return nil
 	}
-	serr := &SudoersError{Path: s.Path(), Stage: st.stage, Output: st.msg, RolledBack: st.restored != "", RestoreFailed: st.restored == "failed"}
-	if serr.RolledBack {
-		res.RolledBack = true
-	}
-	res.Changed = false
-	res.Changes = nil
-	return res, serr
+	return &SudoersError{Path: s.Path(), Stage: st.stage, Output: st.msg, RolledBack: st.restored != "", RestoreFailed: st.restored == "failed"}
 }
+
+// RolledBackChange reports whether the previous file was put back.
+func (e *SudoersError) RolledBackChange() bool { return e.RolledBack }
 
 func (s *Sudoers) tmpPath() string { return SudoersDir + "/." + s.name + ".breakglass-tmp" }
 

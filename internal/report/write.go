@@ -352,10 +352,13 @@ func b2i(b bool) int {
 	return 0
 }
 
+// labelEscaper escapes an OpenMetrics label value; built once, as building
+// a Replacer costs more than using it.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
 // lv quotes an OpenMetrics label value.
 func lv(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	return `"` + r.Replace(s) + `"`
+	return `"` + labelEscaper.Replace(s) + `"`
 }
 
 // WriteFileAtomic writes a file through a temporary file in the same

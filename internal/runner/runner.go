@@ -254,11 +254,22 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			h.Tasks = append(h.Tasks, report.Task{Name: rest.Name, Module: rest.Module, Status: report.StatusSkipped, Changes: []report.Change{}})
 		}
 	}
-	// flush runs the queued changes and settles the queued tasks' reports.
-	flush := func() bool {
+	// flush runs the queued changes and settles the queued tasks' reports;
+	// of the facts they make stale it reads again those that the tasks
+	// from the from'th on read.
+	flush := func(from int) bool {
 		if !batch.Pending() {
 			return true
 		}
+		want := map[string]bool{}
+		for _, t := range play.Tasks[min(from, len(play.Tasks)):] {
+			if g, ok := t.Mod.(tasks.Gatherer); ok {
+				for _, q := range g.Queries() {
+					want[q.Key] = true
+				}
+			}
+		}
+		batch.Want = func(k string) bool { return want[k] }
 		ok := true
 		for _, oc := range batch.Flush(ctx, r, env) {
 			tr := &h.Tasks[queued[oc.Task]]
@@ -297,7 +308,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 		if batch.Pending() {
 			b, isBatchable := t.Mod.(tasks.Batchable)
 			if !isBatchable || batch.Stales(b.Queries()) {
-				if !flush() {
+				if !flush(i) {
 					skipFrom(i)
 					return false
 				}
@@ -358,7 +369,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			}
 			// Like Ansible, a failed task ends the host's run; what earlier
 			// tasks queued still runs.
-			flush()
+			flush(len(play.Tasks))
 			skipFrom(i + 1)
 			return false
 		}
@@ -367,7 +378,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 		}
 		h.Tasks = append(h.Tasks, tr)
 	}
-	return flush()
+	return flush(len(play.Tasks))
 }
 
 // safetyLogins collects the logins of every verify_access task of the job,
