@@ -985,8 +985,9 @@ bg_chmod() {
 	chmod "$1" -- "$2"
 }
 bg_write() {
-	bg_d=$(dirname -- "$1")
-	bg_t=$(mktemp -- "$bg_d/.$(basename -- "$1").breakglass.XXXXXX")
+	bg_d=${1%/*}
+	bg_d=${bg_d:-/}
+	bg_t=$(mktemp -- "$bg_d/.${1##*/}.breakglass.XXXXXX")
 	trap 'rm -f -- "$bg_t"' EXIT
 	head -c "$4" >"$bg_t"
 	if [ "$(stat -c %s -- "$bg_t")" != "$4" ]; then echo "breakglass: $1: short write" >&2; exit 1; fi
@@ -1131,23 +1132,36 @@ func FactsPrelude(c Conn, sshdOut string) string {
 // sshdSharedScript sets bg_sshd_shared=1 and bg_sshd_out to sshd -T's
 // output when it cannot depend on the user: no Match block in
 // /etc/ssh/sshd_config or the files it includes.
-const sshdSharedScript = `bg_sshd_nomatch() {
-	bg_c=/etc/ssh/sshd_config
-	[ -f "$bg_c" ] || return 1
-	bg_inc=$(sed -n 's/^[[:space:]]*include[[:space:]=][[:space:]]*//Ip' "$bg_c") || return 1
-	case $bg_inc in *[\"\'\\]*) return 1 ;; esac
-	set -- "$bg_c"
+const sshdSharedScript = `bg_sshd_scan() { # FILE NESTED: 1 when FILE has a Match (or what may hide one)
+	[ -r "$1" ] || return 1
+	while IFS= read -r bg_l || [ -n "$bg_l" ]; do
+		bg_l=${bg_l#"${bg_l%%[! 	]*}"}
+		bg_k=${bg_l%%[ 	=]*}
+		case $bg_k in
+		[Mm][Aa][Tt][Cc][Hh]) return 1 ;;
+		[Ii][Nn][Cc][Ll][Uu][Dd][Ee])
+			[ "$2" = 0 ] || return 1
+			bg_v=${bg_l#"$bg_k"}
+			bg_v=${bg_v#"${bg_v%%[! 	=]*}"}
+			case $bg_v in *[\"\'\\]*) return 1 ;; esac
+			bg_inc="$bg_inc $bg_v"
+			;;
+		esac
+	done <"$1"
+	return 0
+}
+bg_sshd_nomatch() { # [DIR]: sshd's configuration directory, /etc/ssh
+	bg_d=${1:-/etc/ssh} bg_inc=
+	[ -f "$bg_d/sshd_config" ] || return 1
+	bg_sshd_scan "$bg_d/sshd_config" 0 || return 1
 	set +f
 	for bg_p in $bg_inc; do
-		case $bg_p in /*) ;; *) bg_p=/etc/ssh/$bg_p ;; esac
-		for bg_f in $bg_p; do [ ! -e "$bg_f" ] || set -- "$@" "$bg_f"; done
+		case $bg_p in /*) ;; *) bg_p=$bg_d/$bg_p ;; esac
+		for bg_f in $bg_p; do
+			[ ! -e "$bg_f" ] || bg_sshd_scan "$bg_f" 1 || return 1
+		done
 	done
-	grep -qiE '^[[:space:]]*match([[:space:]=]|$)' -- "$@"
-	[ $? -eq 1 ] || return 1
-	[ $# -gt 1 ] || return 0
-	shift
-	grep -qiE '^[[:space:]]*include([[:space:]=]|$)' -- "$@"
-	[ $? -eq 1 ]
+	return 0
 }
 bg_sshd_shared= bg_sshd_out=
 if [ -n "$bg_client" ] && bg_sshd_nomatch </dev/null; then

@@ -710,3 +710,47 @@ func TestApplyScriptLocally(t *testing.T) {
 		t.Errorf("content after a short write: %q", got)
 	}
 }
+
+// TestSSHDNoMatch runs the Match detection of FactsPrelude with the local
+// /bin/sh on configuration trees: only a tree that surely has no Match
+// block lets users share one sshd -T.
+func TestSSHDNoMatch(t *testing.T) {
+	script := sshdSharedScript[:strings.Index(sshdSharedScript, "bg_sshd_shared= bg_sshd_out=")]
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  bool
+	}{
+		{"plain", map[string]string{"sshd_config": "Port 22\n#Match User x\n  # Match all\nPubkeyAuthentication yes"}, true},
+		{"Match", map[string]string{"sshd_config": "Port 22\nMatch User x\n\tPasswordAuthentication no\n"}, false},
+		{"indented lower case", map[string]string{"sshd_config": "  match address 10.0.0.0/8\n"}, false},
+		{"Match=", map[string]string{"sshd_config": "Match=User x\n"}, false},
+		{"drop-in without", map[string]string{"sshd_config": "Include sshd_config.d/*.conf\n", "sshd_config.d/a.conf": "Port 22\n"}, true},
+		{"drop-in with", map[string]string{"sshd_config": "Include sshd_config.d/*.conf\n", "sshd_config.d/a.conf": "Port 22\n", "sshd_config.d/b.conf": "MATCH Group admins\n"}, false},
+		{"Include= and an absolute path", map[string]string{"sshd_config": "include={{dir}}/extra\n", "extra": "Match all\n"}, false},
+		{"nested Include", map[string]string{"sshd_config": "Include a.conf\n", "a.conf": "Include b.conf\n", "b.conf": "Port 22\n"}, false},
+		{"quoted Include", map[string]string{"sshd_config": "Include \"x y.conf\"\n"}, false},
+		{"glob matching nothing", map[string]string{"sshd_config": "Include none.d/*.conf\n"}, true},
+		{"no newline at the end", map[string]string{"sshd_config": "Port 22\nMatch all"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, body := range tc.files {
+				p := filepath.Join(dir, name)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(strings.ReplaceAll(body, "{{dir}}", dir)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := exec.Command("/bin/sh", "-c", script+"if bg_sshd_nomatch "+shell.Quote(dir)+"; then echo none; else echo some; fi").CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if got := strings.TrimSpace(string(out)) == "none"; got != tc.want {
+				t.Errorf("no Match: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

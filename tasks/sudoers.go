@@ -508,7 +508,12 @@ umask 077
 `)
 	fmt.Fprintf(&b, "d=%s\nf=%s\ntmp=%s\nbak=%s\n", shell.Quote(SudoersDir), shell.Quote(s.Path()), shell.Quote(s.tmpPath()), shell.Quote(s.backupPath()))
 	b.WriteString(`had=0
-report() { printf 'status %s\nstage %s\n' "$1" "$2"; printf '%s\n' "$3" | sed 's/^/| /'; }
+report() {
+	printf 'status %s\nstage %s\n' "$1" "$2"
+	while IFS= read -r l; do printf '| %s\n' "$l"; done <<BREAKGLASS_REPORT
+$3
+BREAKGLASS_REPORT
+}
 restore() {
 	rm -f -- "$tmp"
 	if [ "$had" = 1 ]; then mv -f -- "$bak" "$f"; else rm -f -- "$f"; fi
@@ -577,7 +582,7 @@ fi
 		for _, u := range s.users {
 			fmt.Fprintf(&b, "u=%s\n", shell.Quote(u))
 			b.WriteString(`out=$(sudo -l -U "$u" </dev/null 2>&1); rc=$?
-got=$(printf '%s\n' "$out" | tr -s '\t\n ' ' ')
+set -f; set -- $out; set +f; got="$*"
 case "$rc $got " in
 0\ *"$want "*|0\ *"$want,"*) ;;
 0\ *) restore; report failed confirm "sudo -l -U $u does not list \"$want\" (is $d included by /etc/sudoers?):

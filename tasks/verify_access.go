@@ -104,9 +104,11 @@ func (p *VerifyPath) UnmarshalYAML(n *yaml.Node) error {
 const ProbeOutputPrefix = "breakglass-probe"
 
 // VerifyCommand is what a verify login runs: one line with the user name
-// and whether sudo works without a password. It is also the forced command
-// of probe keys, so a probe login answers exactly like a full one.
-const VerifyCommand = `printf '` + ProbeOutputPrefix + ` user=%s sudo=%s\n' "$(id -un)" "$(sudo -n true </dev/null >/dev/null 2>&1 && echo ok || echo no)"`
+// (as sshd set LOGNAME for the account it authenticated; id -un when it is
+// unset) and whether sudo works without a password, the same line probe
+// keys' forced command prints. It forks only for sudo, like the plain
+// `id -un; sudo -n true` it is measured against.
+const VerifyCommand = `printf '` + ProbeOutputPrefix + ` user=%s sudo=' "${LOGNAME:-$(id -un)}"; if sudo -n true </dev/null >/dev/null 2>&1; then echo ok; else echo no; fi`
 
 var _ Module = (*VerifyAccess)(nil)
 
