@@ -162,7 +162,7 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 	refresh := refreshQueries(env, wanted)
 	if len(refresh) > 0 {
 		script.WriteString("set +e\n")
-		script.WriteString(FactsPrelude(ConnOf(env), sharedSSHD(env)))
+		script.WriteString(FactsPrelude(ConnOf(env), sharedSSHD(env), QueryUsers(refresh)...))
 		for i, q := range refresh {
 			fmt.Fprintf(&script, "printf '\\n@@breakglass-facts %s %d\\n'\n(\n%s\n) </dev/null\nprintf '\\n@@breakglass-facts-end %s %d %%d\\n' $?\n",
 				nonce, i, q.Script, nonce, i)

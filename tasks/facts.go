@@ -289,7 +289,17 @@ fi
 printf 'conn %s %s %s\n' "${client:--}" "${server:--}" "${port:--}"
 printf 'today %s\n' "${bg_today:-$(( $(date +%s) / 86400 ))}"
 uid= home= sh_=
-if pw=$(getent passwd "$u"); then
+# The prelude looked up every user of the script at once.
+pw= found=
+case ${bg_pw_users-} in
+*" $u "*)
+	IFS=$nl
+	for l in ${bg_pw_all-}; do case $l in "$u":*) pw=$l found=1; break ;; esac; done
+	IFS=" $tab$nl"
+	;;
+*) pw=$(getent passwd "$u") && found=1 ;;
+esac
+if [ -n "$found" ]; then
 	printf 'passwd %s\n' "$pw"
 	IFS=:
 	set -- $pw
@@ -311,7 +321,16 @@ if pw=$(getent passwd "$u"); then
 	fi
 	printf 'groups %s\n' "$gn"
 	printf 'gids %s\n' "$gi"
-	if sp=$(getent shadow "$u"); then
+	sp= found=
+	case ${bg_pw_users-} in
+	*" $u "*)
+		IFS=$nl
+		for l in ${bg_sp_all-}; do case $l in "$u":*) sp=$l found=1; break ;; esac; done
+		IFS=" $tab$nl"
+		;;
+	*) sp=$(getent shadow "$u") && found=1 ;;
+	esac
+	if [ -n "$found" ]; then
 		sp=${sp%%"$nl"*}
 		IFS=:
 		set -- $sp
@@ -383,7 +402,48 @@ else
 	printf 'sshd-rc %s\n' "$?"
 	sshd -T -C "user=$u,host=$client,addr=$client,laddr=$server,lport=$port" 2>&1 >/dev/null | sed 's/^/sshd-err /'
 fi
-# One realpath and one stat for every path.
+# Fast path: when home and every key file path are absolute and plain (no
+# ".", "..", "//") and no directory on the way is a symbolic link, each is
+# its own real path, and one lstat of every component (and of the shell,
+# stat -L'd on its own when it is a link) does what realpath and stat -L
+# would do.
+plain() { case $1 in /*) ;; *) return 1 ;; esac; case "$1/" in *//*|*/./*|*/../*) return 1 ;; esac; }
+fast= st=
+if [ -z "${bg_slow-}" ] && [ -n "$home" ] && plain "$home"; then
+	fast=1 comps=
+	IFS=$nl
+	for p in "$home" $akf; do
+		p=${p#*"$tab"}
+		[ -n "$p" ] || continue
+		plain "$p" || { fast=; break; }
+		while [ "$p" != / ]; do
+			comps=$comps$nl$p
+			p=${p%/*}
+			[ -n "$p" ] || p=/
+		done
+	done
+	set --
+	for p in $comps / $sh_; do set -- "$@" "$p"; done
+	IFS=" $tab$nl"
+fi
+if [ -n "$fast" ]; then
+	st=$(stat -c 'stat %u %g %f %n' -- "$@" 2>/dev/null)
+	IFS=$nl
+	for l in $st; do
+		r=${l#stat * * }
+		case ${r%% *} in
+		a???)
+			if [ "${r#* }" = "$sh_" ]; then
+				shl=$(stat -L -c 'stat %u %g %f %n' -- "$sh_" 2>/dev/null)
+			else
+				fast=
+			fi
+			;;
+		esac
+	done
+	IFS=" $tab$nl"
+fi
+# Otherwise one realpath and one stat -L for every path.
 set --
 [ -z "$home" ] || set -- "$home"
 IFS=$nl
@@ -393,7 +453,9 @@ for l in $akf; do
 done
 IFS=" $tab$nl"
 reals=
-if [ $# -gt 0 ]; then
+if [ $# -gt 0 ] && [ -n "$fast" ]; then
+	for p in "$@"; do reals=$reals$p$nl; done
+elif [ $# -gt 0 ]; then
 	reals=$(realpath -m -- "$@" 2>/dev/null) || reals=
 	n=0
 	IFS=$nl
@@ -443,7 +505,16 @@ done
 set --
 for p in $all; do set -- "$@" "$p"; done
 IFS=" $tab$nl"
-[ $# -eq 0 ] || stat -L -c 'stat %u %g %f %n' -- "$@" 2>/dev/null
+if [ -n "$fast" ]; then
+	IFS=$nl
+	for l in $st; do
+		[ "${l#stat * * * }" != "$sh_" ] || [ -z "${shl-}" ] || l=$shl
+		printf '%s\n' "$l"
+	done
+	IFS=" $tab$nl"
+elif [ $# -gt 0 ]; then
+	stat -L -c 'stat %u %g %f %n' -- "$@" 2>/dev/null
+fi
 IFS=$nl
 for l in $files; do
 	printf 'content %d ' "${l%%"$tab"*}"
@@ -800,7 +871,11 @@ func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Q
 			return nil, err
 		}
 		var script bytes.Buffer
-		script.WriteString(FactsPrelude(conn, sharedSSHD(env)))
+		var missing []Query
+		for _, i := range miss {
+			missing = append(missing, qs[i])
+		}
+		script.WriteString(FactsPrelude(conn, sharedSSHD(env), QueryUsers(missing)...))
 		for _, i := range miss {
 			fmt.Fprintf(&script, "printf '%%s\\n' '@@breakglass-fact %s %d'\n(\n%s\n) </dev/null\nprintf '\\n@@breakglass-end %s %d %%s\\n' \"$?\"\n", nonce, i, qs[i].Script, nonce, i)
 		}
@@ -1112,14 +1187,26 @@ func storeRefreshed(env *Env, qs []Query, out []byte, nonce string) {
 // connection, so sshd -T runs once here instead of once per user. Anything
 // the check cannot be sure of (quoted or nested Include, an unreadable
 // file) counts as a Match block: the queries then run sshd -T themselves.
-func FactsPrelude(c Conn, sshdOut string) string {
+func FactsPrelude(c Conn, sshdOut string, users ...string) string {
 	var b strings.Builder
+
 	if c.complete() {
 		fmt.Fprintf(&b, "bg_client=%s bg_server=%s bg_port=%d\n", shell.Quote(c.Client), shell.Quote(c.Server), c.Port)
 	} else {
 		b.WriteString("bg_client= bg_server= bg_port=\n")
 	}
 	b.WriteString("LC_ALL=C; export LC_ALL\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH\n")
+	// Every user's passwd and shadow entry in one getent each.
+	var names []string
+	for _, u := range users {
+		if shell.ValidUser(u) == nil && !slices.Contains(names, u) {
+			names = append(names, u)
+		}
+	}
+	if len(names) > 1 {
+		list := strings.Join(names, " ")
+		fmt.Fprintf(&b, "bg_pw_users=' %s '\nbg_pw_all=$(getent passwd %s 2>/dev/null)\nbg_sp_all=$(getent shadow %s 2>/dev/null)\n", list, list, list)
+	}
 	b.WriteString("bg_today=$(( $(date +%s) / 86400 ))\n")
 	if sshdOut != "" && c.complete() {
 		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(sshdOut))
@@ -1189,4 +1276,15 @@ func sharedSSHD(env *Env) string {
 		}
 	}
 	return ""
+}
+
+// QueryUsers names the users whose facts qs gather.
+func QueryUsers(qs []Query) []string {
+	var users []string
+	for _, q := range qs {
+		if name, ok := strings.CutPrefix(q.Key, UserFactsKey("")); ok {
+			users = append(users, name)
+		}
+	}
+	return users
 }

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/pem"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -752,5 +754,61 @@ func TestSSHDNoMatch(t *testing.T) {
 				t.Errorf("no Match: %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestFastPathsOnLab compares the facts script's fast path (one lstat of
+// every component, getent for all users at once) with its plain one
+// (realpath and stat -L per user) on users whose paths hold symbolic links:
+// a linked .ssh, a home under a linked directory, a shell that is a link.
+func TestFastPathsOnLab(t *testing.T) {
+	_, h, env := acctLab(t)
+	acctSh(t, h, `mkdir -p /srv/keys-a /data/homes && chmod 0755 /srv/keys-a
+useradd -m -s /bin/bash linked && ln -s /srv/keys-a /home/linked/.ssh && echo 'ssh-ed25519 AAAA x' >/srv/keys-a/authorized_keys
+useradd -m -d /data/homes/moved -s /bin/sh moved && ln -s /data/homes /srv/homes && usermod -d /srv/homes/moved moved
+useradd -m -s /bin/sh plain && mkdir -m 0700 /home/plain/.ssh && echo 'ssh-ed25519 BBBB y' >/home/plain/.ssh/authorized_keys`)
+	users := []string{lab.AdminUser, "linked", "moved", "plain", "nobody-yet"}
+	read := func(slow bool) []*UserFacts {
+		t.Helper()
+		var qs []Query
+		for _, u := range users {
+			q := UserFactsQuery(u, ConnOf(env))
+			if slow {
+				q.Script = "bg_slow=1\n" + q.Script
+			}
+			qs = append(qs, q)
+		}
+		fresh := &Env{ClientAddr: env.ClientAddr, ServerAddr: env.ServerAddr, ServerPort: env.ServerPort, Facts: &Facts{}}
+		vals, err := gatherFacts(context.Background(), h.Runner(), fresh, true, qs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]*UserFacts, len(vals))
+		for i, v := range vals {
+			out[i] = v.(*UserFacts)
+		}
+		return out
+	}
+	fast, slow := read(false), read(true)
+	for i, u := range users {
+		f, s := fast[i], slow[i]
+		if f.HomeReal != s.HomeReal || f.HomeStat != s.HomeStat || f.ShellStat != s.ShellStat || f.Exists != s.Exists || !slices.Equal(f.Groups, s.Groups) || f.Shadow == nil != (s.Shadow == nil) {
+			t.Errorf("%s: fast %+v\nslow %+v", u, f, s)
+		}
+		if len(f.KeyFiles) != len(s.KeyFiles) {
+			t.Fatalf("%s: %d key files, slow %d", u, len(f.KeyFiles), len(s.KeyFiles))
+		}
+		for j := range f.KeyFiles {
+			fk, sk := f.KeyFiles[j], s.KeyFiles[j]
+			if fk.Real != sk.Real || !slices.Equal(fk.Walk, sk.Walk) || !bytes.Equal(fk.Content, sk.Content) {
+				t.Errorf("%s key file %d: fast %+v\nslow %+v", u, j, fk, sk)
+			}
+		}
+	}
+	if k := fast[1].KeyFiles[0]; k.Real != "/srv/keys-a/authorized_keys" || string(k.Content) != "ssh-ed25519 AAAA x\n" {
+		t.Errorf("linked .ssh: %+v", k)
+	}
+	if fast[2].HomeReal != "/data/homes/moved" || !fast[3].ShellStat.Executable() {
+		t.Errorf("moved home %q, plain's shell %+v", fast[2].HomeReal, fast[3].ShellStat)
 	}
 }

@@ -109,7 +109,11 @@ func hostQuery(conn tasks.Conn, users []userSpec, session, all bool) (tasks.Quer
 		return tasks.Query{}, err
 	}
 	var b strings.Builder
-	b.WriteString(tasks.FactsPrelude(conn, ""))
+	names := make([]string, len(users))
+	for i, u := range users {
+		names[i] = u.Name
+	}
+	b.WriteString(tasks.FactsPrelude(conn, "", names...))
 	var spec []string
 	for _, u := range users {
 		if err := shell.ValidUser(u.Name); err != nil {
