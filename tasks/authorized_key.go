@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/hashicorp/go-multierror"
@@ -311,8 +310,8 @@ func (a *AuthorizedKey) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 	// user's facts afterwards are known without reading them again.
 	var content []byte
 	for _, s := range steps {
-		if s.stdin != nil {
-			content = s.stdin
+		if s.content != nil {
+			content = s.content
 		}
 	}
 	if len(ufs[0].KeyFiles) == 0 {
@@ -456,16 +455,19 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 	if err != nil {
 		return nil, err
 	}
+	if bytes.IndexByte(content, 0) >= 0 {
+		return nil, fmt.Errorf("user %s: %s holds a NUL byte, which no key line can: fix the file by hand", a.user, kf.Real)
+	}
 	if ed.changed {
 		ch := Change{What: fmt.Sprintf("write %s (%s)", kf.Real, ed), Path: kf.Real}
 		if run.diff {
 			ch.Before, ch.After = string(old), string(content)
 		}
 		steps = append(steps, hostStep{
-			change: ch,
-			cmd:    shell.Join("bg_write", kf.Real, owner, "0600", strconv.Itoa(len(content))),
-			stdin:  content,
-			after:  owned(PathStat{Path: kf.Real, Exists: true, Mode: modeRegular | 0o600}),
+			change:  ch,
+			cmd:     shell.Join("bg_write", kf.Real, owner, "0600", string(content)),
+			content: content,
+			after:   owned(PathStat{Path: kf.Real, Exists: true, Mode: modeRegular | 0o600}),
 		})
 		return steps, nil
 	}

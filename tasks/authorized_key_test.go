@@ -177,16 +177,16 @@ func planKeys(t *testing.T, m *AuthorizedKey, uf *UserFacts, run authKeyRun) ([]
 	var words [][][]string
 	for _, s := range steps {
 		what = append(what, s.change.What)
-		if s.stdin != nil {
-			content = s.stdin
+		if s.content != nil {
+			content = s.content
 		}
 		w := shellWords(t, s.cmd)
 		for i, c := range w {
-			// bg_write's last word is the size of the content: checked
-			// here, left out of what tests compare.
+			// bg_write's last word is the content: checked here, left out
+			// of what tests compare.
 			if c[0] == "bg_write" {
-				if size := c[len(c)-1]; size != fmt.Sprint(len(s.stdin)) {
-					t.Errorf("bg_write size %s, content %d bytes", size, len(s.stdin))
+				if got := c[len(c)-1]; got != string(s.content) {
+					t.Errorf("bg_write content %q, want %q", got, s.content)
 				}
 				w[i] = c[:len(c)-1]
 			}

@@ -137,12 +137,11 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 		return fail(0, err)
 	}
 	var script strings.Builder
-	var stdin []byte
+	script.WriteString("{\n")
 	script.WriteString(applyPrelude)
 	total := 0
 	for _, e := range entries {
 		for _, s := range e.steps {
-			stdin = append(stdin, s.stdin...)
 			if s.okLine != "" {
 				fmt.Fprintf(&script, "bg_step() {\nset +e\n%s\n}\nbg_out=$(bg_step </dev/null) || :\nprintf '@@breakglass-out %s %d\\n%%s\\n@@breakglass-outend %s %d\\n' \"$bg_out\"\n", s.cmd, nonce, total, nonce, total)
 				fmt.Fprintf(&script, "case \"\n$bg_out\n\" in *%s*) ;; *) exit 1 ;; esac\n", shell.Quote("\n"+s.okLine+"\n"))
@@ -162,13 +161,14 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 	refresh := refreshQueries(env, wanted)
 	if len(refresh) > 0 {
 		script.WriteString("set +e\n")
-		script.WriteString(FactsPrelude(ConnOf(env), sharedSSHD(env), QueryUsers(refresh)...))
+		script.WriteString(factsPrelude(ConnOf(env), knownFacts(env), QueryUsers(refresh)...))
 		for i, q := range refresh {
 			fmt.Fprintf(&script, "printf '\\n@@breakglass-facts %s %d\\n'\n(\n%s\n) </dev/null\nprintf '\\n@@breakglass-facts-end %s %d %%d\\n' $?\n",
 				nonce, i, q.Script, nonce, i)
 		}
 	}
-	out, runErr := r.Run(ctx, "/bin/sh -c "+shell.Quote(script.String()), stdin)
+	script.WriteString("}\n")
+	out, runErr := r.Run(ctx, "/bin/sh -s", []byte(script.String()))
 	if env.Facts != nil {
 		env.Facts.Delete(stale...)
 	}

@@ -26,7 +26,7 @@ func (c *countingRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]b
 }
 
 // TestBatchFlush: the queued steps of three tasks run in one round trip,
-// in order, each reading its own part of stdin; a failing step stops the
+// in order, each writing its own content; a failing step stops the
 // round trip, its task gets the error and the changes that completed, and
 // the tasks after it are reported as not run.
 func TestBatchFlush(t *testing.T) {
@@ -38,9 +38,9 @@ func TestBatchFlush(t *testing.T) {
 	owner := strings.TrimSpace(string(me)) + ":"
 	write := func(name, content string) hostStep {
 		return hostStep{
-			change: Change{What: "write " + name},
-			cmd:    shell.Join("bg_write", filepath.Join(dir, name), owner, "0600", fmt.Sprint(len(content))),
-			stdin:  []byte(content),
+			change:  Change{What: "write " + name},
+			cmd:     shell.Join("bg_write", filepath.Join(dir, name), owner, "0600", content),
+			content: []byte(content),
 		}
 	}
 	touch := func(name string) hostStep {

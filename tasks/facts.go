@@ -346,12 +346,14 @@ if [ -n "$found" ]; then
 		echo noshadow
 	fi
 else
-	d=${bg_newhome-}
-	if [ -z "$d" ]; then
-		d=$(useradd -D 2>/dev/null | grep '^HOME=')
-		d=${d#HOME=}
-		d=${d:-/home}
+	# useradd -D's HOME: the last HOME= line of its defaults file.
+	d=
+	if [ -r /etc/default/useradd ]; then
+		while IFS= read -r l || [ -n "$l" ]; do
+			case $l in HOME=*) d=${l#HOME=} ;; esac
+		done </etc/default/useradd
 	fi
+	d=${d:-/home}
 	home=$d/$u
 	printf 'newhome %s\n' "$home"
 fi
@@ -875,7 +877,7 @@ func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Q
 		for _, i := range miss {
 			missing = append(missing, qs[i])
 		}
-		script.WriteString(FactsPrelude(conn, sharedSSHD(env), QueryUsers(missing)...))
+		script.WriteString(factsPrelude(conn, knownFacts(env), QueryUsers(missing)...))
 		for _, i := range miss {
 			fmt.Fprintf(&script, "printf '%%s\\n' '@@breakglass-fact %s %d'\n(\n%s\n) </dev/null\nprintf '\\n@@breakglass-end %s %d %%s\\n' \"$?\"\n", nonce, i, qs[i].Script, nonce, i)
 		}
@@ -991,7 +993,9 @@ func gatherUserFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, nam
 type hostStep struct {
 	change Change
 	cmd    string // shell commands, every argument quoted
-	stdin  []byte // content the commands read (bg_write); at most one step of a plan has any
+	// content is the file content a bg_write step writes (it is also in
+	// cmd, quoted); nil for other steps.
+	content []byte
 	// after is what stat reports for change.Path once the step is done,
 	// when the module knows it exactly (see predictFacts); nil otherwise.
 	after *PathStat
@@ -1042,15 +1046,20 @@ func predictFacts(uf *UserFacts, steps []hostStep, contentPath string, content [
 }
 
 // applyPrelude starts every apply script and defines the helpers plan
-// commands use. bg_write FILE OWNER MODE SIZE writes SIZE bytes of stdin
-// (it never waits for the end of stdin) to FILE atomically: a temp file in
+// commands use. bg_write FILE OWNER MODE CONTENT writes CONTENT (FILE
+// absolute) atomically, with the shell's own printf: a temp file in
 // the same directory, owner and mode set, fsync, the previous version kept
 // as FILE.breakglass.bak (a hard link to the old inode), rename over FILE,
 // fsync of the directory. Neither helper follows a symlink with chown or
 // chmod: root works inside directories users own.
 //
+// mktemp makes the temp file 0600, so that mode needs no chmod.
+//
 // Step commands are simple commands, one per line, so that set -e stops
-// at the first failure (it does not inside && lists).
+// at the first failure (it does not inside && lists). The script travels
+// on the shell's stdin inside one { } group: the shell parses all of it
+// before it runs any of it, so a script cut short by a lost connection is
+// a syntax error that changes nothing, never half a file.
 const applyPrelude = `set -e
 umask 022
 LC_ALL=C; export LC_ALL
@@ -1064,10 +1073,9 @@ bg_write() {
 	bg_d=${bg_d:-/}
 	bg_t=$(mktemp -- "$bg_d/.${1##*/}.breakglass.XXXXXX")
 	trap 'rm -f -- "$bg_t"' EXIT
-	head -c "$4" >"$bg_t"
-	if [ "$(stat -c %s -- "$bg_t")" != "$4" ]; then echo "breakglass: $1: short write" >&2; exit 1; fi
+	printf '%s' "$4" >"$bg_t"
 	chown -h -- "$2" "$bg_t"
-	bg_chmod "$3" "$bg_t"
+	[ "$3" = 0600 ] || bg_chmod "$3" "$bg_t"
 	sync -- "$bg_t"
 	if [ -e "$1" ]; then ln -fT -- "$1" "$1.breakglass.bak"; fi
 	mv -fT -- "$bg_t" "$1"
@@ -1187,7 +1195,18 @@ func storeRefreshed(env *Env, qs []Query, out []byte, nonce string) {
 // connection, so sshd -T runs once here instead of once per user. Anything
 // the check cannot be sure of (quoted or nested Include, an unreadable
 // file) counts as a Match block: the queries then run sshd -T themselves.
-func FactsPrelude(c Conn, sshdOut string, users ...string) string {
+func FactsPrelude(c Conn, users ...string) string {
+	return factsPrelude(c, known{}, users...)
+}
+
+// known is what earlier facts of the host tell a later prelude.
+type known struct {
+	sshd  string // sshd -T's output, the same for every user
+	today int64
+}
+
+func factsPrelude(c Conn, k known, users ...string) string {
+	sshdOut := k.sshd
 	var b strings.Builder
 
 	if c.complete() {
@@ -1207,7 +1226,11 @@ func FactsPrelude(c Conn, sshdOut string, users ...string) string {
 		list := strings.Join(names, " ")
 		fmt.Fprintf(&b, "bg_pw_users=' %s '\nbg_pw_all=$(getent passwd %s 2>/dev/null)\nbg_sp_all=$(getent shadow %s 2>/dev/null)\n", list, list, list)
 	}
-	b.WriteString("bg_today=$(( $(date +%s) / 86400 ))\n")
+	if k.today > 0 {
+		fmt.Fprintf(&b, "bg_today=%d\n", k.today)
+	} else {
+		b.WriteString("bg_today=$(( $(date +%s) / 86400 ))\n")
+	}
 	if sshdOut != "" && c.complete() {
 		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(sshdOut))
 		return b.String()
@@ -1260,22 +1283,29 @@ if [ -n "$bg_client" ] && bg_sshd_nomatch </dev/null; then
 fi
 `
 
-// sharedSSHD returns sshd -T's output for this run's connection when facts
-// gathered earlier found it to be the same for every user, else "".
-func sharedSSHD(env *Env) string {
+// knownFacts returns what facts gathered earlier in this run tell: sshd
+// -T's output for this run's connection when it is the same for every
+// user, and the host's day.
+func knownFacts(env *Env) known {
+	var k known
 	if env.Facts == nil {
-		return ""
+		return k
 	}
 	conn := ConnOf(env)
 	env.Facts.mu.Lock()
 	defer env.Facts.mu.Unlock()
 	prefix := UserFactsKey("")
-	for k, v := range env.Facts.data {
-		if uf, ok := v.(*UserFacts); ok && strings.HasPrefix(k, prefix) && uf.sshdShared != "" && uf.Conn == conn {
-			return uf.sshdShared
+	for key, v := range env.Facts.data {
+		uf, ok := v.(*UserFacts)
+		if !ok || !strings.HasPrefix(key, prefix) {
+			continue
 		}
+		if uf.sshdShared != "" && uf.Conn == conn {
+			k.sshd = uf.sshdShared
+		}
+		k.today = max(k.today, uf.Today)
 	}
-	return ""
+	return k
 }
 
 // QueryUsers names the users whose facts qs gather.

@@ -86,17 +86,17 @@ func (f *fakeRunner) Run(_ context.Context, cmd string, stdin []byte) ([]byte, e
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, fakeCall{cmd: cmd, stdin: stdin})
 	switch {
-	case cmd == "/bin/sh -s":
-		return f.answerFacts(string(stdin))
-	case strings.HasPrefix(cmd, "/bin/sh -c "):
+	case cmd == "/bin/sh -s" && strings.HasPrefix(string(stdin), "{\n"+applyPrelude):
 		var out strings.Builder
-		for i, m := range doneMarker.FindAllStringSubmatch(unquote(strings.TrimPrefix(cmd, "/bin/sh -c ")), -1) {
+		for i, m := range doneMarker.FindAllStringSubmatch(string(stdin), -1) {
 			if f.failAfter >= 0 && i >= f.failAfter {
 				return []byte(out.String()), errors.New("exit status 1: fake failure")
 			}
 			fmt.Fprintf(&out, "@@breakglass-done %s %s\n", m[1], m[2])
 		}
 		return []byte(out.String()), nil
+	case cmd == "/bin/sh -s":
+		return f.answerFacts(string(stdin))
 	}
 	return nil, fmt.Errorf("fake runner: unexpected command %q", cmd)
 }
@@ -147,7 +147,7 @@ func (f *fakeRunner) applied() []fakeCall {
 	defer f.mu.Unlock()
 	var out []fakeCall
 	for _, c := range f.calls {
-		if strings.HasPrefix(c.cmd, "/bin/sh -c ") {
+		if c.cmd == "/bin/sh -s" && strings.HasPrefix(string(c.stdin), "{\n"+applyPrelude) {
 			out = append(out, c)
 		}
 	}
@@ -628,8 +628,8 @@ func TestSharedSSHDOnLab(t *testing.T) {
 			t.Errorf("%s: no Match block, but sshd -T was not shared: %v", uf.Name, uf.SSHDKnown())
 		}
 	}
-	if shared := sharedSSHD(env); shared == "" || !strings.Contains(FactsPrelude(ConnOf(env), shared), "bg_sshd_out=") {
-		t.Errorf("the shared sshd output is not reused: %q", shared)
+	if k := knownFacts(env); k.sshd == "" || k.today == 0 || !strings.Contains(factsPrelude(ConnOf(env), k), "bg_sshd_out=") {
+		t.Errorf("the shared sshd output is not reused: %+v", k)
 	}
 
 	acctSh(t, h, "printf 'Match User bob\n\tAuthorizedKeysFile /etc/ssh/keys/%%u\n' >/etc/ssh/sshd_config.d/50-bob.conf")
@@ -667,9 +667,9 @@ func TestApplyScriptLocally(t *testing.T) {
 	owner := strings.TrimSpace(string(me)) + ":"
 	content := []byte("new 'line' $(x)\n")
 	write := hostStep{
-		change: Change{What: "write"},
-		cmd:    shell.Join("bg_write", f, owner, "0600", fmt.Sprint(len(content))),
-		stdin:  content,
+		change:  Change{What: "write"},
+		cmd:     shell.Join("bg_write", f, owner, "0600", string(content)),
+		content: content,
 	}
 	env := &Env{}
 	res, err := applySteps(context.Background(), shellRunner{}, env, []hostStep{write})
@@ -703,14 +703,31 @@ func TestApplyScriptLocally(t *testing.T) {
 		t.Error("the script went on after a failing line")
 	}
 
-	// A short stdin is an error, not a truncated key file.
-	write.stdin = content[:3]
-	if _, err := applySteps(context.Background(), shellRunner{}, env, []hostStep{write}); err == nil {
-		t.Error("short content written without error")
+	// A script cut anywhere (the connection lost on the way) runs
+	// nothing: no half-written file, no step done.
+	other := write
+	other.content = []byte("other\n")
+	other.cmd = shell.Join("bg_write", f, owner, "0600", "other\n")
+	touch := hostStep{change: Change{What: "touch"}, cmd: shell.Join("touch", filepath.Join(dir, "touched"))}
+	for _, frac := range []float64{0.1, 0.5, 0.9, 0.99} {
+		if _, err := applySteps(context.Background(), cutRunner{frac}, env, []hostStep{touch, other}); err == nil {
+			t.Errorf("script cut at %v%%: no error", frac*100)
+		}
+		if got, _ := os.ReadFile(f); string(got) != string(content) {
+			t.Errorf("content after a script cut at %v%%: %q", frac*100, got)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "touched")); err == nil {
+			t.Fatalf("a script cut at %v%% ran its first step", frac*100)
+		}
 	}
-	if got, _ := os.ReadFile(f); string(got) != string(content) {
-		t.Errorf("content after a short write: %q", got)
-	}
+}
+
+// cutRunner runs only the first part of the script it is given, as when a
+// connection is lost while the script is sent.
+type cutRunner struct{ frac float64 }
+
+func (c cutRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	return shellRunner{}.Run(ctx, cmd, stdin[:int(float64(len(stdin))*c.frac)])
 }
 
 // TestSSHDNoMatch runs the Match detection of FactsPrelude with the local

@@ -543,7 +543,7 @@ if [ -f "$f" ]; then
 	ln -f -- "$f" "$bak" || { report failed precheck "cannot back up $f to $bak"; exit 0; }
 	had=1
 else
-	rm -f -- "$bak"
+	[ ! -e "$bak" ] && [ ! -L "$bak" ] || rm -f -- "$bak"
 fi
 `)
 	switch {
@@ -552,9 +552,9 @@ fi
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(&b, "rm -f -- \"$tmp\"\ncat >\"$tmp\" <<'%s' || { rm -f -- \"$tmp\"; report failed precheck \"cannot write $tmp\"; exit 0; }\n%s%s\n", delim, s.content, delim)
-		b.WriteString(`if ! { chown 0:0 "$tmp" && chmod 0440 "$tmp"; }; then rm -f -- "$tmp"; report failed precheck "cannot set owner and mode of $tmp"; exit 0; fi
-if ! out=$(visudo -cf "$tmp" </dev/null 2>&1); then rm -f -- "$tmp"; report failed visudo-file "$out"; exit 0; fi
+		// install writes, chowns and chmods in one process.
+		fmt.Fprintf(&b, "[ ! -e \"$tmp\" ] && [ ! -L \"$tmp\" ] || rm -f -- \"$tmp\"\ninstall -m 0440 -o 0 -g 0 /dev/stdin \"$tmp\" <<'%s' || { rm -f -- \"$tmp\"; report failed precheck \"cannot write $tmp with owner root and mode 0440\"; exit 0; }\n%s%s\n", delim, s.content, delim)
+		b.WriteString(`if ! out=$(visudo -cf "$tmp" </dev/null 2>&1); then rm -f -- "$tmp"; report failed visudo-file "$out"; exit 0; fi
 if ! { sync -- "$tmp" && mv -f -- "$tmp" "$f"; }; then restore; report failed install "cannot install $f"; exit 0; fi
 sync -- "$d" 2>/dev/null || sync
 `)

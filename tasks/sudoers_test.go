@@ -424,7 +424,7 @@ func TestSudoersScript(t *testing.T) {
 	}
 	for _, w := range []string{
 		"tmp=/etc/sudoers.d/.bg.breakglass-tmp", // a name sudo ignores
-		`visudo -cf "$tmp"`, `visudo -c `, `chmod 0440 "$tmp"`, `chown 0:0 "$tmp"`,
+		`visudo -cf "$tmp"`, `visudo -c `, `install -m 0440 -o 0 -g 0 /dev/stdin "$tmp" <<'`,
 		`sync -- "$tmp" && mv -f -- "$tmp" "$f"`,
 		`sudo -l -U "$u"`, "u=bg-ops1\n", "u=bg-ops2\n", "want='(ALL) NOPASSWD: ALL'",
 		"cu=admin\n",

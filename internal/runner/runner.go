@@ -451,7 +451,7 @@ func gather(ctx context.Context, r tasks.Runner, ts []Task, env *tasks.Env) {
 	if len(qs) == 0 {
 		return
 	}
-	script, mark := GatherScript(tasks.FactsPrelude(tasks.ConnOf(env), "", tasks.QueryUsers(qs)...), qs)
+	script, mark := GatherScript(tasks.FactsPrelude(tasks.ConnOf(env), tasks.QueryUsers(qs)...), qs)
 	out, err := r.Run(ctx, "/bin/sh -s", script)
 	if err != nil {
 		return
