@@ -40,6 +40,14 @@ type fellBack struct {
 	note string
 }
 
+// StartShell starts a long-lived shell on the connection, when it can.
+func (f *fellBack) StartShell(ctx context.Context, cmd string) (*transport.Shell, error) {
+	if s, ok := f.Conn.(transport.ShellStarter); ok {
+		return s.StartShell(ctx, cmd)
+	}
+	return nil, errors.New("this connection cannot start a shell")
+}
+
 // FallbackNote says who could not log in and who got in instead.
 func (f *fellBack) FallbackNote() string { return f.note }
 

@@ -229,7 +229,9 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 			if job.BecomePassword != "" {
 				pw = job.BecomePassword
 			}
-			r = timed{&transport.Become{Client: conn, Password: pw}, o.Timeout, &h.RoundTrips}
+			b := &transport.Become{Client: conn, Password: pw}
+			defer b.Close()
+			r = timed{b, o.Timeout, &h.RoundTrips}
 		}
 		gather(ctx, r, play.Tasks, env)
 		if !runPlay(ctx, r, play, env, h, o) {

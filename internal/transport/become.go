@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/breakglass/breakglass/internal/shell"
 )
@@ -24,12 +25,65 @@ var ErrBecomeBadPassword = errors.New("sudo rejected the become password")
 // command's input as further attempts, and count them with pam_faillock).
 // Commands run under sudo without LC_ALL, as they would otherwise; sudo
 // itself runs with LC_ALL=C so its messages can be recognised.
+//
+// Without a password, commands run in one long-lived root shell (see
+// Shell) when the client can start one: sudo runs once per Become, not
+// once per command. Close ends that shell.
 type Become struct {
 	Client interface {
 		Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error)
 		User() string
 	}
 	Password string
+
+	mu      sync.Mutex
+	shell   *Shell
+	noShell bool // no shell could start: every command gets a session
+}
+
+// rootShell returns the shell commands run in, starting it when needed,
+// or nil when commands must each get a session of their own.
+func (b *Become) rootShell(ctx context.Context) *Shell {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.noShell || b.Password != "" {
+		return nil
+	}
+	if b.shell != nil && !b.shell.ended() {
+		return b.shell
+	}
+	c, ok := b.Client.(ShellStarter)
+	if !ok {
+		b.noShell = true
+		return nil
+	}
+	start := "env LC_ALL=C sudo -n -- /bin/sh -s"
+	if b.Client.User() == "root" {
+		start = "env LC_ALL=C /bin/sh -s"
+	}
+	sh, err := c.StartShell(ctx, start)
+	if err != nil {
+		// The command's own session says why (sudo wants a password...).
+		b.noShell = true
+		return nil
+	}
+	b.shell = sh
+	return sh
+}
+
+// ShellStarter is a client that can start a long-lived Shell (Client).
+type ShellStarter interface {
+	StartShell(ctx context.Context, cmd string) (*Shell, error)
+}
+
+// Close ends the root shell, if one runs.
+func (b *Become) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.shell != nil {
+		return b.shell.Close()
+	}
+	return nil
 }
 
 // becomeMarker starts the stderr line the password wrapper writes when sudo
@@ -53,6 +107,12 @@ e=$(printf '%s\n' "$pw" | sudo -k -S -p '' -v 2>&1) || { printf '` + becomeMarke
 
 // Run runs cmd as root, with stdin as its input.
 func (b *Become) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	if sh := b.rootShell(ctx); sh != nil {
+		out, err := sh.Run(ctx, "unset LC_ALL\n"+cmd, stdin)
+		if !errors.Is(err, ErrShellInput) {
+			return out, err
+		}
+	}
 	user := b.Client.User()
 	if user == "root" {
 		return b.Client.Run(ctx, cmd, stdin)

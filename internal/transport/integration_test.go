@@ -101,6 +101,7 @@ func TestIntegration(t *testing.T) {
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, env) })
 	t.Run("BecomeNoPassword", func(t *testing.T) { testBecomeNoPassword(t, env) })
 	t.Run("BecomePassword", func(t *testing.T) { testBecomePassword(t, env) })
+	t.Run("RootShell", func(t *testing.T) { testRootShell(t, env) })
 	t.Run("Jump", func(t *testing.T) { testJump(t, env) })
 	t.Run("HostKeys", func(t *testing.T) { testRealHostKeys(t, env) })
 	t.Run("KeepaliveClosesDeadConnection", func(t *testing.T) { testKeepalive(t, env) })
@@ -232,6 +233,55 @@ func testBecomeNoPassword(t *testing.T, env *labEnv) {
 	var exit *ExitError
 	if !errors.As(err, &exit) || exit.Code != 7 {
 		t.Errorf("want exit 7, got %v", err)
+	}
+}
+
+// testRootShell: without a password, commands run in subshells of one
+// root shell: the same parent for every command, nothing one command does
+// to its shell leaks into the next, output and exit statuses framed
+// exactly; a command cut off by its context ends that shell, and the next
+// command gets a new one.
+func testRootShell(t *testing.T, env *labEnv) {
+	c := env.dial(t, Config{}, env.target(env.lab.Hosts[0]))
+	b := &Become{Client: c}
+	defer b.Close()
+	run := func(cmd string, in []byte) string {
+		t.Helper()
+		out, err := b.Run(context.Background(), cmd, in)
+		if err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+		return string(out)
+	}
+	parent := run("echo $PPID; id -un", nil)
+	if !strings.HasSuffix(parent, "\nroot\n") {
+		t.Fatalf("not root: %q", parent)
+	}
+	run("cd /tmp; X=leaked; export Y=leaked; umask 077; exit 0", nil)
+	if got := run("echo $PPID; id -un; [ \"$(pwd)\" != /tmp ] && echo elsewhere; echo ${X-unset} ${Y-unset}; umask", nil); got != parent+"elsewhere\nunset unset\n0022\n" {
+		t.Errorf("second command: %q (first %q)", got, parent)
+	}
+	for _, out := range []string{"", "no newline", "two\n\n", "@@bg-done fake 0\n"} {
+		if got := run("printf '%s' "+shell.Quote(out), nil); got != out {
+			t.Errorf("output %q came back as %q", out, got)
+		}
+	}
+	in := []byte("line one\n'quoted' \"double\" $HOME `id`\nBG_IN_x\n\n")
+	if got := run("cat", in); got != string(in) {
+		t.Errorf("input %q came back as %q", in, got)
+	}
+	_, err := b.Run(context.Background(), "echo out; echo oops >&2; exit 3", nil)
+	var exit *ExitError
+	if !errors.As(err, &exit) || exit.Code != 3 || exit.Stderr != "oops\n" {
+		t.Errorf("want exit 3 with stderr oops, got %#v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := b.Run(ctx, "sleep 5", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("cut off: %v", err)
+	}
+	if again := run("echo $PPID; id -un", nil); again == parent {
+		t.Errorf("the shell that ran the cut-off command was used again: %q", again)
 	}
 }
 

@@ -1,0 +1,246 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Shell is one long-lived shell on a connection (a root shell, when
+// started through sudo) that runs every command given to Run in a
+// subshell of its own. After the first command, a round trip pays for no
+// new session, login shell, sudo or shell on the host: on a small VM that
+// is most of what a round trip costs.
+//
+// A command's input travels in a here-document behind it, and its end is
+// marked on stdout (with its exit status) and on stderr by a line with a
+// random nonce, so the streams stay framed whatever the command prints.
+// Input that a here-document cannot carry exactly (a NUL byte, or no final
+// newline) is refused with ErrShellInput: the caller runs such a command
+// in a session of its own.
+type Shell struct {
+	mu    sync.Mutex
+	c     *Client
+	sess  *ssh.Session
+	in    io.WriteCloser
+	out   *bufio.Reader
+	errs  *bufio.Reader
+	nonce string
+	dead  error
+}
+
+// ErrShellInput: the input cannot travel in a here-document.
+var ErrShellInput = errors.New("input a here-document cannot carry exactly")
+
+// StartShell runs cmd, a shell reading its script on stdin ("sudo -n --
+// /bin/sh -s"), and waits until it answers. When it does not (sudo wants a
+// password, the shell is missing), the error is an *ExitError with what it
+// printed on stderr.
+func (c *Client) StartShell(ctx context.Context, cmd string) (*Shell, error) {
+	if err := c.ended(); err != nil {
+		return nil, err
+	}
+	sess, err := c.newSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &Shell{c: c, sess: sess}
+	var perr error
+	pipe := func(r io.Reader, err error) *bufio.Reader {
+		if err != nil {
+			perr = err
+		}
+		return bufio.NewReader(r)
+	}
+	s.in, err = sess.StdinPipe()
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	s.out = pipe(sess.StdoutPipe())
+	s.errs = pipe(sess.StderrPipe())
+	if perr != nil {
+		sess.Close()
+		return nil, perr
+	}
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		sess.Close()
+		return nil, err
+	}
+	s.nonce = hex.EncodeToString(b[:])
+	if err := sess.Start(cmd); err != nil {
+		sess.Close()
+		return nil, c.sessionErr(fmt.Errorf("start shell: %w", err))
+	}
+	// The shell answers once it reads: "ready", or nothing when it never
+	// started (then stderr says why, and the session's exit status).
+	ready := make(chan error, 1)
+	go func() {
+		if _, err := io.WriteString(s.in, "printf '@@bg-ready "+s.nonce+"\\n'\n"); err != nil {
+			ready <- err
+			return
+		}
+		line, err := s.out.ReadString('\n')
+		if err == nil && line != "@@bg-ready "+s.nonce+"\n" {
+			err = fmt.Errorf("unexpected first line %q", line)
+		}
+		ready <- err
+	}()
+	select {
+	case err = <-ready:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		msg, _ := io.ReadAll(io.LimitReader(s.errs, maxStderr))
+		werr := sess.Wait()
+		sess.Close()
+		var exit *ssh.ExitError
+		if errors.As(werr, &exit) {
+			return nil, &ExitError{Code: exit.ExitStatus(), Signal: exit.Signal(), Stderr: string(msg)}
+		}
+		if lost := c.ended(); lost != nil {
+			return nil, lost
+		}
+		return nil, fmt.Errorf("start shell: %w", err)
+	}
+	return s, nil
+}
+
+// Run runs cmd in a subshell, with stdin as its input, and returns its
+// standard output; a non-zero exit is an *ExitError with its stderr, as
+// Client.Run. When ctx ends first, the shell is closed.
+func (s *Shell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	if bytes.IndexByte(stdin, 0) >= 0 || (len(stdin) > 0 && stdin[len(stdin)-1] != '\n') {
+		return nil, ErrShellInput
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead != nil {
+		return nil, s.dead
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	delim := "BG_IN_" + s.nonce
+	for bytes.Contains(stdin, []byte(delim)) {
+		delim += "_"
+	}
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "(\n%s\n) <<'%s'\n", cmd, delim)
+	req.Write(stdin)
+	fmt.Fprintf(&req, "%s\nprintf '\\n@@bg-done %s %%d\\n' $?\nprintf '\\n@@bg-done %s\\n' >&2\n", delim, s.nonce, s.nonce)
+
+	type result struct {
+		out, errs []byte
+		rc        int
+		err       error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var r result
+		if _, err := s.in.Write(req.Bytes()); err != nil {
+			r.err = err
+			ch <- r
+			return
+		}
+		var wg sync.WaitGroup
+		var errsErr error
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.errs, _, errsErr = readFramed(s.errs, "@@bg-done "+s.nonce, maxStderr)
+		}()
+		var tail string
+		r.out, tail, r.err = readFramed(s.out, "@@bg-done "+s.nonce+" ", -1)
+		wg.Wait()
+		if r.err == nil {
+			r.err = errsErr
+		}
+		if r.err == nil {
+			r.rc, r.err = strconv.Atoi(tail)
+		}
+		ch <- r
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			s.kill(r.err)
+			if lost := s.c.lostSoon(); lost != nil {
+				return r.out, lost
+			}
+			return r.out, fmt.Errorf("root shell: %w", r.err)
+		}
+		if r.rc != 0 {
+			return r.out, &ExitError{Code: r.rc, Stderr: string(r.errs)}
+		}
+		return r.out, nil
+	case <-ctx.Done():
+		s.kill(fmt.Errorf("root shell closed: %w", ctx.Err()))
+		go func() { <-ch }()
+		return nil, ctx.Err()
+	}
+}
+
+// readFramed reads lines until one starts with mark and returns what came
+// before it (without the newline printed in front of the mark), and the
+// rest of the mark's line. At most limit bytes are kept (limit < 0: all).
+func readFramed(r *bufio.Reader, mark string, limit int) (body []byte, tail string, err error) {
+	var buf bytes.Buffer
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return buf.Bytes(), "", err
+		}
+		if rest, ok := strings.CutPrefix(line, mark); ok {
+			b := buf.Bytes()
+			if len(b) > 0 && b[len(b)-1] == '\n' {
+				b = b[:len(b)-1]
+			}
+			return b, strings.TrimSpace(rest), nil
+		}
+		if limit < 0 || buf.Len() < limit {
+			buf.WriteString(line)
+		}
+	}
+}
+
+// kill ends the shell: later Runs return why.
+func (s *Shell) kill(why error) {
+	if s.dead == nil {
+		s.dead = why
+	}
+	_ = s.sess.Signal(ssh.SIGTERM)
+	_ = s.in.Close()
+	_ = s.sess.Close()
+}
+
+// ended reports whether the shell can run no more commands.
+func (s *Shell) ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dead != nil
+}
+
+// Close ends the shell.
+func (s *Shell) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead == nil {
+		s.dead = errors.New("root shell closed")
+		_ = s.in.Close()
+		_ = s.sess.Close()
+	}
+	return nil
+}
