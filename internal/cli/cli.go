@@ -252,7 +252,9 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		Dir:            p.pb.Dir,
 		BecomePassword: become,
 		KeepGoing:      keepGoing,
-		Logins:         loginsFor(dialer, p),
+		// verify proves the logins and nothing else: no control login.
+		NoControl: o.command == "verify",
+		Logins:    loginsFor(dialer, p),
 		HostDone: func(h *report.Host) {
 			if o.command == "audit" {
 				driftFindings(h, o.playbook)

@@ -54,6 +54,11 @@ func TestVerifyOnLab(t *testing.T) {
 		t.Fatalf("apply: exit %d", code)
 	}
 
+	adminLog, err := h.Exec(context.Background(), "grep -c 'Accepted publickey for admin' /var/log/auth.log || true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admins := strings.TrimSpace(string(adminLog))
 	code, out, _ := runCLI(t, f.args("verify", pb, "--format", "json")...)
 	if code != 0 {
 		t.Fatalf("verify on a healthy host: exit %d", code)
@@ -78,5 +83,18 @@ func TestVerifyOnLab(t *testing.T) {
 	one := write(t, dir, "playbook-one.yml", strings.Replace(pbText, "min_working: 2", "min_working: 1", 1))
 	if code, _, _ := runCLI(t, f.args("verify", one)...); code != 0 {
 		t.Errorf("verify with min_working 1 and one user working: exit %d, want 0", code)
+	}
+	// verify makes only the logins it proves: the inventory's user never
+	// logged in during these runs.
+	if log, err := h.Exec(context.Background(), "grep -c 'Accepted publickey for admin' /var/log/auth.log || true", nil); err != nil || strings.TrimSpace(string(log)) != admins {
+		t.Errorf("admin logins in auth.log: %q before verify, %q after (%v)", admins, log, err)
+	}
+	// A host that is down is unreachable (exit 4), not failed.
+	if err := h.KillSSHD(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, f.args("verify", one, "--format", "json")...)
+	if hr := decodeReport(t, out).Hosts[0]; code != report.ExitUnreachable || hr.Status != report.StatusUnreachable || !strings.Contains(hr.Error, "connection refused") {
+		t.Errorf("verify of a host that is down: exit %d, %s %q", code, hr.Status, hr.Error)
 	}
 }

@@ -77,6 +77,11 @@ type Options struct {
 	// KeepGoing runs a host's later tasks after one fails (audit: every
 	// check must run); otherwise a failed task ends the host's run.
 	KeepGoing bool
+	// NoControl runs without a control connection: every task makes its
+	// own logins (verify, whose plays hold only verify_access). A host
+	// reached directly gets a TCP connect instead, so that one that is
+	// down is still reported unreachable.
+	NoControl bool
 	// Logins opens the fresh logins of verify_access and the safety net.
 	// It may be nil.
 	Logins func(job *Job) tasks.LoginDialer
@@ -178,6 +183,10 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 	start := time.Now()
 	defer func() { h.MS = time.Since(start).Milliseconds() }()
 
+	if o.NoControl {
+		runLogins(ctx, job, h, o)
+		return
+	}
 	dctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	conn, err := d.Dial(dctx, job.Target)
 	if err != nil && ctx.Err() == nil && errors.Is(dctx.Err(), context.DeadlineExceeded) {
@@ -381,6 +390,42 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 		h.Tasks = append(h.Tasks, tr)
 	}
 	return flush(len(play.Tasks))
+}
+
+// runLogins runs a job whose tasks make their own logins, without a
+// control connection: a command run on the host is an error.
+func runLogins(ctx context.Context, job *Job, h *report.Host, o Options) {
+	if len(job.Target.Jumps) == 0 {
+		d := net.Dialer{Timeout: o.Timeout}
+		c, err := d.DialContext(ctx, "tcp", address(job.Target))
+		if err != nil {
+			h.Status = report.StatusUnreachable
+			h.Error = err.Error()
+			if ctx.Err() != nil {
+				h.NotDone = true
+			}
+			return
+		}
+		c.Close()
+	}
+	env := &tasks.Env{Host: job.Name, ControlUser: job.Target.User, Dir: o.Dir, Facts: &tasks.Facts{}}
+	if o.Logins != nil {
+		env.Dial = o.Logins(job)
+	}
+	env.Logins, env.MinWorking = safetyLogins(job, o.Dir)
+	var r tasks.Runner = timed{noControl{}, o.Timeout, &h.RoundTrips}
+	for _, play := range job.Plays {
+		if !runPlay(ctx, r, play, env, h, o) {
+			return
+		}
+	}
+}
+
+// noControl is the runner of a run without a control connection.
+type noControl struct{}
+
+func (noControl) Run(context.Context, string, []byte) ([]byte, error) {
+	return nil, errors.New("internal error: a command for the control connection in a run that has none")
 }
 
 // safetyLogins collects the logins of every verify_access task of the job,
