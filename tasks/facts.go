@@ -1049,8 +1049,10 @@ func predictFacts(uf *UserFacts, steps []hostStep, contentPath string, content [
 // commands use. bg_write FILE OWNER MODE CONTENT writes CONTENT (FILE
 // absolute) atomically, with the shell's own printf: a temp file in
 // the same directory, owner and mode set, fsync, the previous version kept
-// as FILE.breakglass.bak (a hard link to the old inode), rename over FILE,
-// fsync of the directory. Neither helper follows a symlink with chown or
+// as FILE.breakglass.bak (a hard link to the old inode), rename over FILE.
+// The directory is not fsynced: a crash before the rename reaches the disk
+// leaves the old file, whole, which is all atomicity asks (the next run
+// writes it again). Neither helper follows a symlink with chown or
 // chmod: root works inside directories users own.
 //
 // mktemp makes the temp file 0600, so that mode needs no chmod.
@@ -1080,7 +1082,6 @@ bg_write() {
 	if [ -e "$1" ]; then ln -fT -- "$1" "$1.breakglass.bak"; fi
 	mv -fT -- "$bg_t" "$1"
 	trap - EXIT
-	sync -- "$bg_d"
 }
 `
 

@@ -556,7 +556,6 @@ fi
 		fmt.Fprintf(&b, "[ ! -e \"$tmp\" ] && [ ! -L \"$tmp\" ] || rm -f -- \"$tmp\"\ninstall -m 0440 -o 0 -g 0 /dev/stdin \"$tmp\" <<'%s' || { rm -f -- \"$tmp\"; report failed precheck \"cannot write $tmp with owner root and mode 0440\"; exit 0; }\n%s%s\n", delim, s.content, delim)
 		b.WriteString(`if ! out=$(visudo -cf "$tmp" </dev/null 2>&1); then rm -f -- "$tmp"; report failed visudo-file "$out"; exit 0; fi
 if ! { sync -- "$tmp" && mv -f -- "$tmp" "$f"; }; then restore; report failed install "cannot install $f"; exit 0; fi
-sync -- "$d" 2>/dev/null || sync
 `)
 	case p.remove:
 		b.WriteString(`rm -f -- "$f" || { report failed install "cannot remove $f"; exit 0; }

@@ -124,7 +124,10 @@ func (b *bencher) breakglassRun(ctx context.Context) error {
 			if s.step == StepAudit && b.auditNA != "" {
 				continue
 			}
-			p, rep, err := b.breakglass(ctx, l, s.command, b.cfg.Forks)
+			// Lab hosts share this machine's CPU, so a host's remote
+			// commands slow down with the number of hosts: the per-command
+			// timeout is raised, as the floor's ssh has none at all.
+			p, rep, err := b.breakglass(ctx, l, s.command, b.cfg.Forks, "--timeout", "2m")
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,5 +214,74 @@ func TestUnifiedDiff(t *testing.T) {
 	want := "--- /etc/sudoers.d/x (before)\n+++ /etc/sudoers.d/x (after)\n a\n-b\n c\n+d\n"
 	if d != want {
 		t.Fatalf("diff:\n%s\nwant:\n%s", d, want)
+	}
+}
+
+// TestRace200Hosts runs 200 hosts, 50 at a time, through gathering, tasks
+// that fail on some hosts, hosts that are down, progress and per-host
+// callbacks, then again with the run cancelled half-way: under -race (as
+// make test runs it) any unsynchronised access shows up. Every host is
+// reported exactly once and no goroutine outlives the run.
+func TestRace200Hosts(t *testing.T) {
+	before := runtime.NumGoroutine()
+	down := map[string]bool{}
+	for i := 0; i < 200; i += 23 {
+		down[fmt.Sprintf("h%03d", i)] = true
+	}
+	for _, cancelAfter := range []time.Duration{0, 150 * time.Millisecond} {
+		var ran atomic.Int32
+		d := &fakeDialer{down: down, delay: time.Millisecond}
+		jobs := jobsFor(200, func(i int) []Task {
+			got := new(string)
+			return []Task{
+				{Name: "fact", Module: "facty", Mod: &facty{key: "k", script: fmt.Sprintf("echo %d", i), got: got}},
+				{Name: "first", Module: "step", Mod: &step{fail: i%17 == 0, ran: &ran}},
+				{Name: "second", Module: "step", Mod: &step{ran: &ran}},
+			}
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		if cancelAfter > 0 {
+			time.AfterFunc(cancelAfter, cancel)
+		}
+		seen := map[string]int{}
+		var last int
+		r := Run(ctx, "apply", d, jobs, Options{
+			Forks: 50, Timeout: 5 * time.Second,
+			Progress: func(done, total, failed int) {
+				if done <= last || total != 200 || failed > done {
+					t.Errorf("progress %d/%d (%d failed) after %d", done, total, failed, last)
+				}
+				last = done
+			},
+			HostDone: func(h *report.Host) { seen[h.Name]++ },
+		})
+		cancel()
+		if d.peak > 50 {
+			t.Errorf("%d dials at once with --forks 50", d.peak)
+		}
+		if len(r.Hosts) != 200 {
+			t.Fatalf("%d hosts reported", len(r.Hosts))
+		}
+		for _, h := range r.Hosts {
+			if n := seen[h.Name]; n > 1 || (n == 0 && !h.NotDone) {
+				t.Errorf("%s reported %d times (not done: %v)", h.Name, n, h.NotDone)
+			}
+			if down[h.Name] && !h.NotDone && h.Status != report.StatusUnreachable {
+				t.Errorf("%s is down but %s", h.Name, h.Status)
+			}
+		}
+		if cancelAfter == 0 && (r.Summary.Unreachable != len(down) || r.Summary.Failed == 0 || r.Summary.NotDone != 0) {
+			t.Errorf("summary %+v", r.Summary)
+		}
+		if cancelAfter > 0 && r.Summary.NotDone == 0 {
+			t.Errorf("cancelled run: nothing reported not done: %+v", r.Summary)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		t.Errorf("%d goroutines left running (%d before)", n, before)
 	}
 }
