@@ -32,6 +32,17 @@ func (*AuthorizedKey) batchable()  {}
 func (*SSHPermissions) batchable() {}
 func (*Sudoers) batchable()        {}
 
+// CanBatch reports whether m's changes may be queued: it is Batchable,
+// and not a user removal, whose guard proves the remaining ways in with
+// fresh logins and so needs every earlier change made first.
+func CanBatch(m Module) (Batchable, bool) {
+	b, ok := m.(Batchable)
+	if u, isUser := m.(*User); isUser && u.State == "absent" {
+		return b, false
+	}
+	return b, ok
+}
+
 // ErrNotRun is the outcome of a queued task whose steps never ran because
 // a step of an earlier task in the same round trip failed.
 var ErrNotRun = errors.New("not run: a change of an earlier task in the same round trip failed")

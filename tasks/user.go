@@ -212,7 +212,35 @@ func (u *User) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if u.State == "absent" && len(steps) > 0 && !env.Check {
+		if err := u.proveOthers(ctx, env); err != nil {
+			return nil, err
+		}
+	}
 	return applySteps(ctx, r, env, steps, stale...)
+}
+
+// proveOthers is the lockout guard of a removal: before the account goes,
+// fresh logins must prove that the control user and min_working of the
+// playbook's break-glass users, this one left out, still get in.
+func (u *User) proveOthers(ctx context.Context, env *Env) error {
+	if env.MinWorking <= 0 {
+		return nil
+	}
+	if env.Dial == nil {
+		return fmt.Errorf("user %s: not removed: no way to open fresh logins here, so the ways in left afterwards could not be proven", u.Name)
+	}
+	others := *env
+	others.Logins = nil
+	for _, l := range env.Logins {
+		if l.User != u.Name {
+			others.Logins = append(others.Logins, l)
+		}
+	}
+	if _, err := ProveAccess(ctx, &others, Path{Name: "direct"}, time.Now().Add(2*time.Minute+proveCommitMargin)); err != nil {
+		return fmt.Errorf("user %s: not removed: without it %w", u.Name, err)
+	}
+	return nil
 }
 
 // userHost is what a user task knows about the host.

@@ -429,3 +429,53 @@ func waitSSHD(t *testing.T, h *lab.Host) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestUserAbsentProvesOthers: removing a user is kept only when fresh
+// logins prove the control user and min_working of the other break-glass
+// users still get in.
+func TestUserAbsentProvesOthers(t *testing.T) {
+	ok := func(u string) string { return "breakglass-probe user=" + u + " sudo=ok\n" }
+	logins := []Login{{User: "bg-ops1", KeyFile: "k1"}, {User: "bg-ops2", KeyFile: "k2"}}
+	u := mustUser(t, `{name: bg-ops1, state: absent}`)
+	for _, tc := range []struct {
+		name    string
+		min     int
+		fail    map[string]error
+		wantErr string
+	}{
+		{"the other user suffices", 1, nil, ""},
+		{"min_working counts the removed user", 2, nil, "1 of 1 break-glass users can log in, fewer than min_working 2"},
+		{"the other user is locked out", 1, map[string]error{"bg-ops2/direct": errors.New("ssh: unable to authenticate")}, "0 of 1"},
+		{"the control user is locked out", 1, map[string]error{"admin/direct": errors.New("ssh: unable to authenticate")}, "the control user admin cannot log in"},
+		{"no min_working: nothing to prove", 0, map[string]error{"admin/direct": errors.New("down")}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &fakeLogins{answers: map[string]string{"admin/direct": ok("admin"), "bg-ops1/direct": ok("bg-ops1"), "bg-ops2/direct": ok("bg-ops2")}, fail: tc.fail}
+			env := &Env{ControlUser: "admin", Dial: d, Logins: logins, MinWorking: tc.min}
+			saved := proveRetryDelay
+			proveRetryDelay = 0
+			defer func() { proveRetryDelay = saved }()
+			err := u.proveOthers(context.Background(), env)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+	if err := u.proveOthers(context.Background(), &Env{ControlUser: "admin", Logins: logins, MinWorking: 1}); err == nil {
+		t.Error("removal allowed with no way to open fresh logins")
+	}
+}
+
+// TestUserAbsentNotBatched: a removal's guard needs every earlier change
+// made before it proves the ways left, so it never joins a batch.
+func TestUserAbsentNotBatched(t *testing.T) {
+	if _, ok := CanBatch(mustUser(t, `{name: bg-old, state: absent}`)); ok {
+		t.Error("user removal is batchable")
+	}
+	if _, ok := CanBatch(mustUser(t, `{name: bg-new}`)); !ok {
+		t.Error("user creation is not batchable")
+	}
+}

@@ -317,7 +317,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 	}
 	for i, t := range play.Tasks {
 		if batch.Pending() {
-			b, isBatchable := t.Mod.(tasks.Batchable)
+			b, isBatchable := tasks.CanBatch(t.Mod)
 			if !isBatchable || batch.Stales(b.Queries()) {
 				if !flush(i) {
 					skipFrom(i)
@@ -335,7 +335,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 		ts := time.Now()
 		// Only a Batchable task queues; any other runs its changes itself.
 		env.Batch, env.BatchTask = nil, i
-		if _, ok := t.Mod.(tasks.Batchable); ok && !o.Check {
+		if _, ok := tasks.CanBatch(t.Mod); ok && !o.Check {
 			env.Batch = batch
 		}
 		res, err := t.Mod.Run(ctx, r, env)
