@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -46,23 +47,33 @@ func TestHostileInputOnLab(t *testing.T) {
 	cases := []struct {
 		name      string
 		playbook  string
-		inventory string // INI; the fleet's inventory when empty
+		inventory string // INI (or YAML, JSON: see invName); the fleet's inventory when empty
 		want      []string
+		invName   string // inventory file name; "inv.ini" when empty, executable when it ends in .sh
 	}{
-		{"YAML alias bomb", aliasBomb(), "", []string{"pb.yml:", "alias"}},
-		{"invalid UTF-8", play("    - command: {cmd: \"echo \xff\xfe\"}\n"), "", []string{"UTF-8"}},
-		{"NUL byte", play("    - command: {cmd: \"echo a\x00b\"}\n"), "", []string{"pb.yml"}},
-		{"duplicate keys", "- hosts: labhosts\n  hosts: all\n  tasks: []\n", "", []string{"pb.yml:2:3:", "hosts"}},
-		{"duplicate module args", play("    - user: {name: bg-a, name: bg-b}\n"), "", []string{"pb.yml:4:", "name"}},
-		{"user name with a semicolon", play("    - user: {name: \"a;id\"}\n"), "", []string{"pb.yml:4:", `invalid user name "a;id"`}},
-		{"user name with command substitution", play("    - user: {name: \"$(id)\"}\n"), "", []string{"pb.yml:4:", `invalid user name "$(id)"`}},
-		{"key with an embedded newline", play("    - authorized_key: {user: admin, key: \"" + key + " x\\nssh-rsa AAAAB3NzaC1yc2E y\"}\n"), "", []string{"pb.yml:4:"}},
-		{"key with injected options after a newline", play("    - authorized_key: {user: admin, key: \"" + key + " x\\ncommand=\\\"id\\\" " + key + " y\"}\n"), "", []string{"pb.yml:4:"}},
-		{"options with a newline", play("    - authorized_key: {user: admin, key: \"" + key + "\", options: \"no-pty\\nssh-rsa AAAAB3NzaC1yc2E z\"}\n"), "", []string{"pb.yml:4:"}},
-		{"path with a control character", play("    - command: {cmd: \"true\", creates: \"/tmp/a\\nb\"}\n"), "", []string{"pb.yml:4:", "control character"}},
-		{"relative path", play("    - command: {cmd: \"true\", creates: \"it's a \\\"file\\\"\"}\n"), "", []string{"pb.yml:4:", "absolute"}},
-		{"huge playbook", huge, "", []string{"larger than 16 MiB"}},
-		{"INI host name with shell", play("    - command: {cmd: \"true\"}\n"), "[labhosts]\nweb;rm -rf / ansible_host=" + h.Addr + "\n", []string{"web;rm"}},
+		{"YAML alias bomb", aliasBomb(), "", []string{"pb.yml:", "alias"}, ""},
+		{"invalid UTF-8", play("    - command: {cmd: \"echo \xff\xfe\"}\n"), "", []string{"UTF-8"}, ""},
+		{"NUL byte", play("    - command: {cmd: \"echo a\x00b\"}\n"), "", []string{"pb.yml"}, ""},
+		{"duplicate keys", "- hosts: labhosts\n  hosts: all\n  tasks: []\n", "", []string{"pb.yml:2:3:", "hosts"}, ""},
+		{"duplicate module args", play("    - user: {name: bg-a, name: bg-b}\n"), "", []string{"pb.yml:4:", "name"}, ""},
+		{"user name with a semicolon", play("    - user: {name: \"a;id\"}\n"), "", []string{"pb.yml:4:", `invalid user name "a;id"`}, ""},
+		{"user name with command substitution", play("    - user: {name: \"$(id)\"}\n"), "", []string{"pb.yml:4:", `invalid user name "$(id)"`}, ""},
+		{"key with an embedded newline", play("    - authorized_key: {user: admin, key: \"" + key + " x\\nssh-rsa AAAAB3NzaC1yc2E y\"}\n"), "", []string{"pb.yml:4:"}, ""},
+		{"key with injected options after a newline", play("    - authorized_key: {user: admin, key: \"" + key + " x\\ncommand=\\\"id\\\" " + key + " y\"}\n"), "", []string{"pb.yml:4:"}, ""},
+		{"options with a newline", play("    - authorized_key: {user: admin, key: \"" + key + "\", options: \"no-pty\\nssh-rsa AAAAB3NzaC1yc2E z\"}\n"), "", []string{"pb.yml:4:"}, ""},
+		{"path with a control character", play("    - command: {cmd: \"true\", creates: \"/tmp/a\\nb\"}\n"), "", []string{"pb.yml:4:", "control character"}, ""},
+		{"relative path", play("    - command: {cmd: \"true\", creates: \"it's a \\\"file\\\"\"}\n"), "", []string{"pb.yml:4:", "absolute"}, ""},
+		{"huge playbook", huge, "", []string{"larger than 16 MiB"}, ""},
+		{"INI host name with shell", play("    - command: {cmd: \"true\"}\n"), "[labhosts]\nweb;rm -rf / ansible_host=" + h.Addr + "\n", []string{"web;rm"}, ""},
+		{"deeply nested playbook", "- hosts: labhosts\n  vars:\n    v: " + strings.Repeat("[", 200000) + strings.Repeat("]", 200000) + "\n  tasks: []\n", "", []string{"pb.yml:3:", "max depth"}, ""},
+		{"key with CR LF", "- hosts: labhosts\n  \"ta\\r\\nsks\": []\n", "", []string{`pb.yml:2:3: unknown play key "ta\r\nsks"`}, ""},
+		{"key with NUL", "- hosts: labhosts\n  \"tasks\\0\": []\n", "", []string{`pb.yml:2:3: unknown play key "tasks\x00"`}, ""},
+		{"YAML inventory with duplicate keys", play("    - command: {cmd: \"true\"}\n"), "all:\n  children:\n    labhosts:\n      hosts:\n        lab1: {ansible_host: " + h.Addr + ", ansible_host: 10.0.0.1}\n", []string{"inv.yml:5:", "ansible_host"}, "inv.yml"},
+		{"YAML inventory host name with shell", play("    - command: {cmd: \"true\"}\n"), "all:\n  children:\n    labhosts:\n      hosts:\n        \"$(touch /rm-marker)\": {ansible_host: " + h.Addr + "}\n", []string{"inv.yml:5:", "touch"}, "inv.yml"},
+		{"YAML inventory nested too deep", play("    - command: {cmd: \"true\"}\n"), "all:\n  vars:\n    v: " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "\n", []string{"inv.yml:3:", "nesting deeper than 1000"}, "inv.yml"},
+		{"dynamic inventory host name with shell", play("    - command: {cmd: \"true\"}\n"), "#!/bin/sh\necho '{\"labhosts\": {\"hosts\": [\"web;rm -rf /\"]}, \"_meta\": {\"hostvars\": {\"web;rm -rf /\": {\"ansible_host\": \"" + h.Addr + "\"}}}}'\n", []string{"web;rm"}, "inv.sh"},
+		{"dynamic inventory nested too deep", play("    - command: {cmd: \"true\"}\n"), "#!/bin/sh\nprintf '{\"all\": {\"vars\": {\"v\": " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "}}}'\n", []string{"inv.sh --list:1:", "nesting deeper than 1000"}, "inv.sh"},
+		{"dynamic inventory printing invalid UTF-8", play("    - command: {cmd: \"true\"}\n"), "#!/bin/sh\nprintf '{\"labhosts\": {\"hosts\": [\"web\\377\"]}}'\n", []string{"inv.sh --list:1:", "invalid UTF-8"}, "inv.sh"},
 	}
 	before := logins(t, h)
 	for _, c := range cases {
@@ -71,7 +82,16 @@ func TestHostileInputOnLab(t *testing.T) {
 			pb := write(t, dir, "pb.yml", c.playbook)
 			inv := f.inventory
 			if c.inventory != "" {
-				inv = write(t, dir, "inv.ini", c.inventory)
+				name := c.invName
+				if name == "" {
+					name = "inv.ini"
+				}
+				inv = write(t, dir, name, c.inventory)
+				if strings.HasSuffix(name, ".sh") {
+					if err := os.Chmod(inv, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			code, out, stderr := runCLI(t, "apply", "-i", inv, "--known-hosts", f.knownHosts, "--timeout", "60s", pb)
 			if code != report.ExitUsage {

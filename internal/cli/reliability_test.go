@@ -411,9 +411,9 @@ func buildBinary(t *testing.T) string {
 
 // TestBecomePasswordNeverLeaksOnLab runs apply as a control user who needs
 // a password for sudo, with the password in BREAKGLASS_BECOME_PASSWORD, and
-// looks for the password everywhere a user or another local user could see
-// it: every command line on the host while the run is in progress, the
-// output, the JSON report.
+// looks for the password and the control user's private key everywhere a
+// user or another local user could see them: every command line on the
+// host while the run is in progress, the output, the JSON report.
 func TestBecomePasswordNeverLeaksOnLab(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -456,10 +456,28 @@ chown ops:ops /home/ops/.ssh/authorized_keys && chmod 0600 /home/ops/.ssh/author
 
 	// Scan every command line on the host, with the shell's own case (no
 	// child process carries the password in its argv), until told to stop.
-	const scan = `pw=$(cat)
+	// The secrets: the password and every line of the private key's body.
+	keyPEM, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{password}
+	for _, l := range strings.Split(string(keyPEM), "\n") {
+		if l != "" && !strings.HasPrefix(l, "-----") {
+			secrets = append(secrets, l)
+		}
+	}
+	if len(secrets) < 2 {
+		t.Fatalf("no private key body in %s", key)
+	}
+	const scan = `secrets=$(cat)
 for f in /proc/[0-9]*/cmdline; do
 	c=$(tr '\0' ' ' < "$f" 2>/dev/null) || continue
-	case "$c" in *"$pw"*) echo "LEAK $f: $c";; esac
+	while IFS= read -r pw; do
+		case "$c" in *"$pw"*) echo "LEAK $f: $c";; esac
+	done <<EOF
+$secrets
+EOF
 	case "$c" in "sleep 2"*) echo SLEEP;; esac
 done`
 	stop := make(chan struct{})
@@ -474,7 +492,7 @@ done`
 				return
 			default:
 			}
-			out, _ := h.Exec(context.Background(), scan, []byte(password))
+			out, _ := h.Exec(context.Background(), scan, []byte(strings.Join(secrets, "\n")+"\n"))
 			for _, line := range strings.Split(string(out), "\n") {
 				switch {
 				case strings.HasPrefix(line, "LEAK"):
@@ -495,10 +513,12 @@ done`
 		t.Error("the scan never saw the run's command in progress: it proved nothing")
 	}
 	for _, l := range leaks {
-		t.Errorf("the password is on a command line on the host: %s", l)
+		t.Errorf("a secret (the password or the private key) is on a command line on the host: %s", l)
 	}
-	if strings.Contains(out, password) || strings.Contains(stderr, password) {
-		t.Error("the password is in the output")
+	for i, sec := range secrets {
+		if strings.Contains(out, sec) || strings.Contains(stderr, sec) {
+			t.Errorf("secret %d (0: the password, else a line of the private key) is in the output", i)
+		}
 	}
 	if _, err := h.Exec(context.Background(), "id bg-ops1", nil); err != nil {
 		t.Error("the become task did not run as root")
