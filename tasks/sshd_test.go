@@ -981,3 +981,41 @@ func sshdWaitLogin(t *testing.T, x *sshdLab, user string, limit time.Duration) {
 		time.Sleep(250 * time.Millisecond)
 	}
 }
+
+// TestUserAbsentGuardOnLab: a removal that would leave fewer than
+// min_working break-glass users able to log in is refused, on a real sshd,
+// and the account stays; with min_working met by the others it goes.
+func TestUserAbsentGuardOnLab(t *testing.T) {
+	t.Parallel()
+	x := newSSHDLab(t)
+	remove := func(min int) (*Result, error) {
+		env := x.env()
+		env.MinWorking = min
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		u, err := decodeTask(t, NewUser, `{name: bg-ops1, state: absent}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Run(ctx, x.h.Runner(), env)
+	}
+	// bg-ops2 locked out (its key gone): without bg-ops1 nobody is left.
+	x.sh(t, "mv /home/bg-ops2/.ssh/authorized_keys /home/bg-ops2/.ssh/off", nil)
+	if _, err := remove(1); err == nil || !strings.Contains(err.Error(), "not removed") || !strings.Contains(err.Error(), "0 of 1 break-glass users") {
+		t.Fatalf("removal with no other working user: %v", err)
+	}
+	x.mustLogin(t, 0, "bg-ops1")
+	x.sh(t, "mv /home/bg-ops2/.ssh/off /home/bg-ops2/.ssh/authorized_keys", nil)
+	if _, err := remove(2); err == nil || !strings.Contains(err.Error(), "fewer than min_working 2") {
+		t.Fatalf("removal below min_working 2: %v", err)
+	}
+	x.sh(t, "id bg-ops1", nil)
+	res, err := remove(1)
+	if err != nil || !res.Changed {
+		t.Fatalf("removal with bg-ops2 still working: %+v %v", res, err)
+	}
+	if _, err := x.h.Exec(context.Background(), "id bg-ops1", nil); err == nil {
+		t.Error("bg-ops1 still exists")
+	}
+	x.mustLogin(t, 0, "admin", "bg-ops2")
+}
