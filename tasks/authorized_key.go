@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/crypto/ssh"
@@ -41,6 +42,11 @@ import (
 //     works (verify_access).
 //   - state absent: removes the keys' lines; removing the control key is
 //     refused.
+//
+// Before exclusive or absent removes the key a break-glass login of the
+// playbook (env.Logins) uses, fresh logins must prove the control user and
+// env.MinWorking of the other logins (guardRemoval); otherwise the task
+// fails and the file is left as it was.
 //
 // Owner and modes are repaired even when the content is right (each a
 // reported change): the file belongs to the user with mode 0600, and the
@@ -314,6 +320,11 @@ func (a *AuthorizedKey) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 			content = s.content
 		}
 	}
+	if content != nil && !env.Check && len(ufs[0].KeyFiles) > 0 {
+		if err := a.guardRemoval(ctx, env, ufs[0].KeyFiles[0].Content, content); err != nil {
+			return nil, err
+		}
+	}
 	if len(ufs[0].KeyFiles) == 0 {
 		return applySteps(ctx, r, env, steps, UserFactsKey(a.user))
 	}
@@ -321,6 +332,83 @@ func (a *AuthorizedKey) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 		return applyStepsKnowing(ctx, r, env, steps, map[string]any{UserFactsKey(a.user): pred})
 	}
 	return applySteps(ctx, r, env, steps, UserFactsKey(a.user))
+}
+
+// guardRemoval is the lockout guard of removing key lines (exclusive,
+// state absent): when the new content no longer holds the key a
+// break-glass login of the playbook uses for this user (or that key cannot
+// be read), fresh logins must first prove that the control user and
+// min_working of the logins left still get in. It runs before the file is
+// written, so a refusal changes nothing.
+func (a *AuthorizedKey) guardRemoval(ctx context.Context, env *Env, old, content []byte) error {
+	if env.MinWorking <= 0 {
+		return nil
+	}
+	before, after := keyBlobs(old), keyBlobs(content)
+	var lost []string
+	others := *env
+	others.Logins = nil
+	for _, l := range env.Logins {
+		if l.User != a.user {
+			others.Logins = append(others.Logins, l)
+			continue
+		}
+		blob, err := loginKeyBlob(l.KeyFile)
+		switch {
+		case err != nil && len(before) > len(after):
+			lost = append(lost, fmt.Sprintf("%s (%v)", l.KeyFile, err))
+		case err != nil, !before[blob] || after[blob]:
+			others.Logins = append(others.Logins, l)
+		default:
+			lost = append(lost, l.KeyFile)
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	if env.Dial == nil {
+		return fmt.Errorf("user %s: keys not removed: they hold the break-glass key %s, and there is no way to open fresh logins here to prove the ways in left", a.user, strings.Join(lost, ", "))
+	}
+	if _, err := ProveAccess(ctx, &others, Path{Name: "direct"}, time.Now().Add(2*time.Minute+proveCommitMargin)); err != nil {
+		return fmt.Errorf("user %s: keys not removed: they hold the break-glass key %s; without it %w", a.user, strings.Join(lost, ", "), err)
+	}
+	return nil
+}
+
+// keyBlobs returns the wire forms of the keys of an authorized_keys file.
+func keyBlobs(content []byte) map[string]bool {
+	blobs := map[string]bool{}
+	for _, line := range strings.Split(string(content), "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		if pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t)); err == nil {
+			blobs[string(pk.Marshal())] = true
+		}
+	}
+	return blobs
+}
+
+// loginKeyBlob returns the wire form of the public half of a login's
+// private key file: from KEY.pub when it is there, else from the private
+// key (which fails for a passphrase-protected one).
+func loginKeyBlob(keyFile string) (string, error) {
+	if data, err := os.ReadFile(keyFile + ".pub"); err == nil {
+		if pk, _, _, _, err := ssh.ParseAuthorizedKey(data); err == nil {
+			return string(pk.Marshal()), nil
+		}
+	}
+	data, err := os.ReadFile(keyFile)
+	if err != nil {
+		return "", err
+	}
+	signer, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		// Never quote the file or the parser's detail: it is a secret.
+		return "", errors.New("cannot read its public key")
+	}
+	return string(signer.PublicKey().Marshal()), nil
 }
 
 // authKeyRun is what a plan needs to know about the run.

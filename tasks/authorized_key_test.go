@@ -3,12 +3,14 @@ package tasks
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -488,4 +490,126 @@ func TestProbeKeyOnLab(t *testing.T) {
 	if out, err := acctLogin(l, h, "bg", key); err != nil || out != "breakglass-probe user=bg sudo=ok\n" {
 		t.Fatalf("probe login with sudo: %q, %v", out, err)
 	}
+}
+
+// testPrivateKey writes the private half of testKey(i) to dir/name in
+// OpenSSH format, with its .pub beside it when pub is set.
+func testPrivateKey(t *testing.T, dir, name string, i int, pub bool) string {
+	t.Helper()
+	seed := make([]byte, ed25519.SeedSize)
+	seed[0] = byte(i)
+	block, err := ssh.MarshalPrivateKey(ed25519.NewKeyFromSeed(seed), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pub {
+		if err := os.WriteFile(p+".pub", []byte(testKey(t, i, name)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// TestAuthorizedKeyRemovalGuard: removing the key a break-glass login
+// uses is allowed only when fresh logins prove the control user and
+// min_working of the logins left; removing other keys needs no proof.
+func TestAuthorizedKeyRemovalGuard(t *testing.T) {
+	saved := proveRetryDelay
+	proveRetryDelay = 0
+	defer func() { proveRetryDelay = saved }()
+	dir := t.TempDir()
+	k1 := testPrivateKey(t, dir, "bg-ops1", 1, true)
+	k2 := testPrivateKey(t, dir, "bg-ops2", 2, false) // found from the private key
+	logins := []Login{{User: "bg-ops1", KeyFile: k1}, {User: "bg-ops2", KeyFile: k2}}
+	ok := func(u string) string { return "breakglass-probe user=" + u + " sudo=ok\n" }
+	file := func(keys ...int) []byte {
+		var b strings.Builder
+		for _, k := range keys {
+			b.WriteString(testKey(t, k, "") + "\n")
+		}
+		return []byte(b.String())
+	}
+	ops1 := mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops1, key: %q, exclusive: true}`, testKey(t, 7, "")))
+	ops2gone := mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops2, key: %q, state: absent}`, testKey(t, 2, "")))
+	for _, tc := range []struct {
+		name     string
+		m        *AuthorizedKey
+		old, new []byte
+		min      int
+		fail     map[string]error
+		dial     bool
+		wantErr  string
+		wantDial bool
+	}{
+		{"another key removed: no proof", ops1, file(1, 9), file(1, 7), 2, nil, true, "", false},
+		{"the login's key removed, the other works", ops1, file(1, 9), file(7), 1, nil, true, "", true},
+		{"min_working counts the lost login", ops1, file(1), file(7), 2, nil, true, "fewer than min_working 2", true},
+		{"the other login is locked out", ops1, file(1), file(7), 1, map[string]error{"bg-ops2/direct": errors.New("ssh: unable to authenticate")}, true, "0 of 1", true},
+		{"the control user is locked out", ops1, file(1), file(7), 1, map[string]error{"admin/direct": errors.New("down")}, true, "the control user admin cannot log in", true},
+		{"the key was not there: nothing lost", ops1, file(9), file(7), 2, nil, true, "", false},
+		{"key read from the private key", ops2gone, file(2, 5), file(5), 1, nil, true, "keys not removed", true},
+		{"key read from the private key is kept", mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops2, key: %q, state: absent}`, testKey(t, 5, ""))), file(2, 5), file(2), 1, nil, true, "", false},
+		{"no fresh logins possible", ops1, file(1), file(7), 1, nil, false, "no way to open fresh logins", false},
+		{"no min_working: no guard", ops1, file(1), file(7), 0, nil, true, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &countingLogins{fakeLogins: fakeLogins{answers: map[string]string{
+				"admin/direct": ok("admin"), "bg-ops1/direct": ok("bg-ops1"), "bg-ops2/direct": ok("bg-ops2")}, fail: tc.fail}}
+			if tc.name == "key read from the private key" {
+				d.fail = map[string]error{"bg-ops1/direct": errors.New("ssh: unable to authenticate")}
+			}
+			env := &Env{ControlUser: "admin", Logins: logins, MinWorking: tc.min}
+			if tc.dial {
+				env.Dial = d
+			}
+			err := tc.m.guardRemoval(context.Background(), env, tc.old, tc.new)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+			if got := len(d.users) > 0; got != tc.wantDial {
+				t.Errorf("fresh logins made: %v, want %v (%v)", got, tc.wantDial, d.users)
+			}
+			for _, u := range d.users {
+				if u == tc.m.user && tc.wantDial {
+					t.Errorf("the login whose key goes was counted as a way in left")
+				}
+			}
+		})
+	}
+}
+
+// TestAuthorizedKeyRemovalNotBatched: exclusive and absent keys prove the
+// ways in left after every earlier change, so they never join a batch.
+func TestAuthorizedKeyRemovalNotBatched(t *testing.T) {
+	k := testKey(t, 3, "")
+	for src, want := range map[string]bool{
+		fmt.Sprintf(`{user: u, key: %q}`, k):                  true,
+		fmt.Sprintf(`{user: u, key: %q, exclusive: true}`, k): false,
+		fmt.Sprintf(`{user: u, key: %q, state: absent}`, k):   false,
+	} {
+		if _, ok := CanBatch(mustAuthorizedKey(t, src)); ok != want {
+			t.Errorf("%s: batchable %v, want %v", src, ok, want)
+		}
+	}
+}
+
+// countingLogins records which users fresh logins were opened for.
+type countingLogins struct {
+	fakeLogins
+	mu    sync.Mutex
+	users []string
+}
+
+func (c *countingLogins) Login(ctx context.Context, user, keyFile string, p Path) (Runner, func() error, error) {
+	c.mu.Lock()
+	c.users = append(c.users, user)
+	c.mu.Unlock()
+	return c.fakeLogins.Login(ctx, user, keyFile, p)
 }

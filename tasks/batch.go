@@ -33,11 +33,15 @@ func (*SSHPermissions) batchable() {}
 func (*Sudoers) batchable()        {}
 
 // CanBatch reports whether m's changes may be queued: it is Batchable,
-// and not a user removal, whose guard proves the remaining ways in with
-// fresh logins and so needs every earlier change made first.
+// and not a removal (a user, exclusive or absent keys), whose guard
+// proves the remaining ways in with fresh logins and so needs every
+// earlier change made first.
 func CanBatch(m Module) (Batchable, bool) {
 	b, ok := m.(Batchable)
 	if u, isUser := m.(*User); isUser && u.State == "absent" {
+		return b, false
+	}
+	if a, isKey := m.(*AuthorizedKey); isKey && (a.exclusive || a.absent) {
 		return b, false
 	}
 	return b, ok

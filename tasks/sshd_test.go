@@ -1019,3 +1019,49 @@ func TestUserAbsentGuardOnLab(t *testing.T) {
 	}
 	x.mustLogin(t, 0, "admin", "bg-ops2")
 }
+
+// TestAuthorizedKeyGuardOnLab: exclusive keys that would drop the key a
+// break-glass user logs in with, on a real sshd: refused (file unchanged)
+// while the other user is locked out or min_working needs both; kept when
+// the other user still gets in.
+func TestAuthorizedKeyGuardOnLab(t *testing.T) {
+	t.Parallel()
+	x := newSSHDLab(t)
+	newKey := testKey(t, 42, "new")
+	exclusive := func(min int) (*Result, error) {
+		env := x.env()
+		env.MinWorking = min
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		m, err := decodeTask(t, NewAuthorizedKey, fmt.Sprintf(`{user: bg-ops1, key: %q, exclusive: true}`, newKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Run(ctx, x.h.Runner(), env)
+	}
+	const file = "/home/bg-ops1/.ssh/authorized_keys"
+	before := x.sh(t, "cat "+file, nil)
+	x.sh(t, "mv /home/bg-ops2/.ssh/authorized_keys /home/bg-ops2/.ssh/off", nil)
+	if _, err := exclusive(1); err == nil || !strings.Contains(err.Error(), "keys not removed") || !strings.Contains(err.Error(), "0 of 1 break-glass users") {
+		t.Fatalf("exclusive with no other working user: %v", err)
+	}
+	x.sh(t, "mv /home/bg-ops2/.ssh/off /home/bg-ops2/.ssh/authorized_keys", nil)
+	if _, err := exclusive(2); err == nil || !strings.Contains(err.Error(), "fewer than min_working 2") {
+		t.Fatalf("exclusive below min_working 2: %v", err)
+	}
+	if got := x.sh(t, "cat "+file, nil); got != before {
+		t.Fatalf("a refused removal changed %s:\n%s", file, got)
+	}
+	x.mustLogin(t, 0, "bg-ops1")
+	res, err := exclusive(1)
+	if err != nil || !res.Changed {
+		t.Fatalf("exclusive with bg-ops2 still working: %+v %v", res, err)
+	}
+	if got := x.sh(t, "cat "+file, nil); strings.TrimSpace(got) != newKey {
+		t.Errorf("%s after exclusive:\n%s", file, got)
+	}
+	if err := x.login("bg-ops1", 0); err == nil {
+		t.Error("bg-ops1 still logs in with the removed key")
+	}
+	x.mustLogin(t, 0, "admin", "bg-ops2")
+}
