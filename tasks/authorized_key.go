@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/crypto/ssh"
@@ -345,23 +344,29 @@ func (a *AuthorizedKey) guardRemoval(ctx context.Context, env *Env, old, content
 		return nil
 	}
 	before, after := keyBlobs(old), keyBlobs(content)
+	removed := false
+	for b := range before {
+		removed = removed || !after[b]
+	}
+	if !removed {
+		return nil
+	}
 	var lost []string
-	others := *env
-	others.Logins = nil
+	leftOut := map[Login]bool{}
 	for _, l := range env.Logins {
 		if l.User != a.user {
-			others.Logins = append(others.Logins, l)
 			continue
 		}
 		blob, err := loginKeyBlob(l.KeyFile)
 		switch {
-		case err != nil && len(before) > len(after):
+		case err != nil:
 			lost = append(lost, fmt.Sprintf("%s (%v)", l.KeyFile, err))
-		case err != nil, !before[blob] || after[blob]:
-			others.Logins = append(others.Logins, l)
-		default:
+		case before[blob] && !after[blob]:
 			lost = append(lost, l.KeyFile)
+		default:
+			continue
 		}
+		leftOut[l] = true
 	}
 	if len(lost) == 0 {
 		return nil
@@ -369,7 +374,7 @@ func (a *AuthorizedKey) guardRemoval(ctx context.Context, env *Env, old, content
 	if env.Dial == nil {
 		return fmt.Errorf("user %s: keys not removed: they hold the break-glass key %s, and there is no way to open fresh logins here to prove the ways in left", a.user, strings.Join(lost, ", "))
 	}
-	if _, err := ProveAccess(ctx, &others, Path{Name: "direct"}, time.Now().Add(2*time.Minute+proveCommitMargin)); err != nil {
+	if err := proveWithout(ctx, env, func(l Login) bool { return leftOut[l] }); err != nil {
 		return fmt.Errorf("user %s: keys not removed: they hold the break-glass key %s; without it %w", a.user, strings.Join(lost, ", "), err)
 	}
 	return nil
@@ -392,7 +397,7 @@ func keyBlobs(content []byte) map[string]bool {
 
 // loginKeyBlob returns the wire form of the public half of a login's
 // private key file: from KEY.pub when it is there, else from the private
-// key (which fails for a passphrase-protected one).
+// key (an encrypted one in OpenSSH format names its public key in clear).
 func loginKeyBlob(keyFile string) (string, error) {
 	if data, err := os.ReadFile(keyFile + ".pub"); err == nil {
 		if pk, _, _, _, err := ssh.ParseAuthorizedKey(data); err == nil {
@@ -404,11 +409,15 @@ func loginKeyBlob(keyFile string) (string, error) {
 		return "", err
 	}
 	signer, err := ssh.ParsePrivateKey(data)
-	if err != nil {
-		// Never quote the file or the parser's detail: it is a secret.
-		return "", errors.New("cannot read its public key")
+	var locked *ssh.PassphraseMissingError
+	switch {
+	case err == nil:
+		return string(signer.PublicKey().Marshal()), nil
+	case errors.As(err, &locked) && locked.PublicKey != nil:
+		return string(locked.PublicKey.Marshal()), nil
 	}
-	return string(signer.PublicKey().Marshal()), nil
+	// Never quote the file or the parser's detail: it is a secret.
+	return "", errors.New("cannot read its public key")
 }
 
 // authKeyRun is what a plan needs to know about the run.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -524,8 +525,22 @@ func TestAuthorizedKeyRemovalGuard(t *testing.T) {
 	dir := t.TempDir()
 	k1 := testPrivateKey(t, dir, "bg-ops1", 1, true)
 	k2 := testPrivateKey(t, dir, "bg-ops2", 2, false) // found from the private key
+	locked := filepath.Join(dir, "locked")            // found from an encrypted key
+	seed := make([]byte, ed25519.SeedSize)
+	seed[0] = 1
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(ed25519.NewKeyFromSeed(seed), "", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(locked, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	logins := []Login{{User: "bg-ops1", KeyFile: k1}, {User: "bg-ops2", KeyFile: k2}}
+	withOps1Key := func(keyFile string) []Login { return []Login{{User: "bg-ops1", KeyFile: keyFile}, logins[1]} }
 	ok := func(u string) string { return "breakglass-probe user=" + u + " sudo=ok\n" }
+	refused := func(user string) map[string]error {
+		return map[string]error{user + "/direct": errors.New("ssh: unable to authenticate")}
+	}
 	file := func(keys ...int) []byte {
 		var b strings.Builder
 		for _, k := range keys {
@@ -534,37 +549,44 @@ func TestAuthorizedKeyRemovalGuard(t *testing.T) {
 		return []byte(b.String())
 	}
 	ops1 := mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops1, key: %q, exclusive: true}`, testKey(t, 7, "")))
-	ops2gone := mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops2, key: %q, state: absent}`, testKey(t, 2, "")))
+	ops2gone := func(k int) *AuthorizedKey {
+		return mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops2, key: %q, state: absent}`, testKey(t, k, "")))
+	}
 	for _, tc := range []struct {
 		name     string
 		m        *AuthorizedKey
+		logins   []Login // nil: logins
 		old, new []byte
 		min      int
 		fail     map[string]error
-		dial     bool
+		noDial   bool
 		wantErr  string
 		wantDial bool
 	}{
-		{"another key removed: no proof", ops1, file(1, 9), file(1, 7), 2, nil, true, "", false},
-		{"the login's key removed, the other works", ops1, file(1, 9), file(7), 1, nil, true, "", true},
-		{"min_working counts the lost login", ops1, file(1), file(7), 2, nil, true, "fewer than min_working 2", true},
-		{"the other login is locked out", ops1, file(1), file(7), 1, map[string]error{"bg-ops2/direct": errors.New("ssh: unable to authenticate")}, true, "0 of 1", true},
-		{"the control user is locked out", ops1, file(1), file(7), 1, map[string]error{"admin/direct": errors.New("down")}, true, "the control user admin cannot log in", true},
-		{"the key was not there: nothing lost", ops1, file(9), file(7), 2, nil, true, "", false},
-		{"key read from the private key", ops2gone, file(2, 5), file(5), 1, nil, true, "keys not removed", true},
-		{"key read from the private key is kept", mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops2, key: %q, state: absent}`, testKey(t, 5, ""))), file(2, 5), file(2), 1, nil, true, "", false},
-		{"no fresh logins possible", ops1, file(1), file(7), 1, nil, false, "no way to open fresh logins", false},
-		{"no min_working: no guard", ops1, file(1), file(7), 0, nil, true, "", false},
+		{name: "another key removed: no proof", m: ops1, old: file(1, 9), new: file(1, 7), min: 2},
+		{name: "the login's key removed, the other works", m: ops1, old: file(1, 9), new: file(7), min: 1, wantDial: true},
+		{name: "min_working counts the lost login", m: ops1, old: file(1), new: file(7), min: 2, wantErr: "fewer than min_working 2", wantDial: true},
+		{name: "the other login is locked out", m: ops1, old: file(1), new: file(7), min: 1, fail: refused("bg-ops2"), wantErr: "0 of 1", wantDial: true},
+		{name: "the control user is locked out", m: ops1, old: file(1), new: file(7), min: 1, fail: refused("admin"), wantErr: "the control user admin cannot log in", wantDial: true},
+		{name: "the key was not there: nothing lost", m: ops1, old: file(9), new: file(7), min: 2},
+		{name: "key read from the private key", m: ops2gone(2), old: file(2, 5), new: file(5), min: 1, fail: refused("bg-ops1"), wantErr: "keys not removed", wantDial: true},
+		{name: "key read from the private key is kept", m: ops2gone(5), old: file(2, 5), new: file(2), min: 1},
+		{name: "key read from an encrypted key is kept", m: ops1, logins: withOps1Key(locked), old: file(1, 9), new: file(1, 7), min: 2},
+		{name: "key read from an encrypted key goes", m: ops1, logins: withOps1Key(locked), old: file(1), new: file(7), min: 2, wantErr: "fewer than min_working 2", wantDial: true},
+		{name: "unreadable key, a key swapped for another: counted as lost", m: ops1, logins: withOps1Key(filepath.Join(dir, "missing")), old: file(9), new: file(7), min: 1, fail: refused("bg-ops2"), wantErr: "keys not removed", wantDial: true},
+		{name: "unreadable key, nothing removed: no proof", m: ops1, logins: withOps1Key(filepath.Join(dir, "missing")), old: file(9), new: file(9, 7), min: 2},
+		{name: "no fresh logins possible", m: ops1, old: file(1), new: file(7), min: 1, noDial: true, wantErr: "no way to open fresh logins"},
+		{name: "no min_working: no guard", m: ops1, old: file(1), new: file(7)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &countingLogins{fakeLogins: fakeLogins{answers: map[string]string{
 				"admin/direct": ok("admin"), "bg-ops1/direct": ok("bg-ops1"), "bg-ops2/direct": ok("bg-ops2")}, fail: tc.fail}}
-			if tc.name == "key read from the private key" {
-				d.fail = map[string]error{"bg-ops1/direct": errors.New("ssh: unable to authenticate")}
+			env := &Env{ControlUser: "admin", Logins: logins, MinWorking: tc.min, Dial: d}
+			if tc.logins != nil {
+				env.Logins = tc.logins
 			}
-			env := &Env{ControlUser: "admin", Logins: logins, MinWorking: tc.min}
-			if tc.dial {
-				env.Dial = d
+			if tc.noDial {
+				env.Dial = nil
 			}
 			err := tc.m.guardRemoval(context.Background(), env, tc.old, tc.new)
 			switch {
@@ -576,10 +598,8 @@ func TestAuthorizedKeyRemovalGuard(t *testing.T) {
 			if got := len(d.users) > 0; got != tc.wantDial {
 				t.Errorf("fresh logins made: %v, want %v (%v)", got, tc.wantDial, d.users)
 			}
-			for _, u := range d.users {
-				if u == tc.m.user && tc.wantDial {
-					t.Errorf("the login whose key goes was counted as a way in left")
-				}
+			if slices.Contains(d.users, tc.m.user) {
+				t.Errorf("the login whose key goes was counted as a way in left: %v", d.users)
 			}
 		})
 	}
