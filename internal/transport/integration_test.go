@@ -102,6 +102,7 @@ func TestIntegration(t *testing.T) {
 	t.Run("BecomeNoPassword", func(t *testing.T) { testBecomeNoPassword(t, env) })
 	t.Run("BecomePassword", func(t *testing.T) { testBecomePassword(t, env) })
 	t.Run("RootShell", func(t *testing.T) { testRootShell(t, env) })
+	t.Run("ShellStartCutOff", func(t *testing.T) { testShellStartCutOff(t, env) })
 	t.Run("Jump", func(t *testing.T) { testJump(t, env) })
 	t.Run("HostKeys", func(t *testing.T) { testRealHostKeys(t, env) })
 	t.Run("KeepaliveClosesDeadConnection", func(t *testing.T) { testKeepalive(t, env) })
@@ -282,6 +283,52 @@ func testRootShell(t *testing.T, env *labEnv) {
 	}
 	if again := run("echo $PPID; id -un", nil); again == parent {
 		t.Errorf("the shell that ran the cut-off command was used again: %q", again)
+	}
+}
+
+// testShellStartCutOff: a shell that never answers "ready" — still
+// reading its input, or printing something else first — is given up on
+// when ctx ends or at once, never waited for, and the connection stays
+// usable. (CI once hung here for 8 minutes behind a slow link.)
+func testShellStartCutOff(t *testing.T, env *labEnv) {
+	c := env.dial(t, Config{}, env.target(env.lab.Hosts[0]))
+	for _, tc := range []struct {
+		name, cmd string
+		timeout   time.Duration
+		want      func(error) bool
+	}{
+		{"reads its input forever", "cat >/dev/null", time.Second,
+			func(err error) bool { return errors.Is(err, context.DeadlineExceeded) }},
+		{"prints something else first", "echo hello; exec cat >/dev/null", time.Minute,
+			func(err error) bool { return err != nil && strings.Contains(err.Error(), "unexpected first line") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+			defer cancel()
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() {
+				sh, err := c.StartShell(ctx, tc.cmd)
+				if sh != nil {
+					sh.Close()
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if !tc.want(err) {
+					t.Errorf("StartShell: %v", err)
+				}
+				if d := time.Since(start); d > tc.timeout+cancelGrace+time.Second && d > 2*cancelGrace {
+					t.Errorf("StartShell took %s", d)
+				}
+			case <-time.After(tc.timeout + 20*time.Second):
+				t.Fatal("StartShell did not return")
+			}
+			if out, err := c.Run(context.Background(), "echo still here", nil); err != nil || string(out) != "still here\n" {
+				t.Errorf("the connection after: %q %v", out, err)
+			}
+		})
 	}
 }
 

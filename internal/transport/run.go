@@ -40,8 +40,11 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, err
 	stderr := &capBuffer{max: maxStderr}
 	sess.Stdout, sess.Stderr = &stdout, stderr
 	sess.Stdin = bytes.NewReader(stdin)
-	if err := sess.Start(cmd); err != nil {
+	if err := c.start(ctx, sess, cmd); err != nil {
 		sess.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, c.sessionErr(fmt.Errorf("start command: %w", err))
 	}
 	done := make(chan error, 1)
@@ -70,6 +73,24 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, err
 		return stdout.Bytes(), &ExitError{Code: -1, Stderr: stderr.String() + "\n(the server reported no exit status)"}
 	}
 	return stdout.Bytes(), fmt.Errorf("run command: %w", err)
+}
+
+// start starts cmd on sess, giving up when ctx ends: x/crypto waits for the
+// server's answer to the exec request without a context. Then the session
+// is closed, and the connection too if that is not answered within
+// cancelGrace.
+func (c *Client) start(ctx context.Context, sess *ssh.Session, cmd string) error {
+	started := make(chan error, 1)
+	stop := context.AfterFunc(ctx, func() {
+		sess.Close()
+		c.closeUnlessEnded(started)
+	})
+	err := sess.Start(cmd)
+	started <- err
+	if !stop() {
+		return ctx.Err()
+	}
+	return err
 }
 
 // newSession opens a session, giving up when ctx ends.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -79,8 +80,11 @@ func (c *Client) StartShell(ctx context.Context, cmd string) (*Shell, error) {
 		return nil, err
 	}
 	s.nonce = hex.EncodeToString(b[:])
-	if err := sess.Start(cmd); err != nil {
+	if err := c.start(ctx, sess, cmd); err != nil {
 		sess.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, c.sessionErr(fmt.Errorf("start shell: %w", err))
 	}
 	// The shell answers once it reads: "ready", or nothing when it never
@@ -100,22 +104,64 @@ func (c *Client) StartShell(ctx context.Context, cmd string) (*Shell, error) {
 	select {
 	case err = <-ready:
 	case <-ctx.Done():
-		err = ctx.Err()
+		// The shell may still be waiting for its input (a slow link, sudo
+		// stuck): nothing it says can be waited for. Close it, and the
+		// connection too if the close is not answered either.
+		s.kill(ctx.Err())
+		go c.closeUnlessEnded(waitErr(ready))
+		return nil, ctx.Err()
 	}
 	if err != nil {
-		msg, _ := io.ReadAll(io.LimitReader(s.errs, maxStderr))
-		werr := sess.Wait()
-		sess.Close()
-		var exit *ssh.ExitError
-		if errors.As(werr, &exit) {
-			return nil, &ExitError{Code: exit.ExitStatus(), Signal: exit.Signal(), Stderr: string(msg)}
-		}
-		if lost := c.ended(); lost != nil {
-			return nil, lost
-		}
-		return nil, fmt.Errorf("start shell: %w", err)
+		return nil, s.startErr(ctx, err)
 	}
 	return s, nil
+}
+
+// waitErr delivers what ch delivers, as the done channel closeUnlessEnded
+// watches.
+func waitErr(ch <-chan error) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- <-ch }()
+	return done
+}
+
+// startErr explains a shell that did not answer "ready": its stderr and
+// exit status when it ended by itself (sudo wants a password). Its input is
+// closed first, so a shell that is still running ends; what is left of its
+// output is drained, so it is never blocked writing it. It waits at most
+// cancelGrace, or until ctx ends, and then closes the session.
+func (s *Shell) startErr(ctx context.Context, err error) error {
+	_ = s.in.Close()
+	type exited struct {
+		msg  []byte
+		werr error
+	}
+	ch := make(chan exited, 1)
+	go func() {
+		go io.Copy(io.Discard, s.out)
+		msg, _ := io.ReadAll(io.LimitReader(s.errs, maxStderr))
+		_, _ = io.Copy(io.Discard, s.errs)
+		ch <- exited{msg, s.sess.Wait()}
+	}()
+	t := time.NewTimer(cancelGrace)
+	defer t.Stop()
+	select {
+	case x := <-ch:
+		s.sess.Close()
+		var exit *ssh.ExitError
+		if errors.As(x.werr, &exit) {
+			return &ExitError{Code: exit.ExitStatus(), Signal: exit.Signal(), Stderr: string(x.msg)}
+		}
+	case <-ctx.Done():
+		s.kill(ctx.Err())
+		return ctx.Err()
+	case <-t.C:
+		s.kill(err)
+	}
+	if lost := s.c.ended(); lost != nil {
+		return lost
+	}
+	return fmt.Errorf("start shell: %w", err)
 }
 
 // Run runs cmd in a subshell, with stdin as its input, and returns its
