@@ -40,12 +40,8 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, err
 	stderr := &capBuffer{max: maxStderr}
 	sess.Stdout, sess.Stderr = &stdout, stderr
 	sess.Stdin = bytes.NewReader(stdin)
-	if err := c.start(ctx, sess, cmd); err != nil {
-		sess.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, c.sessionErr(fmt.Errorf("start command: %w", err))
+	if err := c.start(ctx, sess, cmd, "start command"); err != nil {
+		return nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
@@ -78,8 +74,9 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, err
 // start starts cmd on sess, giving up when ctx ends: x/crypto waits for the
 // server's answer to the exec request without a context. Then the session
 // is closed, and the connection too if that is not answered within
-// cancelGrace.
-func (c *Client) start(ctx context.Context, sess *ssh.Session, cmd string) error {
+// cancelGrace. On failure sess is closed and the error is ctx's, or what
+// went wrong under the label what.
+func (c *Client) start(ctx context.Context, sess *ssh.Session, cmd, what string) error {
 	started := make(chan error, 1)
 	stop := context.AfterFunc(ctx, func() {
 		sess.Close()
@@ -87,10 +84,14 @@ func (c *Client) start(ctx context.Context, sess *ssh.Session, cmd string) error
 	})
 	err := sess.Start(cmd)
 	started <- err
-	if !stop() {
+	switch {
+	case !stop():
 		return ctx.Err()
+	case err != nil:
+		sess.Close()
+		return c.sessionErr(fmt.Errorf("%s: %w", what, err))
 	}
-	return err
+	return nil
 }
 
 // newSession opens a session, giving up when ctx ends.

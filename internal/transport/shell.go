@@ -80,12 +80,8 @@ func (c *Client) StartShell(ctx context.Context, cmd string) (*Shell, error) {
 		return nil, err
 	}
 	s.nonce = hex.EncodeToString(b[:])
-	if err := c.start(ctx, sess, cmd); err != nil {
-		sess.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, c.sessionErr(fmt.Errorf("start shell: %w", err))
+	if err := c.start(ctx, sess, cmd, "start shell"); err != nil {
+		return nil, err
 	}
 	// The shell answers once it reads: "ready", or nothing when it never
 	// started (then stderr says why, and the session's exit status).
@@ -105,10 +101,8 @@ func (c *Client) StartShell(ctx context.Context, cmd string) (*Shell, error) {
 	case err = <-ready:
 	case <-ctx.Done():
 		// The shell may still be waiting for its input (a slow link, sudo
-		// stuck): nothing it says can be waited for. Close it, and the
-		// connection too if the close is not answered either.
-		s.kill(ctx.Err())
-		go c.closeUnlessEnded(waitErr(ready))
+		// stuck): nothing it says can be waited for.
+		s.abandon(ctx.Err(), ready)
 		return nil, ctx.Err()
 	}
 	if err != nil {
@@ -117,51 +111,48 @@ func (c *Client) StartShell(ctx context.Context, cmd string) (*Shell, error) {
 	return s, nil
 }
 
-// waitErr delivers what ch delivers, as the done channel closeUnlessEnded
-// watches.
-func waitErr(ch <-chan error) <-chan error {
-	done := make(chan error, 1)
-	go func() { done <- <-ch }()
-	return done
-}
-
 // startErr explains a shell that did not answer "ready": its stderr and
 // exit status when it ended by itself (sudo wants a password). Its input is
 // closed first, so a shell that is still running ends; what is left of its
 // output is drained, so it is never blocked writing it. It waits at most
-// cancelGrace, or until ctx ends, and then closes the session.
+// cancelGrace, or until ctx ends, and then abandons the shell.
 func (s *Shell) startErr(ctx context.Context, err error) error {
 	_ = s.in.Close()
-	type exited struct {
-		msg  []byte
-		werr error
-	}
-	ch := make(chan exited, 1)
+	var msg []byte // written before ended delivers
+	ended := make(chan error, 1)
 	go func() {
 		go io.Copy(io.Discard, s.out)
-		msg, _ := io.ReadAll(io.LimitReader(s.errs, maxStderr))
+		msg, _ = io.ReadAll(io.LimitReader(s.errs, maxStderr))
 		_, _ = io.Copy(io.Discard, s.errs)
-		ch <- exited{msg, s.sess.Wait()}
+		ended <- s.sess.Wait()
 	}()
 	t := time.NewTimer(cancelGrace)
 	defer t.Stop()
 	select {
-	case x := <-ch:
+	case werr := <-ended:
 		s.sess.Close()
 		var exit *ssh.ExitError
-		if errors.As(x.werr, &exit) {
-			return &ExitError{Code: exit.ExitStatus(), Signal: exit.Signal(), Stderr: string(x.msg)}
+		if errors.As(werr, &exit) {
+			return &ExitError{Code: exit.ExitStatus(), Signal: exit.Signal(), Stderr: string(msg)}
 		}
 	case <-ctx.Done():
-		s.kill(ctx.Err())
+		s.abandon(ctx.Err(), ended)
 		return ctx.Err()
 	case <-t.C:
-		s.kill(err)
+		s.abandon(err, ended)
 	}
 	if lost := s.c.ended(); lost != nil {
 		return lost
 	}
 	return fmt.Errorf("start shell: %w", err)
+}
+
+// abandon kills a shell that is not answering, and has the connection
+// closed too when ended, which delivers once the shell's streams are over,
+// does not within cancelGrace (see closeUnlessEnded).
+func (s *Shell) abandon(why error, ended <-chan error) {
+	s.kill(why)
+	go s.c.closeUnlessEnded(ended)
 }
 
 // Run runs cmd in a subshell, with stdin as its input, and returns its
@@ -233,8 +224,9 @@ func (s *Shell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, erro
 		}
 		return r.out, nil
 	case <-ctx.Done():
-		s.kill(fmt.Errorf("root shell closed: %w", ctx.Err()))
-		go func() { <-ch }()
+		ended := make(chan error, 1)
+		go func() { ended <- (<-ch).err }()
+		s.abandon(fmt.Errorf("root shell closed: %w", ctx.Err()), ended)
 		return nil, ctx.Err()
 	}
 }
