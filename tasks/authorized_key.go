@@ -510,7 +510,7 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 			walk[i+1] = *st
 			steps = append(steps, hostStep{
 				change: Change{What: fmt.Sprintf("create directory %s (owner %s, 0700)", d.Path, a.user), Path: d.Path},
-				cmd:    shell.Join("mkdir", "-m", "0700", "--", d.Path) + "\n" + shell.Join("chown", "-h", "--", owner, d.Path),
+				cmd:    shell.Join("bg_mkdir", "0700", d.Path, owner),
 				after:  st,
 			})
 		case !d.Exists:
@@ -518,7 +518,7 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 			walk[i+1] = *st
 			steps = append(steps, hostStep{
 				change: Change{What: fmt.Sprintf("create directory %s (owner root, 0755)", d.Path), Path: d.Path},
-				cmd:    shell.Join("mkdir", "-m", "0755", "--", d.Path),
+				cmd:    shell.Join("bg_mkdir", "0755", d.Path, "root"),
 				after:  st,
 			})
 		case !d.IsDir():
@@ -528,7 +528,7 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 				d = *owned(d)
 				steps = append(steps, hostStep{
 					change: Change{What: fmt.Sprintf("chown %s %s (owner uid %d)", owner, d.Path, dirs[i].UID), Path: d.Path},
-					cmd:    shell.Join("chown", "-h", "--", owner, d.Path),
+					cmd:    shell.Join("bg_chown", owner, d.Path),
 					after:  &d,
 				})
 			}
@@ -537,7 +537,7 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 				st.Mode = d.Mode&^0o7777 | 0o700 | d.Mode&0o6000
 				steps = append(steps, hostStep{
 					change: Change{What: fmt.Sprintf("chmod 0700 %s (was %04o)", d.Path, d.Perm()), Path: d.Path},
-					cmd:    shell.Join("bg_chmod", "0700", d.Path),
+					cmd:    shell.Join("bg_chmod", "0700", d.Path, a.user),
 					after:  &st,
 				})
 			}
@@ -573,7 +573,7 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 			st := owned(file)
 			steps = append(steps, hostStep{
 				change: Change{What: fmt.Sprintf("chown %s %s (owner uid %d)", owner, kf.Real, file.UID), Path: kf.Real},
-				cmd:    shell.Join("chown", "-h", "--", owner, kf.Real),
+				cmd:    shell.Join("bg_chown", owner, kf.Real),
 				after:  st,
 			})
 			file = *st
@@ -583,7 +583,7 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 			st.Mode = file.Mode&^0o7777 | 0o600
 			steps = append(steps, hostStep{
 				change: Change{What: fmt.Sprintf("chmod 0600 %s (was %04o)", kf.Real, file.Perm()), Path: kf.Real},
-				cmd:    shell.Join("bg_chmod", "0600", kf.Real),
+				cmd:    shell.Join("bg_chmod", "0600", kf.Real, a.user),
 				after:  &st,
 			})
 		}

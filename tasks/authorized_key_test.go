@@ -336,9 +336,9 @@ func TestAuthorizedKeyRepairsOwnerAndModes(t *testing.T) {
 		t.Errorf("rewrote a file whose content is right: %q", content)
 	}
 	wantWords := [][][]string{
-		{{"bg_chmod", "0700", "/home/bob/.ssh"}},
-		{{"chown", "-h", "--", "bob:", "/home/bob/.ssh/authorized_keys"}},
-		{{"bg_chmod", "0600", "/home/bob/.ssh/authorized_keys"}},
+		{{"bg_chmod", "0700", "/home/bob/.ssh", "bob"}},
+		{{"bg_chown", "bob:", "/home/bob/.ssh/authorized_keys"}},
+		{{"bg_chmod", "0600", "/home/bob/.ssh/authorized_keys", "bob"}},
 	}
 	wantWhat := []string{
 		"chmod 0700 /home/bob/.ssh (was 0777)",
@@ -367,12 +367,12 @@ func TestAuthorizedKeyEffectivePath(t *testing.T) {
 		{"symlink", "dave", false, [][][]string{{{"bg_write", "/srv/keys/dave/authorized_keys", "dave:", "0600"}}}},
 		// No ~/.ssh yet.
 		{"locked", "carol", false, [][][]string{
-			{{"mkdir", "-m", "0700", "--", "/home/carol/.ssh"}, {"chown", "-h", "--", "carol:", "/home/carol/.ssh"}},
+			{{"bg_mkdir", "0700", "/home/carol/.ssh", "carol:"}},
 			{{"bg_write", "/home/carol/.ssh/authorized_keys", "carol:", "0600"}},
 		}},
 		// A user a task before this one would create, in check mode.
 		{"missing", "ghost", true, [][][]string{
-			{{"mkdir", "-m", "0700", "--", "/home/ghost/.ssh"}, {"chown", "-h", "--", "ghost:", "/home/ghost/.ssh"}},
+			{{"bg_mkdir", "0700", "/home/ghost/.ssh", "ghost:"}},
 			{{"bg_write", "/home/ghost/.ssh/authorized_keys", "ghost:", "0600"}},
 		}},
 	} {

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"bytes"
+	_ "embed"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -1046,44 +1047,23 @@ func predictFacts(uf *UserFacts, steps []hostStep, contentPath string, content [
 }
 
 // applyPrelude starts every apply script and defines the helpers plan
-// commands use. bg_write FILE OWNER MODE CONTENT writes CONTENT (FILE
-// absolute) atomically, with the shell's own printf: a temp file in
-// the same directory, owner and mode set, fsync, the previous version kept
-// as FILE.breakglass.bak (a hard link to the old inode), rename over FILE.
-// The directory is not fsynced: a crash before the rename reaches the disk
-// leaves the old file, whole, which is all atomicity asks (the next run
-// writes it again). Neither helper follows a symlink with chown or
-// chmod: root works inside directories users own.
-//
-// mktemp makes the temp file 0600, so that mode needs no chmod.
+// commands use to change paths (nofollow.sh: bg_write, bg_chown, bg_chmod,
+// bg_mkdir), none of which follows a symbolic link a user could have
+// planted; see the comment at the top of that file.
 //
 // Step commands are simple commands, one per line, so that set -e stops
 // at the first failure (it does not inside && lists). The script travels
 // on the shell's stdin inside one { } group: the shell parses all of it
 // before it runs any of it, so a script cut short by a lost connection is
 // a syntax error that changes nothing, never half a file.
-const applyPrelude = `set -e
+var applyPrelude = `set -e
 umask 022
 LC_ALL=C; export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-bg_chmod() {
-	if [ -L "$2" ]; then echo "breakglass: $2 is a symlink: not changing its mode" >&2; exit 1; fi
-	chmod "$1" -- "$2"
-}
-bg_write() {
-	bg_d=${1%/*}
-	bg_d=${bg_d:-/}
-	bg_t=$(mktemp -- "$bg_d/.${1##*/}.breakglass.XXXXXX")
-	trap 'rm -f -- "$bg_t"' EXIT
-	printf '%s' "$4" >"$bg_t"
-	chown -h -- "$2" "$bg_t"
-	[ "$3" = 0600 ] || bg_chmod "$3" "$bg_t"
-	sync -- "$bg_t"
-	if [ -e "$1" ]; then ln -fT -- "$1" "$1.breakglass.bak"; fi
-	mv -fT -- "$bg_t" "$1"
-	trap - EXIT
-}
-`
+` + nofollowScript
+
+//go:embed nofollow.sh
+var nofollowScript string
 
 // BackupSuffix names the previous version of a file breakglass replaced,
 // kept beside it: authorized_keys.breakglass.bak.

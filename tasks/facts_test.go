@@ -168,7 +168,7 @@ func unquote(s string) string {
 func shellWords(t *testing.T, cmd string) [][]string {
 	t.Helper()
 	var stubs strings.Builder
-	for _, name := range []string{"useradd", "usermod", "userdel", "chage", "chown", "mkdir", "bg_chmod", "bg_write"} {
+	for _, name := range []string{"useradd", "usermod", "userdel", "chage", "chown", "mkdir", "bg_chmod", "bg_chown", "bg_mkdir", "bg_write"} {
 		fmt.Fprintf(&stubs, "%s() { printf '%%s\\037' %s \"$@\"; printf '\\036'; }\n", name, name)
 	}
 	out, err := exec.Command("/bin/sh", "-c", stubs.String()+cmd).Output()

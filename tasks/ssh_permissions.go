@@ -194,7 +194,7 @@ func planPermissions(ufs []*UserFacts, check bool) ([]hostStep, error) {
 					}
 					f := permFix{op: "chown", path: c.Path, arg: owner}
 					ch := Change{What: fmt.Sprintf("chown %s %s (owner uid %d -> %s): sshd accepts only %s or root", owner, c.Path, c.UID, owner, uf.Name), Path: c.Path}
-					if err := add(f, ch, shell.Join("chown", "-h", "--", owner, c.Path)); err != nil {
+					if err := add(f, ch, shell.Join("bg_chown", owner, c.Path)); err != nil {
 						errs = append(errs, err)
 					}
 				}
@@ -205,7 +205,7 @@ func planPermissions(ufs []*UserFacts, check bool) ([]hostStep, error) {
 					}
 					f := permFix{op: "chmod", path: c.Path, arg: "go-w"}
 					ch := Change{What: fmt.Sprintf("chmod go-w %s (%04o -> %04o)", c.Path, perm, perm&^0o022), Path: c.Path}
-					if err := add(f, ch, shell.Join("bg_chmod", "go-w", c.Path)); err != nil {
+					if err := add(f, ch, shell.Join("bg_chmod", "go-w", c.Path, uf.Name)); err != nil {
 						errs = append(errs, err)
 					}
 				}
@@ -222,7 +222,7 @@ func planPermissions(ufs []*UserFacts, check bool) ([]hostStep, error) {
 // its parents as root with mode 0755.
 func createHomeStep(name, home string) hostStep {
 	owner := name + ":"
-	cmd := shell.Join("mkdir", "-m", "0700", "--", home) + "\n" + shell.Join("chown", "-h", "--", owner, home)
+	cmd := shell.Join("bg_mkdir", "0700", home, owner)
 	if parent := path.Dir(home); parent != "/" {
 		cmd = shell.Join("mkdir", "-p", "--", parent) + "\n" + cmd
 	}

@@ -51,9 +51,9 @@ func TestSSHPermissionsIncident(t *testing.T) {
 		"chown bob /home/bob/.ssh/authorized_keys (owner uid 1002 -> bob): sshd accepts only bob or root",
 	}
 	wantWords := [][][]string{
-		{{"bg_chmod", "go-w", "/home/bob"}},
-		{{"bg_chmod", "go-w", "/home/bob/.ssh"}},
-		{{"chown", "-h", "--", "bob", "/home/bob/.ssh/authorized_keys"}},
+		{{"bg_chmod", "go-w", "/home/bob", "bob"}},
+		{{"bg_chmod", "go-w", "/home/bob/.ssh", "bob"}},
+		{{"bg_chown", "bob", "/home/bob/.ssh/authorized_keys"}},
 	}
 	if !reflect.DeepEqual(what, wantWhat) || !reflect.DeepEqual(words, wantWords) {
 		t.Errorf("got\n %q\n %q\nwant\n %q\n %q", what, words, wantWhat, wantWords)

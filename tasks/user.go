@@ -389,7 +389,7 @@ func (u *User) homeSteps(home string, st PathStat, uid int, creating bool) ([]ho
 		}
 		return []hostStep{{
 			change: Change{What: fmt.Sprintf("chown %s %s (owner uid %d%s)", owner, home, st.UID, why), Path: home},
-			cmd:    shell.Join("chown", "--", owner, home),
+			cmd:    shell.Join("bg_chown", owner, home),
 		}}, nil
 	}
 	return nil, nil

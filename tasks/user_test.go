@@ -119,7 +119,7 @@ func TestUserPlan(t *testing.T) {
 			want: [][][]string{
 				{{"useradd", "-m", "-d", "/srv/home", "-s", "/bin/bash", "-p", "*", "-e", "", "-f", "-1", "-K", "PASS_MAX_DAYS=-1", "ghost"}},
 				// The home existed before: useradd -m leaves it to root.
-				{{"chown", "--", "ghost:", "/srv/home"}},
+				{{"bg_chown", "ghost:", "/srv/home"}},
 			},
 			wantWhat: []string{"create user ghost", "chown ghost: /srv/home (owner uid 0, it existed before the user)"},
 		},
@@ -158,13 +158,13 @@ func TestUserPlan(t *testing.T) {
 				{{"usermod", "-d", "/srv/alice", "alice"}},
 				{{"usermod", "-c", "Alice A", "alice"}},
 				{{"usermod", "-a", "-G", "sudo,adm", "alice"}},
-				{{"mkdir", "-m", "0700", "--", "/srv/alice"}, {"chown", "-h", "--", "alice:", "/srv/alice"}},
+				{{"bg_mkdir", "0700", "/srv/alice", "alice:"}},
 			},
 			wantWhat: []string{"set home of alice to /srv/alice (was /home/alice)", `set comment of alice to "Alice A" (was "")`, "add alice to group sudo, adm", "create home /srv/alice of alice"},
 		},
 		{
 			name: "missing home", src: `{name: erin}`, file: "nohome", user: "erin",
-			want: [][][]string{{{"mkdir", "-m", "0700", "--", "/home/erin"}, {"chown", "-h", "--", "erin:", "/home/erin"}}},
+			want: [][][]string{{{"bg_mkdir", "0700", "/home/erin", "erin:"}}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,150 @@
+# shellcheck shell=sh
+# nofollow.sh: the only way breakglass changes a path on a host (sourced at
+# the top of every apply script). breakglass is root inside directories
+# ordinary users own (homes, ~/.ssh), where a user can swap any entry for a
+# symbolic link, at any moment. So:
+#
+#   - Every helper first makes the directory of its path the working
+#     directory (bg_pin) and checks that the kernel's name for it is the path
+#     asked for: a symbolic link anywhere on the way makes them differ, and
+#     the helper refuses. From then on it names the entry as ./ENTRY,
+#     relative to the directory itself: a link planted on the way
+#     afterwards changes nothing.
+#   - In a directory only root can change (owned by root, not writable by
+#     group or others: bg_trusted), nobody can swap the entry, and root acts.
+#   - In any other directory, whatever follows the entry (chmod, writing a
+#     file, making a directory) runs as the user (bg_as), with the user's own
+#     rights and nothing more: a link the user planted can only lead where
+#     the user could go anyway. The one thing a user cannot do, chown, uses
+#     chown -h (lchown: never follows the entry), and a regular file is
+#     handed over only when it has a single name and the kernel forbids
+#     users to hard-link files they do not own (fs.protected_hardlinks), so
+#     it cannot be another file in disguise.
+#
+# Paths are absolute, validated and quoted by breakglass. Every helper runs
+# in a subshell, so its cd does not leak into the script.
+
+# bg_dir PATH: the directory of PATH.
+bg_dir() {
+	bg_d=${1%/*}
+	printf '%s\n' "${bg_d:-/}"
+}
+
+# bg_pin DIR: cd into DIR, which must hold no symbolic link now.
+bg_pin() {
+	cd -P -- "$1" 2>/dev/null || { echo "breakglass: cannot enter $1" >&2; return 1; }
+	bg_here=$(pwd -P)
+	if [ "$bg_here" != "$1" ]; then
+		echo "breakglass: $1 is reached through a symbolic link (it leads to $bg_here): not followed" >&2
+		return 1
+	fi
+}
+
+# bg_trusted: the working directory can be changed by root alone.
+bg_trusted() {
+	# shellcheck disable=SC2046 # two numbers
+	set -- $(stat -c '%u %a' .)
+	[ "${1-}" = 0 ] && [ $((0${2-2} & 18)) -eq 0 ]
+}
+
+# bg_nolink ENTRY PATH: refuse when ./ENTRY is a symbolic link.
+bg_nolink() {
+	if [ -L "./$1" ]; then
+		echo "breakglass: $2 is a symbolic link (to $(readlink -- "./$1")): not followed" >&2
+		return 1
+	fi
+}
+
+# bg_as USER COMMAND...: run COMMAND as USER, with USER's groups, no
+# capabilities, no PAM.
+bg_as() {
+	bg_u=$1
+	shift
+	bg_g=$(id -g -- "$bg_u") || return 1
+	setpriv --reuid="$bg_u" --regid="$bg_g" --init-groups -- "$@"
+}
+
+# bg_chown OWNER PATH: chown -h, never through a link.
+bg_chown() (
+	bg_pin "$(bg_dir "$2")" || exit 1
+	b=${2##*/}
+	bg_nolink "$b" "$2" || exit 1
+	if [ -f "./$b" ] && ! bg_trusted; then
+		if [ "$(cat /proc/sys/fs/protected_hardlinks 2>/dev/null)" != 1 ]; then
+			echo "breakglass: not changing the owner of $2: fs.protected_hardlinks is off, so it could be a hard link to any file" >&2
+			exit 1
+		fi
+		if [ "$(stat -c %h -- "./$b")" != 1 ]; then
+			echo "breakglass: not changing the owner of $2: it has several hard links" >&2
+			exit 1
+		fi
+	fi
+	chown -h -- "$1" "./$b"
+)
+
+# bg_chmod MODE PATH USER: chmod, as root where only root can change the
+# directory, otherwise as USER (who must own PATH).
+bg_chmod() (
+	bg_pin "$(bg_dir "$2")" || exit 1
+	b=${2##*/}
+	bg_nolink "$b" "$2" || exit 1
+	if bg_trusted; then
+		chmod "$1" -- "./$b"
+	else
+		bg_as "$3" chmod "$1" -- "./$b"
+	fi
+)
+
+# bg_mkdir MODE PATH OWNER: make a directory owned by OWNER (USER: or
+# root).
+bg_mkdir() (
+	bg_pin "$(bg_dir "$2")" || exit 1
+	b=${2##*/}
+	if bg_trusted; then
+		mkdir -m "$1" -- "./$b"
+		[ "$3" = root ] || chown -h -- "$3" "./$b"
+	elif [ "$3" = root ]; then
+		echo "breakglass: not making root's directory $2 in a directory users can change" >&2
+		exit 1
+	else
+		bg_as "${3%%:*}" mkdir -m "$1" -- "./$b"
+	fi
+)
+
+# bg_write FILE OWNER MODE CONTENT: write CONTENT atomically: a temp file
+# in the same directory, owner and mode set, fsync, the previous version
+# kept as FILE.breakglass.bak (a hard link to the old inode), rename over
+# FILE. Where users can change the directory, all of it runs as OWNER
+# (USER:), whose file it is.
+bg_write() (
+	bg_pin "$(bg_dir "$1")" || exit 1
+	b=${1##*/}
+	if ! bg_trusted; then
+		# The backup is another name, in the same directory, for whatever
+		# ./ENTRY is (link(2) never follows it): root may make it, where
+		# protected_hardlinks would stop the user for a file of root's.
+		if [ -e "./$b" ] || [ -L "./$b" ]; then ln -fT -- "./$b" "./$b$bg_bak"; fi
+		printf '%s' "$4" | bg_as "${2%%:*}" /bin/sh -c "$bg_write_script" bg_write "$b" "$3"
+		exit
+	fi
+	t=$(mktemp -- "./.$b.breakglass.XXXXXX")
+	trap 'rm -f -- "$t"' EXIT
+	printf '%s' "$4" >"$t"
+	chown -h -- "$2" "$t"
+	[ "$3" = 0600 ] || chmod "$3" -- "$t"
+	sync -- "$t"
+	if [ -e "./$b" ] || [ -L "./$b" ]; then ln -fT -- "./$b" "./$b$bg_bak"; fi
+	mv -fT -- "$t" "./$b"
+	trap - EXIT
+)
+
+# What bg_write runs as the user, in the pinned directory: ENTRY MODE,
+# content on stdin. mktemp makes the file 0600.
+# shellcheck disable=SC2016 # expanded by the user's shell
+bg_write_script='t=$(mktemp -- "./.$1.breakglass.XXXXXX") || exit 1
+if cat >"$t" && { [ "$2" = 0600 ] || chmod "$2" -- "$t"; } && sync -- "$t" && mv -fT -- "$t" "./$1"; then
+	exit 0
+fi
+rm -f -- "$t"
+exit 1'
+bg_bak=.breakglass.bak
