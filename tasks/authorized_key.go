@@ -451,7 +451,16 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 		}
 		return nil, errors.New(msg)
 	}
+	if uf.HomeLink != nil {
+		return nil, fmt.Errorf("user %s: home: %w", a.user, uf.HomeLink)
+	}
 	kf := &uf.KeyFiles[0]
+	if err := kf.Refused(); err != nil {
+		return nil, fmt.Errorf("user %s: %w", a.user, err)
+	}
+	if kf.Unreadable && !a.exclusive && !a.absent {
+		return nil, fmt.Errorf("user %s: %s cannot be read as %s, as sshd reads it: make it %s's (ssh_permissions) or readable, then run again", a.user, kf.Real, a.user, a.user)
+	}
 	switch {
 	case kf.Path == "":
 		return nil, fmt.Errorf("user %s: cannot expand AuthorizedKeysFile %q (unknown %% token, or %%U before the user exists)", a.user, kf.Pattern)

@@ -157,8 +157,40 @@ type KeyFile struct {
 	// Walk is stat of Real, then of each parent directory up to /.
 	// StrictModesWalk cuts it where sshd stops.
 	Walk []PathStat
-	// Content is the file's content when Real is a regular file.
+	// Content is the file's content when Real is a regular file, read as
+	// the user (as sshd reads it).
 	Content []byte
+	// Link is set when Path leads through a symbolic link that someone
+	// other than root could have planted (in a directory a user can
+	// change): breakglass does not follow it, so Real, Walk and Content
+	// are empty. LinkTarget is what it points at.
+	Link, LinkTarget string
+	// TooLarge is the file's size when it is over KeyFileMax (Content is
+	// then not read); Unreadable means the user cannot read it.
+	TooLarge   int64
+	Unreadable bool
+}
+
+// Refused returns why breakglass will not read or change the key file, or
+// nil: a link it does not follow, or a file too large to read.
+func (k *KeyFile) Refused() error {
+	switch {
+	case k.Link != "":
+		return &LinkError{Path: k.Link, Target: k.LinkTarget}
+	case k.TooLarge > 0:
+		return fmt.Errorf("%s is %d bytes, more than the %d breakglass reads of a key file: not read", k.Real, k.TooLarge, KeyFileMax)
+	}
+	return nil
+}
+
+// LinkError is a symbolic link where a directory or file should be, in a
+// directory users can change: breakglass never follows one there.
+type LinkError struct {
+	Path, Target string
+}
+
+func (e *LinkError) Error() string {
+	return fmt.Sprintf("%s is a symbolic link (to %s) in a directory users can change: breakglass does not follow it; replace it with the directory or file itself", e.Path, e.Target)
 }
 
 // File returns the stat of the key file itself (symlinks resolved).
@@ -179,7 +211,8 @@ type UserFacts struct {
 	// Home is the passwd home, or, for a user that does not exist yet, the
 	// home useradd would give it (useradd -D's HOME/NAME).
 	Home      string
-	HomeReal  string // Home with symlinks resolved
+	HomeReal  string // Home with symlinks resolved; "" at a link not followed (HomeLink)
+	HomeLink  *LinkError
 	HomeStat  PathStat
 	Shell     string   // passwd shell ("" means /bin/sh to sshd)
 	ShellStat PathStat // of Shell, or of /bin/sh when Shell is ""
@@ -232,6 +265,20 @@ func (u *UserFacts) StrictModesWalk(k *KeyFile) (walk []PathStat, inHome bool) {
 	return walk, false
 }
 
+// KeyFileMax is the most breakglass reads of one key file. An
+// authorized_keys file of a thousand RSA-4096 keys is under 800 KiB; a
+// larger one is reported by its size (KeyFile.TooLarge), never read, so a
+// user's file cannot make the controller's memory grow.
+const KeyFileMax = 1 << 20
+
+var (
+	keyFileMaxStr   = strconv.Itoa(KeyFileMax)
+	keyFileMax64Str = strconv.Itoa((KeyFileMax+2)/3*4 + 1) // base64 of KeyFileMax bytes, plus one
+)
+
+//go:embed resolve.sh
+var resolveScript string
+
 // UserFactsKey is the Facts key of a user's facts.
 func UserFactsKey(name string) string { return "user:" + name }
 
@@ -263,9 +310,11 @@ func UserFactsQuery(name string, c Conn) Query {
 // (bg_client/bg_server/bg_port, bg_today, and sshd's configuration when no
 // Match block can make it differ between users), and shell builtins where
 // they do the job.
-const userFactsScript = `LC_ALL=C; export LC_ALL
+var userFactsScript = `LC_ALL=C; export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 set -f
+bg_keymax=` + keyFileMaxStr + ` bg_keymax64=` + keyFileMax64Str + `
+` + resolveScript + `
 nl='
 '
 tab='	'
@@ -289,7 +338,7 @@ if [ -z "$client" ]; then
 fi
 printf 'conn %s %s %s\n' "${client:--}" "${server:--}" "${port:--}"
 printf 'today %s\n' "${bg_today:-$(( $(date +%s) / 86400 ))}"
-uid= home= sh_=
+uid= gid= home= sh_=
 # The prelude looked up every user of the script at once.
 pw= found=
 case ${bg_pw_users-} in
@@ -305,7 +354,7 @@ if [ -n "$found" ]; then
 	IFS=:
 	set -- $pw
 	IFS=" $tab$nl"
-	uid=${3-} home=${6-} sh_=${7:-/bin/sh}
+	uid=${3-} gid=${4-} home=${6-} sh_=${7:-/bin/sh}
 	printf 'shell %s\n' "$sh_"
 	# One id for both lists: "groups=1000(admin),27(sudo),1234", primary
 	# group first, a number alone for a group without a name.
@@ -446,7 +495,10 @@ if [ -n "$fast" ]; then
 	done
 	IFS=" $tab$nl"
 fi
-# Otherwise one realpath and one stat -L for every path.
+# Otherwise each path resolved by bg_resolve: a link is followed only
+# where root alone can have made it, and a link a user could have planted
+# stops the path there (a "link" record: target in base64, the link, the
+# path), as breakglass never follows one.
 set --
 [ -z "$home" ] || set -- "$home"
 IFS=$nl
@@ -458,18 +510,17 @@ IFS=" $tab$nl"
 reals=
 if [ $# -gt 0 ] && [ -n "$fast" ]; then
 	for p in "$@"; do reals=$reals$p$nl; done
-elif [ $# -gt 0 ]; then
-	reals=$(realpath -m -- "$@" 2>/dev/null) || reals=
-	n=0
-	IFS=$nl
-	for r in $reals; do n=$((n + 1)); done
-	IFS=" $tab$nl"
-	if [ "$n" != $# ]; then
-		reals=
-		for p in "$@"; do reals=$reals$(realpath -m -- "$p" 2>/dev/null || echo '?')$nl; done
-	fi
+else
+	for p in "$@"; do
+		if bg_resolve "$p"; then
+			reals=$reals$bg_real$nl
+		else
+			reals=$reals?$nl
+			printf 'link %s %s %s\n' "$(printf '%s' "$bg_target" | base64 -w0)" "$bg_link" "$p"
+		fi
+	done
 fi
-# realpath printed one line per path, in order: home first when set.
+# One line per path, in order: home first when set; ? for a link.
 set --
 IFS=$nl
 for r in $reals; do
@@ -477,13 +528,15 @@ for r in $reals; do
 	set -- "$@" "$r"
 done
 IFS=" $tab$nl"
+hr=
 if [ -n "$home" ]; then
-	printf 'homereal %s\n' "${1-}"
+	hr=${1-}
+	printf 'homereal %s\n' "$hr"
 	[ $# -eq 0 ] || shift
 else
 	printf 'homereal \n'
 fi
-i=0 all=$home$nl$sh_ files=
+i=0 all=${hr:-$home} files=
 IFS=$nl
 for l in $akf; do
 	i=$((i + 1))
@@ -515,14 +568,43 @@ if [ -n "$fast" ]; then
 		printf '%s\n' "$l"
 	done
 	IFS=" $tab$nl"
-elif [ $# -gt 0 ]; then
-	stat -L -c 'stat %u %g %f %n' -- "$@" 2>/dev/null
+else
+	# Nothing but the shell is stat'd through a link: every other path
+	# is resolved already, so a link now is one planted meanwhile.
+	[ $# -eq 0 ] || stat -c 'stat %u %g %f %n' -- "$@" 2>/dev/null
+	[ -z "$sh_" ] || stat -L -c 'stat %u %g %f %n' -- "$sh_" 2>/dev/null
 fi
+# Key files are read as the user, as sshd reads them: whatever a link
+# swapped in meanwhile, the user could read it anyway. One the user
+# cannot read is read as its owner when that is another user (a file of
+# theirs that only they or root can have put there: sshd then refuses it
+# for its owner, and ssh_permissions gives it to the user), never as root.
+# At most bg_keymax bytes: a larger file is reported by its size.
 IFS=$nl
 for l in $files; do
-	printf 'content %d ' "${l%%"$tab"*}"
-	base64 -w0 -- "${l#*"$tab"}"
-	echo
+	i=${l%%"$tab"*} f=${l#*"$tab"}
+	IFS=" $tab$nl"
+	# shellcheck disable=SC2046 # three numbers
+	set -- $(stat -c '%s %u %g' -- "$f" 2>/dev/null)
+	IFS=$nl
+	sz=${1:-0} fu=${2-} fg=${3-}
+	if [ -z "$uid" ] || [ -z "$gid" ]; then
+		printf 'akunreadable %d\n' "$i"
+	elif [ "$sz" -gt "$bg_keymax" ]; then
+		printf 'aktoolarge %d %s\n' "$i" "$sz"
+	else
+		c=$(setpriv --reuid="$uid" --regid="$gid" --init-groups -- base64 -w0 -- "$f" 2>/dev/null | head -c "$bg_keymax64")
+		if [ -z "$c" ] && [ "$sz" -gt 0 ] && [ -n "$fu" ] && [ "$fu" != 0 ] && [ "$fu" != "$uid" ]; then
+			c=$(setpriv --reuid="$fu" --regid="$fg" --clear-groups -- base64 -w0 -- "$f" 2>/dev/null | head -c "$bg_keymax64")
+		fi
+		if [ "${#c}" -ge "$bg_keymax64" ]; then
+			printf 'aktoolarge %d %s\n' "$i" "$sz"
+		elif [ -z "$c" ] && [ "$sz" -gt 0 ]; then
+			printf 'akunreadable %d\n' "$i"
+		else
+			printf 'content %d %s\n' "$i" "$c"
+		fi
+	fi
 done
 IFS=" $tab$nl"
 echo end
@@ -544,6 +626,7 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 		byIndex                      = map[int]*KeyFile{}
 		walks                        = map[int][]string{}
 		order                        []int
+		links                        = map[string]*LinkError{}
 	)
 	keyFile := func(field string) (int, *KeyFile, error) {
 		i, err := strconv.Atoi(field)
@@ -628,6 +711,28 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 			sshdErr = append(sshdErr, rest)
 		case "sshd-skip":
 			sshdSkip = true
+		case "link":
+			f := strings.SplitN(rest, " ", 3)
+			if len(f) != 3 {
+				err = errors.New("bad link record")
+				break
+			}
+			var target []byte
+			if target, err = base64.StdEncoding.DecodeString(f[0]); err == nil {
+				links[f[2]] = &LinkError{Path: f[1], Target: strconv.QuoteToGraphic(string(target))}
+			}
+		case "aktoolarge", "akunreadable":
+			idx, val, _ := strings.Cut(rest, " ")
+			_, k, kerr := keyFile(idx)
+			if kerr != nil {
+				err = kerr
+				break
+			}
+			if tag == "akunreadable" {
+				k.Unreadable = true
+			} else if k.TooLarge, err = strconv.ParseInt(val, 10, 64); err == nil && k.TooLarge <= 0 {
+				err = fmt.Errorf("bad size %q", val)
+			}
 		case "akf", "akpath", "akreal", "walk", "content":
 			idx, val, _ := strings.Cut(rest, " ")
 			i, k, kerr := keyFile(idx)
@@ -679,6 +784,11 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 		u.ShellStat = statOf(shellPath)
 	}
 	u.HomeStat = statOf(homePath)
+	if u.HomeReal != "" && u.HomeReal != homePath {
+		u.HomeStat = statOf(u.HomeReal)
+		u.HomeStat.Path = homePath
+	}
+	u.HomeLink = links[homePath]
 	if sshdSkip {
 		return u, nil
 	}
@@ -696,6 +806,9 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 	}
 	for _, i := range order {
 		k := byIndex[i]
+		if l := links[k.Path]; l != nil && k.Real == "" {
+			k.Link, k.LinkTarget = l.Path, l.Target
+		}
 		for _, p := range walks[i] {
 			k.Walk = append(k.Walk, statOf(p))
 		}
@@ -1064,6 +1177,21 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 
 //go:embed nofollow.sh
 var nofollowScript string
+
+// RunAction runs one typed fix (a Finding's Action) as root: argv, every
+// word quoted, with the no-follow helpers of nofollow.sh (bg_chown,
+// bg_chmod, bg_mkdir, bg_write) as commands, so a fix to a path re-checks
+// that path when it acts and never follows a link a user planted.
+func RunAction(ctx context.Context, r Runner, argv []string) error {
+	if len(argv) == 0 {
+		return errors.New("no action")
+	}
+	script := "{\n" + applyPrelude + shell.Join(argv...) + "\n} </dev/null\n"
+	if _, err := r.Run(ctx, "/bin/sh -s", []byte(script)); err != nil {
+		return fmt.Errorf("%s: %w", shell.Join(argv...), err)
+	}
+	return nil
+}
 
 // BackupSuffix names the previous version of a file breakglass replaced,
 // kept beside it: authorized_keys.breakglass.bak.

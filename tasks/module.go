@@ -195,7 +195,11 @@ type Finding struct {
 	User     string
 	Path     string
 	Detail   string // the evidence: path with owner and mode, config line and its file
-	Fix      string // the exact command that fixes it
+	Fix      string // the exact command that fixes it, or advice for a person
+	// Action is the fix as argv, run as root by RunAction (never through
+	// text a shell parses), when the fix is safe and exact; nil when a
+	// person must decide.
+	Action []string `json:"-"`
 }
 
 // Access is one real login attempt.

@@ -166,8 +166,16 @@ func planPermissions(ufs []*UserFacts, check bool) ([]hostStep, error) {
 			errs = append(errs, fmt.Errorf("home %s of %s is not a directory", uf.Home, uf.Name))
 			continue
 		}
+		if uf.HomeLink != nil {
+			errs = append(errs, fmt.Errorf("user %s: home: %w", uf.Name, uf.HomeLink))
+			continue
+		}
 		for i := range uf.KeyFiles {
 			kf := &uf.KeyFiles[i]
+			if err := kf.Refused(); err != nil && kf.Link != "" {
+				errs = append(errs, fmt.Errorf("user %s: %w", uf.Name, err))
+				continue
+			}
 			if kf.Real == "" {
 				errs = append(errs, fmt.Errorf("user %s: cannot expand or resolve AuthorizedKeysFile %q", uf.Name, kf.Pattern))
 				continue

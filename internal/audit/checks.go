@@ -37,6 +37,12 @@ func (c *checker) add(user, id, severity, p, detail, fix string) {
 	c.findings = append(c.findings, tasks.Finding{ID: id, Severity: severity, User: user, Path: p, Detail: detail, Fix: fix})
 }
 
+// act gives the finding added last its fix as a typed action (argv for
+// tasks.RunAction), which recover may run.
+func (c *checker) act(argv ...string) {
+	c.findings[len(c.findings)-1].Action = argv
+}
+
 // has reports whether user has a finding of the given severity whose id
 // satisfies match.
 func (c *checker) has(user, severity string, match func(id string) bool) bool {
@@ -79,6 +85,7 @@ func (c *checker) host(users []auditedUser) {
 		c.add("", "privsep-dir", SeverityRisk, privsepDir,
 			fmt.Sprintf("sshd's privilege separation directory %s does not exist: sshd -t and sshd -T fail, and sshd will not start again after a stop or reboot (the running listener keeps working)", privsepDir),
 			shell.Join("install", "-d", "-m", "0755", "-o", "root", "-g", "root", privsepDir))
+		c.act("install", "-d", "-m", "0755", "-o", "root", "-g", "root", privsepDir)
 	}
 	invalid := false
 	if h.SSHDTestRC != 0 {

@@ -117,6 +117,7 @@ func (c *checker) account(u auditedUser, usePAM bool) {
 		c.add(name, "account-locked", SeverityLockout, "/etc/shadow",
 			fmt.Sprintf("the password field of %s starts with '!' (locked: useradd's default, passwd -l) and %s: sshd refuses the account before trying any key (%s)", name, pam, shadowFields(sp, today)),
 			shell.Join("usermod", "-p", "*", name)+"  # key-only; to keep a password instead: "+shell.Join("usermod", "-U", name))
+		c.act("usermod", "-p", "*", name)
 	}
 	// sshd's own check (UsePAM no) counts the expiry day as still valid;
 	// pam_unix does not.
@@ -126,10 +127,12 @@ func (c *checker) account(u auditedUser, usePAM bool) {
 		c.add(name, "account-expired", SeverityLockout, "/etc/shadow",
 			fmt.Sprintf("account %s expired on %s (%s)", name, day(sp.Expire), shadowFields(sp, today)),
 			shell.Join("chage", "-E", "-1", name))
+		c.act("chage", "-E", "-1", name)
 	case sp.Expire != -1:
 		c.add(name, "account-expired", SeverityRisk, "/etc/shadow",
 			fmt.Sprintf("account %s will expire on %s, and then no login works (%s)", name, day(sp.Expire), shadowFields(sp, today)),
 			shell.Join("chage", "-E", "-1", name))
+		c.act("chage", "-E", "-1", name)
 	}
 	if !usePAM || expired {
 		// Without PAM, sshd checks neither password ageing nor
@@ -143,6 +146,7 @@ func (c *checker) account(u auditedUser, usePAM bool) {
 			fmt.Sprintf("the password of %s aged out on %s and the account was disabled %d days later, on %s: PAM's account stage refuses every login (%s)",
 				name, day(sp.LastChange+sp.Max), sp.Inactive, day(sp.LastChange+sp.Max+sp.Inactive), shadowFields(sp, today)),
 			"chage -d "+today8+" -M -1 -I -1 "+shell.Quote(name))
+		c.act("chage", "-d", day(today), "-M", "-1", "-I", "-1", name)
 	case acctChangeZero, acctChangeNow:
 		why := "the last password change day is 0, which forces a change"
 		if sp.LastChange != 0 {
@@ -151,11 +155,13 @@ func (c *checker) account(u auditedUser, usePAM bool) {
 		c.add(name, "password-change-required", SeverityLockout, "/etc/shadow",
 			fmt.Sprintf("%s: sshd logs \"Accepted publickey\", then the session ends with \"Password change required but no TTY available\" (a key-only account cannot change it at all) (%s)", why, shadowFields(sp, today)),
 			"chage -d "+today8+" -M -1 "+shell.Quote(name))
+		c.act("chage", "-d", day(today), "-M", "-1", name)
 	default:
 		if u.expected && sp.KeyOnly() && sp.Ageing() && sp.LastChange > 0 {
 			c.add(name, "password-change-required", SeverityRisk, "/etc/shadow",
 				fmt.Sprintf("%s has no password but password ageing: on %s PAM will demand a password change no key login can make (%s)", name, day(sp.LastChange+sp.Max), shadowFields(sp, today)),
 				shell.Join("chage", "-M", "-1", name))
+			c.act("chage", "-M", "-1", name)
 		}
 	}
 }
@@ -192,7 +198,10 @@ func (c *checker) loginShell(u auditedUser, known bool) {
 	case u.expected && noLoginShell(sh):
 		c.add(uf.Name, "shell-missing", SeverityLockout, sh,
 			fmt.Sprintf("login shell of %s is %s: sshd accepts the key, then the session ends at once", uf.Name, sh), fix)
+	default:
+		return
 	}
+	c.act("usermod", "-s", "/bin/bash", uf.Name)
 }
 
 // home reports a missing home directory. Without one, every home-relative
@@ -224,6 +233,7 @@ func (c *checker) home(u auditedUser, known bool) {
 	c.add(uf.Name, "home-missing", sev, uf.Home,
 		fmt.Sprintf("home directory %s of %s (passwd) does not exist: %s", uf.Home, uf.Name, what),
 		shell.Join("install", "-d", "-m", "0700", "-o", uf.Name, "-g", group, uf.Home))
+	c.act("bg_mkdir", "0700", uf.Home, uf.Name+":")
 }
 
 // ---------------------------------------------------------------- sshd
@@ -356,6 +366,7 @@ func (c *checker) nologin(u auditedUser, usePAM bool) {
 			c.add(uf.Name, "nologin-file", SeverityLockout, f,
 				fmt.Sprintf("%s exists: %s refuses every user but root", f, via),
 				shell.Join("rm", "-f", "--", f))
+			c.act("rm", "-f", "--", f)
 			return
 		}
 	}
@@ -412,7 +423,9 @@ func (c *checker) pamAccess(u auditedUser) {
 // keyProblem is one reason a key file or key is not usable.
 type keyProblem struct {
 	id, path, detail, fix string
-	blocks                bool // makes keys unusable (StrictModes off: it does not, yet)
+	action                []string // the fix as a typed action, when it is exact
+	blocks                bool     // makes keys unusable (StrictModes off: it does not, yet)
+	severity              string   // fixed severity, "" to judge by blocks and the other keys
 }
 
 // keyFiles: each effective AuthorizedKeysFile as sshd reads it.
@@ -438,8 +451,29 @@ func (c *checker) keyFiles(u auditedUser) {
 			problems = append(problems, p)
 		}
 	}
+	if l := uf.HomeLink; l != nil {
+		add(keyProblem{id: "symlink-in-path", path: l.Path, severity: SeverityRisk,
+			detail: fmt.Sprintf("the home directory %s of %s leads through %s, a symbolic link to %s in a directory users can change: breakglass does not follow it, so it cannot judge or repair what sshd reads there", uf.Home, name, l.Path, l.Target),
+			fix:    fmt.Sprintf("check where %s points; if that is meant, make it a directory owned by root in a directory only root can change, or set %s's home to the real directory (usermod -d)", l.Path, name)})
+	}
 	for i := range uf.KeyFiles {
 		kf := &uf.KeyFiles[i]
+		if kf.Link != "" {
+			states = append(states, fmt.Sprintf("%s leads through the symbolic link %s (not followed)", kf.Path, kf.Link))
+			valid++ // unknown: sshd may well find keys through it
+			add(keyProblem{id: "symlink-in-path", path: kf.Link, severity: SeverityRisk,
+				detail: fmt.Sprintf("%s, on the way to the key file %s of %s, is a symbolic link to %s in a directory users can change: breakglass does not follow it, so it cannot judge or repair what sshd reads there, and a link planted by the user could point root's writes anywhere", kf.Link, kf.Path, name, kf.LinkTarget),
+				fix:    fmt.Sprintf("check where %s points; if the keys belong there, replace the link with the file or directory itself (owned by %s, not writable by group or others), e.g. with breakglass apply (authorized_key)", kf.Link, name)})
+			continue
+		}
+		if kf.TooLarge > 0 {
+			states = append(states, fmt.Sprintf("%s is %d bytes (not read)", kf.Path, kf.TooLarge))
+			valid++ // unknown
+			add(keyProblem{id: "key-file-too-large", path: kf.Real, severity: SeverityRisk,
+				detail: fmt.Sprintf("%s is %d bytes, more than the %d breakglass reads of a key file: its keys were not checked", kf.Real, kf.TooLarge, tasks.KeyFileMax),
+				fix:    fmt.Sprintf("look at what fills %s; an authorized_keys file holds one short line per key", kf.Real)})
+			continue
+		}
 		if kf.Real == "" {
 			states = append(states, fmt.Sprintf("%s cannot be expanded (sshd skips it)", kf.Pattern))
 			continue
@@ -479,17 +513,17 @@ func (c *checker) keyFiles(u auditedUser) {
 				fileOK = fileOK && !cfg.StrictModes
 				add(keyProblem{id: "unsafe-path", path: comp.Path, blocks: cfg.StrictModes,
 					detail: fmt.Sprintf("%s, which StrictModes checks for %s (%s): sshd accepts only %s or root as owner, and ignores %s (\"bad ownership or modes\")", describe(comp, names), kf.Real, where, name, kf.Real),
-					fix:    shell.Join("chown", owner, comp.Path)})
+					fix:    shell.Join("chown", owner, comp.Path), action: []string{"bg_chown", owner, comp.Path}})
 			}
 			if perm := comp.Perm(); perm&0o022 != 0 {
 				fileOK = fileOK && !cfg.StrictModes
-				fix := shell.Join("chmod", "go-w", comp.Path)
+				fix, action := shell.Join("chmod", "go-w", comp.Path), []string{"bg_chmod", "go-w", comp.Path, name}
 				if !isFile && !inHome && perm&0o1000 != 0 {
-					fix = fmt.Sprintf("move %s out of the shared sticky directory %s (and set AuthorizedKeysFile accordingly)", kf.Real, comp.Path)
+					fix, action = fmt.Sprintf("move %s out of the shared sticky directory %s (and set AuthorizedKeysFile accordingly)", kf.Real, comp.Path), nil
 				}
 				add(keyProblem{id: "unsafe-path", path: comp.Path, blocks: cfg.StrictModes,
 					detail: fmt.Sprintf("%s is writable by group or others, which StrictModes checks for %s (%s): sshd ignores %s (\"bad ownership or modes\")", describe(comp, names), kf.Real, where, kf.Real),
-					fix:    fix})
+					fix:    fix, action: action})
 			}
 		}
 		// Readability as the user, once the ownership repairs above are
@@ -507,9 +541,15 @@ func (c *checker) keyFiles(u auditedUser) {
 		}
 		if p, ok := readable(uf, repaired); !ok {
 			fileOK = false
+			fix, action := accessFix(uf, p, p.Path == kf.Real)
 			add(keyProblem{id: "unreadable", path: p.Path, blocks: true,
 				detail: fmt.Sprintf("sshd opens %s as %s, who cannot %s %s", kf.Real, name, map[bool]string{true: "read", false: "traverse"}[p.Path == kf.Real], describe(p, names)),
-				fix:    accessFix(uf, p, p.Path == kf.Real)})
+				fix:    fix, action: action})
+		}
+		if kf.Unreadable {
+			states = append(states, shown+" cannot be read as "+name)
+			valid++ // unknown: the findings above say why sshd cannot read it
+			continue
 		}
 		keys, parsed, opts, commented := keyFileLines(kf.Content)
 		cmts += commented
@@ -532,6 +572,8 @@ func (c *checker) keyFiles(u auditedUser) {
 	for _, p := range problems {
 		sev := SeverityRisk
 		switch {
+		case p.severity != "":
+			sev = p.severity
 		case !p.blocks:
 			sev = SeverityInfo
 			p.detail += "; StrictModes is off, so sshd accepts it now, but not once StrictModes is on again (the default)"
@@ -543,6 +585,9 @@ func (c *checker) keyFiles(u auditedUser) {
 			sev = SeverityLockout
 		}
 		c.add(name, p.id, sev, p.path, p.detail, p.fix)
+		if p.action != nil {
+			c.act(p.action...)
+		}
 	}
 	if valid > 0 || command || !uf.HomeStat.Exists {
 		return
@@ -610,8 +655,8 @@ func permits(uf *tasks.UserFacts, st tasks.PathStat, bit uint32) bool {
 }
 
 // accessFix grants uf read (file) or search (directory) on st through the
-// class that applies to it.
-func accessFix(uf *tasks.UserFacts, st tasks.PathStat, file bool) string {
+// class that applies to it: the command, and the same as a typed action.
+func accessFix(uf *tasks.UserFacts, st tasks.PathStat, file bool) (string, []string) {
 	who := "o"
 	switch {
 	case st.UID == uf.UID:
@@ -623,7 +668,7 @@ func accessFix(uf *tasks.UserFacts, st tasks.PathStat, file bool) string {
 	if file {
 		what = "r"
 	}
-	return shell.Join("chmod", who+"+"+what, st.Path)
+	return shell.Join("chmod", who+"+"+what, st.Path), []string{"bg_chmod", who + "+" + what, st.Path, uf.Name}
 }
 
 // ---------------------------------------------------------------- SELinux

@@ -284,9 +284,12 @@ bg_ux() (
 	set -- $pw
 	IFS=' 	
 '
-	home=${6-}
+	home=${6-} uid=${3-} gid=${4-}
+	# Counted as the user, as sshd would read it: a link the user planted
+	# leads nowhere the user could not read anyway.
 	if [ -f "$home/.ssh/authorized_keys" ]; then
-		printf 'ux %s homekeys %s\n' "$u" "$(grep -c '^[[:space:]]*[^#[:space:]]' -- "$home/.ssh/authorized_keys")"
+		n=$(setpriv --reuid="$uid" --regid="$gid" --init-groups -- grep -c '^[[:space:]]*[^#[:space:]]' -- "$home/.ssh/authorized_keys" 2>/dev/null)
+		[ -z "$n" ] || printf 'ux %s homekeys %s\n' "$u" "$n"
 	fi
 	if [ "$bg_se" = Enforcing ] && [ -d "$home/.ssh" ] && command -v restorecon >/dev/null 2>&1; then
 		restorecon -nvR -- "$home/.ssh" 2>&1 | bg_lines "ux $u selinux"

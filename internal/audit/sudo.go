@@ -110,17 +110,22 @@ func (c *checker) sudo(u auditedUser) {
 	if sp := uf.Shadow; sp != nil {
 		st := pamAccount(sp, uf.Today)
 		why, fix := "", ""
+		var action []string
 		switch st {
 		case acctExpired:
 			why, fix = "the account expired on "+day(sp.Expire), shell.Join("chage", "-E", "-1", name)
+			action = []string{"chage", "-E", "-1", name}
 		case acctInactive:
 			why, fix = "the password aged out and the account is inactive", `chage -d "$(date +%F)" -M -1 -I -1 `+shell.Quote(name)
+			action = []string{"chage", "-d", day(uf.Today), "-M", "-1", "-I", "-1", name}
 		case acctChangeNow, acctChangeZero:
 			why, fix = "a password change is required", `chage -d "$(date +%F)" -M -1 `+shell.Quote(name)
+			action = []string{"chage", "-d", day(uf.Today), "-M", "-1", name}
 		}
 		if why != "" {
 			c.add(name, "sudo-account", SeverityLockout, "/etc/shadow",
 				fmt.Sprintf("sudo runs PAM's account stage even for NOPASSWD rules, and it refuses %s: %s (%s)", name, why, shadowFields(sp, uf.Today)), fix)
+			c.act(action...)
 		}
 	}
 	c.faillock(u, nopasswd)

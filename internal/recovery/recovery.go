@@ -46,8 +46,10 @@ func New(o Options) (*Module, error) {
 // log in.
 var ErrStillLockedOut = errors.New("still locked out")
 
-// fixable are the findings recover repairs with the finding's own fix
-// command: each changes one account or one path, never sshd's
+// fixable are the findings recover repairs with the finding's own typed
+// action (tasks.RunAction: argv, never text for a shell; a path is
+// changed only through the no-follow helpers, which check it again when
+// they act): each changes one account or one path, never sshd's
 // configuration. user-filtered is repaired through the sshd module, under
 // its self-reverting transaction.
 var fixable = map[string]bool{
@@ -90,7 +92,7 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 		switch {
 		case f.ID == "user-filtered" && f.User == m.o.User:
 			plan = append(plan, f)
-		case fixable[f.ID] && f.Fix != "" && (f.User == m.o.User || f.User == ""):
+		case fixable[f.ID] && len(f.Action) > 0 && (f.User == m.o.User || f.User == ""):
 			plan = append(plan, f)
 		default:
 			manual = append(manual, fmt.Sprintf("%s: %s (fix by hand: %s)", f.ID, f.Detail, orNone(f.Fix)))
@@ -148,7 +150,7 @@ func fixText(f tasks.Finding, user string) string {
 	if f.ID == "user-filtered" {
 		return fmt.Sprintf("add %s to AllowUsers in a drop-in, under the sshd safety net", user)
 	}
-	return f.Fix
+	return shell.Join(f.Action...)
 }
 
 func (m *Module) diagnose(ctx context.Context, r tasks.Runner, env *tasks.Env) ([]tasks.Finding, error) {
@@ -173,7 +175,7 @@ func (m *Module) apply(ctx context.Context, r tasks.Runner, env *tasks.Env, f ta
 	if f.ID == "user-filtered" {
 		return m.allowUser(ctx, r, env)
 	}
-	if _, err := r.Run(ctx, "/bin/sh -c "+shell.Quote(f.Fix), nil); err != nil {
+	if err := tasks.RunAction(ctx, r, f.Action); err != nil {
 		return err
 	}
 	env.Facts.Delete(tasks.UserFactsKey(m.o.User), audit.HostFactsKey)
