@@ -2,9 +2,9 @@ package tasks
 
 import (
 	"bytes"
-	_ "embed"
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
