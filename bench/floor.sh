@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # make bench: the floor's change — the work of examples/playbook.yml as ONE
 # script, run by `sudo -n sh -s` over the one control login per host. The
 # harness sends on stdin, before this file, two lines setting OPS1_KEY and

@@ -1,4 +1,5 @@
 # shellcheck shell=sh
+# shellcheck disable=SC2034 # bg_real, bg_link and bg_target are its results
 # bg_resolve PATH: PATH with its symbolic links resolved, as realpath -m
 # does (a missing component is kept as it is), but a link is followed only
 # where root alone can have made it: in a directory owned by root and not
@@ -7,8 +8,8 @@
 # sets bg_link (the link) and bg_target (what it points at) and returns
 # 1. Otherwise it sets bg_real and returns 0.
 bg_resolve() {
-	bg_real= bg_link= bg_target=
-	r_rest=$1 r_cur= r_n=0
+	bg_real='' bg_link='' bg_target=''
+	r_rest=$1 r_cur='' r_n=0
 	while [ -n "$r_rest" ]; do
 		r_c=${r_rest%%/*}
 		case $r_rest in */*) r_rest=${r_rest#*/} ;; *) r_rest= ;; esac
