@@ -71,7 +71,7 @@ lint:
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck ./...
 	@command -v shellcheck >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
-	shellcheck $$(git ls-files '*.sh')
+	shellcheck -S warning $$(git ls-files '*.sh')
 
 clean:
 	rm -rf $(BIN)
