@@ -291,6 +291,9 @@ func (u *User) plan(h userHost, controlUser string) ([]hostStep, error) {
 		add(fmt.Sprintf("set home of %s to %s (was %s)", u.Name, u.Home, uf.Home), "usermod", "-d", u.Home, u.Name)
 		home, homeStat = u.Home, h.paths[u.Home]
 	}
+	if home == uf.Home && uf.HomeLink != nil {
+		return nil, fmt.Errorf("user %s: home: %w", u.Name, uf.HomeLink)
+	}
 	if loginShell != uf.Shell {
 		add(fmt.Sprintf("set login shell of %s to %s (was %s)", u.Name, loginShell, describeShell(uf)), "usermod", "-s", loginShell, u.Name)
 	}

@@ -1,0 +1,65 @@
+package tasks
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestNoFollowRaceOnLab races the no-follow helpers against their user: as
+// an ordinary user, without sudo, a loop swaps ~/.ssh and the key file
+// for symbolic links into /etc and root's home, as fast as it can, while
+// root runs every helper on those paths sixty times. Whatever the
+// interleaving, nothing outside the user's own files may change: the
+// targets keep their owner, mode and content, and no file appears there.
+func TestNoFollowRaceOnLab(t *testing.T) {
+	_, h, _ := acctLab(t)
+	acctSh(t, h, `useradd -m -s /bin/sh racer
+mkdir -m 0700 /home/racer/.ssh && echo 'ssh-ed25519 AAAA racer' >/home/racer/.ssh/authorized_keys
+chown -R racer: /home/racer/.ssh && chmod 0600 /home/racer/.ssh/authorized_keys
+echo 'root secret' >/root/secret && chmod 0600 /root/secret`)
+	const state = `stat -c '%n %u %g %a' /etc /etc/shadow /etc/sudoers.d /root /root/secret /etc/profile.d
+sha256sum /etc/shadow /root/secret
+ls -A /etc /etc/sudoers.d /root /etc/profile.d | sha256sum`
+	before := acctSh(t, h, state)
+
+	// The racer: each round swaps .ssh for a link to /etc, then the key
+	// file for a link to /etc/shadow or /root/secret, and back.
+	acctSh(t, h, `setpriv --reuid=racer --regid=racer --init-groups -- sh -c '
+cd /home/racer || exit 1
+end=$(( $(date +%s) + 60 ))
+while [ "$(date +%s)" -lt "$end" ] && [ ! -e /tmp/racer.stop ]; do
+	mv .ssh .ssh.real 2>/dev/null; ln -s /etc .ssh 2>/dev/null
+	rm -f .ssh; mv .ssh.real .ssh 2>/dev/null
+	mv .ssh/authorized_keys .ssh/ak.real 2>/dev/null; ln -s /etc/shadow .ssh/authorized_keys 2>/dev/null
+	rm -f .ssh/authorized_keys; ln -s /root/secret .ssh/authorized_keys 2>/dev/null
+	rm -f .ssh/authorized_keys; mv .ssh/ak.real .ssh/authorized_keys 2>/dev/null
+done' </dev/null >/dev/null 2>&1 &`)
+	t.Cleanup(func() { _, _ = h.Exec(t.Context(), "touch /tmp/racer.stop", nil) })
+
+	script := applyPrelude + `set +e
+ok=0
+i=0
+while [ "$i" -lt 60 ]; do
+	i=$((i + 1))
+	bg_write /home/racer/.ssh/authorized_keys racer: 0600 'ssh-ed25519 BBBB written
+' && ok=$((ok + 1))
+	bg_chmod 0644 /home/racer/.ssh/authorized_keys racer && ok=$((ok + 1))
+	bg_chown racer: /home/racer/.ssh/authorized_keys && ok=$((ok + 1))
+	bg_chmod 0755 /home/racer/.ssh racer && ok=$((ok + 1))
+	bg_chown racer: /home/racer/.ssh && ok=$((ok + 1))
+	bg_mkdir 0700 /home/racer/.ssh/sub racer: && ok=$((ok + 1))
+	rmdir /home/racer/.ssh/sub 2>/dev/null
+done 2>/dev/null
+echo "ok $ok"
+`
+	out := acctSh(t, h, "{\n"+script+"\n} </dev/null")
+	acctSh(t, h, "touch /tmp/racer.stop; sleep 0.2")
+	if after := acctSh(t, h, state); after != before {
+		t.Errorf("a racing user steered root:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// The race must have been real: some helpers ran, some were refused.
+	if !strings.HasPrefix(out, "ok ") || strings.TrimSpace(out) == "ok 0" || strings.TrimSpace(out) == "ok 360" {
+		t.Errorf("helpers: %q of 360 calls succeeded; want some of each", out)
+	}
+	t.Logf("helpers: %s of 360 calls succeeded under the race", strings.TrimSpace(out))
+}
