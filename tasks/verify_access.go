@@ -334,6 +334,15 @@ func (v *VerifyAccess) SafetyLogins(dir string) (logins []Login, minWorking int)
 	return logins, minWorking
 }
 
+// GrantsSudo names the users this task expects to sudo (with sudo: true):
+// audit judges only them, and the control user, by sudo.
+func (v *VerifyAccess) GrantsSudo() []string {
+	if !v.Sudo {
+		return nil
+	}
+	return v.ListUsers()
+}
+
 // ListUsers names the accounts whose logins this task proves, for audit.
 func (v *VerifyAccess) ListUsers() []string {
 	users := make([]string, len(v.Logins))
