@@ -11,13 +11,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
 	"gopkg.in/yaml.v3"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/transport"
 	"github.com/breakglass/breakglass/internal/yamlx"
 )
 
@@ -302,6 +302,9 @@ type sshdFacts struct {
 	DaemonPID      int        // the running main sshd, 0 when none
 	DaemonArgs     []string   // its command line, nil when unknown
 	TErr           string     // sshd -T failed: its output
+	// MaxStartups and PerSourceMaxStartups as sshd -T printed them ("" when
+	// unknown): how many unauthenticated connections sshd lets in at once.
+	MaxStartups, PerSourceMaxStartups string
 }
 
 func (f *sshdFacts) dropIn(p string) *sshdFile {
@@ -350,6 +353,7 @@ fi
 pf=
 if out=$(sshd -T 2>&1); then
 	pf=$(printf '%s\n' "$out" | awk '$1 == "pidfile" { print $2; exit }')
+	printf '%s\n' "$out" | awk '$1 == "maxstartups" || $1 == "persourcemaxstartups" { print $1, $2 }'
 else
 	echo "sshd-T-failed"
 	printf '%s\n' "$out" | sed 's/^/| /'
@@ -394,6 +398,10 @@ func parseSSHDFacts(out []byte) (any, error) {
 			terr = append(terr, rest)
 		case "pidfile":
 			f.PidFile = rest
+		case "maxstartups":
+			f.MaxStartups = rest
+		case "persourcemaxstartups":
+			f.PerSourceMaxStartups = rest
 		case "daemon":
 			pid, cmd, _ := strings.Cut(rest, " ")
 			f.DaemonPID, _ = strconv.Atoi(pid)
@@ -756,7 +764,7 @@ func (s *SSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
 		return failed(txn.AbortOrPending(ctx, fmt.Errorf("writing %s failed: %s", p.path, st.describe())))
 	}
 
-	proof, err := ProveAccess(ctx, env, Path{Name: "direct"}, txn.Deadline())
+	proof, err := proveAccess(ctx, env, Path{Name: "direct"}, txn.Deadline(), s.settings)
 	if err != nil {
 		return failed(txn.RollbackOrPending(ctx, err))
 	}
@@ -937,17 +945,27 @@ var ErrAccessNotProven = errors.New("fresh logins failed")
 // revert deadline.
 const proveCommitMargin = 3 * time.Second
 
-// proveRetryDelay separates the two attempts of a login: a daemon that
-// was just reloaded may need a moment before it listens again.
+// proveRetryDelay separates the two attempts of a login dropped before
+// authentication: a daemon that was just reloaded may need a moment before
+// it listens again, and sshd may have been busy with others' connections.
 var proveRetryDelay = time.Second
 
 // ProveAccess opens fresh logins over path for the control user
 // (authenticating as the control connection does) and every break-glass
-// login of env, in parallel, each running VerifyCommand, and requires the
+// login of env, in parallel but no more at once than the host's sshd lets
+// in (see proveParallel), each running VerifyCommand, and requires the
 // control user and at least env.MinWorking break-glass users to succeed
-// before by (the revert deadline, less a margin). It returns a summary for
-// the report, or an error wrapping ErrAccessNotProven.
+// before by (the revert deadline, less a margin). A login dropped before
+// authentication is tried once more; a login sshd refused is never
+// repeated (OpenSSH 9.8+ penalises the address for it). It returns a
+// summary for the report, or an error wrapping ErrAccessNotProven.
 func ProveAccess(ctx context.Context, env *Env, p Path, by time.Time) (string, error) {
+	return proveAccess(ctx, env, p, by, nil)
+}
+
+// proveAccess is ProveAccess; settings are sshd settings just put in force
+// (the sshd module's), which may lower the bound on logins at once.
+func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings []sshdSetting) (string, error) {
 	if env.Dial == nil {
 		return "", fmt.Errorf("%w: no way to open fresh logins", ErrAccessNotProven)
 	}
@@ -965,34 +983,40 @@ func ProveAccess(ctx context.Context, env *Env, p Path, by time.Time) (string, e
 	}
 	logins := append([]Login{{User: env.ControlUser}}, env.Logins...)
 	results := make([]attempt, len(logins))
-	var wg sync.WaitGroup
-	for i, l := range logins {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := proveLogin(ctx, env.Dial, l, p)
-			if err != nil && ctx.Err() == nil {
-				select {
-				case <-time.After(proveRetryDelay):
-					err = proveLogin(ctx, env.Dial, l, p)
-				case <-ctx.Done():
-				}
-			}
+	parallel, limits := proveParallel(env, settings)
+	eachLogin(len(logins), parallel, func(i int) {
+		l := logins[i]
+		if err := ctx.Err(); err != nil {
 			results[i] = attempt{l, err}
-		}()
+			return
+		}
+		err := proveLogin(ctx, env.Dial, l, p)
+		if err != nil && droppedBeforeAuth(err) && ctx.Err() == nil {
+			select {
+			case <-time.After(proveRetryDelay):
+				err = proveLogin(ctx, env.Dial, l, p)
+			case <-ctx.Done():
+			}
+		}
+		results[i] = attempt{l, err}
+	})
+	dropped := func(err error) string {
+		if droppedBeforeAuth(err) {
+			return fmt.Sprintf(" (dropped before authentication twice; logins made %d at a time, %s)", parallel, limits)
+		}
+		return ""
 	}
-	wg.Wait()
 
 	var problems, okUsers, failedUsers []string
 	if err := results[0].err; err != nil {
-		problems = append(problems, fmt.Sprintf("the control user %s cannot log in: %v", env.ControlUser, err))
+		problems = append(problems, fmt.Sprintf("the control user %s cannot log in: %v%s", env.ControlUser, err, dropped(err)))
 	} else {
 		okUsers = append(okUsers, env.ControlUser+" (control)")
 	}
 	working := 0
 	for _, a := range results[1:] {
 		if a.err != nil {
-			failedUsers = append(failedUsers, fmt.Sprintf("%s (%v)", a.login.User, a.err))
+			failedUsers = append(failedUsers, fmt.Sprintf("%s (%v%s)", a.login.User, a.err, dropped(a.err)))
 			continue
 		}
 		working++
@@ -1010,6 +1034,80 @@ func ProveAccess(ctx context.Context, env *Env, p Path, by time.Time) (string, e
 		summary += "; failing (within min_working): " + strings.Join(failedUsers, "; ")
 	}
 	return summary, nil
+}
+
+// proveUnknownParallel is how many proof logins run at once on a host
+// whose MaxStartups this run has not read: well under sshd's default 10.
+const proveUnknownParallel = 4
+
+// proveParallel returns how many fresh logins ProveAccess opens at once on
+// env's host, and what bounded it, for messages. Until sshd accepts a key
+// a login is one of its unauthenticated connections, which it drops
+// (before any authentication) beyond the start value of MaxStartups
+// (start:rate:full, default 10:30:100) and beyond PerSourceMaxStartups per
+// address (all proof logins come from this one). The bound is
+// LoginParallel, at most the start value less two (left to the operator's
+// own connections), at most PerSourceMaxStartups. It reads what the run
+// gathered already (the sshd module's facts, else any user's effective
+// configuration), and settings just put in force; with none of them known,
+// proveUnknownParallel. MaxSessions bounds sessions within one connection
+// and does not matter here: every proof login opens one session.
+func proveParallel(env *Env, settings []sshdSetting) (int, string) {
+	var startups, perSource []string
+	if env.Facts != nil {
+		env.Facts.mu.Lock()
+		if f, ok := env.Facts.data[sshdFactsKey].(*sshdFacts); ok && f.MaxStartups != "" {
+			startups = append(startups, f.MaxStartups)
+			perSource = append(perSource, f.PerSourceMaxStartups)
+		} else {
+			for _, v := range env.Facts.data {
+				if u, ok := v.(*UserFacts); ok && u.SSHD.Get("maxstartups") != "" {
+					startups = append(startups, u.SSHD.Get("maxstartups"))
+					perSource = append(perSource, u.SSHD.Get("persourcemaxstartups"))
+					break
+				}
+			}
+		}
+		env.Facts.mu.Unlock()
+	}
+	for _, st := range settings {
+		switch strings.ToLower(st.Keyword) {
+		case "maxstartups":
+			startups = append(startups, st.Value)
+		case "persourcemaxstartups":
+			perSource = append(perSource, st.Value)
+		}
+	}
+	n, known := LoginParallel, false
+	var why []string
+	for _, v := range startups {
+		begin, _, _ := strings.Cut(v, ":")
+		if b, err := strconv.Atoi(begin); err == nil {
+			n, known = min(n, max(1, b-2)), true
+			why = append(why, "sshd MaxStartups "+v)
+		}
+	}
+	for _, v := range perSource {
+		if b, err := strconv.Atoi(v); err == nil && b > 0 {
+			n = min(n, b)
+			why = append(why, "PerSourceMaxStartups "+v)
+		}
+	}
+	if !known {
+		n = min(n, proveUnknownParallel)
+		why = append(why, "sshd's MaxStartups unknown")
+	}
+	return n, strings.Join(why, ", ")
+}
+
+// droppedBeforeAuth reports whether a login ended before sshd judged any
+// key: no TCP connection (a daemon being reloaded), or the connection
+// closed or reset during the SSH handshake (MaxStartups, PerSourcePenalties,
+// a restarting daemon). Only such a login is tried again: a refused one
+// would count as another failed authentication against this address.
+func droppedBeforeAuth(err error) bool {
+	var de *transport.DialError
+	return errors.As(err, &de) && (de.Stage == transport.StageConnect || de.Stage == transport.StageHandshake)
 }
 
 func proveLogin(ctx context.Context, d LoginDialer, l Login, p Path) error {

@@ -602,3 +602,12 @@ esac
 
 // ListUsers names the accounts this rule is for, for audit.
 func (s *Sudoers) ListUsers() []string { return s.users }
+
+// GrantsSudo names the users this task gives sudo (none when it removes
+// the rule): audit judges only them, and the control user, by sudo.
+func (s *Sudoers) GrantsSudo() []string {
+	if s.absent {
+		return nil
+	}
+	return s.users
+}

@@ -141,7 +141,7 @@ func init() {
 			return nil, yamlx.Errorf(file, n, "verify_access: min_working %d: want 0 to %d (the number of logins)", *v.MinWorking, len(v.Logins))
 		}
 		if v.Parallel <= 0 {
-			v.Parallel = 8
+			v.Parallel = LoginParallel
 		}
 		return v, nil
 	})
@@ -166,23 +166,14 @@ func (v *VerifyAccess) Run(ctx context.Context, _ Runner, env *Env) (*Result, er
 		}
 	}
 	rows := make([]Access, len(jobs))
-	sem := make(chan struct{}, v.Parallel)
-	var wg sync.WaitGroup
-	for _, j := range jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				rows[j.i] = Access{User: j.login.User, Path: j.path.Name, Error: ctx.Err().Error()}
-				return
-			}
-			defer func() { <-sem }()
-			rows[j.i] = v.login(ctx, env, j.login, j.path)
-		}()
-	}
-	wg.Wait()
+	eachLogin(len(jobs), v.Parallel, func(i int) {
+		j := jobs[i]
+		if err := ctx.Err(); err != nil {
+			rows[i] = Access{User: j.login.User, Path: j.path.Name, Error: err.Error()}
+			return
+		}
+		rows[i] = v.login(ctx, env, j.login, j.path)
+	})
 
 	working := map[string]bool{}
 	for _, l := range v.Logins {
@@ -260,6 +251,35 @@ func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Pat
 	return a
 }
 
+// LoginParallel bounds the fresh logins breakglass opens at once on one
+// host (verify_access's default parallel, and the most ProveAccess opens):
+// every login is an unauthenticated connection until sshd accepts its key,
+// and sshd drops new ones beyond MaxStartups (by default from 10 on).
+const LoginParallel = 8
+
+// eachLogin calls login(i) for every i below n, in order, at most limit
+// at a time (at least one), and returns when every call has returned.
+// verify_access and ProveAccess share it, so both stay under the bound.
+func eachLogin(n, limit int, login func(i int)) {
+	limit = max(1, min(limit, n))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range limit {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				login(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
 // ParseProbe reads the probe command's line.
 func ParseProbe(out []byte) (user string, sudo, ok bool) {
 	for _, line := range strings.Split(string(out), "\n") {
@@ -312,6 +332,15 @@ func (v *VerifyAccess) SafetyLogins(dir string) (logins []Login, minWorking int)
 		minWorking = *v.MinWorking
 	}
 	return logins, minWorking
+}
+
+// GrantsSudo names the users this task expects to sudo (with sudo: true):
+// audit judges only them, and the control user, by sudo.
+func (v *VerifyAccess) GrantsSudo() []string {
+	if !v.Sudo {
+		return nil
+	}
+	return v.ListUsers()
 }
 
 // ListUsers names the accounts whose logins this task proves, for audit.

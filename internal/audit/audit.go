@@ -38,8 +38,14 @@ const (
 type Options struct {
 	// Users are the break-glass users named in the playbook; the control
 	// user (env.ControlUser) is always added. All of them are expected to
-	// log in and to sudo.
+	// log in.
 	Users []string
+	// SudoUsers are the users the playbook gives sudo (a sudoers task, a
+	// verify_access task with sudo: true) and the inventory's user; the
+	// control user is always one. Only those of them that are audited
+	// (Users, the control user) are expected to sudo: the sudo checks,
+	// whose fixes grant root, judge no one else.
+	SudoUsers []string
 	// AllUsers also audits every local account that can log in: a shell
 	// that is not nologin or false, and a usable way to authenticate (a
 	// key file or a password). These are not expected to sudo.
@@ -91,7 +97,8 @@ func (m *Module) Queries() []tasks.Query {
 type auditedUser struct {
 	uf       *tasks.UserFacts
 	x        *UserExtras
-	expected bool // a break-glass or the control user: must log in and sudo
+	expected bool // a break-glass or the control user: must log in
+	sudo     bool // expected, and the playbook gives it sudo (or the control user): must sudo
 }
 
 // Run reads the facts (from the runner's gathering, or in one round trip
@@ -113,6 +120,10 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 		if h, users, err = m.gather(ctx, r, env, expected); err != nil {
 			return nil, err
 		}
+	}
+	for i := range users {
+		name := users[i].uf.Name
+		users[i].sudo = users[i].expected && (name == env.ControlUser || slices.Contains(m.o.SudoUsers, name))
 	}
 	c := newChecker(h)
 	c.host(users)

@@ -95,7 +95,7 @@ func judge(t *testing.T, h *HostFacts, user string, edit func(uf *tasks.UserFact
 		edit(&uf, &x)
 	}
 	c := newChecker(h)
-	u := auditedUser{uf: &uf, x: &x, expected: true}
+	u := auditedUser{uf: &uf, x: &x, expected: true, sudo: true}
 	c.host([]auditedUser{u})
 	c.user(u)
 	c.sort()
@@ -471,5 +471,66 @@ func TestFaillock(t *testing.T) {
 				t.Errorf("findings %q, want %q\n%s", got, tc.want, dump(fs))
 			}
 		})
+	}
+}
+
+// TestSudoOnlyForUsersGivenSudo: neither alice (only an authorized_key
+// task) nor bob has a sudo rule on the host of testdata/lab/sudo.txt. Only
+// a user the playbook gives sudo gets sudo findings, and no fix ever
+// grants root to anyone else.
+func TestSudoOnlyForUsersGivenSudo(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+		want []string // sudo findings of alice and bob
+	}{
+		{"no one given sudo", Options{Users: []string{"alice", "bob"}}, nil},
+		{"bob in a sudoers task", Options{Users: []string{"alice", "bob"}, SudoUsers: []string{"bob"}}, []string{"bob sudo-no-rule lockout "}},
+		{"alice in a sudoers task", Options{Users: []string{"alice", "bob"}, SudoUsers: []string{"alice"}}, []string{"alice sudo-no-rule lockout "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, env := recording(t, "sudo")
+			res, err := New(tt.opts).Run(context.Background(), &replay{out: out}, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range res.Findings {
+				if strings.HasPrefix(f.ID, "sudo-") && f.User != "" {
+					got = append(got, findingKey(f))
+				}
+				for _, u := range []string{"alice", "bob", "hank"} {
+					if strings.Contains(f.Fix, u+" ALL=") && !slices.Contains(tt.opts.SudoUsers, u) {
+						t.Errorf("%s: the fix grants %s sudo, whom the playbook gives none: %s", findingKey(f), u, f.Fix)
+					}
+				}
+				if f.ID == "sudo-file-ignored" && (f.Severity != SeverityInfo || strings.Contains(f.Fix, "install")) {
+					t.Errorf("%s: a skipped file that grants hank is put in force: %s", findingKey(f), f.Fix)
+				}
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("sudo findings %q, want %q\n%s", got, tt.want, dump(res.Findings))
+			}
+		})
+	}
+}
+
+func TestGrantsOthers(t *testing.T) {
+	allowed := map[string]bool{"bob": true, "%ops": true}
+	tests := []struct{ in, want string }{
+		{"bob ALL=(ALL:ALL) NOPASSWD: ALL", ""},
+		{"%ops ALL=(ALL) ALL", ""},
+		{"bob, hank ALL=(ALL:ALL) NOPASSWD: ALL", "hank"},
+		{"bob,hank,%wheel ALL=(ALL) ALL", "hank,%wheel"},
+		{"ALL ALL=(ALL) ALL", "ALL"},
+		{"Defaults:hank !requiretty\nUser_Alias OPS = hank\nOPS ALL=(ALL) ALL", "OPS"},
+		{"# hank ALL=(ALL) ALL\n@includedir /etc/x\nbob host1, host2 = (ALL) ALL", ""},
+		{"!hank, bob ALL=(ALL) ALL", ""},
+	}
+	for _, tt := range tests {
+		if got := strings.Join(grantsOthers([]byte(tt.in), allowed), ","); got != tt.want {
+			t.Errorf("%q: %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

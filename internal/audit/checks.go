@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ type checker struct {
 	// dropInRead: the main sshd_config includes dropIn (Debian's
 	// Include /etc/ssh/sshd_config.d/*.conf, on its first line).
 	dropInRead bool
+	// sudoers are the users expected to sudo, and "%GROUP" for each of
+	// their groups: whom a sudo fix may give rights to (set by host).
+	sudoers map[string]bool
 }
 
 func newChecker(h *HostFacts) *checker {
@@ -130,6 +134,15 @@ func (c *checker) host(users []auditedUser) {
 	if usePAM {
 		c.pamBroken()
 	}
+	c.sudoers = map[string]bool{}
+	for _, u := range users {
+		if u.sudo {
+			c.sudoers[u.uf.Name] = true
+			for _, g := range u.uf.Groups {
+				c.sudoers["%"+g] = true
+			}
+		}
+	}
 	c.sudoFiles()
 }
 
@@ -235,9 +248,13 @@ func (c *checker) sudoFiles() {
 		name := path.Base(f.Path)
 		if f.Dir != "" && (strings.Contains(name, ".") || strings.HasSuffix(name, "~")) {
 			if hasRules(f.Content) {
-				c.add("", "sudo-file-ignored", SeverityRisk, f.Path,
-					fmt.Sprintf("%s holds sudo rules, but sudo skips every file in %s whose name contains '.' or ends in '~'", describe(f.Stat, c.h.UIDNames), f.Dir),
-					sudoInstallFix(f.Path, path.Join(f.Dir, ignoredFixName(name)), true))
+				detail := fmt.Sprintf("%s holds sudo rules, but sudo skips every file in %s whose name contains '.' or ends in '~'", describe(f.Stat, c.h.UIDNames), f.Dir)
+				if sev, d, fix := c.othersSkipped(f, detail); fix != "" {
+					c.add("", "sudo-file-ignored", sev, f.Path, d, fix)
+				} else {
+					c.add("", "sudo-file-ignored", SeverityRisk, f.Path, detail,
+						sudoInstallFix(f.Path, path.Join(f.Dir, ignoredFixName(name)), true))
+				}
 			}
 			continue
 		}
@@ -246,8 +263,12 @@ func (c *checker) sudoFiles() {
 			if f.Path == "/etc/sudoers" {
 				sev, effect = SeverityLockout, "sudo refuses to run at all, for every user"
 			}
-			c.add("", "sudo-file-unsafe", sev, f.Path,
-				fmt.Sprintf("%s is %s: %s", describe(f.Stat, c.h.UIDNames), why, effect),
+			detail := fmt.Sprintf("%s is %s: %s", describe(f.Stat, c.h.UIDNames), why, effect)
+			if s, d, fix := c.othersSkipped(f, detail); fix != "" && f.Path != "/etc/sudoers" {
+				c.add("", "sudo-file-unsafe", s, f.Path, d, fix)
+				continue
+			}
+			c.add("", "sudo-file-unsafe", sev, f.Path, detail,
 				shell.Join("chown", "root:root", f.Path)+" && "+shell.Join("chmod", "0440", f.Path))
 		}
 	}
@@ -270,6 +291,64 @@ func (c *checker) sudoFiles() {
 			fmt.Sprintf("visudo -c: %s. sudo 1.9.3 and later silently drop the broken part (the rights on that line are gone); older sudo refuses to run", strings.Join(syntax, "; ")),
 			fix+" && visudo -c")
 	}
+}
+
+// othersSkipped judges a sudoers file sudo skips whose rules grant rights
+// to someone the playbook gives no sudo: putting it in force would grant
+// them, so that is never the fix. It returns the finding's severity
+// (info: nothing the playbook asks for is missing), detail and advice, or
+// fix "" when the file grants no one else.
+func (c *checker) othersSkipped(f SudoFile, detail string) (sev, d, fix string) {
+	others := grantsOthers(f.Content, c.sudoers)
+	if len(others) == 0 {
+		return "", "", ""
+	}
+	return SeverityInfo,
+		fmt.Sprintf("%s; its rules are not in force, and would grant sudo to %s, whom the playbook gives none", detail, strings.Join(others, ", ")),
+		fmt.Sprintf("none needed for the playbook's users; remove it (%s) unless its rules are meant to be in force, and give sudo through a sudoers task", shell.Join("rm", "-f", "--", f.Path))
+}
+
+// grantsOthers returns the principals (user names, %groups, aliases, ALL)
+// that the rules of a sudoers file grant rights to and that are not in
+// allowed, in order of appearance. Defaults, aliases' definitions and
+// includes grant nothing by themselves.
+func grantsOthers(b []byte, allowed map[string]bool) []string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || l[0] == '#' || l[0] == '@' {
+			continue
+		}
+		first, _, _ := strings.Cut(l, " ")
+		if strings.HasPrefix(first, "Defaults") || strings.HasSuffix(first, "_Alias") {
+			continue
+		}
+		spec, _, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		// The user list: the first word, and each word joined to it by a
+		// comma ("gina, hank ALL=…").
+		words := strings.Fields(spec)
+		if len(words) == 0 {
+			continue
+		}
+		list := words[0]
+		for _, w := range words[1:] {
+			if !strings.HasSuffix(list, ",") && !strings.HasPrefix(w, ",") {
+				break
+			}
+			list += w
+		}
+		for _, p := range strings.Split(list, ",") {
+			p = strings.TrimSpace(p)
+			if p == "" || p[0] == '!' || allowed[p] || slices.Contains(out, p) {
+				continue
+			}
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // sudoInstallFix validates src and installs it as dst, root:root 0440,

@@ -43,8 +43,8 @@ func (c *checker) user(u auditedUser) {
 		c.keyFiles(u)
 	}
 	c.selinux(u)
-	if u.expected && uf.UID != 0 {
-		c.sudo(u) // root needs no sudo
+	if u.sudo && uf.UID != 0 {
+		c.sudo(u) // root needs no sudo; a user the playbook gives no sudo is not judged by sudo
 	}
 }
 

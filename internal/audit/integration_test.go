@@ -251,7 +251,7 @@ func TestLabScenarios(t *testing.T) {
 			{User: "carol", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate"},
 			{User: lab.AdminUser, Path: "direct", OK: true, Sudo: &no},
 		})
-		res, err := New(Options{Users: []string{"bob", "carol"}}).Run(ctx, h.Runner(), env)
+		res, err := New(Options{Users: []string{"bob", "carol"}, SudoUsers: []string{"bob", "carol"}}).Run(ctx, h.Runner(), env)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -172,10 +172,12 @@ printf 'hank ALL=(ALL:ALL) NOPASSWD: ALL\n' >/etc/sudoers.d/ops
 chmod 0666 /etc/sudoers.d/ops`,
 		audits: []auditCase{{
 			name: "akf",
-			opts: Options{Users: []string{"gina"}},
+			opts: Options{Users: []string{"gina"}, SudoUsers: []string{"gina"}},
 			want: []string{
 				" sudo-file-ignored risk /etc/sudoers.d/bg.conf",
-				" sudo-file-unsafe risk /etc/sudoers.d/ops",
+				// Only hank, whom the playbook gives no sudo, is in it:
+				// making sudo read it is no fix.
+				" sudo-file-unsafe info /etc/sudoers.d/ops",
 				"admin nologin-file lockout /run/nologin",
 				"admin unsafe-path lockout /etc/ssh/authorized_keys",
 				"gina key-absent lockout /etc/ssh/authorized_keys/gina",
@@ -187,11 +189,11 @@ chmod 0666 /etc/sudoers.d/ops`,
 				"admin nologin-file /run/nologin":               "rm -f -- /run/nologin",
 				"gina key-absent /etc/ssh/authorized_keys/gina": "install -D -o gina -m 0600 /home/gina/.ssh/authorized_keys /etc/ssh/authorized_keys/gina",
 				"gina sudo-no-rule ":                            "visudo -cf /etc/sudoers.d/bg.conf && install -o root -g root -m 0440 /etc/sudoers.d/bg.conf /etc/sudoers.d/bg && rm -f -- /etc/sudoers.d/bg.conf",
-				" sudo-file-unsafe /etc/sudoers.d/ops":          "chown root:root /etc/sudoers.d/ops && chmod 0440 /etc/sudoers.d/ops",
+				" sudo-file-unsafe /etc/sudoers.d/ops":          "none needed for the playbook's users; remove it (rm -f -- /etc/sudoers.d/ops) unless its rules are meant to be in force, and give sudo through a sudoers task",
 			},
 			details: map[string][]string{
 				"gina key-absent /etc/ssh/authorized_keys/gina": {"/etc/ssh/sshd_config.d/20-akf.conf:1", "/home/gina/.ssh/authorized_keys holds 1 key line(s), but sshd does not read it"},
-				" sudo-file-unsafe /etc/sudoers.d/ops":          {"world-writable"},
+				" sudo-file-unsafe /etc/sudoers.d/ops":          {"world-writable", "would grant sudo to hank, whom the playbook gives none"},
 			},
 		}},
 	},
@@ -203,7 +205,7 @@ chage -d 0 dave
 printf 'LogLevel VERBOSE\n' >/etc/ssh/sshd_config.d/60-pending.conf`,
 		audits: []auditCase{{
 			name: "shadow",
-			opts: Options{Users: []string{"dave"}},
+			opts: Options{Users: []string{"dave"}, SudoUsers: []string{"dave"}},
 			want: []string{
 				" config-pending risk /etc/ssh/sshd_config.d/60-pending.conf",
 				"admin account-expired lockout /etc/shadow",
@@ -221,6 +223,33 @@ printf 'LogLevel VERBOSE\n' >/etc/ssh/sshd_config.d/60-pending.conf`,
 			},
 		}},
 		refused: []string{"admin"},
+	},
+	{
+		// alice has only an authorized_key task, bob a sudoers task; neither
+		// has a rule. A skipped file grants bob and hank.
+		name: "sudo",
+		setup: `bg_adduser alice {{key:alice}}
+rm /etc/sudoers.d/bgtest-alice
+bg_adduser bob {{key:bob}}
+rm /etc/sudoers.d/bgtest-bob
+printf 'bob, hank ALL=(ALL:ALL) NOPASSWD: ALL\n' >/etc/sudoers.d/ops.bak
+chmod 0440 /etc/sudoers.d/ops.bak`,
+		audits: []auditCase{{
+			name: "sudo",
+			opts: Options{Users: []string{"alice", "bob"}, SudoUsers: []string{"bob"}},
+			want: []string{
+				" sudo-file-ignored info /etc/sudoers.d/ops.bak",
+				"bob sudo-no-rule lockout ",
+			},
+			fixes: map[string]string{
+				"bob sudo-no-rule ":                         `printf '%s\n' 'bob ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/breakglass-bob.new && visudo -cf /etc/sudoers.d/breakglass-bob.new && install -o root -g root -m 0440 /etc/sudoers.d/breakglass-bob.new /etc/sudoers.d/breakglass-bob && rm -f -- /etc/sudoers.d/breakglass-bob.new`,
+				" sudo-file-ignored /etc/sudoers.d/ops.bak": "none needed for the playbook's users; remove it (rm -f -- /etc/sudoers.d/ops.bak) unless its rules are meant to be in force, and give sudo through a sudoers task",
+			},
+			details: map[string][]string{
+				"bob sudo-no-rule ": {"/etc/sudoers.d/ops.bak line 1 is skipped by sudo", "also grants hank"},
+			},
+		}},
+		works: []string{"alice", "bob"},
 	},
 	{
 		name: "allow",

@@ -82,7 +82,10 @@ func (c *checker) sudo(u auditedUser) {
 		fix := c.sudoDropIn(name, name+" ALL=(ALL:ALL) NOPASSWD: ALL")
 		if f, lines := c.skippedSudoFile(name); f != nil {
 			detail += fmt.Sprintf("; the rule at %s line %s is skipped by sudo (see %s)", f.Path, joinInts(lines), map[bool]string{true: "sudo-file-ignored", false: "sudo-file-unsafe"}[f.Dir != "" && skippedName(path.Base(f.Path))])
-			if f.Dir != "" && skippedName(path.Base(f.Path)) {
+			if others := grantsOthers(f.Content, c.sudoers); len(others) > 0 {
+				// Putting that file in force would grant them too.
+				detail += fmt.Sprintf(", which also grants %s, whom the playbook gives no sudo: a drop-in of %s's own instead", strings.Join(others, ", "), name)
+			} else if f.Dir != "" && skippedName(path.Base(f.Path)) {
 				fix = sudoInstallFix(f.Path, path.Join(f.Dir, ignoredFixName(path.Base(f.Path))), true)
 			} else {
 				fix = shell.Join("chown", "root:root", f.Path) + " && " + shell.Join("chmod", "0440", f.Path)

@@ -37,9 +37,33 @@ func addAudit(o *options, jobs []*runner.Job) {
 		}
 		last := &job.Plays[len(job.Plays)-1]
 		last.Become = true
-		last.Tasks = append(last.Tasks, runner.Task{Name: "lockout checks", Module: "audit", Mod: audit.New(audit.Options{Users: users, AllUsers: o.allUsers})})
+		last.Tasks = append(last.Tasks, runner.Task{Name: "lockout checks", Module: "audit", Mod: audit.New(audit.Options{Users: users, SudoUsers: sudoUsersOf(job), AllUsers: o.allUsers})})
 	}
 }
+
+// sudoGranter is a task that gives users sudo (sudoers) or expects them
+// to have it (verify_access with sudo: true).
+type sudoGranter interface{ GrantsSudo() []string }
+
+// sudoUsersOf names the users audit and recover judge by sudo on job's
+// host: the inventory's user and those the playbook gives sudo. Sudo's
+// fixes grant root, so no one else gets them.
+func sudoUsersOf(job *runner.Job) []string {
+	users := []string{job.Target.User}
+	for _, p := range job.Plays {
+		for _, t := range p.Tasks {
+			if g, ok := t.Mod.(sudoGranter); ok {
+				users = append(users, g.GrantsSudo()...)
+			}
+		}
+	}
+	return users
+}
+
+var (
+	_ sudoGranter = (*tasks.Sudoers)(nil)
+	_ sudoGranter = (*tasks.VerifyAccess)(nil)
+)
 
 // driftFindings turns what apply would change on h into findings: the host
 // has drifted from the playbook. It settles h's status again.

@@ -19,6 +19,20 @@ func TestAuditOnLab(t *testing.T) {
 	f := newFleet(t, 2, "", nil)
 	dir := exampleDir(t)
 	pb := filepath.Join(dir, "playbook.yml")
+	// alice gets an account and a key, and no sudo: audit must not ask
+	// for a sudo rule for her, nor suggest one.
+	src, err := os.ReadFile(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, dir, "playbook.yml", string(src)+`
+- name: a user without sudo
+  hosts: all
+  become: true
+  tasks:
+    - user: {name: alice, shell: /bin/bash}
+    - authorized_key: {user: alice, key_file: keys/bg-ops1.pub}
+`)
 	if code, _, _ := runCLI(t, f.args("apply", pb)...); code != 0 {
 		t.Fatalf("apply: exit %d", code)
 	}
@@ -82,6 +96,13 @@ func TestAuditOnLab(t *testing.T) {
 	}
 	if fd := find(h1.Name, "sudo-no-rule", "bg-ops1"); fd == nil {
 		t.Errorf("%s: want sudo-no-rule for bg-ops1", h1.Name)
+	}
+	for _, h := range r.Hosts {
+		for _, fd := range h.Findings {
+			if fd.User == "alice" || strings.Contains(fd.Fix, "alice ALL=") {
+				t.Errorf("%s: a finding about alice, who has no sudo by the playbook: %+v", h.Name, fd)
+			}
+		}
 	}
 
 	code, out, _ = runCLI(t, f.args("audit", pb, "--format", "junit")...)

@@ -31,7 +31,7 @@ func recoverJobs(o *options, p *plan, fix bool) ([]*runner.Job, error) {
 				key = abs
 			}
 		}
-		m, err := recovery.New(recovery.Options{User: o.user, KeyFile: key, Fix: fix})
+		m, err := recovery.New(recovery.Options{User: o.user, KeyFile: key, Fix: fix, SudoUsers: sudoUsersOf(job)})
 		if err != nil {
 			return nil, fmt.Errorf("%w: --user: %v", errUsage, err)
 		}

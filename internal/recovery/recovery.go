@@ -27,6 +27,9 @@ type Options struct {
 	KeyFile string
 	// Fix applies the fixes; without it the module only diagnoses.
 	Fix bool
+	// SudoUsers are the users the playbook gives sudo (audit.Options):
+	// only for them is sudo diagnosed.
+	SudoUsers []string
 }
 
 // Module is the recover task of one host.
@@ -154,7 +157,7 @@ func fixText(f tasks.Finding, user string) string {
 }
 
 func (m *Module) diagnose(ctx context.Context, r tasks.Runner, env *tasks.Env) ([]tasks.Finding, error) {
-	a := audit.New(audit.Options{Users: []string{m.o.User}})
+	a := audit.New(audit.Options{Users: []string{m.o.User}, SudoUsers: m.o.SudoUsers})
 	res, err := a.Run(ctx, r, env)
 	if err != nil {
 		return nil, fmt.Errorf("diagnose %s: %w", m.o.User, err)
