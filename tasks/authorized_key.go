@@ -458,7 +458,12 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 	if err := kf.Refused(); err != nil {
 		return nil, fmt.Errorf("user %s: %w", a.user, err)
 	}
-	if kf.Unreadable && !a.exclusive && !a.absent {
+	// A file the user cannot read is not read by breakglass either (it
+	// never reads a user's files as root). Check mode shows the owner and
+	// mode repairs that would make it readable; apply refuses to guess
+	// what it holds.
+	unknown := kf.Unreadable && !a.exclusive && !a.absent
+	if unknown && !run.check {
 		return nil, fmt.Errorf("user %s: %s cannot be read as %s, as sshd reads it: make it %s's (ssh_permissions) or readable, then run again", a.user, kf.Real, a.user, a.user)
 	}
 	switch {
@@ -557,9 +562,13 @@ func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) 
 	if !file.Exists {
 		old = nil
 	}
-	content, ed, err := a.edit(old, run)
-	if err != nil {
-		return nil, err
+	var content []byte
+	var ed keyEdit
+	if !unknown {
+		var err error
+		if content, ed, err = a.edit(old, run); err != nil {
+			return nil, err
+		}
 	}
 	if bytes.IndexByte(content, 0) >= 0 {
 		return nil, fmt.Errorf("user %s: %s holds a NUL byte, which no key line can: fix the file by hand", a.user, kf.Real)

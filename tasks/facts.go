@@ -516,7 +516,7 @@ else
 			reals=$reals$bg_real$nl
 		else
 			reals=$reals?$nl
-			printf 'link %s %s %s\n' "$(printf '%s' "$bg_target" | base64 -w0)" "$bg_link" "$p"
+			printf 'link %s %s %s\n' "$(printf '%s' "$bg_target" | base64 -w0)" "$(printf '%s' "$bg_link" | base64 -w0)" "$p"
 		fi
 	done
 fi
@@ -575,30 +575,23 @@ else
 	[ -z "$sh_" ] || stat -L -c 'stat %u %g %f %n' -- "$sh_" 2>/dev/null
 fi
 # Key files are read as the user, as sshd reads them: whatever a link
-# swapped in meanwhile, the user could read it anyway. One the user
-# cannot read is read as its owner when that is another user (a file of
-# theirs that only they or root can have put there: sshd then refuses it
-# for its owner, and ssh_permissions gives it to the user), never as root.
-# At most bg_keymax bytes: a larger file is reported by its size.
+# swapped in meanwhile, the user could read it anyway; never as root. At
+# most bg_keymax bytes (a larger file is reported by its size), for at
+# most 10 seconds, and what the user's process printed must be base64,
+# nothing else: the user may trace their own process.
 IFS=$nl
 for l in $files; do
 	i=${l%%"$tab"*} f=${l#*"$tab"}
-	IFS=" $tab$nl"
-	# shellcheck disable=SC2046 # three numbers
-	set -- $(stat -c '%s %u %g' -- "$f" 2>/dev/null)
-	IFS=$nl
-	sz=${1:-0} fu=${2-} fg=${3-}
+	sz=$(stat -c %s -- "$f" 2>/dev/null) || sz=0
 	if [ -z "$uid" ] || [ -z "$gid" ]; then
 		printf 'akunreadable %d\n' "$i"
 	elif [ "$sz" -gt "$bg_keymax" ]; then
 		printf 'aktoolarge %d %s\n' "$i" "$sz"
 	else
-		c=$(setpriv --reuid="$uid" --regid="$gid" --init-groups -- base64 -w0 -- "$f" 2>/dev/null | head -c "$bg_keymax64")
-		if [ -z "$c" ] && [ "$sz" -gt 0 ] && [ -n "$fu" ] && [ "$fu" != 0 ] && [ "$fu" != "$uid" ]; then
-			c=$(setpriv --reuid="$fu" --regid="$fg" --clear-groups -- base64 -w0 -- "$f" 2>/dev/null | head -c "$bg_keymax64")
-		fi
+		c=$(timeout -s KILL 10 setpriv --reuid="$uid" --regid="$gid" --init-groups -- base64 -w0 -- "$f" </dev/null 2>/dev/null | head -c "$bg_keymax64")
+		case $c in *[!A-Za-z0-9+/=]*) c= sz=1 ;; esac
 		if [ "${#c}" -ge "$bg_keymax64" ]; then
-			printf 'aktoolarge %d %s\n' "$i" "$sz"
+			printf 'aktoolarge %d %s\n' "$i" "$((sz > bg_keymax ? sz : bg_keymax + 1))"
 		elif [ -z "$c" ] && [ "$sz" -gt 0 ]; then
 			printf 'akunreadable %d\n' "$i"
 		else
@@ -717,9 +710,12 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 				err = errors.New("bad link record")
 				break
 			}
-			var target []byte
-			if target, err = base64.StdEncoding.DecodeString(f[0]); err == nil {
-				links[f[2]] = &LinkError{Path: f[1], Target: strconv.QuoteToGraphic(string(target))}
+			var target, at []byte
+			if target, err = base64.StdEncoding.DecodeString(f[0]); err != nil {
+				break
+			}
+			if at, err = base64.StdEncoding.DecodeString(f[1]); err == nil {
+				links[f[2]] = &LinkError{Path: string(at), Target: strconv.QuoteToGraphic(string(target))}
 			}
 		case "aktoolarge", "akunreadable":
 			idx, val, _ := strings.Cut(rest, " ")

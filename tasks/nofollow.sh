@@ -2,7 +2,7 @@
 # nofollow.sh: the only way breakglass changes a path on a host (sourced at
 # the top of every apply script). breakglass is root inside directories
 # ordinary users own (homes, ~/.ssh), where a user can swap any entry for a
-# symbolic link, at any moment. So:
+# symbolic link, a hard link or another directory, at any moment. So:
 #
 #   - Every helper first makes the directory of its path the working
 #     directory (bg_pin) and checks that the kernel's name for it is the path
@@ -15,11 +15,12 @@
 #   - In any other directory, whatever follows the entry (chmod, writing a
 #     file, making a directory) runs as the user (bg_as), with the user's own
 #     rights and nothing more: a link the user planted can only lead where
-#     the user could go anyway. The one thing a user cannot do, chown, uses
-#     chown -h (lchown: never follows the entry), and a regular file is
-#     handed over only when it has a single name and the kernel forbids
-#     users to hard-link files they do not own (fs.protected_hardlinks), so
-#     it cannot be another file in disguise.
+#     the user could go anyway. The one thing a user cannot do, chown, is
+#     done on a directory from inside it (chown .: the pinned inode itself,
+#     checked by name first), and never on a regular file: the file is
+#     replaced by a copy the user writes (root reads the entry with
+#     O_NOFOLLOW), so no inode but the user's own changes hands, whatever
+#     the user swaps in.
 #
 # Paths are absolute, validated and quoted by breakglass. Every helper runs
 # in a subshell, so its cd does not leak into the script.
@@ -30,10 +31,12 @@ bg_dir() {
 	printf '%s\n' "${bg_d:-/}"
 }
 
-# bg_pin DIR: cd into DIR, which must hold no symbolic link now.
+# bg_pin DIR: cd into DIR, which must hold no symbolic link now. (The
+# trailing "." keeps a name ending in a newline whole.)
 bg_pin() {
 	cd -P -- "$1" 2>/dev/null || { echo "breakglass: cannot enter $1" >&2; return 1; }
-	bg_here=$(pwd -P)
+	bg_here=$(pwd -P && echo .)
+	bg_here=${bg_here%?.}
 	if [ "$bg_here" != "$1" ]; then
 		echo "breakglass: $1 is reached through a symbolic link (it leads to $bg_here): not followed" >&2
 		return 1
@@ -50,36 +53,51 @@ bg_trusted() {
 # bg_nolink ENTRY PATH: refuse when ./ENTRY is a symbolic link.
 bg_nolink() {
 	if [ -L "./$1" ]; then
-		echo "breakglass: $2 is a symbolic link (to $(readlink -- "./$1")): not followed" >&2
+		echo "breakglass: $2 is a symbolic link: not followed" >&2
 		return 1
 	fi
 }
 
 # bg_as USER COMMAND...: run COMMAND as USER, with USER's groups, no
-# capabilities, no PAM.
+# capabilities, no PAM, no input, for at most 60 seconds.
 bg_as() {
 	bg_u=$1
 	shift
 	bg_g=$(id -g -- "$bg_u") || return 1
-	setpriv --reuid="$bg_u" --regid="$bg_g" --init-groups -- "$@"
+	timeout -s KILL 60 setpriv --reuid="$bg_u" --regid="$bg_g" --init-groups -- "$@"
 }
 
-# bg_chown OWNER PATH: chown -h, never through a link.
+# bg_chown OWNER PATH: make PATH belong to OWNER (USER: or root) without
+# following anything a user could have planted.
 bg_chown() (
 	bg_pin "$(bg_dir "$2")" || exit 1
 	b=${2##*/}
 	bg_nolink "$b" "$2" || exit 1
-	if [ -f "./$b" ] && ! bg_trusted; then
-		if [ "$(cat /proc/sys/fs/protected_hardlinks 2>/dev/null)" != 1 ]; then
-			echo "breakglass: not changing the owner of $2: fs.protected_hardlinks is off, so it could be a hard link to any file" >&2
-			exit 1
-		fi
-		if [ "$(stat -c %h -- "./$b")" != 1 ]; then
-			echo "breakglass: not changing the owner of $2: it has several hard links" >&2
-			exit 1
-		fi
+	if bg_trusted; then
+		chown -h -- "$1" "./$b"
+		exit
 	fi
-	chown -h -- "$1" "./$b"
+	if [ -d "./$b" ]; then
+		# Enter it and check it is the entry asked for; then chown the
+		# working directory, which no swap of the name can change.
+		bg_pin "$2" || exit 1
+		chown -- "$1" .
+		exit
+	fi
+	if [ ! -f "./$b" ] || [ "$1" = root ]; then
+		echo "breakglass: not changing the owner of $2 in a directory users can change: it is not a regular file or directory, or should be root's" >&2
+		exit 1
+	fi
+	# A regular file: the user writes a copy of it over it. Root reads the
+	# entry without following it (O_NOFOLLOW, O_NONBLOCK: no FIFO hangs),
+	# at most 1 MiB, and keeps its mode.
+	m=$(stat -c %a -- "./$b") || exit 1
+	c=$(dd if="./$b" iflag=nofollow,nonblock bs=65536 count=17 2>/dev/null | base64 -w0) || exit 1
+	if [ "${#c}" -gt 1398104 ]; then
+		echo "breakglass: not handing $2 over: it is larger than 1 MiB" >&2
+		exit 1
+	fi
+	printf '%s' "$c" | base64 -d | bg_as "${1%%:*}" /bin/sh -c "$bg_write_script" bg_chown "$b" "0$m"
 )
 
 # bg_chmod MODE PATH USER: chmod, as root where only root can change the
@@ -114,8 +132,8 @@ bg_mkdir() (
 # bg_write FILE OWNER MODE CONTENT: write CONTENT atomically: a temp file
 # in the same directory, owner and mode set, fsync, the previous version
 # kept as FILE.breakglass.bak (a hard link to the old inode), rename over
-# FILE. Where users can change the directory, all of it runs as OWNER
-# (USER:), whose file it is.
+# FILE. Where users can change the directory, all of it but the backup runs
+# as OWNER (USER:), whose file it is.
 bg_write() (
 	bg_pin "$(bg_dir "$1")" || exit 1
 	b=${1##*/}
@@ -138,8 +156,8 @@ bg_write() (
 	trap - EXIT
 )
 
-# What bg_write runs as the user, in the pinned directory: ENTRY MODE,
-# content on stdin. mktemp makes the file 0600.
+# What bg_write and bg_chown run as the user, in the pinned directory:
+# ENTRY MODE, content on stdin. mktemp makes the file 0600.
 # shellcheck disable=SC2016 # expanded by the user's shell
 bg_write_script='t=$(mktemp -- "./.$1.breakglass.XXXXXX") || exit 1
 if cat >"$t" && { [ "$2" = 0600 ] || chmod "$2" -- "$t"; } && sync -- "$t" && mv -fT -- "$t" "./$1"; then

@@ -63,3 +63,39 @@ echo "ok $ok"
 	}
 	t.Logf("helpers: %s of 360 calls succeeded under the race", strings.TrimSpace(out))
 }
+
+// TestResolveRaceOnLab races bg_resolve, which decides what the facts call
+// a key file's real path: the user flips a directory on the way between
+// itself and a link to /etc, where a link root would follow
+// (/etc/ssh/...) could be confused with the user's own link to
+// /etc/shadow. bg_resolve must never answer a path outside the user's
+// tree.
+func TestResolveRaceOnLab(t *testing.T) {
+	_, h, _ := acctLab(t)
+	acctSh(t, h, `useradd -m -s /bin/sh flipper
+mkdir -p /home/flipper/.config/ssh && ln -s /etc/shadow /home/flipper/.config/ssh/authorized_keys
+chown -R flipper: /home/flipper/.config && chown -h flipper: /home/flipper/.config/ssh/authorized_keys`)
+	acctSh(t, h, `setpriv --reuid=flipper --regid=flipper --init-groups -- sh -c '
+cd /home/flipper || exit 1
+end=$(( $(date +%s) + 60 ))
+while [ "$(date +%s)" -lt "$end" ] && [ ! -e /tmp/flipper.stop ]; do
+	mv .config .config.real; ln -s /etc .config; rm -f .config; mv .config.real .config
+done' </dev/null >/dev/null 2>&1 &`)
+	t.Cleanup(func() { _, _ = h.Exec(t.Context(), "touch /tmp/flipper.stop", nil) })
+	out := acctSh(t, h, resolveScript+`
+i=0 links=0 bad=
+while [ "$i" -lt 400 ]; do
+	i=$((i + 1))
+	if bg_resolve /home/flipper/.config/ssh/authorized_keys; then
+		case $bg_real in /home/flipper/*) ;; *) bad="$bad $bg_real" ;; esac
+	else
+		links=$((links + 1))
+	fi
+done
+echo "links $links bad$bad"`)
+	acctSh(t, h, "touch /tmp/flipper.stop")
+	if !strings.HasPrefix(out, "links ") || strings.Contains(out, "bad ") {
+		t.Errorf("bg_resolve under the race: %q", out)
+	}
+	t.Logf("bg_resolve under the race: %s", strings.TrimSpace(out))
+}

@@ -161,7 +161,7 @@ func planPermissions(ufs []*UserFacts, check bool) ([]hostStep, error) {
 			errs = append(errs, fmt.Errorf("user %s has no home directory in passwd", uf.Name))
 			continue
 		case !uf.HomeStat.Exists:
-			steps = append(steps, createHomeStep(uf.Name, uf.Home))
+			steps = append(steps, createHomeStep(uf.Name, realHome(uf, uf.Home)))
 		case !uf.HomeStat.IsDir():
 			errs = append(errs, fmt.Errorf("home %s of %s is not a directory", uf.Home, uf.Name))
 			continue

@@ -338,7 +338,7 @@ func (u *User) plan(h userHost, controlUser string) ([]hostStep, error) {
 			add(fmt.Sprintf("remove account expiry of %s (%s on %s)", u.Name, when, day(sp.Expire)), "chage", "-E", "-1", u.Name)
 		}
 	}
-	s, err := u.homeSteps(home, homeStat, uf.UID, false)
+	s, err := u.homeSteps(home, realHome(uf, home), homeStat, uf.UID, false)
 	if err != nil {
 		return nil, err
 	}
@@ -364,17 +364,26 @@ func (u *User) planCreate(h userHost, loginShell string) ([]hostStep, error) {
 	}
 	what += "; key-only: password field '*', no expiry, no password ageing)"
 	steps := []hostStep{{change: Change{What: what}, cmd: shell.Join(words...)}}
-	s, err := u.homeSteps(home, homeStat, -1, true)
+	s, err := u.homeSteps(home, realHome(h.user, home), homeStat, -1, true)
 	if err != nil {
 		return nil, err
 	}
 	return append(steps, s...), nil
 }
 
-// homeSteps makes home exist and belong to the user. uid is the user's,
-// -1 for a user created by this plan (useradd -m makes a missing home but
-// leaves one that exists as it is).
-func (u *User) homeSteps(home string, st PathStat, uid int, creating bool) ([]hostStep, error) {
+// realHome is the path the commands on home act on: the passwd home with
+// the links root made resolved (the no-follow helpers refuse any link).
+func realHome(uf *UserFacts, home string) string {
+	if home == uf.Home && uf.HomeReal != "" {
+		return uf.HomeReal
+	}
+	return home
+}
+
+// homeSteps makes home exist and belong to the user, acting on at (home
+// resolved). uid is the user's, -1 for a user created by this plan
+// (useradd -m makes a missing home but leaves one that exists as it is).
+func (u *User) homeSteps(home, at string, st PathStat, uid int, creating bool) ([]hostStep, error) {
 	owner := u.Name + ":"
 	switch {
 	case home == "":
@@ -382,7 +391,7 @@ func (u *User) homeSteps(home string, st PathStat, uid int, creating bool) ([]ho
 	case !st.Exists && creating:
 		return nil, nil
 	case !st.Exists:
-		return []hostStep{createHomeStep(u.Name, home)}, nil
+		return []hostStep{createHomeStep(u.Name, at)}, nil
 	case !st.IsDir():
 		return nil, fmt.Errorf("home %s of %s exists and is not a directory", home, u.Name)
 	case st.UID != uid:
@@ -392,7 +401,7 @@ func (u *User) homeSteps(home string, st PathStat, uid int, creating bool) ([]ho
 		}
 		return []hostStep{{
 			change: Change{What: fmt.Sprintf("chown %s %s (owner uid %d%s)", owner, home, st.UID, why), Path: home},
-			cmd:    shell.Join("bg_chown", owner, home),
+			cmd:    shell.Join("bg_chown", owner, at),
 		}}, nil
 	}
 	return nil, nil

@@ -233,7 +233,11 @@ func (c *checker) home(u auditedUser, known bool) {
 	c.add(uf.Name, "home-missing", sev, uf.Home,
 		fmt.Sprintf("home directory %s of %s (passwd) does not exist: %s", uf.Home, uf.Name, what),
 		shell.Join("install", "-d", "-m", "0700", "-o", uf.Name, "-g", group, uf.Home))
-	c.act("bg_mkdir", "0700", uf.Home, uf.Name+":")
+	at := uf.Home
+	if uf.HomeReal != "" {
+		at = uf.HomeReal
+	}
+	c.act("bg_mkdir", "0700", at, uf.Name+":")
 }
 
 // ---------------------------------------------------------------- sshd

@@ -288,8 +288,8 @@ bg_ux() (
 	# Counted as the user, as sshd would read it: a link the user planted
 	# leads nowhere the user could not read anyway.
 	if [ -f "$home/.ssh/authorized_keys" ]; then
-		n=$(setpriv --reuid="$uid" --regid="$gid" --init-groups -- grep -c '^[[:space:]]*[^#[:space:]]' -- "$home/.ssh/authorized_keys" 2>/dev/null)
-		[ -z "$n" ] || printf 'ux %s homekeys %s\n' "$u" "$n"
+		n=$(timeout -s KILL 10 setpriv --reuid="$uid" --regid="$gid" --init-groups -- grep -c '^[[:space:]]*[^#[:space:]]' -- "$home/.ssh/authorized_keys" </dev/null 2>/dev/null)
+		case $n in '' | *[!0-9]*) ;; *) printf 'ux %s homekeys %s\n' "$u" "$n" ;; esac
 	fi
 	if [ "$bg_se" = Enforcing ] && [ -d "$home/.ssh" ] && command -v restorecon >/dev/null 2>&1; then
 		restorecon -nvR -- "$home/.ssh" 2>&1 | bg_lines "ux $u selinux"
