@@ -242,19 +242,26 @@ func (s *Sudoers) query() Query {
 		Script: fmt.Sprintf(`f=%s
 if [ -e "$f" ] || [ -L "$f" ]; then
 	stat -c 'present %%u %%g %%a %%F' -- "$f" || exit 1
-	if [ -f "$f" ] && [ ! -L "$f" ]; then cat -- "$f" || exit 1; fi
+	if [ -f "$f" ] && [ ! -L "$f" ]; then head -c %d -- "$f" || exit 1; fi
 else
 	echo absent
 fi
-`, p),
+`, p, sudoersMaxRead+1),
 		Parse: parseSudoersFile,
 	}
 }
+
+// sudoersMaxRead bounds what is read of a drop-in: one this task renders
+// is a few lines, and a bigger one is rewritten whatever the rest says.
+const sudoersMaxRead = 1 << 20
 
 func parseSudoersFile(out []byte) (any, error) {
 	head, content, _ := strings.Cut(string(out), "\n")
 	if head == "absent" {
 		return sudoersFile{}, nil
+	}
+	if len(content) > sudoersMaxRead {
+		content = content[:sudoersMaxRead] + "\n[breakglass read only the first 1 MiB of this file]\n"
 	}
 	f := sudoersFile{Exists: true, Content: content}
 	fields := strings.SplitN(head, " ", 5)

@@ -169,6 +169,23 @@ func TestSudoersRejectsAllAtOnce(t *testing.T) {
 	}
 }
 
+// A drop-in over the read limit is read in part, and rewritten.
+func TestSudoersHugeDropIn(t *testing.T) {
+	s := mustSudoers(t, "{name: bg, users: [bg-ops1], nopasswd: true}")
+	v, err := parseSudoersFile([]byte("present 0 0 440 regular file\n" + s.content + strings.Repeat("#", 3<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := v.(sudoersFile)
+	if len(f.Content) > sudoersMaxRead+100 {
+		t.Errorf("kept %d bytes of the file", len(f.Content))
+	}
+	p, err := s.plan(f, false)
+	if err != nil || !p.install {
+		t.Errorf("plan %+v %v, want a rewrite", p, err)
+	}
+}
+
 func TestParseSudoersFile(t *testing.T) {
 	for _, tc := range []struct {
 		out  string

@@ -289,7 +289,7 @@ bg_ux() (
 		printf 'ux %s homekeys %s\n' "$u" "$(grep -c '^[[:space:]]*[^#[:space:]]' -- "$home/.ssh/authorized_keys")"
 	fi
 	if [ "$bg_se" = Enforcing ] && [ -d "$home/.ssh" ] && command -v restorecon >/dev/null 2>&1; then
-		restorecon -nvR -- "$home/.ssh" 2>&1 | bg_lines "ux $u selinux"
+		restorecon -nvR -- "$home/.ssh" 2>&1 | head -n 50 | bg_lines "ux $u selinux"
 	fi
 	case $bg_flags in *s*)
 		if command -v sudo >/dev/null 2>&1; then

@@ -125,7 +125,7 @@ func (f *fallbackDialer) dialProbe(ctx context.Context, t transport.Target, user
 		return nil, fmt.Errorf("%s via %s: %w", user, path.Name, err)
 	}
 	// The probe prints two short lines: nothing more is read.
-	out, err := c.Run(transport.WithOutputLimit(ctx, 64<<10), tasks.VerifyCommand, nil)
+	out, err := c.Run(transport.WithOutputLimit(ctx, probeLimit), tasks.VerifyCommand, nil)
 	if u, _, ok := tasks.ParseProbe(out); err != nil || !ok || u != user {
 		c.Close()
 		return nil, fmt.Errorf("%s via %s: logged in, but no working session (%v)", user, path.Name, err)
