@@ -80,7 +80,7 @@ d=` + LockDir + ` f=` + LockFile + `
 bg_err() { printf 'bg-lock-error %s\n' "$*"; exit 0; }
 if [ -L "$d" ] || { [ -e "$d" ] && [ ! -d "$d" ]; }; then bg_err "$d is not a directory"; fi
 [ -d "$d" ] || mkdir -m 0700 "$d" 2>/dev/null || [ -d "$d" ] || bg_err "cannot create $d"
-chown 0:0 "$d" && chmod 0700 "$d" || bg_err "cannot make $d root's alone (0700)"
+{ chown 0:0 "$d" && chmod 0700 "$d"; } || bg_err "cannot make $d root's alone (0700)"
 command -v flock >/dev/null 2>&1 || bg_err "flock(1) (util-linux) is not installed: cannot take the run lock"
 if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then rm -f -- "$f" || bg_err "cannot remove $f"; fi
 exec 9>>"$f" || bg_err "cannot open $f"
