@@ -296,30 +296,37 @@ func lockHost(ctx context.Context, conn Conn, job *Job, o Options) (release func
 	if job.BecomePassword != "" {
 		pw = job.BecomePassword
 	}
+	lctx := ctx
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Timeout+transport.LockWait)
+		lctx, cancel = context.WithTimeout(ctx, o.Timeout+transport.LockWait)
 		defer cancel()
 	}
 	b := &transport.Become{Client: conn, Password: pw}
-	return b.Lock(ctx, lockNote(o.LockNote), transport.LockWait)
+	release, err = b.Lock(lctx, lockNote(o.LockNote), transport.LockWait)
+	if err != nil && ctx.Err() == nil && errors.Is(lctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("timed out after %s: %w", o.Timeout+transport.LockWait, err)
+	}
+	return release, err
 }
 
-// started is when this process started, for lock notes.
-var started = time.Now()
-
-// lockNote says who holds a host: this controller, process, user, when
-// it started and what it runs.
-func lockNote(what string) string {
+// whoRuns is this controller's name, process and user, and when it
+// started, for lock notes.
+var whoRuns = sync.OnceValue(func() string {
 	host, _ := os.Hostname()
 	who := "?"
 	if u, err := user.Current(); err == nil {
 		who = u.Username
 	}
+	return fmt.Sprintf("controller %s, pid %d, user %s, started %s", host, os.Getpid(), who, time.Now().UTC().Format(time.RFC3339))
+})
+
+// lockNote says who holds a host: what this run runs, and whoRuns.
+func lockNote(what string) string {
 	if what == "" {
 		what = "breakglass"
 	}
-	return fmt.Sprintf("%s (controller %s, pid %d, user %s, started %s)", what, host, os.Getpid(), who, started.UTC().Format(time.RFC3339))
+	return what + " (" + whoRuns() + ")"
 }
 
 // runPlay runs one play's tasks on the host; it returns false when the
