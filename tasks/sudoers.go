@@ -242,19 +242,26 @@ func (s *Sudoers) query() Query {
 		Script: fmt.Sprintf(`f=%s
 if [ -e "$f" ] || [ -L "$f" ]; then
 	stat -c 'present %%u %%g %%a %%F' -- "$f" || exit 1
-	if [ -f "$f" ] && [ ! -L "$f" ]; then cat -- "$f" || exit 1; fi
+	if [ -f "$f" ] && [ ! -L "$f" ]; then head -c %d -- "$f" || exit 1; fi
 else
 	echo absent
 fi
-`, p),
+`, p, sudoersMaxRead+1),
 		Parse: parseSudoersFile,
 	}
 }
+
+// sudoersMaxRead bounds what is read of a drop-in: one this task renders
+// is a few lines, and a bigger one is rewritten whatever the rest says.
+const sudoersMaxRead = 1 << 20
 
 func parseSudoersFile(out []byte) (any, error) {
 	head, content, _ := strings.Cut(string(out), "\n")
 	if head == "absent" {
 		return sudoersFile{}, nil
+	}
+	if len(content) > sudoersMaxRead {
+		content = content[:sudoersMaxRead] + "\n[breakglass read only the first 1 MiB of this file]\n"
 	}
 	f := sudoersFile{Exists: true, Content: content}
 	fields := strings.SplitN(head, " ", 5)
@@ -393,13 +400,24 @@ func (s *Sudoers) explain(out []byte) error {
 	if st.status == "ok" {
 		return nil
 	}
-	return &SudoersError{Path: s.Path(), Stage: st.stage, Output: st.msg, RolledBack: st.restored != "", RestoreFailed: st.restored == "failed"}
+	msg := st.msg
+	if st.restored == "other" {
+		msg = strings.TrimSpace("another run replaced " + s.Path() + " meanwhile: it was left as that run made it\n" + msg)
+	}
+	return &SudoersError{Path: s.Path(), Stage: st.stage, Output: msg, RolledBack: st.restored == "ok" || st.restored == "failed", RestoreFailed: st.restored == "failed"}
 }
 
 // RolledBackChange reports whether the previous file was put back.
 func (e *SudoersError) RolledBackChange() bool { return e.RolledBack }
 
-func (s *Sudoers) tmpPath() string { return SudoersDir + "/." + s.name + ".breakglass-tmp" }
+// tmpPath is this run's own name for a file of the transaction (what:
+// "tmp", the new file before it is installed; "new", a link to the file
+// installed; "old", a link to the file replaced): run is random, so that
+// no run removes or installs another's file, even without the host lock.
+// The names start with a dot and hold dots, so sudo skips them.
+func (s *Sudoers) tmpPath(what, run string) string {
+	return SudoersDir + "/." + s.name + ".breakglass-" + what + "." + run
+}
 
 // backupPath keeps the previous version; its dots make sudo skip it.
 func (s *Sudoers) backupPath() string { return SudoersDir + "/" + s.name + ".breakglass.bak" }
@@ -506,8 +524,25 @@ func (s *Sudoers) script(p sudoersPlan, controlUser string) ([]byte, error) {
 LC_ALL=C; export LC_ALL
 umask 077
 `)
-	fmt.Fprintf(&b, "d=%s\nf=%s\ntmp=%s\nbak=%s\n", shell.Quote(SudoersDir), shell.Quote(s.Path()), shell.Quote(s.tmpPath()), shell.Quote(s.backupPath()))
+	var rb [6]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return nil, fmt.Errorf("random name: %w", err)
+	}
+	run := hex.EncodeToString(rb[:])
+	fmt.Fprintf(&b, "d=%s\nf=%s\ntmp=%s\nnew=%s\nold=%s\nbak=%s\n", shell.Quote(SudoersDir), shell.Quote(s.Path()),
+		shell.Quote(s.tmpPath("tmp", run)), shell.Quote(s.tmpPath("new", run)), shell.Quote(s.tmpPath("old", run)), shell.Quote(s.backupPath()))
+	// The restore puts the previous state back only while the drop-in is
+	// still as this run left it: never over (or removing) another run's.
+	switch {
+	case p.install:
+		b.WriteString("ours() { [ -e \"$new\" ] && [ \"$f\" -ef \"$new\" ]; }\n")
+	case p.remove:
+		b.WriteString("ours() { [ ! -e \"$f\" ] && [ ! -L \"$f\" ]; }\n")
+	default:
+		b.WriteString("ours() { false; }\n")
+	}
 	b.WriteString(`had=0
+trap 'rm -f -- "$tmp" "$new" "$old"' EXIT
 report() {
 	printf 'status %s\nstage %s\n' "$1" "$2"
 	while IFS= read -r l; do printf '| %s\n' "$l"; done <<BREAKGLASS_REPORT
@@ -516,7 +551,8 @@ BREAKGLASS_REPORT
 }
 restore() {
 	rm -f -- "$tmp"
-	if [ "$had" = 1 ]; then mv -f -- "$bak" "$f"; else rm -f -- "$f"; fi
+	if ! ours; then echo 'restored other'; return; fi
+	if [ "$had" = 1 ]; then mv -f -- "$old" "$f"; else rm -f -- "$f"; fi
 	if [ $? = 0 ]; then echo 'restored ok'; else echo 'restored failed'; fi
 	sync -- "$d" 2>/dev/null || sync
 }
@@ -540,7 +576,7 @@ ctrl_before=0; if ctrl; then ctrl_before=1; fi
 	}
 	b.WriteString(`if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then report failed precheck "$f is not a regular file; remove it by hand"; exit 0; fi
 if [ -f "$f" ]; then
-	ln -f -- "$f" "$bak" || { report failed precheck "cannot back up $f to $bak"; exit 0; }
+	ln -f -- "$f" "$old" || { report failed precheck "cannot back up $f to $old"; exit 0; }
 	had=1
 else
 	[ ! -e "$bak" ] && [ ! -L "$bak" ] || rm -f -- "$bak"
@@ -555,6 +591,7 @@ fi
 		// install writes, chowns and chmods in one process.
 		fmt.Fprintf(&b, "[ ! -e \"$tmp\" ] && [ ! -L \"$tmp\" ] || rm -f -- \"$tmp\"\ninstall -m 0440 -o 0 -g 0 /dev/stdin \"$tmp\" <<'%s' || { rm -f -- \"$tmp\"; report failed precheck \"cannot write $tmp with owner root and mode 0440\"; exit 0; }\n%s%s\n", delim, s.content, delim)
 		b.WriteString(`if ! out=$(visudo -cf "$tmp" </dev/null 2>&1); then rm -f -- "$tmp"; report failed visudo-file "$out"; exit 0; fi
+ln -f -- "$tmp" "$new" || { rm -f -- "$tmp"; report failed precheck "cannot link $tmp to $new"; exit 0; }
 if ! { sync -- "$tmp" && mv -f -- "$tmp" "$f"; }; then restore; report failed install "cannot install $f"; exit 0; fi
 `)
 	case p.remove:
@@ -596,7 +633,10 @@ esac
 		b.WriteString(`if [ "$ctrl_before" = 1 ] && ! ctrl; then restore; report failed control "$cu could run sudo -n true before this change and cannot after it"; exit 0; fi
 `)
 	}
-	b.WriteString("report ok done ''\n")
+	// The previous version is kept under the name the README promises.
+	b.WriteString(`if [ "$had" = 1 ]; then mv -f -- "$old" "$bak" || true; fi
+report ok done ''
+`)
 	return []byte(b.String()), nil
 }
 

@@ -169,6 +169,23 @@ func TestSudoersRejectsAllAtOnce(t *testing.T) {
 	}
 }
 
+// A drop-in over the read limit is read in part, and rewritten.
+func TestSudoersHugeDropIn(t *testing.T) {
+	s := mustSudoers(t, "{name: bg, users: [bg-ops1], nopasswd: true}")
+	v, err := parseSudoersFile([]byte("present 0 0 440 regular file\n" + s.content + strings.Repeat("#", 3<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := v.(sudoersFile)
+	if len(f.Content) > sudoersMaxRead+100 {
+		t.Errorf("kept %d bytes of the file", len(f.Content))
+	}
+	p, err := s.plan(f, false)
+	if err != nil || !p.install {
+		t.Errorf("plan %+v %v, want a rewrite", p, err)
+	}
+}
+
 func TestParseSudoersFile(t *testing.T) {
 	for _, tc := range []struct {
 		out  string
@@ -423,7 +440,8 @@ func TestSudoersScript(t *testing.T) {
 		t.Errorf("content not framed by %q:\n%s", delim, sc)
 	}
 	for _, w := range []string{
-		"tmp=/etc/sudoers.d/.bg.breakglass-tmp", // a name sudo ignores
+		"tmp=/etc/sudoers.d/.bg.breakglass-tmp.", // a name sudo ignores, this run's own
+		"old=/etc/sudoers.d/.bg.breakglass-old.", "new=/etc/sudoers.d/.bg.breakglass-new.",
 		`visudo -cf "$tmp"`, `visudo -c `, `install -m 0440 -o 0 -g 0 /dev/stdin "$tmp" <<'`,
 		`sync -- "$tmp" && mv -f -- "$tmp" "$f"`,
 		`sudo -l -U "$u"`, "u=bg-ops1\n", "u=bg-ops2\n", "want='(ALL) NOPASSWD: ALL'",
@@ -431,6 +449,13 @@ func TestSudoersScript(t *testing.T) {
 	} {
 		if !strings.Contains(sc, w) {
 			t.Errorf("script lacks %q", w)
+		}
+	}
+	// two runs never share a temp or backup name: neither removes the other's
+	again, _ := s.script(sudoersPlan{install: true, existed: true}, "admin")
+	for _, v := range []string{"tmp=", "new=", "old="} {
+		if a, b := scriptVar(sc, v), scriptVar(string(again), v); a == "" || a == b {
+			t.Errorf("%s is %q in both runs", v, a)
 		}
 	}
 	// no control-user check when connected as root or unknown
@@ -453,6 +478,16 @@ func TestSudoersScript(t *testing.T) {
 			t.Errorf("%s: a new file naming the control user or a group, but no check", src)
 		}
 	}
+}
+
+// scriptVar is the value of the first line "NAME=VALUE" of script (v is "NAME=").
+func scriptVar(script, v string) string {
+	for _, l := range strings.Split(script, "\n") {
+		if val, ok := strings.CutPrefix(l, v); ok {
+			return val
+		}
+	}
+	return ""
 }
 
 func TestSudoersHeredocDelim(t *testing.T) {

@@ -292,7 +292,7 @@ bg_ux() (
 		case $n in '' | *[!0-9]*) ;; *) printf 'ux %s homekeys %s\n' "$u" "$n" ;; esac
 	fi
 	if [ "$bg_se" = Enforcing ] && [ -d "$home/.ssh" ] && command -v restorecon >/dev/null 2>&1; then
-		restorecon -nvR -- "$home/.ssh" 2>&1 | bg_lines "ux $u selinux"
+		restorecon -nvR -- "$home/.ssh" 2>&1 | head -n 50 | bg_lines "ux $u selinux"
 	fi
 	case $bg_flags in *s*)
 		if command -v sudo >/dev/null 2>&1; then

@@ -13,6 +13,10 @@ import (
 // logLines is how many of sshd's log lines a finding shows per user.
 const logLines = 20
 
+// logLineMax bounds each of those lines (bytes): a log line may quote
+// what a client sent.
+const logLineMax = 1000
+
 // unexplained reports the failed logins of verify_access (env.Facts under
 // tasks.FactAccess) that no finding explains, with sshd's log lines for
 // them. Reading the log is a second round trip, made only when needed:
@@ -96,10 +100,10 @@ for u in`)
 		b.WriteString(" " + shell.Quote(u))
 	}
 	fmt.Fprintf(&b, `; do
-	bg_log | grep -a -F -e "$u" -e 'Connection closed by authenticating user' -e 'Authentication refused' | tail -n %d | while IFS= read -r l; do printf 'log %%s %%s\n' "$u" "$l"; done
+	bg_log | grep -a -F -e "$u" -e 'Connection closed by authenticating user' -e 'Authentication refused' | tail -n %d | cut -c 1-%d | while IFS= read -r l; do printf 'log %%s %%s\n' "$u" "$l"; done
 done
 } </dev/null
-`, logLines)
+`, logLines, logLineMax)
 	out, err := r.Run(ctx, "/bin/sh -s", []byte(b.String()))
 	if err != nil {
 		return nil, fmt.Errorf("read sshd's log: %w", err)

@@ -255,6 +255,7 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		// verify proves the logins and nothing else: no control login.
 		NoControl: o.command == "verify",
 		Logins:    loginsFor(dialer, p),
+		LockNote:  runNote(o),
 		HostDone: func(h *report.Host) {
 			if o.command == "audit" {
 				driftFindings(h, o.playbook)
@@ -287,6 +288,22 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		errorf(stderr, "interrupted: %d hosts not done", r.Summary.NotDone)
 	}
 	return r.ExitCode()
+}
+
+// runNote names this run in the lock it holds on each host, for the
+// message a run that finds the host taken shows.
+func runNote(o *options) string {
+	w := []string{"breakglass", o.command, o.playbook}
+	if o.check && o.command == "apply" {
+		w = append(w, "--check")
+	}
+	if o.user != "" {
+		w = append(w, "--user", o.user)
+	}
+	if o.limit != "" {
+		w = append(w, "--limit", o.limit)
+	}
+	return strings.Join(w, " ")
 }
 
 func writeReports(o *options, r *report.Report, stdout io.Writer) error {
@@ -387,7 +404,20 @@ func (l *loginDialer) Login(ctx context.Context, user, keyFile string, path task
 	if err != nil {
 		return nil, nil, err
 	}
-	return c, c.Close, nil
+	return probeRunner{c}, c.Close, nil
+}
+
+// probeLimit bounds what a fresh login's command may print: these logins
+// run the probe (two short lines), as users whose login scripts print
+// whatever they like.
+const probeLimit = 64 << 10
+
+// probeRunner runs commands on a fresh login, keeping at most probeLimit
+// bytes of their output.
+type probeRunner struct{ c *transport.Client }
+
+func (p probeRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	return p.c.Run(transport.WithOutputLimit(ctx, probeLimit), cmd, stdin)
 }
 
 func (l *loginDialer) breakGlassKey(user string) string {

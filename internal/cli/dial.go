@@ -48,6 +48,15 @@ func (f *fellBack) StartShell(ctx context.Context, cmd string) (*transport.Shell
 	return nil, errors.New("this connection cannot start a shell")
 }
 
+// Hold starts a command held open on the connection (the host's run
+// lock), when it can.
+func (f *fellBack) Hold(ctx context.Context, cmd string, stdin []byte) (string, func(), error) {
+	if h, ok := f.Conn.(transport.Holder); ok {
+		return h.Hold(ctx, cmd, stdin)
+	}
+	return "", nil, errors.New("this connection cannot hold a session open")
+}
+
 // FallbackNote says who could not log in and who got in instead.
 func (f *fellBack) FallbackNote() string { return f.note }
 
@@ -115,7 +124,8 @@ func (f *fallbackDialer) dialProbe(ctx context.Context, t transport.Target, user
 	if err != nil {
 		return nil, fmt.Errorf("%s via %s: %w", user, path.Name, err)
 	}
-	out, err := c.Run(ctx, tasks.VerifyCommand, nil)
+	// The probe prints two short lines: nothing more is read.
+	out, err := c.Run(transport.WithOutputLimit(ctx, probeLimit), tasks.VerifyCommand, nil)
 	if u, _, ok := tasks.ParseProbe(out); err != nil || !ok || u != user {
 		c.Close()
 		return nil, fmt.Errorf("%s via %s: logged in, but no working session (%v)", user, path.Name, err)

@@ -66,7 +66,11 @@ func runRecover(ctx context.Context, o *options, p *plan, d *transport.Dialer, s
 		// sshd accepts some locked-out users and then ends the session
 		// (missing shell, forced password change): only a command proves
 		// the login.
-		return fd.dialProbe(ctx, t, o.user, key, tasks.Path{Name: "direct"})
+		c, err := fd.dialProbe(ctx, t, o.user, key, tasks.Path{Name: "direct"})
+		if err != nil {
+			return nil, err
+		}
+		return ownLogin{c}, nil
 	}
 
 	ro.Check = true
@@ -128,3 +132,8 @@ func finishRecover(o *options, r *report.Report, stdout, stderr io.Writer) int {
 	}
 	return r.ExitCode()
 }
+
+// ownLogin is a connection as the user recover is for: recover then only
+// proves that login and runs nothing as root, so it takes no host lock
+// (the user may have no sudo). It hides the connection's Hold.
+type ownLogin struct{ runner.Conn }

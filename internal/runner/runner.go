@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +92,10 @@ type Options struct {
 	// HostDone is called once per host when it is finished, never
 	// concurrently.
 	HostDone func(h *report.Host)
+	// LockNote says which run this is (the command line); with the
+	// controller's name, pid, user and the start time it is written into
+	// each host's run lock, for the message another run shows.
+	LockNote string
 }
 
 // Run runs every job and returns the report (not yet settled for exit
@@ -204,6 +210,26 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 		return
 	}
 	defer conn.Close()
+	release, err := lockHost(ctx, conn, job, o)
+	if err != nil {
+		h.Error = err.Error()
+		switch {
+		case transport.IsUnreachable(err):
+			h.Status = report.StatusUnreachable
+			h.Error = "connection lost: " + err.Error()
+		case ctx.Err() != nil:
+			h.NotDone = true
+		}
+		for _, p := range job.Plays {
+			for _, t := range p.Tasks {
+				h.Tasks = append(h.Tasks, report.Task{Name: t.Name, Module: t.Module, Status: report.StatusSkipped, Changes: []report.Change{}})
+			}
+		}
+		return
+	}
+	if release != nil {
+		defer release()
+	}
 	if fb, ok := conn.(interface{ FallbackNote() string }); ok {
 		h.Findings = append(h.Findings, report.Finding{
 			ID: "control-login-failed", Severity: report.SeverityLockout, User: job.Target.User,
@@ -247,6 +273,60 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 			return
 		}
 	}
+}
+
+// lockHost takes the host's run lock (transport.Become.Lock) for the
+// whole run of the job: one run per host at a time, so that two runs
+// never interleave their edits. It is taken as root, as the job's plays
+// become root; a job that never becomes root (and a connection that
+// cannot hold a session open, as in unit tests) takes none. The returned
+// release is nil when no lock was taken.
+func lockHost(ctx context.Context, conn Conn, job *Job, o Options) (release func(), err error) {
+	if _, ok := conn.(transport.Holder); !ok {
+		return nil, nil
+	}
+	root := conn.User() == "root"
+	for _, p := range job.Plays {
+		root = root || p.Become
+	}
+	if !root {
+		return nil, nil
+	}
+	pw := o.BecomePassword
+	if job.BecomePassword != "" {
+		pw = job.BecomePassword
+	}
+	lctx := ctx
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(ctx, o.Timeout+transport.LockWait)
+		defer cancel()
+	}
+	b := &transport.Become{Client: conn, Password: pw}
+	release, err = b.Lock(lctx, lockNote(o.LockNote), transport.LockWait)
+	if err != nil && ctx.Err() == nil && errors.Is(lctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("timed out after %s: %w", o.Timeout+transport.LockWait, err)
+	}
+	return release, err
+}
+
+// whoRuns is this controller's name, process and user, and when it
+// started, for lock notes.
+var whoRuns = sync.OnceValue(func() string {
+	host, _ := os.Hostname()
+	who := "?"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	return fmt.Sprintf("controller %s, pid %d, user %s, started %s", host, os.Getpid(), who, time.Now().UTC().Format(time.RFC3339))
+})
+
+// lockNote says who holds a host: what this run runs, and whoRuns.
+func lockNote(what string) string {
+	if what == "" {
+		what = "breakglass"
+	}
+	return what + " (" + whoRuns() + ")"
 }
 
 // runPlay runs one play's tasks on the host; it returns false when the

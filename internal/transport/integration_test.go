@@ -106,6 +106,8 @@ func TestIntegration(t *testing.T) {
 	t.Run("Jump", func(t *testing.T) { testJump(t, env) })
 	t.Run("HostKeys", func(t *testing.T) { testRealHostKeys(t, env) })
 	t.Run("KeepaliveClosesDeadConnection", func(t *testing.T) { testKeepalive(t, env) })
+	t.Run("OutputLimit", func(t *testing.T) { testOutputLimit(t, env) })
+	t.Run("HostLock", func(t *testing.T) { testHostLock(t, env) })
 }
 
 func randomBytes(t *testing.T, n int) []byte {

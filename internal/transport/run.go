@@ -20,7 +20,11 @@ const maxStderr = 64 << 10
 // Run runs cmd (a shell command line, run by the remote user's login shell)
 // in a new session on the connection. stdin is written to the command and
 // then closed. It returns what the command wrote on stdout, also when it
-// fails. A non-zero exit is an *ExitError carrying stderr.
+// fails. A non-zero exit is an *ExitError carrying stderr. At most
+// MaxOutput bytes of stdout are read (or the smaller limit of
+// WithOutputLimit): a command that writes more is ended, its session
+// closed, and the error is an *OutputLimitError. Stderr is kept up to
+// 64 KiB and the rest discarded.
 //
 // When ctx ends first, the command is sent SIGTERM, its session closed, and
 // Run returns ctx's error at once; if the session does not end within a
@@ -36,9 +40,10 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	var stdout bytes.Buffer
+	limit := outputLimit(ctx)
+	stdout := &limitBuffer{max: limit, over: make(chan struct{})}
 	stderr := &capBuffer{max: maxStderr}
-	sess.Stdout, sess.Stderr = &stdout, stderr
+	sess.Stdout, sess.Stderr = stdout, stderr
 	sess.Stdin = bytes.NewReader(stdin)
 	if err := c.start(ctx, sess, cmd, "start command"); err != nil {
 		return nil, err
@@ -47,6 +52,13 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, err
 	go func() { done <- sess.Wait() }()
 	select {
 	case err = <-done:
+	case <-stdout.over:
+		// Reading stopped at the limit: the command would block on a full
+		// window for ever. End it; the connection stays usable.
+		sess.Signal(ssh.SIGTERM)
+		sess.Close()
+		go c.closeUnlessEnded(done)
+		return nil, &OutputLimitError{Limit: limit}
 	case <-ctx.Done():
 		sess.Signal(ssh.SIGTERM)
 		sess.Close()
@@ -54,6 +66,9 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, err
 		return nil, ctx.Err()
 	}
 	sess.Close()
+	if stdout.full {
+		return nil, &OutputLimitError{Limit: limit}
+	}
 	var exit *ssh.ExitError
 	switch {
 	case err == nil:

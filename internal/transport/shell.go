@@ -91,9 +91,13 @@ func (c *Client) StartShell(ctx context.Context, cmd string) (*Shell, error) {
 			ready <- err
 			return
 		}
-		line, err := s.out.ReadString('\n')
-		if err == nil && line != "@@bg-ready "+s.nonce+"\n" {
-			err = fmt.Errorf("unexpected first line %q", line)
+		// One bufio buffer at most: a login shell that prints a
+		// endless first line is not read into memory.
+		line, err := s.out.ReadSlice('\n')
+		if err == nil && string(line) != "@@bg-ready "+s.nonce+"\n" {
+			err = fmt.Errorf("unexpected first line %q", firstLines(string(line), 1, 200))
+		} else if errors.Is(err, bufio.ErrBufferFull) {
+			err = fmt.Errorf("unexpected first line of over %d bytes", len(line))
 		}
 		ready <- err
 	}()
@@ -157,7 +161,10 @@ func (s *Shell) abandon(why error, ended <-chan error) {
 
 // Run runs cmd in a subshell, with stdin as its input, and returns its
 // standard output; a non-zero exit is an *ExitError with its stderr, as
-// Client.Run. When ctx ends first, the shell is closed.
+// Client.Run. When ctx ends first, the shell is closed. So it is when
+// stdout goes over MaxOutput (or the limit of WithOutputLimit): the error
+// is then an *OutputLimitError, and the next Run of a Become starts a new
+// shell. Stderr is kept up to 64 KiB and the rest discarded.
 func (s *Shell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
 	if bytes.IndexByte(stdin, 0) >= 0 || (len(stdin) > 0 && stdin[len(stdin)-1] != '\n') {
 		return nil, ErrShellInput
@@ -170,6 +177,7 @@ func (s *Shell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, erro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	limit := outputLimit(ctx)
 	delim := "BG_IN_" + s.nonce
 	for bytes.Contains(stdin, []byte(delim)) {
 		delim += "_"
@@ -197,10 +205,16 @@ func (s *Shell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, erro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.errs, _, errsErr = readFramed(s.errs, "@@bg-done "+s.nonce, maxStderr)
+			r.errs, _, errsErr = readFramed(s.errs, "@@bg-done "+s.nonce, maxStderr, false)
 		}()
 		var tail string
-		r.out, tail, r.err = readFramed(s.out, "@@bg-done "+s.nonce+" ", -1)
+		r.out, tail, r.err = readFramed(s.out, "@@bg-done "+s.nonce+" ", limit, true)
+		if r.err != nil {
+			// Nothing more is read from this shell (over the limit, or
+			// its stream ended): close it, so that the stderr reader
+			// ends too rather than wait for a mark that will not come.
+			_ = s.sess.Close()
+		}
 		wg.Wait()
 		if r.err == nil {
 			r.err = errsErr
@@ -212,6 +226,11 @@ func (s *Shell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, erro
 	}()
 	select {
 	case r := <-ch:
+		var over *OutputLimitError
+		if errors.As(r.err, &over) {
+			s.kill(fmt.Errorf("root shell closed: %w", r.err))
+			return nil, r.err
+		}
 		if r.err != nil {
 			s.kill(r.err)
 			if lost := s.c.lostSoon(); lost != nil {
@@ -233,23 +252,36 @@ func (s *Shell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, erro
 
 // readFramed reads lines until one starts with mark and returns what came
 // before it (without the newline printed in front of the mark), and the
-// rest of the mark's line. At most limit bytes are kept (limit < 0: all).
-func readFramed(r *bufio.Reader, mark string, limit int) (body []byte, tail string, err error) {
-	var buf bytes.Buffer
+// rest of the mark's line. It holds at most limit bytes of what came
+// before: past that, it fails with an *OutputLimitError at once when
+// failOver, and otherwise drops the rest (reading on to the mark, so the
+// stream stays framed). It reads a line in pieces of at most the reader's
+// buffer, so no line, however long, is held whole.
+func readFramed(r *bufio.Reader, mark string, limit int, failOver bool) (body []byte, tail string, err error) {
+	buf := &limitBuffer{max: limit}
+	lineStart := true
 	for {
-		line, err := r.ReadString('\n')
+		frag, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			err = nil
+		}
 		if err != nil {
 			return buf.Bytes(), "", err
 		}
-		if rest, ok := strings.CutPrefix(line, mark); ok {
-			b := buf.Bytes()
-			if len(b) > 0 && b[len(b)-1] == '\n' {
-				b = b[:len(b)-1]
+		complete := frag[len(frag)-1] == '\n'
+		// The mark's own line is short: it is always one whole fragment.
+		if lineStart && complete {
+			if rest, ok := bytes.CutPrefix(frag, []byte(mark)); ok {
+				b := buf.Bytes()
+				if len(b) > 0 && b[len(b)-1] == '\n' {
+					b = b[:len(b)-1]
+				}
+				return b, strings.TrimSpace(string(rest)), nil
 			}
-			return b, strings.TrimSpace(rest), nil
 		}
-		if limit < 0 || buf.Len() < limit {
-			buf.WriteString(line)
+		lineStart = complete
+		if _, werr := buf.Write(frag); werr != nil && failOver {
+			return nil, "", &OutputLimitError{Limit: limit}
 		}
 	}
 }
