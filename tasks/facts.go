@@ -178,7 +178,7 @@ func (k *KeyFile) Refused() error {
 	case k.Link != "":
 		return &LinkError{Path: k.Link, Target: k.LinkTarget}
 	case k.TooLarge > 0:
-		return fmt.Errorf("%s is %d bytes, more than the %d breakglass reads of a key file: not read", k.Real, k.TooLarge, KeyFileMax)
+		return fmt.Errorf("%s is %d bytes, over the %d MiB limit breakglass reads of a key file: not read", k.Real, k.TooLarge, KeyFileMax>>20)
 	}
 	return nil
 }
