@@ -82,6 +82,7 @@ type Txn struct {
 	ID   string
 	spec TxnSpec
 	r    Runner
+	root string // TxnDir; a temp directory in tests that run the scripts locally
 
 	existed []bool // per spec.Files: present when Begin backed it up
 	armedAt time.Time
@@ -162,7 +163,7 @@ func newTxnID(now time.Time) (string, error) {
 }
 
 // Dir is the transaction's directory on the host.
-func (t *Txn) Dir() string { return TxnDir + "/" + t.ID }
+func (t *Txn) Dir() string { return t.root + "/" + t.ID }
 
 // Script is the path of the revert script on the host.
 func (t *Txn) Script() string { return t.Dir() + "/revert.sh" }
@@ -174,6 +175,11 @@ func (t *Txn) Deadline() time.Time { return t.armedAt.Add(t.spec.Deadline) }
 // host, then backs up spec.Files into a new transaction directory, in one
 // round trip. Nothing is armed yet.
 func Begin(ctx context.Context, r Runner, spec TxnSpec) (*Txn, error) {
+	return begin(ctx, r, spec, TxnDir)
+}
+
+// begin is Begin with the transactions kept under root.
+func begin(ctx context.Context, r Runner, spec TxnSpec, root string) (*Txn, error) {
 	if spec.Deadline < MinTxnDeadline {
 		return nil, fmt.Errorf("transaction %s: deadline %v is shorter than %v", spec.What, spec.Deadline, MinTxnDeadline)
 	}
@@ -189,7 +195,7 @@ func Begin(ctx context.Context, r Runner, spec TxnSpec) (*Txn, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Txn{ID: id, spec: spec, r: r}
+	t := &Txn{ID: id, spec: spec, r: r, root: root}
 	out, err := r.Run(ctx, "/bin/sh -s", t.beginScript())
 	if err != nil {
 		return nil, fmt.Errorf("transaction %s: back up: %w", spec.What, err)
@@ -443,7 +449,7 @@ func (t *Txn) beginScript() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# breakglass transaction %s: begin (%s)\n", t.ID, t.spec.What)
 	b.WriteString(txnPrelude)
-	fmt.Fprintf(&b, "S=%s T=%s\n", shell.Quote(TxnDir), shell.Quote(t.Dir()))
+	fmt.Fprintf(&b, "S=%s T=%s\n", shell.Quote(t.root), shell.Quote(t.Dir()))
 	b.WriteString(`bg_fail() { echo "status failed"; printf '| %s\n' "$@"; exit 0; }
 # Another armed transaction (a live sleeper and no claim) would restore its
 # own backups over this change: refuse.

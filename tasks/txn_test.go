@@ -57,7 +57,7 @@ func TestTxnID(t *testing.T) {
 }
 
 func TestTxnScriptsParse(t *testing.T) {
-	tx := &Txn{ID: "20250101T000000Z-01234567", spec: TxnSpec{What: "sshd /etc/ssh/x", Files: []string{"/etc/ssh/a", "/etc/ssh/b"}, Deadline: time.Minute, AfterRestore: sshdAfterRestore(nil)}, existed: []bool{true, false}}
+	tx := &Txn{ID: "20250101T000000Z-01234567", root: TxnDir, spec: TxnSpec{What: "sshd /etc/ssh/x", Files: []string{"/etc/ssh/a", "/etc/ssh/b"}, Deadline: time.Minute, AfterRestore: sshdAfterRestore(nil)}, existed: []bool{true, false}}
 	for name, sc := range map[string][]byte{
 		"begin":           tx.beginScript(),
 		"arm":             tx.armScript(),
