@@ -738,7 +738,7 @@ func (s *SSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
 		return nil, fmt.Errorf("sshd: %w: nothing changed", err)
 	}
 	failed := func(rb *RollbackError) (*Result, error) {
-		return &Result{RolledBack: !rb.Failed}, rb
+		return &Result{RolledBack: !rb.Failed && !rb.Running && !rb.CommitUnknown}, rb
 	}
 
 	out, err := r.Run(ctx, "/bin/sh -s", sshdInstallScript(txn.ID, p, facts.DaemonArgs))
@@ -767,10 +767,9 @@ func (s *SSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
 			rb.Why = fmt.Errorf("%w, before the change was committed: raise revert_after (now %ds)", err, int(s.revertAfter/time.Second))
 			rb.Failed = fired.RestoreFailed != ""
 		} else {
-			// Not committed, and the control connection fails: the armed
-			// revert restores the host (proven logins or not).
-			rb.Why = errors.New("committing failed, so the armed revert will restore the host")
-			rb.RestoreErr, rb.Pending = err, true
+			// The commit may have reached the host (then the proven
+			// change stays) or not (then the armed revert restores it).
+			rb.Why, rb.CommitUnknown = err, true
 		}
 		return failed(rb)
 	}
