@@ -28,9 +28,9 @@ import (
 //
 // A change is a transaction (see Txn): back up, arm a revert on the host,
 // write atomically, `sshd -t`, reload, prove fresh logins of the control
-// user and the break-glass users, then disarm; any failure restores the
-// previous file, through the control connection when it still works and
-// otherwise by the host itself when the deadline passes.
+// user and the break-glass users, then disarm; any failure has the host
+// restore the previous file, at once when the control connection still
+// works and otherwise by itself when the deadline passes.
 type SSHD struct {
 	settings    []sshdSetting
 	file        string        // drop-in name

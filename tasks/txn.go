@@ -640,6 +640,10 @@ bg_spawn() {
 	fi
 	setsid nohup /bin/sh "$T/revert.sh" "$@" </dev/null >>"$T/revert.log" 2>&1 &
 }
+# bg_wake, the armed revert's USR1 trap: end its sleep (a rollback asks
+# for a restore now).
+# shellcheck disable=SC2317
+bg_wake() { if [ -n "$sp" ]; then kill "$sp" 2>/dev/null; fi; }
 # bg_stop_sleeper ends the armed revert (its own process group): only
 # after a commit or cancel claimed the transaction.
 bg_stop_sleeper() {
@@ -759,7 +763,6 @@ arm)
 	trap '' HUP INT
 	exec </dev/null >>"$T/revert.log" 2>&1
 	sp=''
-	bg_wake() { if [ -n "$sp" ]; then kill "$sp" 2>/dev/null; fi; }
 	trap bg_wake USR1
 	sleep "$deadline" &
 	sp=$!

@@ -97,16 +97,19 @@ func TestTxnRollbackOutcomes(t *testing.T) {
 			on("revert.sh rollback", rollback, err)
 	}
 	tests := []struct {
-		name            string
-		out             string
-		err             error
-		pending, failed bool
+		name                     string
+		out                      string
+		err                      error
+		pending, running, failed bool
+		says                     string
 	}{
-		{"restored", "claim rollback\nrestored ok\nafter ok\n", nil, false, false},
-		{"fired first", "claim fired\nrestored ok\nafter ok\n", nil, false, false},
-		{"restore failed on the host", "claim rollback\nrestored failed\n| restore /etc/x failed\n", nil, false, true},
-		{"after failed on the host", "claim rollback\nrestored ok\nafter failed\n| sshd -t\n", nil, false, true},
-		{"connection dead", "", errors.New("ssh: broken pipe"), true, false},
+		{"restored", "claim rollback\nrestored ok\nafter ok\n", nil, false, false, false, ""},
+		{"fired first", "claim fired\nrestored ok\nafter ok\n", nil, false, false, false, ""},
+		{"restore failed on the host", "claim rollback\nrestored failed\n| restore /etc/x failed\n", nil, false, false, true, "RESTORING FAILED"},
+		{"after failed on the host", "claim rollback\nrestored ok\nafter failed\n| sshd -t\n", nil, false, false, true, "RESTORING FAILED"},
+		{"connection dead", "", errors.New("ssh: broken pipe"), true, false, false, "the revert armed on the host restores it by itself by"},
+		{"not claimed yet", "status pending\n| the restore has not finished after 40 s: see T/revert.log\n", nil, false, true, false, "restoring has not finished"},
+		{"claimed, not restored yet", "claim rollback\nstatus pending\n| the restore has not finished after 40 s: see T/revert.log\n", nil, false, true, false, "restoring has not finished"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,13 +122,29 @@ func TestTxnRollbackOutcomes(t *testing.T) {
 				t.Fatal(err)
 			}
 			rb := tx.RollbackOrPending(context.Background(), errors.New("why"))
-			if rb.Pending != tt.pending || rb.Failed != tt.failed {
-				t.Errorf("pending %v failed %v: %v", rb.Pending, rb.Failed, rb)
+			if rb.Pending != tt.pending || rb.Running != tt.running || rb.Failed != tt.failed {
+				t.Errorf("pending %v running %v failed %v: %v", rb.Pending, rb.Running, rb.Failed, rb)
 			}
-			if !strings.HasPrefix(rb.Error(), "w: rolled back: why") {
+			if !strings.HasPrefix(rb.Error(), "w: rolled back: why") || !strings.Contains(rb.Error(), tt.says) {
 				t.Errorf("error %q", rb)
 			}
 		})
+	}
+}
+
+// TestSSHDCommitCutOff: the change was proven, and the commit's answer is
+// lost: the host may keep the proven change or restore the old one, and
+// the error says exactly that, not that it was rolled back.
+func TestSSHDCommitCutOff(t *testing.T) {
+	r := sshdFakeHost(debianMain, "status reloaded\n")
+	r.rules[4].err = errors.New("ssh: connection reset")
+	res, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`).Run(context.Background(), r, sshdEnv(&sshdFakeDialer{}))
+	var rb *RollbackError
+	if !errors.As(err, &rb) || !rb.CommitUnknown || rb.Pending || res.RolledBack {
+		t.Fatalf("res %+v err %v: want not known whether committed", res, err)
+	}
+	if s := err.Error(); !strings.Contains(s, "proven, but not known whether committed") || !strings.Contains(s, "connection reset") || strings.Contains(s, "rolled back") {
+		t.Errorf("error %q", s)
 	}
 }
 
