@@ -286,7 +286,9 @@ func (t *Txn) revertInstalled(ctx context.Context) bool {
 }
 
 // Commit disarms the revert: the change stays. It fails with ErrTxnFired
-// when the revert fired first (the host is restored then).
+// when the revert fired first (the host is restored then). The host
+// commits at the instant it claims the transaction: a Commit cut off
+// before that leaves the revert armed, after it the change committed.
 func (t *Txn) Commit(ctx context.Context) error {
 	st, err := t.end(ctx, "commit")
 	if err != nil {
@@ -308,8 +310,8 @@ func (t *Txn) Commit(ctx context.Context) error {
 // Rollback cut off at any point leaves it running, or armed.
 func (t *Txn) Rollback(ctx context.Context) error { return t.restore(ctx, "rollback") }
 
-// Abort restores the backups now without running AfterRestore, for a change
-// that never took effect (e.g. a config rejected before any reload).
+// Abort is Rollback without AfterRestore, for a change that never took
+// effect (e.g. a config rejected before any reload).
 func (t *Txn) Abort(ctx context.Context) error { return t.restore(ctx, "abort") }
 
 func (t *Txn) restore(ctx context.Context, mode string) error {
@@ -353,7 +355,8 @@ func (t *Txn) cancel(ctx context.Context) error {
 }
 
 // end runs revert.sh MODE through the control connection. A context that
-// already ended is replaced, so a task's timeout cannot stop a restore.
+// already ended is replaced, so a task's timeout does not stop waiting for
+// a restore (the restore itself runs detached on the host in any case).
 func (t *Txn) end(ctx context.Context, mode string) (txnOutput, error) {
 	if !t.armed {
 		if mode == "commit" || mode == "cancel" {

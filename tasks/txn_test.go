@@ -354,7 +354,8 @@ func (txnLocalRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte
 	c.Stdin = strings.NewReader(string(stdin))
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
-	c.WaitDelay = time.Second
+	// Generous: a loaded machine under -race can be slow to drain the pipes.
+	c.WaitDelay = 10 * time.Second
 	return c.Output()
 }
 
@@ -507,7 +508,7 @@ func TestTxnRollbackKilledAnywhere(t *testing.T) {
 		} else {
 			rb = x.tx.AbortOrPending(context.Background(), errors.New("sshd -t failed"))
 		}
-		log, err := x.settle(x.tx.Deadline().Add(2 * time.Second))
+		log, err := x.settle(x.tx.Deadline().Add(3 * time.Second))
 		if got := x.state(); got != "old" || err != nil {
 			return fmt.Errorf("killed %v; files after the deadline: %s (%v; %v)\n%s", k.killed.Load(), got, err, rb, log)
 		}
@@ -535,7 +536,7 @@ func TestTxnCommitKilledAnywhere(t *testing.T) {
 			return err
 		}
 		cerr := x.tx.Commit(context.Background())
-		by := x.tx.Deadline().Add(2 * time.Second)
+		by := x.tx.Deadline().Add(3 * time.Second)
 		time.Sleep(time.Until(by.Add(-time.Second)))
 		log, err := x.settle(by)
 		// Past the deadline: "new" stays, so it was committed.
@@ -646,12 +647,12 @@ func TestSSHDOnHostKilledInRollbackOrCommit(t *testing.T) {
 				}
 				// The restore itself (sshd -t, reload) may end just after
 				// the deadline.
-				sshdWaitLogin(t, x, "admin", time.Until(deadline)+3*time.Second)
+				sshdWaitLogin(t, x, "admin", time.Until(deadline)+4*time.Second)
 				if commit {
 					// A committed change must outlive the deadline.
 					time.Sleep(time.Until(deadline.Add(time.Second)))
 				}
-				txnWaitIdle(t, x, deadline.Add(3*time.Second))
+				txnWaitIdle(t, x, deadline.Add(4*time.Second))
 				got := x.sh(t, "cat "+dropin, nil)
 				if got != original && !(commit && strings.Contains(got, "LogLevel VERBOSE")) {
 					t.Errorf("killed after %v (%v): %s is now %q", d, err, dropin, got)
