@@ -744,6 +744,11 @@ bg_wait() {
 		[ "$i" -le 800 ] || return 1
 		sleep 0.05
 	done
+	# The result is in; let its restorer end too (it only logs after it),
+	# so that nothing of the transaction runs once this returns.
+	c=$(bg_claim_of) || return 0
+	r=$(bg_restorer "${c#*:}") i=0
+	while bg_alive "$r" && [ "$i" -lt 40 ]; do i=$((i + 1)); sleep 0.05; done
 }
 # bg_report prints who claimed the transaction and the restore's result.
 bg_report() {

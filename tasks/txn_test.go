@@ -445,13 +445,19 @@ func (x *txnLocal) state() string {
 	return fmt.Sprintf("a %q, b %q (%v)", a, b, err)
 }
 
+// running lists the transaction's processes still running.
+func (x *txnLocal) running() string {
+	out, _ := exec.Command("sh", "-c", "ps -eo args | grep -F -- "+shell.Quote(x.tx.Script())+" | grep -v grep || :").Output()
+	return string(out)
+}
+
 // settle waits until no process of the transaction runs any more and
 // returns its log; it fails when one still runs at limit.
 func (x *txnLocal) settle(limit time.Time) (string, error) {
 	var err error
 	for {
-		out, _ := exec.Command("sh", "-c", "ps -eo args | grep -F -- "+shell.Quote(x.tx.Script())+" | grep -v grep || :").Output()
-		if len(out) == 0 {
+		out := x.running()
+		if out == "" {
 			break
 		}
 		if time.Now().After(limit) {
@@ -507,6 +513,9 @@ func TestTxnRollbackKilledAnywhere(t *testing.T) {
 			rb = x.tx.RollbackOrPending(context.Background(), errors.New("proof failed"))
 		} else {
 			rb = x.tx.AbortOrPending(context.Background(), errors.New("sshd -t failed"))
+		}
+		if ps := x.running(); !k.killed.Load() && ps != "" {
+			return fmt.Errorf("still running after the rollback returned:\n%s", ps)
 		}
 		log, err := x.settle(x.tx.Deadline().Add(3 * time.Second))
 		if got := x.state(); got != "old" || err != nil {
