@@ -42,8 +42,25 @@ func TestSSHDRollbackKilledOnLab(t *testing.T) {
 				cmd.Process.Kill()
 				<-exited
 			})
-			if !waitRemote(h, "pgrep -f 'revert[.]sh (rollback|abort)' >/dev/null", 60*time.Second) {
-				t.Fatalf("the rollback never ran\nstderr:\n%s", errb.String())
+			// Watch from inside the host, so that the signal follows the
+			// rollback's start by milliseconds.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			go func() {
+				select {
+				case <-exited:
+				case <-ctx.Done():
+				}
+				cancel()
+			}()
+			_, err := h.Exec(ctx, "until pgrep -f 'revert[.]sh (rollback|abort)' >/dev/null; do sleep 0.01; done", nil)
+			cancel()
+			if err != nil {
+				select {
+				case <-exited:
+					t.Skipf("the run ended before its rollback could be caught, nothing to test (%v)\nstdout:\n%s", err, out.String())
+				default:
+				}
+				t.Fatalf("the rollback never ran: %v", err)
 			}
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
