@@ -28,9 +28,9 @@ import (
 //
 // A change is a transaction (see Txn): back up, arm a revert on the host,
 // write atomically, `sshd -t`, reload, prove fresh logins of the control
-// user and the break-glass users, then disarm; any failure restores the
-// previous file, through the control connection when it still works and
-// otherwise by the host itself when the deadline passes.
+// user and the break-glass users, then disarm; any failure has the host
+// restore the previous file, at once when the control connection still
+// works and otherwise by itself when the deadline passes.
 type SSHD struct {
 	settings    []sshdSetting
 	file        string        // drop-in name
@@ -746,7 +746,7 @@ func (s *SSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
 		return nil, fmt.Errorf("sshd: %w: nothing changed", err)
 	}
 	failed := func(rb *RollbackError) (*Result, error) {
-		return &Result{RolledBack: !rb.Failed}, rb
+		return &Result{RolledBack: !rb.Failed && !rb.Running && !rb.CommitUnknown}, rb
 	}
 
 	out, err := r.Run(ctx, "/bin/sh -s", sshdInstallScript(txn.ID, p, facts.DaemonArgs))
@@ -775,10 +775,9 @@ func (s *SSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
 			rb.Why = fmt.Errorf("%w, before the change was committed: raise revert_after (now %ds)", err, int(s.revertAfter/time.Second))
 			rb.Failed = fired.RestoreFailed != ""
 		} else {
-			// Not committed, and the control connection fails: the armed
-			// revert restores the host (proven logins or not).
-			rb.Why = errors.New("committing failed, so the armed revert will restore the host")
-			rb.RestoreErr, rb.Pending = err, true
+			// The commit may have reached the host (then the proven
+			// change stays) or not (then the armed revert restores it).
+			rb.Why, rb.CommitUnknown = err, true
 		}
 		return failed(rb)
 	}

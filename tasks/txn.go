@@ -12,9 +12,11 @@ package tasks
 //	/run/breakglass/txn/ID/     0700
 //	    files/N                 copy of the Nth file as it was (cp -a)
 //	    revert.sh               0700: the whole protocol, see below
-//	    revert.log              what the armed revert did
+//	    revert.log              what the revert's processes did
 //	    pid                     the armed revert's pid (= its process group)
-//	    claim/by                who ended it: commit, cancel, fired, rollback, abort
+//	    request                 the restore a rollback or abort asked for
+//	    claim                   symlink to WHO:PID: who ended it (commit, cancel, fired, rollback, abort)
+//	    redo.PID                symlink to the pid that redid PID's interrupted restore
 //	    result                  how the restore went, once one ran
 //	    done                    the transaction ended
 //
@@ -25,10 +27,18 @@ package tasks
 // revert.sh arm runs detached from the SSH session (setsid + nohup, stdio
 // on /dev/null, or a transient systemd unit where systemd runs, so that
 // logind's KillUserProcesses cannot take it along): it sleeps for the
-// deadline, then claims the transaction and restores. revert.sh commit,
-// rollback, abort and cancel, run through the control connection, claim it
-// first and stop the sleeper. The claim is an atomic mkdir, so exactly one
-// of the armed revert and the control connection acts, whatever the timing.
+// deadline, then claims the transaction and restores. revert.sh commit
+// (and cancel), run through the control connection, claims it first and
+// stops the sleeper. revert.sh rollback (and abort) claims nothing and
+// stops nothing: it records the restore it wants in $T/request and wakes
+// the armed revert, which claims and restores at once (or, when the armed
+// revert is gone, starts a detached restorer that does), then waits for
+// $T/result. The claim is an atomic symlink, so exactly one party acts;
+// only detached processes claim to restore, so breakglass dying at any
+// instant (and its session with it) never interrupts a restore, and the
+// host is never left without its armed revert before a restore is done:
+// it ends in the old state or in the committed (proven) new one, by the
+// deadline. See revertScript.
 
 import (
 	"bufio"
@@ -82,6 +92,7 @@ type Txn struct {
 	ID   string
 	spec TxnSpec
 	r    Runner
+	root string // TxnDir; a temp directory in tests that run the scripts locally
 
 	existed []bool // per spec.Files: present when Begin backed it up
 	armedAt time.Time
@@ -122,11 +133,21 @@ func (e *TxnFiredError) Is(target error) bool { return target == ErrTxnFired }
 type RollbackError struct {
 	What string // the change, as in TxnSpec.What
 	Why  error
-	// Pending is set when restoring through the control connection failed:
-	// the revert armed on the host restores it by itself by Deadline.
-	Pending    bool
-	Deadline   time.Time
-	RestoreErr error // why restoring now failed (with Pending or Failed)
+	// Pending is set when restoring through the control connection failed
+	// (the connection died, or breakglass was interrupted) while a revert
+	// was armed on the host. Nothing breakglass does stops that revert
+	// before a restore is done and recorded, so it restores the host by
+	// itself, at once when the request reached it, else by Deadline.
+	Pending  bool
+	Deadline time.Time
+	// Running is set when the host took the request but its restore had
+	// not finished when breakglass stopped waiting for it.
+	Running bool
+	// CommitUnknown is set when the change was proven but committing it
+	// failed on the way: if the commit reached the host the proven change
+	// stays, otherwise the armed revert restores the host by Deadline.
+	CommitUnknown bool
+	RestoreErr    error // why restoring (or committing) failed
 	// Failed is set when the host itself could not restore the backup:
 	// look at the host (Backup names the transaction directory; each file
 	// also has its .NAME.breakglass-bak beside it).
@@ -135,6 +156,9 @@ type RollbackError struct {
 }
 
 func (e *RollbackError) Error() string {
+	if e.CommitUnknown {
+		return fmt.Sprintf("%s: proven, but not known whether committed: %v: if the commit reached the host, the proven change stays; otherwise the revert armed on the host restores the previous state by itself by %s", e.What, e.Why, e.Deadline.Format("15:04:05"))
+	}
 	msg := fmt.Sprintf("%s: rolled back: %v", e.What, e.Why)
 	switch {
 	case e.Failed:
@@ -143,6 +167,8 @@ func (e *RollbackError) Error() string {
 			msg += fmt.Sprintf(" (%v)", e.RestoreErr)
 		}
 		msg += ": restore by hand from " + e.Backup + " (each file's previous version is also beside it as .NAME.breakglass-bak)"
+	case e.Running:
+		msg += fmt.Sprintf("; restoring has not finished (%v): look at the host (%s/revert.log)", e.RestoreErr, e.Backup)
 	case e.Pending:
 		msg += fmt.Sprintf("; restoring through the control connection failed (%v): the revert armed on the host restores it by itself by %s", e.RestoreErr, e.Deadline.Format("15:04:05"))
 	}
@@ -162,7 +188,7 @@ func newTxnID(now time.Time) (string, error) {
 }
 
 // Dir is the transaction's directory on the host.
-func (t *Txn) Dir() string { return TxnDir + "/" + t.ID }
+func (t *Txn) Dir() string { return t.root + "/" + t.ID }
 
 // Script is the path of the revert script on the host.
 func (t *Txn) Script() string { return t.Dir() + "/revert.sh" }
@@ -174,6 +200,11 @@ func (t *Txn) Deadline() time.Time { return t.armedAt.Add(t.spec.Deadline) }
 // host, then backs up spec.Files into a new transaction directory, in one
 // round trip. Nothing is armed yet.
 func Begin(ctx context.Context, r Runner, spec TxnSpec) (*Txn, error) {
+	return begin(ctx, r, spec, TxnDir)
+}
+
+// begin is Begin with the transactions kept under root.
+func begin(ctx context.Context, r Runner, spec TxnSpec, root string) (*Txn, error) {
 	if spec.Deadline < MinTxnDeadline {
 		return nil, fmt.Errorf("transaction %s: deadline %v is shorter than %v", spec.What, spec.Deadline, MinTxnDeadline)
 	}
@@ -189,7 +220,7 @@ func Begin(ctx context.Context, r Runner, spec TxnSpec) (*Txn, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Txn{ID: id, spec: spec, r: r}
+	t := &Txn{ID: id, spec: spec, r: r, root: root}
 	out, err := r.Run(ctx, "/bin/sh -s", t.beginScript())
 	if err != nil {
 		return nil, fmt.Errorf("transaction %s: back up: %w", spec.What, err)
@@ -255,7 +286,9 @@ func (t *Txn) revertInstalled(ctx context.Context) bool {
 }
 
 // Commit disarms the revert: the change stays. It fails with ErrTxnFired
-// when the revert fired first (the host is restored then).
+// when the revert fired first (the host is restored then). The host
+// commits at the instant it claims the transaction: a Commit cut off
+// before that leaves the revert armed, after it the change committed.
 func (t *Txn) Commit(ctx context.Context) error {
 	st, err := t.end(ctx, "commit")
 	if err != nil {
@@ -271,12 +304,14 @@ func (t *Txn) Commit(ctx context.Context) error {
 	}
 }
 
-// Rollback restores the backups now, runs AfterRestore and disarms the
-// revert. When the armed revert fired first, it reports how that went.
+// Rollback has the host restore the backups now and run AfterRestore, and
+// reports how that went (also when the armed revert fired first). The
+// restore runs detached on the host (the armed revert does it): a
+// Rollback cut off at any point leaves it running, or armed.
 func (t *Txn) Rollback(ctx context.Context) error { return t.restore(ctx, "rollback") }
 
-// Abort restores the backups now without running AfterRestore, for a change
-// that never took effect (e.g. a config rejected before any reload).
+// Abort is Rollback without AfterRestore, for a change that never took
+// effect (e.g. a config rejected before any reload).
 func (t *Txn) Abort(ctx context.Context) error { return t.restore(ctx, "abort") }
 
 func (t *Txn) restore(ctx context.Context, mode string) error {
@@ -285,9 +320,12 @@ func (t *Txn) restore(ctx context.Context, mode string) error {
 		return err
 	}
 	switch st.claim {
-	case mode, "fired":
+	case mode, "fired", "": // "" only while pending
 	default:
 		return fmt.Errorf("transaction %s: %s: %w (%s)", t.spec.What, mode, ErrTxnEnded, st.claim)
+	}
+	if st.restored == "" {
+		return &txnRestoreError{msg: "the host has not finished restoring: " + st.describe(), running: true}
 	}
 	if st.restored != "ok" {
 		return &txnRestoreError{msg: "restore the backup: " + st.describe(), host: true}
@@ -299,10 +337,12 @@ func (t *Txn) restore(ctx context.Context, mode string) error {
 }
 
 // txnRestoreError is a restore that ran on the host and failed there (host
-// true), as opposed to one that could not be run.
+// true) or had not finished when the host stopped waiting for it (running),
+// as opposed to one that could not be asked for.
 type txnRestoreError struct {
-	msg  string
-	host bool
+	msg     string
+	host    bool
+	running bool
 }
 
 func (e *txnRestoreError) Error() string { return e.msg }
@@ -315,7 +355,8 @@ func (t *Txn) cancel(ctx context.Context) error {
 }
 
 // end runs revert.sh MODE through the control connection. A context that
-// already ended is replaced, so a task's timeout cannot stop a restore.
+// already ended is replaced, so a task's timeout does not stop waiting for
+// a restore (the restore itself runs detached on the host in any case).
 func (t *Txn) end(ctx context.Context, mode string) (txnOutput, error) {
 	if !t.armed {
 		if mode == "commit" || mode == "cancel" {
@@ -340,7 +381,7 @@ func (t *Txn) end(ctx context.Context, mode string) (txnOutput, error) {
 		return txnOutput{}, fmt.Errorf("transaction %s: %s: %w", t.spec.What, mode, err)
 	}
 	st := parseTxnOutput(out)
-	if st.claim == "" {
+	if st.claim == "" && st.status != "pending" {
 		return st, fmt.Errorf("transaction %s: %s: %s", t.spec.What, mode, st.describe())
 	}
 	t.ended = true
@@ -359,7 +400,7 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // RollbackOrPending rolls t back after a failed change and returns the
 // *RollbackError to report: restored now, restored by the armed revert
 // (fired first), pending (the control connection failed: the armed revert
-// will do it), or failed on the host.
+// will do it), still running on the host, or failed on the host.
 func (t *Txn) RollbackOrPending(ctx context.Context, why error) *RollbackError {
 	return t.undo(ctx, why, t.Rollback)
 }
@@ -377,9 +418,14 @@ func (t *Txn) undo(ctx context.Context, why error, f func(context.Context) error
 	}
 	e.RestoreErr = err
 	var re *txnRestoreError
-	if errors.As(err, &re) && re.host {
+	switch {
+	case errors.As(err, &re) && re.running:
+		e.Running = true
+	case errors.As(err, &re) && re.host:
 		e.Failed = true
-	} else {
+	default:
+		// The request may or may not have reached the host; either way
+		// the armed revert was not stopped (see revertScript).
 		e.Pending = t.armed
 		e.Failed = !t.armed
 	}
@@ -443,13 +489,13 @@ func (t *Txn) beginScript() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# breakglass transaction %s: begin (%s)\n", t.ID, t.spec.What)
 	b.WriteString(txnPrelude)
-	fmt.Fprintf(&b, "S=%s T=%s\n", shell.Quote(TxnDir), shell.Quote(t.Dir()))
+	fmt.Fprintf(&b, "S=%s T=%s\n", shell.Quote(t.root), shell.Quote(t.Dir()))
 	b.WriteString(`bg_fail() { echo "status failed"; printf '| %s\n' "$@"; exit 0; }
 # Another armed transaction (a live sleeper and no claim) would restore its
 # own backups over this change: refuse.
 for d in "$S"/*/; do
 	[ -d "$d" ] || continue
-	[ -e "${d}claim" ] && continue
+	{ [ -e "${d}claim" ] || [ -L "${d}claim" ]; } && continue
 	pid=$(cat "${d}pid" 2>/dev/null) || continue
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		echo "status busy"
@@ -538,31 +584,76 @@ func (t *Txn) revertScript() string {
 		}
 		fmt.Fprintf(&b, "#   %s (%s)\n", f, state)
 	}
-	b.WriteString(`# Usage: revert.sh arm|commit|rollback|abort|cancel
-#   arm       sleep, then restore (started detached by breakglass)
-#   commit    keep the change: stop the armed revert
-#   rollback  restore now and put the restored state in effect
-#   abort     restore now, files only
-#   cancel    stop the armed revert, restore nothing
-# Exactly one of them acts: the first to create $T/claim.
+	b.WriteString(`# Usage: revert.sh arm|commit|cancel|rollback|abort|restore|redo PID
+#   arm       (detached) sleep, then restore; a rollback or abort asking
+#             for a restore (SIGUSR1) ends the sleep early
+#   commit    keep the change: claim the transaction, stop the armed revert
+#   cancel    the same, for a transaction that changed nothing yet
+#   rollback  ask for a restore that puts the restored state in effect,
+#             wait for its result and print it
+#   abort     the same, files only
+#   restore   (detached) restore as asked, when the armed revert is gone
+#   redo PID  (detached) restore again: restorer PID died half-way
+# Exactly one party claims the transaction: the first to create $T/claim,
+# a symlink to WHO:PID (atomic, and never without its content). Only a
+# detached process claims it to restore, and nothing stops the armed
+# revert before a commit or cancel claimed it, so a session that dies at
+# any instant (breakglass killed, the connection lost) never leaves a
+# restore undone: the one it asked for runs on, or the armed revert fires
+# at the deadline. A restore copies to a temp file and renames, so doing
+# it again is harmless.
 `)
 	b.WriteString(txnPrelude)
 	fmt.Fprintf(&b, "T=%s deadline=%d\n", shell.Quote(t.Dir()), int(t.spec.Deadline/time.Second))
 	b.WriteString(`bg_log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$T/revert.log"; }
-bg_claim() {
-	mkdir "$T/claim" 2>/dev/null || return 1
-	echo "$1" >"$T/claim/by"
+# bg_claim WHO: take the transaction for WHO; fails when it is taken.
+bg_claim() { ln -sn "$1:$$" "$T/claim" 2>/dev/null; }
+# bg_claim_of prints the claim, WHO:PID; fails while nobody claimed.
+bg_claim_of() { readlink "$T/claim" 2>/dev/null; }
+bg_claimed_by() {
+	c=$(bg_claim_of) || { echo unknown; return 0; }
+	echo "${c%%:*}"
 }
-bg_claimed_by() { cat "$T/claim/by" 2>/dev/null || echo unknown; }
-# bg_stop_sleeper: end the armed revert (its own process group) unless it
-# is this process.
+# bg_alive PID: PID is a live revert.sh of this transaction (not a
+# zombie, not a reused pid).
+bg_alive() {
+	case ${1-} in '' | *[!0-9]*) return 1 ;; esac
+	tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$T/revert.sh"
+}
+# bg_armed prints the armed revert's pid while it runs.
+bg_armed() {
+	p=$(cat "$T/pid" 2>/dev/null) || return 1
+	[ "$p" != "$$" ] && bg_alive "$p" || return 1
+	echo "$p"
+}
+# bg_restorer PID prints who restores now: PID, or whoever redid its
+# restore after it died (redo.PID links to the next one).
+bg_restorer() {
+	cur=$1
+	while nxt=$(readlink "$T/redo.$cur" 2>/dev/null); do cur=$nxt; done
+	echo "$cur"
+}
+# bg_spawn ARGS: run revert.sh ARGS detached from this session: a
+# transient systemd unit where systemd runs (logind may kill what stays in
+# the session's scope), otherwise its own session, stdio on /dev/null.
+bg_spawn() {
+	if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1 &&
+		systemd-run --quiet --collect --unit="breakglass-$1-${T##*/}-$$" --description="breakglass $1 ${T##*/}" /bin/sh "$T/revert.sh" "$@" >/dev/null 2>&1; then
+		return 0
+	fi
+	setsid nohup /bin/sh "$T/revert.sh" "$@" </dev/null >>"$T/revert.log" 2>&1 &
+}
+# bg_wake, the armed revert's USR1 trap: end its sleep (a rollback asks
+# for a restore now).
+# shellcheck disable=SC2317
+bg_wake() { if [ -n "$sp" ]; then kill "$sp" 2>/dev/null; fi; }
+# bg_stop_sleeper ends the armed revert (its own process group): only
+# after a commit or cancel claimed the transaction.
 bg_stop_sleeper() {
-	pid=$(cat "$T/pid" 2>/dev/null) || return 0
-	[ -n "$pid" ] && [ "$pid" != "$$" ] || return 0
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$T/revert.sh arm" || return 0
+	pid=$(bg_armed) || return 0
 	kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
 	i=0
-	while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 40 ]; do i=$((i + 1)); sleep 0.05; done
+	while bg_alive "$pid" && [ "$i" -lt 40 ]; do i=$((i + 1)); sleep 0.05; done
 }
 bg_restore_files() {
 	rc=0
@@ -570,7 +661,7 @@ bg_restore_files() {
 	for i, f := range t.spec.Files {
 		q := shell.Quote(f)
 		if t.existed != nil && t.existed[i] {
-			tmp := shell.Quote(txnTmpPath(f, "restore"))
+			tmp := shell.Quote(txnTmpPath(f, "restore")) + `".$$"`
 			fmt.Fprintf(&b, `	{ rm -f -- %s && cp -a -- "$T/files/%d" %s && { sync -- %s 2>/dev/null || :; } && mv -f -- %s %s; } || { echo "| restore %s failed"; rc=1; }
 `, tmp, i, tmp, tmp, tmp, q, f)
 		} else {
@@ -581,6 +672,16 @@ bg_restore_files() {
 	b.WriteString(`	sync
 	return $rc
 }
+# bg_clean_tmp PID removes what restorer PID left half-copied.
+bg_clean_tmp() {
+	:
+`)
+	for i, f := range t.spec.Files {
+		if t.existed != nil && t.existed[i] {
+			fmt.Fprintf(&b, "\trm -f -- %s\".$1\"\n", shell.Quote(txnTmpPath(f, "restore")))
+		}
+	}
+	b.WriteString(`}
 bg_after_restore() {
 	:
 `)
@@ -588,8 +689,8 @@ bg_after_restore() {
 		b.WriteString(s + "\n")
 	}
 	b.WriteString(`}
-# bg_restore MODE: restore, put in effect unless MODE is abort, record the
-# outcome in $T/result and print it.
+# bg_restore WHO: restore, put in effect unless WHO is abort, record the
+# outcome in $T/result.
 bg_restore() {
 	{
 		if out=$(bg_restore_files 2>&1); then
@@ -602,20 +703,66 @@ bg_restore() {
 			echo "restored failed"
 		fi
 		printf '%s\n' "$out" | sed '/^$/d; s/^| //; s/^/| /'
-	} >"$T/result.tmp" 2>&1
-	mv -f "$T/result.tmp" "$T/result"
+	} >"$T/result.tmp.$$" 2>&1
+	mv -f "$T/result.tmp.$$" "$T/result"
 	: >"$T/done"
-	cat "$T/result"
 }
-# bg_report_other: another party claimed the transaction; say who, and when
-# the armed revert is restoring, wait for its result.
-bg_report_other() {
-	by=$(bg_claimed_by)
-	echo "claim $by"
-	if [ "$by" = fired ]; then
-		i=0
-		while [ ! -f "$T/result" ] && [ "$i" -lt 1200 ]; do i=$((i + 1)); sleep 0.05; done
-		cat "$T/result" 2>/dev/null || echo "| the armed revert has not finished restoring"
+# bg_fire, in a detached process: claim for the restore asked (or as
+# fired when nobody asked: the deadline passed), restore.
+bg_fire() {
+	req=$(cat "$T/request" 2>/dev/null) || req=
+	case $req in rollback | abort) who=$req ;; *) who=fired ;; esac
+	if bg_claim "$who"; then
+		if [ "$who" = fired ]; then bg_log "deadline passed: restoring"; else bg_log "$who asked: restoring"; fi
+		bg_restore "$who"
+		bg_log "restore done"
+	else
+		bg_log "$1: already $(bg_claimed_by)"
+	fi
+}
+# bg_wait: until the restore is recorded in $T/result (or a commit or
+# cancel claimed the transaction), make sure that someone does it: the
+# armed revert; a detached restorer when it is gone before claiming; a
+# detached redo when the restorer died half-way. Fails after 40 s.
+bg_wait() {
+	spawned='' redone='' i=0
+	while [ ! -f "$T/result" ]; do
+		if c=$(bg_claim_of); then
+			case ${c%%:*} in commit | cancel) return 0 ;; esac
+			r=$(bg_restorer "${c#*:}")
+			if [ "$r" != "$redone" ] && ! bg_alive "$r" && [ ! -f "$T/result" ]; then
+				redone=$r
+				bg_log "the restore by pid $r stopped half-way: starting it again"
+				bg_spawn redo "$r"
+			fi
+		elif [ -z "$spawned" ] && ! bg_armed >/dev/null; then
+			spawned=1
+			bg_log "the armed revert is gone: starting a restore"
+			bg_spawn restore
+		fi
+		i=$((i + 1))
+		[ "$i" -le 800 ] || return 1
+		sleep 0.05
+	done
+	# The result is in; let its restorer end too (it only logs after it),
+	# so that nothing of the transaction runs once this returns.
+	c=$(bg_claim_of) || return 0
+	r=$(bg_restorer "${c#*:}") i=0
+	while bg_alive "$r" && [ "$i" -lt 40 ]; do i=$((i + 1)); sleep 0.05; done
+}
+# bg_report prints who claimed the transaction and the restore's result.
+bg_report() {
+	if c=$(bg_claim_of); then echo "claim ${c%%:*}"; fi
+	if [ -f "$T/result" ]; then
+		cat "$T/result"
+	else
+		case $(bg_claimed_by) in
+		commit | cancel) ;;
+		*)
+			echo "status pending"
+			echo "| the restore has not finished after 40 s: see $T/revert.log"
+			;;
+		esac
 	fi
 }
 mode=${1-}
@@ -623,41 +770,61 @@ case $mode in
 arm)
 	trap '' HUP INT
 	exec </dev/null >>"$T/revert.log" 2>&1
+	sp=''
+	trap bg_wake USR1
+	sleep "$deadline" &
+	sp=$!
 	echo "$$" >"$T/pid.tmp" && mv -f "$T/pid.tmp" "$T/pid"
 	bg_log "armed (pid $$): restoring in $deadline s unless committed"
-	sleep "$deadline" &
-	wait $!
-	if bg_claim fired; then
-		bg_log "deadline passed: restoring"
-		bg_restore fired
-		bg_log "restore done"
-	else
-		bg_log "deadline passed: already $(bg_claimed_by)"
-	fi
+	if [ -f "$T/request" ]; then kill "$sp" 2>/dev/null; else wait "$sp"; fi
+	trap '' USR1
+	sp=''
+	bg_fire "woken"
 	;;
-commit|cancel)
+restore)
+	trap '' HUP INT
+	exec </dev/null >>"$T/revert.log" 2>&1
+	bg_fire "restore"
+	;;
+redo)
+	trap '' HUP INT
+	exec </dev/null >>"$T/revert.log" 2>&1
+	dead=${2-}
+	case $dead in '' | *[!0-9]*) exit 2 ;; esac
+	ln -sn "$$" "$T/redo.$dead" 2>/dev/null || exit 0
+	[ -f "$T/result" ] && exit 0
+	bg_clean_tmp "$dead"
+	bg_log "restoring again (pid $$): pid $dead stopped half-way"
+	bg_restore "$(bg_claimed_by)"
+	bg_log "restore done"
+	;;
+commit | cancel)
 	if bg_claim "$mode"; then
 		bg_stop_sleeper
 		: >"$T/done"
 		bg_log "$mode"
 		echo "claim $mode"
 	else
-		bg_report_other
+		bg_wait || :
+		bg_report
 	fi
 	;;
-rollback|abort)
-	if bg_claim "$mode"; then
-		bg_stop_sleeper
-		bg_log "$mode: restoring"
-		echo "claim $mode"
-		bg_restore "$mode"
-		bg_log "$mode done"
-	else
-		bg_report_other
+rollback | abort)
+	# Never claim here, never stop the armed revert: ask it to restore now.
+	if ! bg_claim_of >/dev/null; then
+		if [ ! -f "$T/request" ]; then
+			echo "$mode" >"$T/request.tmp" && mv -f "$T/request.tmp" "$T/request"
+		fi
+		if pid=$(bg_armed); then
+			bg_log "$mode asked: waking the armed revert (pid $pid)"
+			kill -USR1 "$pid" 2>/dev/null
+		fi
 	fi
+	bg_wait || :
+	bg_report
 	;;
 *)
-	echo "usage: $0 arm|commit|rollback|abort|cancel" >&2
+	echo "usage: $0 arm|commit|cancel|rollback|abort|restore|redo PID" >&2
 	exit 2
 	;;
 esac
