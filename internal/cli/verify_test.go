@@ -20,18 +20,16 @@ func TestVerifyOnLab(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, 1, "", nil)
 	dir := exampleDir(t)
-	src, err := os.ReadFile(filepath.Join(dir, "playbook.yml"))
+	// The example's second way in (port 2222) is in the proof: its own play.
+	pb := filepath.Join(dir, "playbook.yml")
+	src, err := os.ReadFile(pb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A second way in, and both paths in the proof.
-	pbText := strings.Replace(string(src), "    - name: prove the ways in\n",
-		"    - name: a second sshd\n      secondary_sshd: {port: 2222, allow_users: [bg-ops1, bg-ops2]}\n\n    - name: prove the ways in\n", 1)
-	pbText = strings.Replace(pbText, "paths: [direct]", "paths: [direct, {port: 2222}]", 1)
-	if pbText == string(src) || !strings.Contains(pbText, "{port: 2222}]") {
+	pbText := string(src)
+	if !strings.Contains(pbText, "paths: [{port: 2222}]") {
 		t.Fatal("example playbook changed shape; update this test")
 	}
-	pb := write(t, dir, "playbook-2222.yml", pbText)
 	// known_hosts lists port 22 only: apply records [addr]:2222 once the
 	// emergency port presents the key verified on port 22, so verify's
 	// strict logins on port 2222 work with no --accept-new.
@@ -68,7 +66,7 @@ func TestVerifyOnLab(t *testing.T) {
 			t.Errorf("%s via %s: ok=%v, want %v (%s)", a.User, a.Path, a.OK, want, a.Error)
 		}
 	}
-	one := write(t, dir, "playbook-one.yml", strings.Replace(pbText, "min_working: 2", "min_working: 1", 1))
+	one := write(t, dir, "playbook-one.yml", strings.Replace(pbText, "min_working: 2", "min_working: 1", -1))
 	if code, _, _ := runCLI(t, f.args("verify", one)...); code != 0 {
 		t.Errorf("verify with min_working 1 and one user working: exit %d, want 0", code)
 	}
