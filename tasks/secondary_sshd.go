@@ -65,7 +65,36 @@ type SecondarySSHD struct {
 	// authorized_key tasks (LinkPlay); linked says LinkPlay ran.
 	store  map[string][]string
 	linked bool
+	// audit: the run is an audit, which reports the second path's state
+	// as findings with stable ids.
+	audit bool
 }
+
+// Auditor is implemented by modules that report findings of their own
+// when the run is an audit (read-only, the nightly compliance run).
+type Auditor interface{ Audit() }
+
+// Audit implements Auditor.
+func (s *SecondarySSHD) Audit() { s.audit = true }
+
+// Finding ids of the second way in.
+const (
+	// FindingSecondNotRunning: the emergency sshd is not running (or was
+	// never set up).
+	FindingSecondNotRunning = "second-path-not-running"
+	// FindingSecondShared: its config shares a dependency with the main
+	// path (keys under a home, UsePAM yes, the main host key files, an
+	// Include).
+	FindingSecondShared = "second-path-shared"
+	// FindingSecondKeys: its key store differs from what the play gives.
+	FindingSecondKeys = "second-path-keys-differ"
+	// FindingSecondKnownHosts: [addr]:port is not in the known_hosts file,
+	// so plain ssh with strict checking refuses it.
+	FindingSecondKnownHosts = "second-path-known-hosts"
+	// FindingSecondSudo: without root_login the second path gives root
+	// only through sudo, which it then shares with the main path.
+	FindingSecondSudo = "second-path-needs-sudo"
+)
 
 var _ Module = (*SecondarySSHD)(nil)
 var _ Gatherer = (*SecondarySSHD)(nil)
@@ -991,15 +1020,20 @@ func (s *SecondarySSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 	res.Findings = s.accountFindings(ufs, env.Check)
 	pinner, _ := env.Dial.(PortPinner)
 	if env.Check {
+		var pin *PortPin
 		if pinner != nil && !p.start {
-			pin, err := pinner.PinPort(ctx, s.listen, s.port, false)
+			pp, err := pinner.PinPort(ctx, s.listen, s.port, false)
 			if err != nil {
 				return res, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
 			}
+			pin = &pp
 			if !pin.Present {
 				res.Changed = true
 				res.Changes = append(res.Changes, Change{What: fmt.Sprintf("record %s in %s (%s, the host key verified on the main connection)", pin.Host, pin.KnownHosts, pin.Key)})
 			}
+		}
+		if s.audit {
+			res.Findings = append(res.Findings, s.auditFindings(facts, p, pin, env.Host)...)
 		}
 		return res, nil
 	}
@@ -1035,6 +1069,74 @@ func (s *SecondarySSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 		res.Findings = append(res.Findings, s.commandFinding(addr, pin.KnownHosts))
 	}
 	return res, nil
+}
+
+// auditFindings reports the second path's state with stable ids and exact
+// fixes: not running, sharing a dependency with the main path, a key store
+// other than the play's, [addr]:port missing from known_hosts (pin nil: not
+// checked, the daemon is down), and, without root_login, that root on this
+// path needs sudo.
+func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *PortPin, host string) []Finding {
+	var out []Finding
+	apply := "breakglass apply -i INVENTORY PLAYBOOK --limit " + host
+	add := func(id, sev, path, detail, fix string) {
+		out = append(out, Finding{ID: id, Severity: sev, Path: path, Detail: detail, Fix: fix})
+	}
+	switch {
+	case f.Config == nil:
+		add(FindingSecondNotRunning, "risk", s.ConfigPath(), fmt.Sprintf("the emergency sshd %s (port %d) is not set up: %s does not exist", s.name, s.port, s.ConfigPath()), apply)
+	case p.start && f.Systemd:
+		add(FindingSecondNotRunning, "risk", s.UnitPath(), fmt.Sprintf("the emergency sshd %s (port %d) is not running: %s is %s", s.name, s.port, s.Unit(), orUnknown(f.Active)), shell.Join("systemctl", "restart", s.Unit()))
+	case p.start:
+		add(FindingSecondNotRunning, "risk", s.PidFile(), fmt.Sprintf("the emergency sshd %s (port %d) is not running (no sshd -f %s)", s.name, s.port, s.ConfigPath()), shell.Join(f.SSHD, "-f", s.ConfigPath()))
+	}
+	if f.Config != nil && f.Config.Regular {
+		for _, l := range sshdParse(f.Config.Content) {
+			why := ""
+			switch l.Keyword {
+			case "include":
+				why = "it includes other config files, which the main path shares"
+			case "match":
+				why = "it has a Match block, so its effective settings depend on more than this file"
+			case "authorizedkeysfile":
+				for _, a := range l.Args {
+					if !strings.HasPrefix(a, s.KeyDir()+"/") {
+						why = "it reads keys from " + a + ", not only from its root-owned store " + s.KeyDir()
+					}
+				}
+			case "usepam":
+				if !s.usePAM && len(l.Args) == 1 && strings.EqualFold(l.Args[0], "yes") {
+					why = "UsePAM yes: a PAM stack that refuses the main path refuses this one too"
+				}
+			case "hostkey":
+				if len(l.Args) == 1 && !strings.HasPrefix(l.Args[0], s.HostKeyDir()+"/") {
+					why = "it serves " + l.Args[0] + ", the main sshd's host key file: regenerating or deleting it changes this port too"
+				}
+			}
+			if why != "" {
+				add(FindingSecondShared, "risk", s.ConfigPath(), fmt.Sprintf("%s line %d (%s): %s", s.ConfigPath(), l.Line, strings.TrimSpace(l.Keyword+" "+strings.Join(l.Args, " ")), why), apply)
+			}
+		}
+	}
+	if len(p.storeWrites)+len(p.storeRemoves) > 0 {
+		var files []string
+		for _, w := range p.storeWrites {
+			files = append(files, s.KeyDir()+"/"+w.name)
+		}
+		for _, n := range p.storeRemoves {
+			files = append(files, s.KeyDir()+"/"+n+" (extra)")
+		}
+		add(FindingSecondKeys, "risk", s.KeyDir(), "the emergency sshd's key store differs from the keys the play's authorized_key tasks give: "+strings.Join(files, ", "), apply)
+	}
+	if pin != nil && !pin.Present {
+		add(FindingSecondKnownHosts, "risk", pin.KnownHosts, fmt.Sprintf("%s is not in %s: plain ssh -p %d with strict host key checking refuses the second way in", pin.Host, pin.KnownHosts, s.port),
+			apply+"  # records it after checking the port presents the host key verified on the main connection")
+	}
+	if !s.rootLogin {
+		add(FindingSecondSudo, "info", s.ConfigPath(), fmt.Sprintf("root through the emergency sshd %s needs sudo, which it shares with the main path (a broken /etc/sudoers or sudo binary cuts both)", s.name),
+			"root_login: true on the secondary_sshd task lets root in by the allowed users' keys on that port only")
+	}
+	return out
 }
 
 // commandFinding tells the operator how to use the second way in: the

@@ -166,3 +166,90 @@ func secondPathFaultRun(ctx context.Context, knownHosts string, h *lab.Host, fau
 	}
 	return fmt.Sprintf("%s: root via 2222 %v, bg-ops2+sudo via 2222 %v", fault.name, rootOK, sudoOK), errs
 }
+
+// Audit knows the second path: nothing on a healthy host; then, with the
+// emergency sshd stopped, its store edited by hand, its config sharing the
+// main path's host key and PAM, and [addr]:2222 gone from known_hosts, one
+// finding of each stable id, with the fix. apply --check --diff shows the
+// store and config changes, and apply repairs all of it.
+func TestSecondPathAuditOnLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Parallel()
+	f := newFleet(t, 1, "", nil)
+	h := f.lab.Hosts[0]
+	dir := exampleDir(t)
+	pb := filepath.Join(dir, "playbook.yml")
+	if code, _, _ := runCLI(t, f.args("apply", pb)...); code != 0 {
+		t.Fatalf("apply: exit %d", code)
+	}
+	code, out, _ := runCLI(t, f.args("audit", pb, "--format", "json")...)
+	if code != 0 {
+		t.Fatalf("audit of a healthy host: exit %d", code)
+	}
+	for _, fd := range decodeReport(t, out).Hosts[0].Findings {
+		if strings.HasPrefix(fd.ID, "second-path") {
+			t.Errorf("finding on a healthy second path: %+v", fd)
+		}
+	}
+
+	if _, err := h.Exec(context.Background(), `kill "$(cat /run/sshd-breakglass.pid)"
+echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGLjvK0Yk3M0GbhT9eS2j3oWnZVe7yJ4hTQ9O9Wn4tHn intruder' >> /etc/breakglass/keys/bg-ops1
+sed -i 's|^UsePAM no|UsePAM yes|; s|^HostKey /etc/breakglass/hostkeys/|HostKey /etc/ssh/|' /etc/ssh/sshd_config_breakglass`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ssh-keygen", "-R", "["+h.Addr+"]:2222", "-f", f.knownHosts).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -R: %v: %s", err, out)
+	}
+	code, out, _ = runCLI(t, f.args("audit", pb, "--format", "json")...)
+	if code != 2 {
+		t.Errorf("audit of a broken second path: exit %d, want 2", code)
+	}
+	got := map[string]string{}
+	for _, fd := range decodeReport(t, out).Hosts[0].Findings {
+		if strings.HasPrefix(fd.ID, "second-path") {
+			got[fd.ID] += fd.Detail + " | fix: " + fd.Fix + "\n"
+		}
+	}
+	for id, want := range map[string]string{
+		"second-path-not-running": "sshd -f /etc/ssh/sshd_config_breakglass",
+		"second-path-shared":      "UsePAM yes",
+		"second-path-keys-differ": "/etc/breakglass/keys/bg-ops1",
+	} {
+		if !strings.Contains(got[id], want) {
+			t.Errorf("finding %s: %q, want %q in it", id, got[id], want)
+		}
+	}
+	if !strings.Contains(got["second-path-shared"], "/etc/ssh/ssh_host_ed25519_key") {
+		t.Errorf("second-path-shared does not name the main host key: %q", got["second-path-shared"])
+	}
+	// Running again (nothing else fixed): now known_hosts is checked.
+	if _, err := h.Exec(context.Background(), "/usr/sbin/sshd -f /etc/ssh/sshd_config_breakglass", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ = runCLI(t, f.args("audit", pb, "--format", "json")...)
+	found := false
+	for _, fd := range decodeReport(t, out).Hosts[0].Findings {
+		found = found || fd.ID == "second-path-known-hosts" && strings.Contains(fd.Detail, "["+h.Addr+"]:2222")
+	}
+	if !found {
+		t.Errorf("no second-path-known-hosts finding:\n%s", out)
+	}
+
+	code, out, _ = runCLI(t, f.args("apply", pb, "--check", "--diff")...)
+	for _, want := range []string{"-ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGLjvK0Yk3M0GbhT9eS2j3oWnZVe7yJ4hTQ9O9Wn4tHn intruder", "-UsePAM yes", "+UsePAM no", "record [" + h.Addr + "]:2222"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apply --check --diff (exit %d) does not show %q", code, want)
+		}
+	}
+	if code, _, _ := runCLI(t, f.args("apply", pb)...); code != 0 {
+		t.Errorf("apply repairing the second path: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, f.args("audit", pb)...); code != 0 {
+		t.Errorf("audit after the repair: exit %d", code)
+	}
+	if got, err := plainSSH(context.Background(), f.knownHosts, h, 2222, "root", filepath.Join(dir, "keys", "bg-ops1"), "id -un"); !isRoot(got, err) {
+		t.Errorf("root through port 2222 after the repair: %v: %q", err, got)
+	}
+}
