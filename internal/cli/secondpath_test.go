@@ -253,3 +253,35 @@ sed -i 's|^UsePAM no|UsePAM yes|; s|^HostKey /etc/breakglass/hostkeys/|HostKey /
 		t.Errorf("root through port 2222 after the repair: %v: %q", err, got)
 	}
 }
+
+// The emergency port equal to the host's main port, or an allowed user
+// the play gives no key, is an input error at its position, and no host
+// is contacted (192.0.2.0/24 answers nobody).
+func TestSecondPathInputErrors(t *testing.T) {
+	dir := t.TempDir()
+	inv := write(t, dir, "inv.ini", "[web]\nweb01 ansible_host=192.0.2.1\nweb02 ansible_host=192.0.2.2 ansible_port=2200\n")
+	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGLjvK0Yk3M0GbhT9eS2j3oWnZVe7yJ4hTQ9O9Wn4tHn ops1@safe"
+	pb := write(t, dir, "pb.yml", `- hosts: all
+  tasks:
+    - authorized_key: {user: bg-ops1, key: "`+key+`"}
+    - secondary_sshd: {port: 22, allow_users: [bg-ops1, bg-ghost]}
+    - secondary_sshd: {port: 2200, allow_users: [bg-ops1], name: second}
+`)
+	start := time.Now()
+	code, _, stderr := runCLI(t, "apply", "-i", inv, "--timeout", "30s", pb)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		pb + ":4:30: secondary_sshd: port 22 is the host's main SSH port",
+		pb + ":4:57: secondary_sshd: allow_users: bg-ghost gets no key from the play's authorized_key tasks",
+		pb + ":5:30: secondary_sshd: port 2200 is the host's main SSH port",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("took %s: a host was contacted", time.Since(start))
+	}
+}
