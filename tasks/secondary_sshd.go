@@ -1178,7 +1178,19 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 	b.WriteString(s.vars())
 	fmt.Fprintf(&b, "S=%s\n", shell.Quote(f.SSHD))
 	b.WriteString(secondaryFuncs)
+	fmt.Fprintf(&b, "port=%d\n", s.port)
 	b.WriteString(`bg_fail() { echo "status ${st:-failed}"; printf '| %s\n' "$@"; exit 0; }
+# bg_sshd_says runs the daemon once in the foreground (-d: it logs to
+# stderr, where a daemon's words are lost without syslog) to quote why it
+# does not start; timeout ends it should it start after all.
+bg_sshd_says() {
+	timeout 3 "$S" -d -f "$F" -o PidFile=none </dev/null 2>&1 | grep -iE 'bind|fatal|error|cannot|missing' | head -n 3 | tr '\n' ' '
+}
+# bg_port_holder says who listens on the port already, where ss can tell.
+bg_port_holder() {
+	h=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n 3) || return 0
+	[ -z "$h" ] || printf 'port %s is held by: %s' "$port" "$(printf '%s' "$h" | tr -s ' \n' ' ;')"
+}
 [ -d /run/sshd ] || mkdir -m 0755 /run/sshd || bg_fail "create /run/sshd"
 `)
 	for _, dm := range p.dirs {
@@ -1244,7 +1256,7 @@ st=installed-not-running
 		case p.start, p.restart:
 			b.WriteString(`rm -f -- "$P"
 out=$(systemctl restart "$unit" 2>&1) || bg_fail "systemctl restart $unit failed: $out" "$(systemctl status --no-pager "$unit" 2>&1 | tail -n 5)"
-bg_wait_pidfile "" || bg_fail "$unit did not come up: $(systemctl status --no-pager "$unit" 2>&1 | tail -n 5)"
+bg_wait_pidfile "" || bg_fail "$unit did not come up: $(systemctl status --no-pager "$unit" 2>&1 | tail -n 5)" "$(bg_port_holder)"
 `)
 		case p.reload:
 			b.WriteString(`pid=$(bg_secondary_pid) || pid=
@@ -1264,8 +1276,8 @@ bg_wait_pidfile "$pid" || bg_fail "$unit did not come back after the reload: $(s
 	fi
 else
 	rm -f -- "$P"
-	out=$("$S" -f "$F" 2>&1 </dev/null) || bg_fail "$S -f $F failed: $out"
-	bg_wait_pidfile "" || bg_fail "$S -f $F did not write $P: it is not running${out:+: $out}"
+	out=$("$S" -f "$F" 2>&1 </dev/null) || bg_fail "$S -f $F failed: $out" "$(bg_port_holder)"
+	bg_wait_pidfile "" || bg_fail "$S -f $F did not write $P: it is not running${out:+: $out}" "$(bg_sshd_says)" "$(bg_port_holder)"
 fi
 `)
 	}

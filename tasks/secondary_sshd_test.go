@@ -480,3 +480,21 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 		t.Error("no backup of the previous config")
 	}
 }
+
+// A port someone else holds: the error quotes sshd's own words and says
+// who holds it; nothing else changes.
+func TestSecondaryPortTakenOnHost(t *testing.T) {
+	t.Parallel()
+	x := newSSHDLab(t)
+	x.sh(t, fmt.Sprintf("/usr/sbin/sshd -o Port=2223 -o ListenAddress=%s -o PidFile=/run/other-sshd.pid", x.h.Addr), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := x.secondary(t, fmt.Sprintf(`{port: 2223, allow_users: [bg-ops1], listen: %s}`, x.h.Addr)).Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}})
+	t.Logf("error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "Address already in use") || !strings.Contains(err.Error(), "port 2223 is held by") || !strings.Contains(err.Error(), "sshd") {
+		t.Errorf("err %v", err)
+	}
+	if got := x.sh(t, "cat /run/other-sshd.pid >/dev/null && echo other-running", nil); got != "other-running\n" {
+		t.Errorf("the other listener: %q", got)
+	}
+}
