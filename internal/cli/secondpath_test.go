@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,11 +29,10 @@ func plainSSH(ctx context.Context, knownHosts string, h *lab.Host, port int, use
 	return strings.TrimSpace(string(out)), err
 }
 
-// isRoot reports whether a login's output ends with "root" (a login into
-// an unreadable home prints complaints first).
+// isRoot reports whether a login printed a line "root" (a login into an
+// unreadable home prints complaints around it).
 func isRoot(out string, err error) bool {
-	lines := strings.Split(out, "\n")
-	return err == nil && lines[len(lines)-1] == "root"
+	return err == nil && slices.Contains(strings.Split(out, "\n"), "root")
 }
 
 // secondPathFault is one way a host's main path breaks. The matrix
@@ -130,6 +130,22 @@ func TestSecondPathFaultMatrixOnLab(t *testing.T) {
 		for _, e := range errs[i] {
 			t.Errorf("%s (%s): %s", fault.name, f.lab.Hosts[i].Name, e)
 		}
+	}
+	// breakglass itself gets in the second way: with every home
+	// world-writable, recover reaches the host through port 2222 (the
+	// example's verify_access logins) and repairs admin's home.
+	h0 := f.lab.Hosts[0]
+	if !strings.HasPrefix(secondPathFaults[0].name, "homes world-writable") {
+		t.Fatal("the first fault is not the founding incident")
+	}
+	code, out, _ = runCLI(t, f.args("recover", pb, "--limit", h0.Name, "--user", "admin", "--yes")...)
+	// Port 22 was proven cut for every user above: the only way in left
+	// was port 2222.
+	if code != 0 {
+		t.Errorf("recover with every home world-writable: exit %d", code)
+	}
+	if got, err := plainSSH(ctx, f.knownHosts, h0, h0.Port, "admin", keys["admin"], "id -un"); err != nil || got != "admin" {
+		t.Errorf("admin after recover: %v: %q", err, got)
 	}
 	t.Logf("fault matrix in %s:\n%s", time.Since(start).Round(time.Second), strings.Join(rows, "\n"))
 }
