@@ -1231,7 +1231,7 @@ sync -- "${F%/*}" 2>/dev/null
 st=installed-not-running
 `)
 	}
-	if len(p.copyKeys) > 0 {
+	if len(p.copyKeys) > 0 && !f.Systemd {
 		b.WriteString("keys_changed=1\n")
 	}
 	if f.Systemd {
@@ -1292,7 +1292,9 @@ func (s *SecondarySSHD) writeFileShell(p, content string, backup bool) string {
 	q := shell.Quote(p)
 	dir := shell.Quote(path.Dir(p))
 	var b strings.Builder
-	fmt.Fprintf(&b, "mkdir -p -m 0755 %s || bg_fail %s\n", dir, shell.Quote("create "+path.Dir(p)))
+	if path.Dir(p) != s.KeyDir() { // the store's directories are made first, with their modes
+		fmt.Fprintf(&b, "[ -d %[1]s ] || mkdir -p %[1]s || bg_fail %[2]s\n", dir, shell.Quote("create "+path.Dir(p)))
+	}
 	b.WriteString(txnHeredoc([]byte(content), tmp, "|| bg_fail "+shell.Quote("write "+p)) + "\n")
 	fmt.Fprintf(&b, "chown 0:0 %[1]s && chmod 0644 %[1]s || bg_fail %[2]s\n", tmp, shell.Quote("chown/chmod "+p))
 	if backup {

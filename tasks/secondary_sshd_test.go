@@ -479,6 +479,25 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	if got := x.sh(t, "ls /etc/ssh/sshd_config_breakglass.breakglass-bak", nil); got == "" {
 		t.Error("no backup of the previous config")
 	}
+
+	// Without PAM, sshd itself refuses a password field starting with '!':
+	// the run says so, with the fix, and the fix works.
+	x.sh(t, "usermod -p '!' bg-ops1", nil)
+	res = runSecondary(t, x, fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1], listen: %s}`, x.h.Addr))
+	var locked *Finding
+	for i, f := range res.Findings {
+		if f.ID == "account-locked" && f.User == "bg-ops1" {
+			locked = &res.Findings[i]
+		}
+	}
+	if locked == nil || locked.Severity != "lockout" || !strings.HasPrefix(locked.Fix, "usermod -p '*' bg-ops1") {
+		t.Fatalf("findings %+v, want account-locked for bg-ops1 with its fix", res.Findings)
+	}
+	if err := x.login("bg-ops1", 2222); err == nil {
+		t.Error("a '!' account logs in on the emergency port: the finding would be wrong")
+	}
+	x.sh(t, "usermod -p '*' bg-ops1", nil)
+	x.mustLogin(t, 2222, "bg-ops1")
 }
 
 // A port someone else holds: the error quotes sshd's own words and says
