@@ -1055,7 +1055,6 @@ func (s *SecondarySSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 			res.Changes = append(res.Changes, Change{What: "note: " + p.fallbackNotes})
 		}
 	}
-	addr := s.listen
 	if pinner != nil {
 		pin, err := pinner.PinPort(ctx, s.listen, s.port, true)
 		if err != nil {
@@ -1065,8 +1064,7 @@ func (s *SecondarySSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 			res.Changed = true
 			res.Changes = append(res.Changes, Change{What: fmt.Sprintf("record %s in %s (%s, the host key verified on the main connection)", pin.Host, pin.KnownHosts, pin.Key)})
 		}
-		addr = pin.Addr
-		res.Findings = append(res.Findings, s.commandFinding(addr, pin.KnownHosts))
+		res.Findings = append(res.Findings, s.commandFinding(pin.Addr, pin.KnownHosts))
 	}
 	return res, nil
 }

@@ -138,7 +138,7 @@ func TestSecondPathFaultMatrixOnLab(t *testing.T) {
 	if !strings.HasPrefix(secondPathFaults[0].name, "homes world-writable") {
 		t.Fatal("the first fault is not the founding incident")
 	}
-	code, out, _ = runCLI(t, f.args("recover", pb, "--limit", h0.Name, "--user", "admin", "--yes")...)
+	code, _, _ = runCLI(t, f.args("recover", pb, "--limit", h0.Name, "--user", "admin", "--yes")...)
 	// Port 22 was proven cut for every user above: the only way in left
 	// was port 2222.
 	if code != 0 {
