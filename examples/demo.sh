@@ -11,7 +11,8 @@ done
 common="-i $BG_LAB_INVENTORY --known-hosts $BG_LAB_KNOWN_HOSTS"
 
 echo
-echo "== breakglass apply: three fresh hosts get two break-glass users, keys, permissions and sudo"
+echo "== breakglass apply: three fresh hosts get two break-glass users, keys, permissions, sudo,"
+echo "   and a second way in (an emergency sshd on port 2222 that shares nothing with the first)"
 "$bg" apply $common "$here/playbook.yml"
 echo
 echo "== breakglass apply again: converged, nothing to change"
@@ -37,3 +38,18 @@ ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile="$BG_LAB_KNO
 echo
 echo "== breakglass verify: the pre-release checklist, real logins only"
 "$bg" verify $common "$here/playbook.yml"
+echo
+echo "== the founding incident, all of it: every home on $first made world-writable"
+ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$BG_LAB_KNOWN_HOSTS" -i "$here/keys/bg-ops1" "bg-ops1@$addr" 'sudo -n chmod 0777 /home/admin /home/bg-ops1 /home/bg-ops2'
+for u in bg-ops1 bg-ops2; do
+	if ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$BG_LAB_KNOWN_HOSTS" -i "$here/keys/$u" "$u@$addr" true; then
+		echo "unexpected: $u still logs in on port 22" >&2; exit 1
+	fi
+done
+echo "port 22 of $first refuses admin, bg-ops1 and bg-ops2 alike (StrictModes): the first way in is gone"
+echo
+echo "== the second way in, with plain ssh and strict host key checking (apply recorded [$addr]:2222):"
+echo "   ssh -p 2222 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$BG_LAB_KNOWN_HOSTS -i keys/bg-ops1 root@$addr"
+ssh -q -p 2222 -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$BG_LAB_KNOWN_HOSTS" -i "$here/keys/bg-ops1" "root@$addr" \
+	'echo "root@$(hostname) is in through port 2222; repairing the homes"; chmod 0755 /home/admin /home/bg-ops1 /home/bg-ops2'
+ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$BG_LAB_KNOWN_HOSTS" -i "$BG_LAB_KEY" "admin@$addr" 'echo "== admin@$(hostname) logs in on port 22 again"'

@@ -3,10 +3,12 @@ package tasks
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,22 +19,86 @@ import (
 	"github.com/breakglass/breakglass/internal/yamlx"
 )
 
-// SecondarySSHD keeps an emergency sshd running on another port, with its
-// own minimal configuration file that includes nothing of the main one, so
-// that a broken sshd_config (or drop-in) cannot lock out the break-glass
-// users. It uses the host's own host keys (known_hosts entries match) and
-// the main configuration's AuthorizedKeysFile. Where systemd runs it is a
-// unit (enabled, Restart=always); otherwise a plain daemon that each run
-// restarts when it is not running and reloads when its config changed.
+// SecondarySSHD keeps an emergency sshd running on another port that
+// shares none of the main path's weak points, so that one fault cannot cut
+// both ways in:
+//
+//   - its own minimal configuration file, with no Include and no Match, so
+//     a broken sshd_config (or drop-in) cannot take it down;
+//   - keys from a root-owned store outside the homes (KeyDir, one file per
+//     user, directories root 0755, files root 0644), holding exactly the
+//     keys the play's authorized_key tasks give each allowed user (options
+//     and probe restrictions included): nothing a user or a chmod in /home
+//     does reaches it, and StrictModes still holds;
+//   - UsePAM no (unless use_pam: true), so a PAM stack that refuses
+//     cannot refuse here; sshd then does the account checks itself, and
+//     the task reports an allowed account that sshd would refuse (password
+//     field starting with "!", expired) with its fix;
+//   - its own copies of the main host keys (HostKeyDir): the same keys, so
+//     the port presents the host's identity, but regenerating or deleting
+//     /etc/ssh/ssh_host_* changes nothing here;
+//   - root_login: true lets root in by key on this port only (root's keys
+//     being the allowed users' keys in the same store);
+//   - key-only, AllowUsers just the named users, DisableForwarding,
+//     MaxAuthTries and LoginGraceTime set.
+//
+// Where systemd runs it is a unit (enabled, Restart=always); otherwise a
+// plain daemon that each run starts when it is not running and reloads
+// when its config changed. After it runs, the run reads the key the port
+// presents and records [addr]:port in its known_hosts file when that key
+// is the one verified on the main connection (PortPinner), so plain
+// `ssh -p PORT` works with strict host key checking.
 type SecondarySSHD struct {
 	name       string
 	port       int
 	listen     string // "" for every address
 	allowUsers []string
+	rootLogin  bool
+	usePAM     bool
+
+	// Where the task was written, for LinkPlay's positioned errors.
+	file      string
+	portNode  *yaml.Node
+	userNodes map[string]*yaml.Node
+
+	// store is the key lines of each allowed user, from the play's
+	// authorized_key tasks (LinkPlay); linked says LinkPlay ran.
+	store  map[string][]string
+	linked bool
+	// audit: the run is an audit, which reports the second path's state
+	// as findings with stable ids.
+	audit bool
 }
+
+// Auditor is implemented by modules that report findings of their own
+// when the run is an audit (read-only, the nightly compliance run).
+type Auditor interface{ Audit() }
+
+// Audit implements Auditor.
+func (s *SecondarySSHD) Audit() { s.audit = true }
+
+// Finding ids of the second way in.
+const (
+	// FindingSecondNotRunning: the emergency sshd is not running (or was
+	// never set up).
+	FindingSecondNotRunning = "second-path-not-running"
+	// FindingSecondShared: its config shares a dependency with the main
+	// path (keys under a home, UsePAM yes, the main host key files, an
+	// Include).
+	FindingSecondShared = "second-path-shared"
+	// FindingSecondKeys: its key store differs from what the play gives.
+	FindingSecondKeys = "second-path-keys-differ"
+	// FindingSecondKnownHosts: [addr]:port is not in the known_hosts file,
+	// so plain ssh with strict checking refuses it.
+	FindingSecondKnownHosts = "second-path-known-hosts"
+	// FindingSecondSudo: without root_login the second path gives root
+	// only through sudo, which it then shares with the main path.
+	FindingSecondSudo = "second-path-needs-sudo"
+)
 
 var _ Module = (*SecondarySSHD)(nil)
 var _ Gatherer = (*SecondarySSHD)(nil)
+var _ PlayLinker = (*SecondarySSHD)(nil)
 
 func init() { Register("secondary_sshd", NewSecondarySSHD) }
 
@@ -55,6 +121,8 @@ type secondaryArgs struct {
 	AllowUsers []string `yaml:"allow_users"`
 	Listen     string   `yaml:"listen"`
 	Name       string   `yaml:"name"`
+	RootLogin  bool     `yaml:"root_login"`
+	UsePAM     bool     `yaml:"use_pam"`
 }
 
 var secondaryName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
@@ -68,7 +136,11 @@ func NewSecondarySSHD(file string, args *yaml.Node) (Module, error) {
 	args = yamlx.Resolve(args)
 	var errs *multierror.Error
 	bad := argError(file, "secondary_sshd", args, &errs)
-	s := &SecondarySSHD{name: DefaultSecondaryName, port: a.Port}
+	s := &SecondarySSHD{name: DefaultSecondaryName, port: a.Port, rootLogin: a.RootLogin, usePAM: a.UsePAM,
+		file: file, portNode: sshdArgValue(args, "port"), userNodes: map[string]*yaml.Node{}}
+	if s.portNode == nil {
+		s.portNode = args
+	}
 	switch {
 	case sshdArgValue(args, "port") == nil:
 		bad(nil, "port is required (e.g. 2222)")
@@ -95,17 +167,22 @@ func NewSecondarySSHD(file string, args *yaml.Node) (Module, error) {
 	}
 	seen := map[string]bool{}
 	for i, u := range a.AllowUsers {
+		n := sshdArgValue(args, "allow_users")
+		if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+			n = n.Content[i]
+		}
 		if err := shell.ValidUser(u); err != nil {
-			n := sshdArgValue(args, "allow_users")
-			if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
-				n = n.Content[i]
-			}
 			bad(n, "allow_users: %v", err)
+			continue
+		}
+		if u == "root" {
+			bad(n, "allow_users: root is not a break-glass user; use root_login: true, which lets root in with the allowed users' keys")
 			continue
 		}
 		if !seen[u] {
 			seen[u] = true
 			s.allowUsers = append(s.allowUsers, u)
+			s.userNodes[u] = n
 		}
 	}
 	if err := errs.ErrorOrNil(); err != nil {
@@ -113,6 +190,71 @@ func NewSecondarySSHD(file string, args *yaml.Node) (Module, error) {
 	}
 	return s, nil
 }
+
+// PlayLinker is implemented by modules that depend on the other tasks a
+// host runs. Before any host is contacted, the CLI calls LinkPlay with
+// every module built for the host (every play, in order) and the port of
+// the host's main SSH connection; an error is an input error.
+type PlayLinker interface {
+	LinkPlay(mods []Module, mainPort int) error
+}
+
+// LinkPlay fills the key store from the play's authorized_key tasks: each
+// allowed user gets exactly the keys those tasks give it (a later task's
+// options win for the same key, state: absent removes it). An allowed user
+// that gets no key, or a port equal to the main port, is an error at its
+// position in the playbook.
+func (s *SecondarySSHD) LinkPlay(mods []Module, mainPort int) error {
+	var errs *multierror.Error
+	bad := argError(s.file, "secondary_sshd", s.portNode, &errs)
+	if mainPort == 0 {
+		mainPort = 22
+	}
+	if s.port == mainPort {
+		bad(s.portNode, "port %d is the host's main SSH port: the emergency sshd needs a port of its own", s.port)
+	}
+	allowed := map[string]bool{}
+	for _, u := range s.allowUsers {
+		allowed[u] = true
+	}
+	type entry struct{ blob, line string }
+	byUser := map[string][]entry{}
+	for _, m := range mods {
+		a, ok := m.(*AuthorizedKey)
+		if !ok || !allowed[a.user] {
+			continue
+		}
+		for _, k := range a.keys {
+			cur := byUser[a.user]
+			i := slices.IndexFunc(cur, func(e entry) bool { return e.blob == k.blob })
+			switch {
+			case a.absent && i >= 0:
+				cur = slices.Delete(cur, i, i+1)
+			case a.absent:
+			case i >= 0:
+				cur[i].line = k.line
+			default:
+				cur = append(cur, entry{k.blob, k.line})
+			}
+			byUser[a.user] = cur
+		}
+	}
+	s.store = map[string][]string{}
+	for _, u := range s.allowUsers {
+		if len(byUser[u]) == 0 {
+			bad(s.userNodes[u], "allow_users: %s gets no key from the play's authorized_key tasks; the emergency sshd reads keys only from its own store (%s/%s), which holds what the play gives each user", u, s.KeyDir(), u)
+			continue
+		}
+		for _, e := range byUser[u] {
+			s.store[u] = append(s.store[u], e.line)
+		}
+	}
+	s.linked = true
+	return errs.ErrorOrNil()
+}
+
+// ListUsers implements UserLister: audit examines the allowed users.
+func (s *SecondarySSHD) ListUsers() []string { return s.allowUsers }
 
 // ConfigPath is the emergency sshd's own configuration file.
 func (s *SecondarySSHD) ConfigPath() string { return "/etc/ssh/sshd_config_" + s.name }
@@ -126,52 +268,114 @@ func (s *SecondarySSHD) Unit() string { return s.name + "-sshd.service" }
 // UnitPath is the unit file.
 func (s *SecondarySSHD) UnitPath() string { return "/etc/systemd/system/" + s.Unit() }
 
-// secondaryMain is what the emergency sshd copies from the main sshd's
-// effective configuration.
+// BaseDir holds the emergency sshd's key store and host keys; only root
+// can change anything in it.
+func (s *SecondarySSHD) BaseDir() string {
+	if s.name == DefaultSecondaryName {
+		return "/etc/breakglass"
+	}
+	return "/etc/breakglass/sshd-" + s.name
+}
+
+// KeyDir is the key store: one authorized_keys file per user, named after
+// the user.
+func (s *SecondarySSHD) KeyDir() string { return s.BaseDir() + "/keys" }
+
+// HostKeyDir holds the emergency sshd's copies of the host keys.
+func (s *SecondarySSHD) HostKeyDir() string { return s.BaseDir() + "/hostkeys" }
+
+// users are the accounts the emergency sshd lets in.
+func (s *SecondarySSHD) users() []string {
+	if s.rootLogin {
+		return append(slices.Clone(s.allowUsers), "root")
+	}
+	return s.allowUsers
+}
+
+// storeContent is the key file of user in the store.
+func (s *SecondarySSHD) storeContent(user string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Managed by breakglass (secondary_sshd %q, port %d): changes made here are overwritten.\n", s.name, s.port)
+	var lines []string
+	if user == "root" {
+		fmt.Fprintf(&b, "# root_login: the keys of %s.\n", strings.Join(s.allowUsers, ", "))
+		seen := map[string]bool{}
+		for _, u := range s.allowUsers {
+			for _, l := range s.store[u] {
+				if !seen[l] {
+					seen[l] = true
+					lines = append(lines, l)
+				}
+			}
+		}
+	} else {
+		fmt.Fprintf(&b, "# The keys the play's authorized_key tasks give %s.\n", user)
+		lines = s.store[user]
+	}
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
+
+// secondaryMain is what the emergency sshd takes from the host's main
+// sshd: which host keys to copy, and where it listens.
 type secondaryMain struct {
-	HostKeys           []string // existing host key files, in sshd's order
-	HostCertificates   []string
-	AuthorizedKeysFile string
-	UsePAM             bool
-	Subsystems         []string // "sftp /usr/lib/openssh/sftp-server"
-	Listen             []netip.AddrPort
-	// Fallback is set when sshd -T failed (a broken main config): the
-	// values come from the existing emergency config or sshd's defaults.
+	HostKeys []string // main host key files that exist, in sshd's order
+	Listen   []netip.AddrPort
+	// Fallback is set when sshd -T failed (a broken main config): host
+	// keys are the copies already made, or, when there are none, the
+	// default host key files that exist.
 	Fallback string
 }
 
-// render returns the emergency sshd's configuration.
-func (s *SecondarySSHD) render(m secondaryMain) string {
+// render returns the emergency sshd's configuration; hostKeys are the
+// copies it serves.
+func (s *SecondarySSHD) render(hostKeys []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Managed by breakglass (secondary_sshd %q): changes made here are overwritten.\n", s.name)
-	b.WriteString("# An emergency sshd, independent of /etc/ssh/sshd_config: it reads no other\n")
-	b.WriteString("# config file, so a broken main configuration cannot take it down.\n")
+	b.WriteString("# An emergency sshd that shares nothing with /etc/ssh/sshd_config: no other\n")
+	b.WriteString("# config file, its own copies of the host keys, keys from a root-owned store\n")
+	b.WriteString("# outside the homes, no PAM.\n")
 	fmt.Fprintf(&b, "Port %d\n", s.port)
 	if s.listen != "" {
 		fmt.Fprintf(&b, "ListenAddress %s\n", s.listen)
 	}
-	for _, k := range m.HostKeys {
+	for _, k := range hostKeys {
 		fmt.Fprintf(&b, "HostKey %s\n", k)
 	}
-	for _, c := range m.HostCertificates {
-		fmt.Fprintf(&b, "HostCertificate %s\n", c)
-	}
 	fmt.Fprintf(&b, "PidFile %s\n", s.PidFile())
-	fmt.Fprintf(&b, "AllowUsers %s\n", strings.Join(s.allowUsers, " "))
+	fmt.Fprintf(&b, "AllowUsers %s\n", strings.Join(s.users(), " "))
+	b.WriteString("AuthenticationMethods publickey\n")
 	b.WriteString("PubkeyAuthentication yes\n")
 	b.WriteString("PasswordAuthentication no\n")
 	b.WriteString("KbdInteractiveAuthentication no\n")
-	b.WriteString("PermitRootLogin no\n")
-	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", m.AuthorizedKeysFile)
-	if m.UsePAM {
+	b.WriteString("HostbasedAuthentication no\n")
+	b.WriteString("GSSAPIAuthentication no\n")
+	if s.rootLogin {
+		b.WriteString("PermitRootLogin prohibit-password\n")
+	} else {
+		b.WriteString("PermitRootLogin no\n")
+	}
+	fmt.Fprintf(&b, "AuthorizedKeysFile %s/%%u\n", s.KeyDir())
+	b.WriteString("AuthorizedKeysCommand none\n")
+	b.WriteString("AuthorizedPrincipalsFile none\n")
+	if s.usePAM {
 		b.WriteString("UsePAM yes\n")
+	} else {
+		b.WriteString("UsePAM no\n")
 	}
 	b.WriteString("StrictModes yes\n")
+	b.WriteString("DisableForwarding yes\n")
+	b.WriteString("PermitUserEnvironment no\n")
+	b.WriteString("MaxAuthTries 6\n")
+	b.WriteString("LoginGraceTime 30\n")
+	b.WriteString("MaxStartups 10:30:60\n")
+	b.WriteString("UseDNS no\n")
+	b.WriteString("PrintMotd no\n")
 	b.WriteString("LogLevel VERBOSE\n")
 	b.WriteString("SyslogFacility AUTH\n")
-	for _, sub := range m.Subsystems {
-		fmt.Fprintf(&b, "Subsystem %s\n", sub)
-	}
+	b.WriteString("Subsystem sftp internal-sftp\n")
 	return b.String()
 }
 
@@ -201,6 +405,13 @@ WantedBy=multi-user.target
 
 // --- facts ---
 
+// secondaryDir is a directory of the store as the facts saw it.
+type secondaryDir struct {
+	Exists, Dir, Link bool
+	UID, GID          int
+	Mode              uint32
+}
+
 type secondaryFacts struct {
 	Systemd        bool
 	SSHD           string // absolute path of the sshd binary
@@ -208,13 +419,20 @@ type secondaryFacts struct {
 	T              map[string][]string // main effective config: keyword → values, in order
 	TErr           string
 	Exists         map[string]bool // host key files that exist
-	Config         *sshdFile
-	Unit           *sshdFile
-	PrivsepDropIn  *sshdFile
-	DebianSSH      bool   // ssh.service exists (systemd): it removes /run/sshd when it stops
-	Enabled        string // systemctl is-enabled
-	Active         string // systemctl is-active
-	PID            int    // the running emergency sshd (0: none)
+	// HostKeySame says, for each main host key file (or, when sshd -T
+	// failed, each default one) that exists, whether the emergency copy
+	// has the same content.
+	HostKeySame   map[string]bool
+	Copies        map[string]sshdFile // existing files in HostKeyDir, by path (no content)
+	Dirs          map[string]secondaryDir
+	Store         map[string]sshdFile // files in KeyDir, by name
+	Config        *sshdFile
+	Unit          *sshdFile
+	PrivsepDropIn *sshdFile
+	DebianSSH     bool   // ssh.service exists (systemd): it removes /run/sshd when it stops
+	Enabled       string // systemctl is-enabled
+	Active        string // systemctl is-active
+	PID           int    // the running emergency sshd (0: none)
 }
 
 func (s *SecondarySSHD) factKey() string { return "secondary_sshd:" + s.name }
@@ -250,7 +468,8 @@ bg_wait_pidfile() {
 `
 
 func (s *SecondarySSHD) vars() string {
-	return fmt.Sprintf("F=%s P=%s U=%s unit=%s\n", shell.Quote(s.ConfigPath()), shell.Quote(s.PidFile()), shell.Quote(s.UnitPath()), shell.Quote(s.Unit()))
+	return fmt.Sprintf("F=%s P=%s U=%s unit=%s B=%s K=%s H=%s\n", shell.Quote(s.ConfigPath()), shell.Quote(s.PidFile()),
+		shell.Quote(s.UnitPath()), shell.Quote(s.Unit()), shell.Quote(s.BaseDir()), shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()))
 }
 
 func (s *SecondarySSHD) query() Query {
@@ -267,16 +486,43 @@ LC_ALL=C; export LC_ALL
 [ -d /run/systemd/system ] && echo "systemd"
 printf 'sshd %s\n' "$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd)"
 [ -d /run/sshd ] || echo "privsep-missing"
+# bg_same KEY: is the emergency copy of host key KEY the same? (cmp on the
+# host: private keys never leave it)
+bg_same() {
+	if cmp -s -- "$1" "$H/${1##*/}" 2>/dev/null; then printf 'hostkey same %s\n' "$1"; else printf 'hostkey differs %s\n' "$1"; fi
+}
 if out=$(sshd -T 2>&1); then
-	printf '%s\n' "$out" | awk '$1 == "hostkey" || $1 == "hostcertificate" || $1 == "authorizedkeysfile" || $1 == "usepam" || $1 == "subsystem" || $1 == "listenaddress" { print "T " $0 }'
-	printf '%s\n' "$out" | awk '$1 == "hostkey" { print $2 }' | while read -r k; do [ -f "$k" ] && printf 'exists %s\n' "$k"; done
+	printf '%s\n' "$out" | awk '$1 == "hostkey" || $1 == "listenaddress" { print "T " $0 }'
+	printf '%s\n' "$out" | awk '$1 == "hostkey" { print $2 }' | while read -r k; do
+		if [ -f "$k" ]; then printf 'exists %s\n' "$k"; bg_same "$k"; fi
+	done
 else
 	echo "sshd-T-failed"
 	printf '%s\n' "$out" | sed 's/^/| /'
+	for k in /etc/ssh/ssh_host_ecdsa_key /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_rsa_key; do
+		if [ -f "$k" ]; then printf 'exists %s\n' "$k"; bg_same "$k"; fi
+	done
 fi
-for k in /etc/ssh/ssh_host_ecdsa_key /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_rsa_key; do
-	[ -f "$k" ] && printf 'exists %s\n' "$k"
+for d in "$B" "$K" "$H"; do
+	if [ -L "$d" ]; then printf 'dir link %s\n' "$d"
+	elif [ -d "$d" ]; then printf 'dir %s %s\n' "$(stat -c '%u %g %a' -- "$d")" "$d"
+	elif [ -e "$d" ]; then printf 'dir other %s\n' "$d"
+	fi
 done
+if [ -d "$H" ] && [ ! -L "$H" ]; then
+	for c in "$H"/*; do
+		[ -e "$c" ] || [ -L "$c" ] || continue
+		l=0; [ -L "$c" ] && l=1
+		if [ -f "$c" ]; then printf 'copy %s %s %s\n' "$(stat -L -c '%u %g %a' -- "$c")" "$l" "$c"; else printf 'copy-other %s %s\n' "$l" "$c"; fi
+	done
+fi
+if [ -d "$K" ] && [ ! -L "$K" ]; then
+	for f in "$K"/* "$K"/.[!.]*; do
+		[ -e "$f" ] || [ -L "$f" ] || continue
+		printf 'store\n'
+		bg_file "$f"
+	done
+fi
 bg_file "$F"
 if [ -d /run/systemd/system ]; then
 	bg_file "$U"
@@ -293,14 +539,24 @@ exit 0
 	return Query{Key: s.factKey(), Script: string(txnScript(b.String())), Parse: parseSecondaryFacts}
 }
 
-// Queries implements Gatherer.
-func (s *SecondarySSHD) Queries() []Query { return []Query{s.query()} }
+// Queries implements Gatherer: the emergency sshd's state, and the
+// accounts it lets in (whose lock and expiry sshd judges itself without
+// PAM).
+func (s *SecondarySSHD) Queries() []Query {
+	qs := []Query{s.query()}
+	for _, u := range s.users() {
+		qs = append(qs, UserFactsQuery(u, Conn{}))
+	}
+	return qs
+}
 
 func parseSecondaryFacts(out []byte) (any, error) {
-	f := &secondaryFacts{T: map[string][]string{}, Exists: map[string]bool{}}
+	f := &secondaryFacts{T: map[string][]string{}, Exists: map[string]bool{}, HostKeySame: map[string]bool{},
+		Copies: map[string]sshdFile{}, Dirs: map[string]secondaryDir{}, Store: map[string]sshdFile{}}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	sc.Buffer(make([]byte, 64*1024), 16<<20)
 	header := false
+	store := false
 	var terr []string
 	for sc.Scan() {
 		k, rest, _ := strings.Cut(sc.Text(), " ")
@@ -322,6 +578,44 @@ func parseSecondaryFacts(out []byte) (any, error) {
 			terr = append(terr, rest)
 		case "exists":
 			f.Exists[rest] = true
+		case "hostkey":
+			st, p, _ := strings.Cut(rest, " ")
+			f.HostKeySame[p] = st == "same"
+		case "dir":
+			var d secondaryDir
+			fields := strings.SplitN(rest, " ", 4)
+			switch {
+			case len(fields) == 2 && fields[0] == "link":
+				d = secondaryDir{Exists: true, Link: true}
+				f.Dirs[fields[1]] = d
+			case len(fields) == 2 && fields[0] == "other":
+				f.Dirs[fields[1]] = secondaryDir{Exists: true}
+			case len(fields) == 4:
+				d = secondaryDir{Exists: true, Dir: true}
+				var err1, err2 error
+				d.UID, err1 = strconv.Atoi(fields[0])
+				d.GID, err2 = strconv.Atoi(fields[1])
+				m, err3 := strconv.ParseUint(fields[2], 8, 32)
+				if err1 != nil || err2 != nil || err3 != nil {
+					return nil, fmt.Errorf("bad dir line %q", rest)
+				}
+				d.Mode = uint32(m)
+				f.Dirs[fields[3]] = d
+			default:
+				return nil, fmt.Errorf("bad dir line %q", rest)
+			}
+		case "copy", "copy-other":
+			kind := "file"
+			if k == "copy-other" {
+				kind = "other"
+			}
+			c, err := parseSSHDFileHeader(kind, rest)
+			if err != nil {
+				return nil, err
+			}
+			f.Copies[c.Path] = c
+		case "store":
+			store = true
 		case "debian-ssh":
 			f.DebianSSH = true
 		case "enabled":
@@ -336,6 +630,8 @@ func parseSecondaryFacts(out []byte) (any, error) {
 				return nil, err
 			}
 			switch {
+			case store:
+				f.Store[path.Base(file.Path)] = file
 			case strings.HasPrefix(file.Path, "/etc/ssh/"):
 				f.Config = &file
 			case file.Path == secondaryPrivsepDropIn:
@@ -343,6 +639,7 @@ func parseSecondaryFacts(out []byte) (any, error) {
 			default:
 				f.Unit = &file
 			}
+			store = false
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -360,21 +657,17 @@ func parseSecondaryFacts(out []byte) (any, error) {
 	return f, nil
 }
 
-// mainConfig picks what the emergency sshd copies from the main one. When
-// sshd -T fails (the main config is broken: the very case this sshd is
-// for), it keeps the values of its existing config, or sshd's defaults.
+// mainConfig picks the host keys to copy and the main sshd's listeners.
+// When sshd -T fails (the main config is broken: the very case this sshd
+// is for), it uses the default host key files that exist.
 func (s *SecondarySSHD) mainConfig(f *secondaryFacts) (secondaryMain, error) {
 	var m secondaryMain
 	if f.TErr == "" {
 		for _, k := range f.T["hostkey"] {
-			if f.Exists[k] {
+			if f.Exists[k] && !slices.Contains(m.HostKeys, k) {
 				m.HostKeys = append(m.HostKeys, k)
 			}
 		}
-		m.HostCertificates = f.T["hostcertificate"]
-		m.AuthorizedKeysFile = strings.Join(f.T["authorizedkeysfile"], " ")
-		_, m.UsePAM = f.T["usepam"]
-		m.Subsystems = f.T["subsystem"]
 		for _, la := range f.T["listenaddress"] {
 			if ap, err := netip.ParseAddrPort(la); err == nil {
 				m.Listen = append(m.Listen, ap)
@@ -382,51 +675,42 @@ func (s *SecondarySSHD) mainConfig(f *secondaryFacts) (secondaryMain, error) {
 		}
 	} else {
 		m.Fallback = f.TErr
-		m.UsePAM = true
-		if f.Config != nil {
-			for _, l := range sshdParse(f.Config.Content) {
-				switch l.Keyword {
-				case "hostkey":
-					if len(l.Args) == 1 && f.Exists[l.Args[0]] {
-						m.HostKeys = append(m.HostKeys, l.Args[0])
-					}
-				case "hostcertificate":
-					m.HostCertificates = append(m.HostCertificates, l.Args...)
-				case "authorizedkeysfile":
-					m.AuthorizedKeysFile = strings.Join(l.Args, " ")
-				case "usepam":
-					m.UsePAM = len(l.Args) == 1 && strings.EqualFold(l.Args[0], "yes")
-				case "subsystem":
-					m.Subsystems = append(m.Subsystems, strings.Join(l.Args, " "))
-				}
-			}
-		}
-		if len(m.HostKeys) == 0 {
-			for _, k := range []string{"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key"} {
-				if f.Exists[k] {
-					m.HostKeys = append(m.HostKeys, k)
-				}
+		for _, k := range []string{"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key"} {
+			if f.Exists[k] {
+				m.HostKeys = append(m.HostKeys, k)
 			}
 		}
 	}
-	if m.AuthorizedKeysFile == "" {
-		m.AuthorizedKeysFile = ".ssh/authorized_keys .ssh/authorized_keys2"
-	}
-	if len(m.HostKeys) == 0 {
-		return m, fmt.Errorf("no host key file exists (the main sshd's HostKey lines name none that exist)")
-	}
-	for _, v := range append(append(append([]string{m.AuthorizedKeysFile}, m.HostKeys...), m.HostCertificates...), m.Subsystems...) {
-		if strings.ContainsAny(v, "\x00\r\n#") {
-			return m, fmt.Errorf("unexpected value %q in the main sshd configuration", v)
+	names := map[string]string{}
+	for _, k := range m.HostKeys {
+		if err := txnValidPath(k); err != nil {
+			return m, fmt.Errorf("host key %s: %w", k, err)
 		}
+		b := path.Base(k)
+		if other, dup := names[b]; dup {
+			return m, fmt.Errorf("host keys %s and %s have the same file name: the emergency copies would collide", other, k)
+		}
+		names[b] = k
 	}
 	return m, nil
 }
 
 // --- plan ---
 
+// secondaryDirMode is the mode of each directory the emergency sshd owns.
+func (s *SecondarySSHD) dirModes() [][2]string {
+	return [][2]string{{s.BaseDir(), "755"}, {s.KeyDir(), "755"}, {s.HostKeyDir(), "700"}}
+}
+
+type storeWrite struct{ name, content string }
+
 type secondaryPlan struct {
 	mkPrivsep     bool
+	dirs          [][2]string // path, octal mode: create when missing, then chown root and chmod
+	copyKeys      []string    // main host key files to copy into HostKeyDir
+	hostKeys      []string    // the copies the config serves
+	storeWrites   []storeWrite
+	storeRemoves  []string
 	config        string // the wanted config
 	writeConfig   bool
 	unit          string
@@ -440,7 +724,12 @@ type secondaryPlan struct {
 	fallbackNotes string
 }
 
+var storeName = regexp.MustCompile(`^\.?[A-Za-z0-9_][A-Za-z0-9._@+-]*$`)
+
 func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, error) {
+	if !s.linked {
+		return nil, errors.New("internal error: the key store was not linked to the play's authorized_key tasks")
+	}
 	p := &secondaryPlan{}
 	add := func(what, path, before, after string) {
 		c := Change{What: what, Path: path}
@@ -462,12 +751,117 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 			return nil, fmt.Errorf("port %d: the main sshd listens on %s already", s.port, la)
 		}
 	}
-	if m.Fallback != "" {
-		p.fallbackNotes = "the main sshd configuration does not load (" + m.Fallback + "): host keys and AuthorizedKeysFile kept from the existing emergency config or sshd's defaults"
+
+	// The directories: root's alone.
+	for _, dm := range s.dirModes() {
+		d := f.Dirs[dm[0]]
+		want, _ := strconv.ParseUint(dm[1], 8, 32)
+		switch {
+		case d.Link || d.Exists && !d.Dir:
+			return nil, fmt.Errorf("%s is not a directory (a symbolic link or another file): remove it by hand", dm[0])
+		case !d.Exists:
+			p.dirs = append(p.dirs, dm)
+			add(fmt.Sprintf("create %s (root 0%s)", dm[0], dm[1]), dm[0], "", "")
+		case d.UID != 0 || d.GID != 0 || d.Mode != uint32(want):
+			p.dirs = append(p.dirs, dm)
+			add(fmt.Sprintf("chown root:root, chmod 0%s %s (was %d:%d %04o)", dm[1], dm[0], d.UID, d.GID, d.Mode), dm[0], "", "")
+		}
 	}
-	p.config = s.render(m)
+
+	// Host keys: its own copies of the main ones.
+	copies := map[string]sshdFile{}
+	for p, c := range f.Copies {
+		if c.Link || !c.Regular {
+			return nil, fmt.Errorf("%s is not a regular file: remove it by hand", p)
+		}
+		if !strings.HasSuffix(p, ".pub") {
+			copies[p] = c
+		}
+	}
+	serve := map[string]bool{}
+	copyKey := func(k, why string) {
+		dst := s.HostKeyDir() + "/" + path.Base(k)
+		p.copyKeys = append(p.copyKeys, k)
+		serve[dst] = true
+		add(fmt.Sprintf("copy the host key %s to %s (%s)", k, dst, why), dst, "", "")
+	}
+	if m.Fallback != "" && len(copies) > 0 {
+		p.fallbackNotes = "the main sshd configuration does not load (" + m.Fallback + "): the emergency sshd keeps its own host key copies"
+	} else {
+		if m.Fallback != "" {
+			p.fallbackNotes = "the main sshd configuration does not load (" + m.Fallback + "): copied sshd's default host keys that exist"
+		}
+		for _, k := range m.HostKeys {
+			dst := s.HostKeyDir() + "/" + path.Base(k)
+			c, have := copies[dst]
+			switch {
+			case !have:
+				copyKey(k, "the emergency sshd's own copy: the same identity, whatever happens to "+k)
+			case !f.HostKeySame[k]:
+				copyKey(k, "the main host key changed; the host's key was verified on this run's connection")
+			case c.UID != 0 || c.GID != 0 || c.Mode != 0o600:
+				copyKey(k, fmt.Sprintf("the copy was %d:%d %04o, want root 0600", c.UID, c.GID, c.Mode))
+			default:
+				serve[dst] = true
+			}
+		}
+	}
+	for c := range copies {
+		serve[c] = true // a copy whose main key is gone stays: that is what it is for
+	}
+	for k := range serve {
+		p.hostKeys = append(p.hostKeys, k)
+	}
+	slices.Sort(p.hostKeys)
+	if len(p.hostKeys) == 0 {
+		return nil, errors.New("no host key to copy: none of the main sshd's HostKey files exists")
+	}
+
+	// The key store: exactly the play's keys for each user it lets in.
+	want := map[string]bool{}
+	for _, u := range s.users() {
+		want[u] = true
+		content := s.storeContent(u)
+		kp := s.KeyDir() + "/" + u
+		cur, have := f.Store[u]
+		n := strings.Count(content, "\n") - 2
+		switch {
+		case !have:
+			p.storeWrites = append(p.storeWrites, storeWrite{u, content})
+			add(fmt.Sprintf("create %s (%d keys for %s on port %d)", kp, n, u, s.port), kp, "", content)
+		case cur.Link || !cur.Regular:
+			p.storeWrites = append(p.storeWrites, storeWrite{u, content})
+			add(fmt.Sprintf("replace %s (not a regular file)", kp), kp, "", content)
+		case cur.Content != content:
+			p.storeWrites = append(p.storeWrites, storeWrite{u, content})
+			add(fmt.Sprintf("update %s (%d keys for %s on port %d, as the play gives)", kp, n, u, s.port), kp, cur.Content, content)
+		case cur.UID != 0 || cur.GID != 0 || cur.Mode != 0o644:
+			p.storeWrites = append(p.storeWrites, storeWrite{u, content})
+			add(fmt.Sprintf("chown root:root, chmod 0644 %s (was %d:%d %04o)", kp, cur.UID, cur.GID, cur.Mode), kp, "", "")
+		}
+	}
+	var extra []string
+	for name := range f.Store {
+		if !want[name] {
+			extra = append(extra, name)
+		}
+	}
+	slices.Sort(extra)
+	for _, name := range extra {
+		if !storeName.MatchString(name) {
+			return nil, fmt.Errorf("unexpected file %q in %s: remove it by hand", name, s.KeyDir())
+		}
+		p.storeRemoves = append(p.storeRemoves, name)
+		before := ""
+		if f.Store[name].Regular {
+			before = f.Store[name].Content
+		}
+		add(fmt.Sprintf("remove %s/%s (no key of this emergency sshd's users)", s.KeyDir(), name), s.KeyDir()+"/"+name, before, "")
+	}
+
+	p.config = s.render(p.hostKeys)
 	cfg := s.ConfigPath()
-	summary := fmt.Sprintf("port %d, users %s", s.port, strings.Join(s.allowUsers, " "))
+	summary := fmt.Sprintf("port %d, users %s", s.port, strings.Join(s.users(), " "))
 	switch {
 	case f.Config == nil:
 		p.writeConfig = true
@@ -481,6 +875,8 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 		p.writeConfig = true
 		add(fmt.Sprintf("chown root:root, chmod 0644 %s (was %d:%d %04o)", cfg, f.Config.UID, f.Config.GID, f.Config.Mode), cfg, "", "")
 	}
+	// A new host key copy is read only when sshd starts or reloads.
+	reloadKeys := len(p.copyKeys) > 0
 
 	if f.Systemd {
 		p.unit = s.renderUnit(f.SSHD)
@@ -511,9 +907,9 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 		case p.writeUnit:
 			p.restart = true
 			add("restart "+s.Unit()+" (its unit changed; open sessions stay)", "", "", "")
-		case p.writeConfig:
+		case p.writeConfig || reloadKeys:
 			p.reload = true
-			add("reload "+s.Unit()+" (its config changed)", "", "", "")
+			add("reload "+s.Unit()+" (its config or host keys changed)", "", "", "")
 		}
 		return p, nil
 	}
@@ -521,9 +917,9 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 	case f.PID == 0:
 		p.start = true
 		add(fmt.Sprintf("start %s -f %s (not running)", f.SSHD, cfg), s.PidFile(), "", "")
-	case p.writeConfig:
+	case p.writeConfig || reloadKeys:
 		p.reload = true
-		add(fmt.Sprintf("reload the emergency sshd (pid %d): its config changed", f.PID), s.PidFile(), "", "")
+		add(fmt.Sprintf("reload the emergency sshd (pid %d): its config or host keys changed", f.PID), s.PidFile(), "", "")
 	}
 	return p, nil
 }
@@ -533,6 +929,64 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// accountFindings reports each account the emergency sshd lets in that
+// sshd itself would refuse: without PAM a password field starting with "!"
+// is a lock, and an account past its expiry day is refused either way.
+func (s *SecondarySSHD) accountFindings(ufs []*UserFacts, check bool) []Finding {
+	var out []Finding
+	pam := "UsePAM no"
+	if s.usePAM {
+		pam = "UsePAM yes"
+	}
+	for _, uf := range ufs {
+		if !uf.Exists {
+			if !check {
+				out = append(out, Finding{ID: "user-missing", Severity: "lockout", User: uf.Name, Path: "/etc/passwd",
+					Detail: fmt.Sprintf("secondary_sshd %s lets %s in on port %d, but the account does not exist", s.name, uf.Name, s.port),
+					Fix:    "add a user task for " + uf.Name + " before the secondary_sshd task"})
+			}
+			continue
+		}
+		sp := uf.Shadow
+		if sp == nil {
+			continue
+		}
+		if !s.usePAM && sp.Password == PasswordLocked {
+			out = append(out, Finding{ID: "account-locked", Severity: "lockout", User: uf.Name, Path: "/etc/shadow",
+				Detail: fmt.Sprintf("the password field of %s starts with '!' and the emergency sshd on port %d runs with %s: sshd refuses the account before trying any key", uf.Name, s.port, pam),
+				Fix:    shell.Join("usermod", "-p", "*", uf.Name) + "  # key-only: '*' is no lock"})
+		}
+		if sp.Expire != -1 && (uf.Today > sp.Expire || s.usePAM && uf.Today >= sp.Expire) {
+			out = append(out, Finding{ID: "account-expired", Severity: "lockout", User: uf.Name, Path: "/etc/shadow",
+				Detail: fmt.Sprintf("account %s expired (shadow expire day %d, today is day %d): no login works, on any port", uf.Name, sp.Expire, uf.Today),
+				Fix:    shell.Join("chage", "-E", "-1", uf.Name)})
+		}
+	}
+	return out
+}
+
+// --- known_hosts ---
+
+// PortPinner is implemented by the LoginDialer of a real run. PinPort
+// reads the host key that addr:port of this host presents ("" or an
+// unspecified address: the host's own address) and compares it with the
+// host key verified on the run's connection to the host; a different key
+// is an error and is never recorded. When it matches and the run's
+// known_hosts file does not list [addr]:port yet, record adds it.
+type PortPinner interface {
+	PinPort(ctx context.Context, addr string, port int, record bool) (PortPin, error)
+}
+
+// PortPin is what PinPort found and did.
+type PortPin struct {
+	Host       string // the known_hosts name, "[127.0.0.5]:2222"
+	Addr       string // the address to connect to
+	KnownHosts string
+	Key        string // "ssh-ed25519 SHA256:…"
+	Present    bool   // already listed with that key
+	Recorded   bool   // added now
 }
 
 // --- apply ---
@@ -559,26 +1013,141 @@ func (s *SecondarySSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 		return nil, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
 	}
 	res := &Result{Changed: len(p.changes) > 0, Changes: p.changes}
-	if env.Check || !res.Changed {
+	ufs, err := gatherUserFacts(ctx, r, env, false, s.users()...)
+	if err != nil {
+		return nil, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
+	}
+	res.Findings = s.accountFindings(ufs, env.Check)
+	pinner, _ := env.Dial.(PortPinner)
+	if env.Check {
+		var pin *PortPin
+		if pinner != nil && !p.start {
+			pp, err := pinner.PinPort(ctx, s.listen, s.port, false)
+			if err != nil {
+				return res, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
+			}
+			pin = &pp
+			if !pin.Present {
+				res.Changed = true
+				res.Changes = append(res.Changes, Change{What: fmt.Sprintf("record %s in %s (%s, the host key verified on the main connection)", pin.Host, pin.KnownHosts, pin.Key)})
+			}
+		}
+		if s.audit {
+			res.Findings = append(res.Findings, s.auditFindings(facts, p, pin, env.Host)...)
+		}
 		return res, nil
 	}
-	out, err := r.Run(ctx, "/bin/sh -s", s.script(p, facts))
-	env.Facts.Delete(s.factKey())
-	if err != nil {
-		return nil, fmt.Errorf("secondary_sshd %s: apply did not finish, check %s and %s: %w", s.name, s.ConfigPath(), s.PidFile(), err)
+	if res.Changed {
+		out, err := r.Run(ctx, "/bin/sh -s", s.script(p, facts))
+		env.Facts.Delete(s.factKey())
+		if err != nil {
+			return nil, fmt.Errorf("secondary_sshd %s: apply did not finish, check %s and %s: %w", s.name, s.ConfigPath(), s.PidFile(), err)
+		}
+		st := parseTxnOutput(out)
+		switch st.status {
+		case "ok":
+		case "invalid":
+			return &Result{}, fmt.Errorf("secondary_sshd %s: sshd -t rejected the new config; nothing was installed: %s", s.name, st.describe())
+		default:
+			return &Result{Changed: st.status == "installed-not-running"}, fmt.Errorf("secondary_sshd %s: %s", s.name, st.describe())
+		}
+		if p.fallbackNotes != "" {
+			res.Changes = append(res.Changes, Change{What: "note: " + p.fallbackNotes})
+		}
 	}
-	st := parseTxnOutput(out)
-	switch st.status {
-	case "ok":
-	case "invalid":
-		return &Result{}, fmt.Errorf("secondary_sshd %s: sshd -t rejected the new config; nothing was installed: %s", s.name, st.describe())
-	default:
-		return &Result{Changed: st.status == "installed-not-running"}, fmt.Errorf("secondary_sshd %s: %s", s.name, st.describe())
-	}
-	if p.fallbackNotes != "" {
-		res.Changes = append(res.Changes, Change{What: "note: " + p.fallbackNotes})
+	if pinner != nil {
+		pin, err := pinner.PinPort(ctx, s.listen, s.port, true)
+		if err != nil {
+			return res, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
+		}
+		if pin.Recorded {
+			res.Changed = true
+			res.Changes = append(res.Changes, Change{What: fmt.Sprintf("record %s in %s (%s, the host key verified on the main connection)", pin.Host, pin.KnownHosts, pin.Key)})
+		}
+		res.Findings = append(res.Findings, s.commandFinding(pin.Addr, pin.KnownHosts))
 	}
 	return res, nil
+}
+
+// auditFindings reports the second path's state with stable ids and exact
+// fixes: not running, sharing a dependency with the main path, a key store
+// other than the play's, [addr]:port missing from known_hosts (pin nil: not
+// checked, the daemon is down), and, without root_login, that root on this
+// path needs sudo.
+func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *PortPin, host string) []Finding {
+	var out []Finding
+	apply := "breakglass apply -i INVENTORY PLAYBOOK --limit " + host
+	add := func(id, sev, path, detail, fix string) {
+		out = append(out, Finding{ID: id, Severity: sev, Path: path, Detail: detail, Fix: fix})
+	}
+	switch {
+	case f.Config == nil:
+		add(FindingSecondNotRunning, "risk", s.ConfigPath(), fmt.Sprintf("the emergency sshd %s (port %d) is not set up: %s does not exist", s.name, s.port, s.ConfigPath()), apply)
+	case p.start && f.Systemd:
+		add(FindingSecondNotRunning, "risk", s.UnitPath(), fmt.Sprintf("the emergency sshd %s (port %d) is not running: %s is %s", s.name, s.port, s.Unit(), orUnknown(f.Active)), shell.Join("systemctl", "restart", s.Unit()))
+	case p.start:
+		add(FindingSecondNotRunning, "risk", s.PidFile(), fmt.Sprintf("the emergency sshd %s (port %d) is not running (no sshd -f %s)", s.name, s.port, s.ConfigPath()), shell.Join(f.SSHD, "-f", s.ConfigPath()))
+	}
+	if f.Config != nil && f.Config.Regular {
+		for _, l := range sshdParse(f.Config.Content) {
+			why := ""
+			switch l.Keyword {
+			case "include":
+				why = "it includes other config files, which the main path shares"
+			case "match":
+				why = "it has a Match block, so its effective settings depend on more than this file"
+			case "authorizedkeysfile":
+				for _, a := range l.Args {
+					if !strings.HasPrefix(a, s.KeyDir()+"/") {
+						why = "it reads keys from " + a + ", not only from its root-owned store " + s.KeyDir()
+					}
+				}
+			case "usepam":
+				if !s.usePAM && len(l.Args) == 1 && strings.EqualFold(l.Args[0], "yes") {
+					why = "UsePAM yes: a PAM stack that refuses the main path refuses this one too"
+				}
+			case "hostkey":
+				if len(l.Args) == 1 && !strings.HasPrefix(l.Args[0], s.HostKeyDir()+"/") {
+					why = "it serves " + l.Args[0] + ", the main sshd's host key file: regenerating or deleting it changes this port too"
+				}
+			}
+			if why != "" {
+				add(FindingSecondShared, "risk", s.ConfigPath(), fmt.Sprintf("%s line %d (%s): %s", s.ConfigPath(), l.Line, strings.TrimSpace(l.Keyword+" "+strings.Join(l.Args, " ")), why), apply)
+			}
+		}
+	}
+	if len(p.storeWrites)+len(p.storeRemoves) > 0 {
+		var files []string
+		for _, w := range p.storeWrites {
+			files = append(files, s.KeyDir()+"/"+w.name)
+		}
+		for _, n := range p.storeRemoves {
+			files = append(files, s.KeyDir()+"/"+n+" (extra)")
+		}
+		add(FindingSecondKeys, "risk", s.KeyDir(), "the emergency sshd's key store differs from the keys the play's authorized_key tasks give: "+strings.Join(files, ", "), apply)
+	}
+	if pin != nil && !pin.Present {
+		add(FindingSecondKnownHosts, "risk", pin.KnownHosts, fmt.Sprintf("%s is not in %s: plain ssh -p %d with strict host key checking refuses the second way in", pin.Host, pin.KnownHosts, s.port),
+			apply+"  # records it after checking the port presents the host key verified on the main connection")
+	}
+	if !s.rootLogin {
+		add(FindingSecondSudo, "info", s.ConfigPath(), fmt.Sprintf("root through the emergency sshd %s needs sudo, which it shares with the main path (a broken /etc/sudoers or sudo binary cuts both)", s.name),
+			"root_login: true on the secondary_sshd task lets root in by the allowed users' keys on that port only")
+	}
+	return out
+}
+
+// commandFinding tells the operator how to use the second way in: the
+// exact plain OpenSSH command.
+func (s *SecondarySSHD) commandFinding(addr, knownHosts string) Finding {
+	user := s.allowUsers[0]
+	if s.rootLogin {
+		user = "root"
+	}
+	cmd := shell.Join("ssh", "-p", strconv.Itoa(s.port), "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+knownHosts, user+"@"+addr)
+	return Finding{ID: "emergency-access", Severity: "info", User: user,
+		Detail: fmt.Sprintf("second way in (secondary_sshd %s, port %d, users %s; keys in %s, not in the homes)", s.name, s.port, strings.Join(s.users(), " "), s.KeyDir()),
+		Fix:    cmd}
 }
 
 func (s *SecondarySSHD) gather(ctx context.Context, r Runner, env *Env) (*secondaryFacts, error) {
@@ -607,9 +1176,41 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 	b.WriteString(s.vars())
 	fmt.Fprintf(&b, "S=%s\n", shell.Quote(f.SSHD))
 	b.WriteString(secondaryFuncs)
+	fmt.Fprintf(&b, "port=%d\n", s.port)
 	b.WriteString(`bg_fail() { echo "status ${st:-failed}"; printf '| %s\n' "$@"; exit 0; }
+# bg_sshd_says runs the daemon once in the foreground (-d: it logs to
+# stderr, where a daemon's words are lost without syslog) to quote why it
+# does not start; timeout ends it should it start after all.
+bg_sshd_says() {
+	timeout 3 "$S" -d -f "$F" -o PidFile=none </dev/null 2>&1 | grep -iE 'bind|fatal|error|cannot|missing' | head -n 3 | tr '\n' ' '
+}
+# bg_port_holder says who listens on the port already, where ss can tell.
+bg_port_holder() {
+	h=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n 3) || return 0
+	[ -z "$h" ] || printf 'port %s is held by: %s' "$port" "$(printf '%s' "$h" | tr -s ' \n' ' ;')"
+}
 [ -d /run/sshd ] || mkdir -m 0755 /run/sshd || bg_fail "create /run/sshd"
 `)
+	for _, dm := range p.dirs {
+		d := shell.Quote(dm[0])
+		fmt.Fprintf(&b, "if [ -L %[1]s ] || { [ -e %[1]s ] && [ ! -d %[1]s ]; }; then bg_fail %[2]s; fi\n[ -d %[1]s ] || mkdir -m %[3]s -- %[1]s || bg_fail %[4]s\nchown 0:0 -- %[1]s && chmod %[3]s -- %[1]s || bg_fail %[5]s\n",
+			d, shell.Quote(dm[0]+" is not a directory"), dm[1], shell.Quote("create "+dm[0]), shell.Quote("chown/chmod "+dm[0]))
+	}
+	for _, k := range p.copyKeys {
+		dst := s.HostKeyDir() + "/" + path.Base(k)
+		tmp := txnTmpPath(dst, "tmp")
+		fmt.Fprintf(&b, "rm -f -- %[2]s\ncp -- %[1]s %[2]s && chown 0:0 %[2]s && chmod 0600 %[2]s || { rm -f -- %[2]s; bg_fail %[4]s; }\nsync -- %[2]s 2>/dev/null\nmv -f -- %[2]s %[3]s || bg_fail %[4]s\n",
+			shell.Quote(k), shell.Quote(tmp), shell.Quote(dst), shell.Quote("copy "+k+" to "+dst))
+	}
+	for _, w := range p.storeWrites {
+		b.WriteString(s.writeFileShell(s.KeyDir()+"/"+w.name, w.content, false))
+	}
+	for _, name := range p.storeRemoves {
+		fmt.Fprintf(&b, "rm -f -- %s || bg_fail %s\n", shell.Quote(s.KeyDir()+"/"+name), shell.Quote("remove "+s.KeyDir()+"/"+name))
+	}
+	if len(p.copyKeys)+len(p.storeWrites)+len(p.storeRemoves) > 0 {
+		fmt.Fprintf(&b, "sync -- %s %s 2>/dev/null\n", shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()))
+	}
 	if p.writeConfig {
 		tmp := shell.Quote(txnTmpPath(s.ConfigPath(), "tmp"))
 		fmt.Fprintf(&b, "tmp=%s\nrm -f -- \"$tmp\"\n", tmp)
@@ -628,14 +1229,17 @@ sync -- "${F%/*}" 2>/dev/null
 st=installed-not-running
 `)
 	}
+	if len(p.copyKeys) > 0 && !f.Systemd {
+		b.WriteString("keys_changed=1\n")
+	}
 	if f.Systemd {
 		reload := false
 		if p.writeUnit {
-			b.WriteString(s.writeFileShell(s.UnitPath(), p.unit))
+			b.WriteString(s.writeFileShell(s.UnitPath(), p.unit, true))
 			reload = true
 		}
 		if p.writeDropIn {
-			b.WriteString(s.writeFileShell(secondaryPrivsepDropIn, secondaryPrivsepConf))
+			b.WriteString(s.writeFileShell(secondaryPrivsepDropIn, secondaryPrivsepConf, true))
 			reload = true
 		}
 		if reload {
@@ -650,7 +1254,7 @@ st=installed-not-running
 		case p.start, p.restart:
 			b.WriteString(`rm -f -- "$P"
 out=$(systemctl restart "$unit" 2>&1) || bg_fail "systemctl restart $unit failed: $out" "$(systemctl status --no-pager "$unit" 2>&1 | tail -n 5)"
-bg_wait_pidfile "" || bg_fail "$unit did not come up: $(systemctl status --no-pager "$unit" 2>&1 | tail -n 5)"
+bg_wait_pidfile "" || bg_fail "$unit did not come up: $(systemctl status --no-pager "$unit" 2>&1 | tail -n 5)" "$(bg_port_holder)"
 `)
 		case p.reload:
 			b.WriteString(`pid=$(bg_secondary_pid) || pid=
@@ -663,15 +1267,15 @@ bg_wait_pidfile "$pid" || bg_fail "$unit did not come back after the reload: $(s
 		// Decided again here from what runs now, not from the facts: the
 		// daemon may have died or come up since.
 		b.WriteString(`if pid=$(bg_secondary_pid); then
-	if [ "${st-}" = installed-not-running ]; then
+	if [ "${st-}" = installed-not-running ] || [ -n "${keys_changed-}" ]; then
 		rm -f -- "$P"
 		kill -HUP "$pid" || bg_fail "kill -HUP $pid failed"
 		bg_wait_pidfile "$pid" || bg_fail "the emergency sshd (pid $pid) did not come back after the reload"
 	fi
 else
 	rm -f -- "$P"
-	out=$("$S" -f "$F" 2>&1 </dev/null) || bg_fail "$S -f $F failed: $out"
-	bg_wait_pidfile "" || bg_fail "$S -f $F did not write $P: it is not running"
+	out=$("$S" -f "$F" 2>&1 </dev/null) || bg_fail "$S -f $F failed: $out" "$(bg_port_holder)"
+	bg_wait_pidfile "" || bg_fail "$S -f $F did not write $P: it is not running${out:+: $out}" "$(bg_sshd_says)" "$(bg_port_holder)"
 fi
 `)
 	}
@@ -680,16 +1284,20 @@ fi
 }
 
 // writeFileShell is shell that writes content atomically to p (root 0644),
-// keeping the previous version as p.breakglass-bak.
-func (s *SecondarySSHD) writeFileShell(p, content string) string {
+// keeping the previous version as p.breakglass-bak when backup is set.
+func (s *SecondarySSHD) writeFileShell(p, content string, backup bool) string {
 	tmp := shell.Quote(txnTmpPath(p, "tmp"))
 	q := shell.Quote(p)
 	dir := shell.Quote(path.Dir(p))
-	return fmt.Sprintf(`mkdir -p -m 0755 %s || bg_fail "create %s"
-%s
-chown 0:0 %s && chmod 0644 %s || bg_fail "chown/chmod %s"
-if [ -f %s ]; then cp -a -- %s %s.breakglass-bak || bg_fail "back up %s"; fi
-sync -- %s 2>/dev/null
-mv -f -- %s %s || bg_fail "rename to %s"
-`, dir, path.Dir(p), txnHeredoc([]byte(content), tmp, `|| bg_fail "write `+p+`"`), tmp, tmp, p, q, q, q, p, tmp, tmp, q, p)
+	var b strings.Builder
+	if path.Dir(p) != s.KeyDir() { // the store's directories are made first, with their modes
+		fmt.Fprintf(&b, "[ -d %[1]s ] || mkdir -p %[1]s || bg_fail %[2]s\n", dir, shell.Quote("create "+path.Dir(p)))
+	}
+	b.WriteString(txnHeredoc([]byte(content), tmp, "|| bg_fail "+shell.Quote("write "+p)) + "\n")
+	fmt.Fprintf(&b, "chown 0:0 %[1]s && chmod 0644 %[1]s || bg_fail %[2]s\n", tmp, shell.Quote("chown/chmod "+p))
+	if backup {
+		fmt.Fprintf(&b, "if [ -f %[1]s ]; then cp -a -- %[1]s %[1]s.breakglass-bak || bg_fail %[2]s; fi\n", q, shell.Quote("back up "+p))
+	}
+	fmt.Fprintf(&b, "sync -- %[1]s 2>/dev/null\nmv -f -- %[1]s %[2]s || bg_fail %[3]s\n", tmp, q, shell.Quote("rename to "+p))
+	return b.String()
 }

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,16 +18,31 @@ func mustSecondary(t *testing.T, src string) *SecondarySSHD {
 	return m.(*SecondarySSHD)
 }
 
+// linked links s to authorized_key tasks giving each user one key
+// (testKey i+1), as the CLI does before any host is contacted.
+func linked(t *testing.T, s *SecondarySSHD, users ...string) *SecondarySSHD {
+	t.Helper()
+	var mods []Module
+	for i, u := range users {
+		mods = append(mods, mustAuthorizedKey(t, fmt.Sprintf("{user: %s, key: %q}", u, testKey(t, i+1, u))))
+	}
+	if err := s.LinkPlay(mods, 22); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestSecondaryDecode(t *testing.T) {
 	s := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1, bg-ops2, bg-ops1]}`)
-	if s.name != "breakglass" || s.port != 2222 || s.listen != "" || strings.Join(s.allowUsers, ",") != "bg-ops1,bg-ops2" {
+	if s.name != "breakglass" || s.port != 2222 || s.listen != "" || strings.Join(s.allowUsers, ",") != "bg-ops1,bg-ops2" || s.rootLogin || s.usePAM {
 		t.Errorf("%+v", s)
 	}
-	if s.ConfigPath() != "/etc/ssh/sshd_config_breakglass" || s.PidFile() != "/run/sshd-breakglass.pid" || s.Unit() != "breakglass-sshd.service" {
-		t.Errorf("paths %s %s %s", s.ConfigPath(), s.PidFile(), s.Unit())
+	if s.ConfigPath() != "/etc/ssh/sshd_config_breakglass" || s.PidFile() != "/run/sshd-breakglass.pid" || s.Unit() != "breakglass-sshd.service" ||
+		s.KeyDir() != "/etc/breakglass/keys" || s.HostKeyDir() != "/etc/breakglass/hostkeys" {
+		t.Errorf("paths %s %s %s %s %s", s.ConfigPath(), s.PidFile(), s.Unit(), s.KeyDir(), s.HostKeyDir())
 	}
-	s = mustSecondary(t, `{port: 2022, allow_users: [ops], listen: "::1", name: rescue}`)
-	if s.listen != "::1" || s.ConfigPath() != "/etc/ssh/sshd_config_rescue" || s.Unit() != "rescue-sshd.service" {
+	s = mustSecondary(t, `{port: 2022, allow_users: [ops], listen: "::1", name: rescue, root_login: true}`)
+	if s.listen != "::1" || s.ConfigPath() != "/etc/ssh/sshd_config_rescue" || s.Unit() != "rescue-sshd.service" || s.KeyDir() != "/etc/breakglass/sshd-rescue/keys" || !s.rootLogin {
 		t.Errorf("%+v", s)
 	}
 }
@@ -41,6 +57,7 @@ func TestSecondaryDecodeRejects(t *testing.T) {
 		{"port text", "port: ssh\nallow_users: [a]\n", []string{"pb.yml:1:"}},
 		{"no users", "port: 2222\n", []string{"pb.yml:1:1:", "allow_users"}},
 		{"user injection", "port: 2222\nallow_users: [ok, \"x\\nMatch all\", \"a b\"]\n", []string{"pb.yml:2:19:", "pb.yml:2:35:", "invalid user name"}},
+		{"root as a user", "port: 2222\nallow_users: [ok, root]\n", []string{"pb.yml:2:19:", "root_login: true"}},
 		{"listen injection", "port: 2222\nallow_users: [a]\nlisten: \"0.0.0.0\\nPermitRootLogin yes\"\n", []string{"pb.yml:3:9:", "want an IP address"}},
 		{"listen host name", "port: 2222\nallow_users: [a]\nlisten: example.com\n", []string{"pb.yml:3:9:", "want an IP address"}},
 		{"name", "port: 2222\nallow_users: [a]\nname: ../../x\n", []string{"pb.yml:3:7:", `name "../../x"`}},
@@ -62,20 +79,74 @@ func TestSecondaryDecodeRejects(t *testing.T) {
 	}
 }
 
+// The store holds exactly what the play's authorized_key tasks give each
+// allowed user: options and probe restrictions carried over, a later task
+// winning for the same key, state: absent removing it; root's file (with
+// root_login) is the union.
+func TestSecondaryLinkPlay(t *testing.T) {
+	k1, k2, k3 := testKey(t, 1, "one"), testKey(t, 2, "two"), testKey(t, 3, "three")
+	mods := []Module{
+		mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops1, keys: [%q, %q]}`, k1, k2)),
+		mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops1, key: %q, options: 'from="10.0.0.0/8"'}`, k1)),
+		mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops1, key: %q, state: absent}`, k2)),
+		mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops2, key: %q, probe: true}`, k3)),
+		mustAuthorizedKey(t, fmt.Sprintf(`{user: someone-else, key: %q}`, k2)),
+	}
+	s := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1, bg-ops2], root_login: true}`)
+	if err := s.LinkPlay(mods, 22); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.store["bg-ops1"]; len(got) != 1 || got[0] != `from="10.0.0.0/8" `+k1 {
+		t.Errorf("bg-ops1's store: %q", got)
+	}
+	if got := s.store["bg-ops2"]; len(got) != 1 || !strings.HasPrefix(got[0], `restrict,command="`+ProbeCommand+`" `) {
+		t.Errorf("bg-ops2's store: %q", got)
+	}
+	root := s.storeContent("root")
+	if !strings.Contains(root, `from="10.0.0.0/8" `+k1+"\n") || !strings.Contains(root, "restrict,command=") || strings.Contains(root, k2) {
+		t.Errorf("root's store:\n%s", root)
+	}
+
+	// A user the play gives no key, and the main port: input errors at
+	// their position.
+	s = mustSecondary(t, "port: 22\nallow_users: [bg-ops1, nobody-here]\n")
+	err := s.LinkPlay(mods, 22)
+	if err == nil || !strings.Contains(err.Error(), "pb.yml:1:7: secondary_sshd: port 22 is the host's main SSH port") ||
+		!strings.Contains(err.Error(), "pb.yml:2:24: secondary_sshd: allow_users: nobody-here gets no key") {
+		t.Errorf("err %v", err)
+	}
+	if err := mustSecondary(t, `{port: 2200, allow_users: [bg-ops1]}`).LinkPlay(mods, 2200); err == nil {
+		t.Error("the inventory's own port 2200 accepted as the emergency port")
+	}
+}
+
 // secondaryFactsOut is what the facts script prints on a Debian host.
 func secondaryFactsOut(extra string) string {
 	return `breakglass-secondary-facts 1
 sshd /usr/sbin/sshd
 T listenaddress 127.0.0.5:22
-T usepam yes
 T hostkey /etc/ssh/ssh_host_rsa_key
 T hostkey /etc/ssh/ssh_host_ecdsa_key
 T hostkey /etc/ssh/ssh_host_ed25519_key
-T authorizedkeysfile .ssh/authorized_keys .ssh/authorized_keys2
-T subsystem sftp /usr/lib/openssh/sftp-server
 exists /etc/ssh/ssh_host_ecdsa_key
+hostkey differs /etc/ssh/ssh_host_ecdsa_key
 exists /etc/ssh/ssh_host_ed25519_key
+hostkey differs /etc/ssh/ssh_host_ed25519_key
 ` + extra
+}
+
+// secondaryConverged is what the facts print once the store, the copies
+// and the config of s are in place.
+func secondaryConverged(s *SecondarySSHD) string {
+	var b strings.Builder
+	b.WriteString("hostkey same /etc/ssh/ssh_host_ecdsa_key\nhostkey same /etc/ssh/ssh_host_ed25519_key\n")
+	b.WriteString("dir 0 0 755 /etc/breakglass\ndir 0 0 755 /etc/breakglass/keys\ndir 0 0 700 /etc/breakglass/hostkeys\n")
+	b.WriteString("copy 0 0 600 0 /etc/breakglass/hostkeys/ssh_host_ecdsa_key\ncopy 0 0 600 0 /etc/breakglass/hostkeys/ssh_host_ed25519_key\n")
+	for _, u := range s.users() {
+		b.WriteString("store\n" + secondaryFile(s.KeyDir()+"/"+u, s.storeContent(u)))
+	}
+	b.WriteString(secondaryFile(s.ConfigPath(), s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ecdsa_key", "/etc/breakglass/hostkeys/ssh_host_ed25519_key"})))
+	return b.String()
 }
 
 func secondaryFile(p, content string) string {
@@ -92,51 +163,88 @@ func parseSecondaryT(t *testing.T, out string) *secondaryFacts {
 }
 
 func TestSecondaryRender(t *testing.T) {
-	s := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1, bg-ops2], listen: 0.0.0.0}`)
-	m, err := s.mainConfig(parseSecondaryT(t, secondaryFactsOut("")))
+	s := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1, bg-ops2], listen: 0.0.0.0, root_login: true}`), "bg-ops1", "bg-ops2")
+	p, err := s.plan(parseSecondaryT(t, secondaryFactsOut("")), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := s.render(m)
+	cfg := p.config
 	sshdGolden(t, "secondary_config.golden", cfg)
 	for _, l := range sshdParse(cfg) {
 		if l.Keyword == "include" || l.Keyword == "match" {
 			t.Errorf("the emergency config has %s at line %d", l.Keyword, l.Line)
 		}
 	}
+	// Nothing of the main path: no key file in a home, no PAM, no main
+	// host key file.
+	for _, bad := range []string{"%h", ".ssh/", "UsePAM yes", "/etc/ssh/ssh_host"} {
+		if strings.Contains(cfg, bad) {
+			t.Errorf("the emergency config holds %q:\n%s", bad, cfg)
+		}
+	}
+	for _, want := range []string{"AuthorizedKeysFile /etc/breakglass/keys/%u\n", "UsePAM no\n", "PermitRootLogin prohibit-password\n", "AllowUsers bg-ops1 bg-ops2 root\n", "DisableForwarding yes\n"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("the emergency config lacks %q", want)
+		}
+	}
+	off := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1")
+	if cfg := off.render(p.hostKeys); !strings.Contains(cfg, "PermitRootLogin no\n") || !strings.Contains(cfg, "AllowUsers bg-ops1\n") {
+		t.Errorf("root_login off:\n%s", cfg)
+	}
 	sshdGolden(t, "secondary_unit.golden", s.renderUnit("/usr/sbin/sshd"))
 }
 
 func TestSecondaryPlan(t *testing.T) {
-	s := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1, bg-ops2]}`)
-	m, err := s.mainConfig(parseSecondaryT(t, secondaryFactsOut("")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.render(m)
+	s := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1, bg-ops2]}`), "bg-ops1", "bg-ops2")
 	unit := s.renderUnit("/usr/sbin/sshd")
-	current := secondaryFile(s.ConfigPath(), cfg)
+	current := secondaryConverged(s)
+	other := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1, bg-ops2]}`), "bg-ops2", "bg-ops1")
+	fresh := []string{"create /etc/breakglass (root 0755)", "create /etc/breakglass/keys (root 0755)", "create /etc/breakglass/hostkeys (root 0700)",
+		"copy the host key /etc/ssh/ssh_host_ecdsa_key to /etc/breakglass/hostkeys/ssh_host_ecdsa_key", "copy the host key /etc/ssh/ssh_host_ed25519_key",
+		"create /etc/breakglass/keys/bg-ops1 (1 keys for bg-ops1 on port 2222)", "create /etc/breakglass/keys/bg-ops2", "create /etc/ssh/sshd_config_breakglass (port 2222, users bg-ops1 bg-ops2)"}
 	tests := []struct {
 		name  string
 		extra string
 		want  []string // change descriptions, by prefix
 		err   string
+		edit  func(string) string
 	}{
-		{name: "fresh host", want: []string{"create /etc/ssh/sshd_config_breakglass (port 2222, users bg-ops1 bg-ops2)", "start /usr/sbin/sshd -f /etc/ssh/sshd_config_breakglass (not running)"}},
+		{name: "fresh host", want: append(fresh[:len(fresh):len(fresh)], "start /usr/sbin/sshd -f /etc/ssh/sshd_config_breakglass (not running)")},
 		{name: "running as wanted", extra: current + "running 77\n"},
 		{name: "died", extra: current, want: []string{"start /usr/sbin/sshd"}},
-		{name: "config changed", extra: secondaryFile(s.ConfigPath(), "Port 2222\n") + "running 77\n", want: []string{"update /etc/ssh/sshd_config_breakglass", "reload the emergency sshd (pid 77)"}},
+		{name: "config changed", extra: strings.Replace(current, sshdB64([]byte(s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ecdsa_key", "/etc/breakglass/hostkeys/ssh_host_ed25519_key"}))), sshdB64([]byte("Port 2222\n")), 1) + "running 77\n",
+			want: []string{"update /etc/ssh/sshd_config_breakglass", "reload the emergency sshd (pid 77)"}},
+		{name: "main host key regenerated", extra: strings.Replace(current, "hostkey same /etc/ssh/ssh_host_ed25519_key", "hostkey differs /etc/ssh/ssh_host_ed25519_key", 1) + "running 77\n",
+			want: []string{"copy the host key /etc/ssh/ssh_host_ed25519_key to /etc/breakglass/hostkeys/ssh_host_ed25519_key (the main host key changed", "reload the emergency sshd (pid 77)"}},
+		{name: "copy with loose mode", extra: strings.Replace(current, "copy 0 0 600 0 /etc/breakglass/hostkeys/ssh_host_ecdsa_key", "copy 0 0 644 0 /etc/breakglass/hostkeys/ssh_host_ecdsa_key", 1) + "running 77\n",
+			want: []string{"copy the host key /etc/ssh/ssh_host_ecdsa_key", "reload the emergency sshd"}},
+		{name: "main host key deleted: the copy stays", extra: current + "running 77\n", edit: func(s string) string {
+			return strings.NewReplacer("exists /etc/ssh/ssh_host_ed25519_key\n", "", "hostkey differs /etc/ssh/ssh_host_ed25519_key\n", "", "hostkey same /etc/ssh/ssh_host_ed25519_key\n", "").Replace(s)
+		}},
+		{name: "store keys changed", extra: current + other.storeFacts() + "running 77\n", want: []string{"update /etc/breakglass/keys/bg-ops1", "update /etc/breakglass/keys/bg-ops2"}},
+		{name: "store: a stale user and a hand-edited mode", extra: current + "store\n" + secondaryFile(s.KeyDir()+"/old-user", "x\n") + "store\n" + strings.Replace(secondaryFile(s.KeyDir()+"/bg-ops1", s.storeContent("bg-ops1")), "file 0 0 644", "file 1000 0 664", 1) + "running 77\n",
+			want: []string{"chown root:root, chmod 0644 /etc/breakglass/keys/bg-ops1 (was 1000:0 0664)", "remove /etc/breakglass/keys/old-user"}},
+		{name: "store dir loosened", extra: strings.Replace(current, "dir 0 0 755 /etc/breakglass/keys", "dir 0 0 777 /etc/breakglass/keys", 1) + "running 77\n", want: []string{"chown root:root, chmod 0755 /etc/breakglass/keys (was 0:0 0777)"}},
+		{name: "store dir a link", extra: "dir link /etc/breakglass/keys\n", err: "/etc/breakglass/keys is not a directory"},
 		{name: "privsep dir missing", extra: "privsep-missing\n" + current + "running 77\n", want: []string{"create /run/sshd"}},
 		{name: "port taken by the main sshd", extra: "T listenaddress 0.0.0.0:2222\n", err: "port 2222: the main sshd listens on 0.0.0.0:2222 already"},
-		{name: "systemd, fresh", extra: "systemd\ndebian-ssh\nenabled disabled\nactive inactive\n", want: []string{"create /etc/ssh/sshd_config_breakglass", "create /etc/systemd/system/breakglass-sshd.service", "keep /run/sshd when ssh.service stops", "enable breakglass-sshd.service", "start breakglass-sshd.service (was inactive)"}},
+		{name: "no host key", extra: "", err: ""},
+		{name: "systemd, fresh", extra: "systemd\ndebian-ssh\nenabled disabled\nactive inactive\n", want: append(fresh[:len(fresh):len(fresh)], "create /etc/systemd/system/breakglass-sshd.service", "keep /run/sshd when ssh.service stops", "enable breakglass-sshd.service", "start breakglass-sshd.service (was inactive)")},
 		{name: "systemd, as wanted", extra: "systemd\ndebian-ssh\n" + current + secondaryFile(s.UnitPath(), unit) + secondaryFile(secondaryPrivsepDropIn, secondaryPrivsepConf) + "enabled enabled\nactive active\nrunning 9\n"},
-		{name: "systemd, config changed", extra: "systemd\n" + secondaryFile(s.ConfigPath(), "x\n") + secondaryFile(s.UnitPath(), unit) + "enabled enabled\nactive active\nrunning 9\n", want: []string{"update /etc/ssh/sshd_config_breakglass", "reload breakglass-sshd.service"}},
+		{name: "systemd, config changed", extra: "systemd\n" + strings.Replace(current, sshdB64([]byte(s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ecdsa_key", "/etc/breakglass/hostkeys/ssh_host_ed25519_key"}))), sshdB64([]byte("x\n")), 1) + secondaryFile(s.UnitPath(), unit) + "enabled enabled\nactive active\nrunning 9\n", want: []string{"update /etc/ssh/sshd_config_breakglass", "reload breakglass-sshd.service"}},
 		{name: "systemd, unit changed", extra: "systemd\n" + current + secondaryFile(s.UnitPath(), "x\n") + "enabled enabled\nactive active\nrunning 9\n", want: []string{"update /etc/systemd/system/breakglass-sshd.service", "restart breakglass-sshd.service"}},
 		{name: "systemd, failed", extra: "systemd\n" + current + secondaryFile(s.UnitPath(), unit) + "enabled enabled\nactive failed\n", want: []string{"start breakglass-sshd.service (was failed)"}},
 	}
 	for _, tt := range tests {
+		if tt.name == "no host key" {
+			continue
+		}
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := s.plan(parseSecondaryT(t, secondaryFactsOut(tt.extra)), true)
+			out := secondaryFactsOut(tt.extra)
+			if tt.edit != nil {
+				out = tt.edit(out)
+			}
+			p, err := s.plan(parseSecondaryT(t, out), true)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err %v, want %q", err, tt.err)
@@ -158,24 +266,34 @@ func TestSecondaryPlan(t *testing.T) {
 					t.Errorf("change %d %q, want %q…", i, got[i], tt.want[i])
 				}
 			}
-			for _, script := range [][]byte{s.script(p, parseSecondaryT(t, secondaryFactsOut(tt.extra)))} {
-				sshdShellSyntax(t, tt.name, script)
-			}
+			sshdShellSyntax(t, tt.name, s.script(p, parseSecondaryT(t, out)))
 		})
+	}
+	// No host key at all: nothing to serve.
+	if _, err := s.plan(parseSecondaryT(t, "breakglass-secondary-facts 1\nT hostkey /etc/ssh/ssh_host_rsa_key\n"), false); err == nil || !strings.Contains(err.Error(), "no host key") {
+		t.Errorf("no host key: %v", err)
+	}
+	// Not linked: a programming error, never a store without keys.
+	if _, err := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`).plan(parseSecondaryT(t, secondaryFactsOut("")), false); err == nil {
+		t.Error("planned without the play's keys")
 	}
 }
 
-// With the main config broken, sshd -T fails: the emergency config keeps
-// its host keys and key file setting, so nothing changes and nothing
+// storeFacts is the store part of the facts when s's store is in place.
+func (s *SecondarySSHD) storeFacts() string {
+	var b strings.Builder
+	for _, u := range s.users() {
+		b.WriteString("store\n" + secondaryFile(s.KeyDir()+"/"+u, s.storeContent(u)))
+	}
+	return b.String()
+}
+
+// With the main config broken, sshd -T fails: the emergency sshd keeps
+// its own host key copies and its store, so nothing changes and nothing
 // breaks.
 func TestSecondaryPlanMainBroken(t *testing.T) {
-	s := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`)
-	m, err := s.mainConfig(parseSecondaryT(t, secondaryFactsOut("")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.render(m)
-	broken := strings.Replace(secondaryFactsOut(secondaryFile(s.ConfigPath(), cfg)+"running 5\n"), "T ", "X ", -1) + "sshd-T-failed\n| /etc/ssh/sshd_config line 3: Bad configuration option: Bogus\n"
+	s := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1")
+	broken := strings.Replace(secondaryFactsOut(secondaryConverged(s)+"running 5\n"), "T ", "X ", -1) + "sshd-T-failed\n| /etc/ssh/sshd_config line 3: Bad configuration option: Bogus\n"
 	f := parseSecondaryT(t, broken)
 	if !strings.Contains(f.TErr, "Bogus") {
 		t.Errorf("TErr %q", f.TErr)
@@ -187,21 +305,52 @@ func TestSecondaryPlanMainBroken(t *testing.T) {
 	if len(p.changes) != 0 {
 		t.Errorf("changes %+v, want none", p.changes)
 	}
-	// No config yet: sshd's default host keys that exist.
+	// No copies yet: sshd's default host keys that exist are copied.
 	p, err = s.plan(parseSecondaryT(t, strings.Replace(secondaryFactsOut(""), "T ", "X ", -1)+"sshd-T-failed\n"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(p.config, "HostKey /etc/ssh/ssh_host_ecdsa_key\nHostKey /etc/ssh/ssh_host_ed25519_key\n") || !strings.Contains(p.fallbackNotes, "does not load") {
+	if !strings.Contains(p.config, "HostKey /etc/breakglass/hostkeys/ssh_host_ecdsa_key\nHostKey /etc/breakglass/hostkeys/ssh_host_ed25519_key\n") || !strings.Contains(p.fallbackNotes, "does not load") {
 		t.Errorf("fallback config:\n%s\nnotes %q", p.config, p.fallbackNotes)
 	}
 }
 
+// Accounts sshd refuses by itself under UsePAM no are reported with their
+// fix; '*' is no lock.
+func TestSecondaryAccountFindings(t *testing.T) {
+	s := linked(t, mustSecondary(t, `{port: 2222, allow_users: [a, b, c], root_login: true}`), "a", "b", "c")
+	ufs := []*UserFacts{
+		{Name: "a", Exists: true, Today: 100, Shadow: &Shadow{Password: PasswordStar, Expire: -1}},
+		{Name: "b", Exists: true, Today: 100, Shadow: &Shadow{Password: PasswordLocked, Expire: -1}},
+		{Name: "c", Exists: true, Today: 100, Shadow: &Shadow{Password: PasswordStar, Expire: 99}},
+		{Name: "root", Exists: true, Today: 100, Shadow: &Shadow{Password: PasswordHash, Expire: -1}},
+	}
+	var got []string
+	for _, f := range s.accountFindings(ufs, false) {
+		got = append(got, f.User+" "+f.ID+" "+f.Fix)
+	}
+	want := []string{"b account-locked usermod -p '*' b  # key-only: '*' is no lock", "c account-expired chage -E -1 c"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	s.usePAM = true
+	if fs := s.accountFindings(ufs[:2], false); len(fs) != 0 {
+		t.Errorf("with UsePAM yes a '!' is no lock for keys: %+v", fs)
+	}
+}
+
+func secondaryEnv(check bool) *Env {
+	env := &Env{Check: check, Facts: &Facts{}}
+	for _, u := range []string{"bg-ops1", "bg-ops2", "root"} {
+		env.Facts.Set(UserFactsKey(u), &UserFacts{Name: u, Exists: true, Shadow: &Shadow{Password: PasswordStar, Expire: -1}})
+	}
+	return env
+}
+
 func TestSecondaryCheckModeSendsNoChange(t *testing.T) {
 	r := (&sshdRecorder{}).on("# breakglass secondary_sshd breakglass: facts", secondaryFactsOut(""), nil)
-	env := &Env{Check: true, Facts: &Facts{}}
-	res, err := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`).Run(context.Background(), r, env)
-	if err != nil || !res.Changed || len(res.Changes) != 2 {
+	res, err := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1").Run(context.Background(), r, secondaryEnv(true))
+	if err != nil || !res.Changed || len(res.Changes) != 8 {
 		t.Fatalf("res %+v err %v", res, err)
 	}
 	if len(r.calls) != 1 {
@@ -213,7 +362,7 @@ func TestSecondaryApplyReportsInvalid(t *testing.T) {
 	r := (&sshdRecorder{}).
 		on("# breakglass secondary_sshd breakglass: facts", secondaryFactsOut(""), nil).
 		on("# breakglass secondary_sshd breakglass: apply", "status invalid\n| line 5: Bad configuration option\n", nil)
-	res, err := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`).Run(context.Background(), r, &Env{Facts: &Facts{}})
+	res, err := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1").Run(context.Background(), r, secondaryEnv(false))
 	if err == nil || !strings.Contains(err.Error(), "sshd -t rejected the new config; nothing was installed: line 5") || res.Changed {
 		t.Errorf("res %+v err %v", res, err)
 	}
@@ -225,11 +374,30 @@ func runSecondary(t *testing.T, x *sshdLab, src string) *Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := mustSecondary(t, src).Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}})
+	res, err := x.secondary(t, src).Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}})
 	if err != nil {
 		t.Fatalf("secondary_sshd: %v", err)
 	}
 	return res
+}
+
+// secondary decodes a secondary_sshd task and links it to authorized_key
+// tasks giving bg-ops1 and bg-ops2 their lab keys.
+func (x *sshdLab) secondary(t *testing.T, src string) *SecondarySSHD {
+	t.Helper()
+	s := mustSecondary(t, src)
+	var mods []Module
+	for _, u := range []string{"bg-ops1", "bg-ops2"} {
+		pub, err := os.ReadFile(x.keys[u] + ".pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mods = append(mods, mustAuthorizedKey(t, fmt.Sprintf("{user: %s, key: %q}", u, strings.TrimSpace(string(pub)))))
+	}
+	if err := s.LinkPlay(mods, 22); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func changesOf(res *Result) string {
@@ -310,5 +478,42 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	}
 	if got := x.sh(t, "ls /etc/ssh/sshd_config_breakglass.breakglass-bak", nil); got == "" {
 		t.Error("no backup of the previous config")
+	}
+
+	// Without PAM, sshd itself refuses a password field starting with '!':
+	// the run says so, with the fix, and the fix works.
+	x.sh(t, "usermod -p '!' bg-ops1", nil)
+	res = runSecondary(t, x, fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1], listen: %s}`, x.h.Addr))
+	var locked *Finding
+	for i, f := range res.Findings {
+		if f.ID == "account-locked" && f.User == "bg-ops1" {
+			locked = &res.Findings[i]
+		}
+	}
+	if locked == nil || locked.Severity != "lockout" || !strings.HasPrefix(locked.Fix, "usermod -p '*' bg-ops1") {
+		t.Fatalf("findings %+v, want account-locked for bg-ops1 with its fix", res.Findings)
+	}
+	if err := x.login("bg-ops1", 2222); err == nil {
+		t.Error("a '!' account logs in on the emergency port: the finding would be wrong")
+	}
+	x.sh(t, "usermod -p '*' bg-ops1", nil)
+	x.mustLogin(t, 2222, "bg-ops1")
+}
+
+// A port someone else holds: the error quotes sshd's own words and says
+// who holds it; nothing else changes.
+func TestSecondaryPortTakenOnHost(t *testing.T) {
+	t.Parallel()
+	x := newSSHDLab(t)
+	x.sh(t, fmt.Sprintf("/usr/sbin/sshd -o Port=2223 -o ListenAddress=%s -o PidFile=/run/other-sshd.pid", x.h.Addr), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := x.secondary(t, fmt.Sprintf(`{port: 2223, allow_users: [bg-ops1], listen: %s}`, x.h.Addr)).Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}})
+	t.Logf("error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "Address already in use") || !strings.Contains(err.Error(), "port 2223 is held by") || !strings.Contains(err.Error(), "sshd") {
+		t.Errorf("err %v", err)
+	}
+	if got := x.sh(t, "cat /run/other-sshd.pid >/dev/null && echo other-running", nil); got != "other-running\n" {
+		t.Errorf("the other listener: %q", got)
 	}
 }

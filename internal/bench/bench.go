@@ -154,6 +154,12 @@ func (b *bencher) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("example playbook: %w", err)
 	}
+	// The benchmark measures the first play (users, keys, permissions,
+	// sudoers, verify), which the Ansible playbook mirrors; the second way
+	// in has no Ansible counterpart.
+	if i := strings.Index(string(data), "\n- name: a second way in"); i >= 0 {
+		data = data[:i+1]
+	}
 	dir := filepath.Join(b.tmp, "playbook")
 	b.keysDir = filepath.Join(dir, "keys")
 	if err := os.MkdirAll(b.keysDir, 0o700); err != nil {

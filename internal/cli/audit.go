@@ -21,6 +21,9 @@ func addAudit(o *options, jobs []*runner.Job) {
 		users := []string{job.Target.User}
 		for _, p := range job.Plays {
 			for _, t := range p.Tasks {
+				if a, ok := t.Mod.(tasks.Auditor); ok {
+					a.Audit()
+				}
 				if l, ok := t.Mod.(tasks.UserLister); ok {
 					for _, u := range l.ListUsers() {
 						if !seen[u] {

@@ -49,8 +49,8 @@ func TestAuditOnLab(t *testing.T) {
 				t.Errorf("%s: finding on a converged host: %+v", h.Name, fd)
 			}
 		}
-		if len(h.Access) != 2 {
-			t.Errorf("%s: %d logins, want the 2 of verify_access", h.Name, len(h.Access))
+		if len(h.Access) != 4 {
+			t.Errorf("%s: %d logins, want the 2 users × 2 paths of verify_access", h.Name, len(h.Access))
 		}
 	}
 	prom, err := os.ReadFile(metrics)

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-multierror"
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 
 	"github.com/breakglass/breakglass/internal/playbook"
@@ -67,6 +69,10 @@ type plan struct {
 	inv    *inventory.Inventory
 	sshCfg *transport.SSHConfig
 	jobs   []*runner.Job
+	// hostKeys holds, by host name, the host key verified on each host's
+	// control connection (ssh.PublicKey): secondary_sshd's port must
+	// present the same one before it is recorded in known_hosts.
+	hostKeys sync.Map
 }
 
 // prepare loads and checks every input and builds the per-host jobs. All
@@ -162,6 +168,14 @@ func prepare(o *options) (*plan, error) {
 	if errs.ErrorOrNil() != nil {
 		return nil, dedupe(errs)
 	}
+	for _, job := range p.jobs {
+		if err := linkPlays(job); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("host %s: %w", job.Name, err))
+		}
+	}
+	if errs.ErrorOrNil() != nil {
+		return nil, dedupe(errs)
+	}
 	if len(p.jobs) == 0 {
 		return nil, errors.New("no host selected: every play's hosts are outside --limit")
 	}
@@ -177,6 +191,27 @@ func prepare(o *options) (*plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// linkPlays shows each module that depends on a host's other tasks
+// (secondary_sshd's key store is what the authorized_key tasks give) every
+// module built for the host, before any host is contacted.
+func linkPlays(job *runner.Job) error {
+	var mods []tasks.Module
+	for _, pl := range job.Plays {
+		for _, t := range pl.Tasks {
+			mods = append(mods, t.Mod)
+		}
+	}
+	var errs *multierror.Error
+	for _, m := range mods {
+		if l, ok := m.(tasks.PlayLinker); ok {
+			if err := l.LinkPlay(mods, job.Target.Port); err != nil {
+				errs = multierror.Append(errs, err)
+			}
+		}
+	}
+	return errs.ErrorOrNil()
 }
 
 // dedupe drops identical messages: the same bad task is usually bad for
@@ -467,4 +502,23 @@ func pathTarget(p *plan, base transport.Target, user, keyFile string, path tasks
 		t.Jumps = append(append([]transport.Target{}, jt.Jumps...), jt)
 	}
 	return t, nil
+}
+
+var _ tasks.PortPinner = (*loginDialer)(nil)
+
+// PinPort implements tasks.PortPinner: secondary_sshd's port must present
+// the host key verified on this host's control connection, and is then
+// recorded in the run's known_hosts file under the address it is reached
+// by (its listen address, or the host's own).
+func (l *loginDialer) PinPort(ctx context.Context, addr string, port int, record bool) (tasks.PortPin, error) {
+	host := l.job.Target.Host
+	if ip, err := netip.ParseAddr(addr); err == nil && !ip.IsUnspecified() {
+		host = ip.String()
+	}
+	var want ssh.PublicKey
+	if v, ok := l.plan.hostKeys.Load(l.job.Name); ok {
+		want = v.(ssh.PublicKey)
+	}
+	pin, err := l.d.PinPort(ctx, l.job.Target, host, port, want, record)
+	return tasks.PortPin{Host: pin.Host, Addr: host, KnownHosts: pin.KnownHosts, Key: pin.Key, Present: pin.Present, Recorded: pin.Recorded}, err
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/breakglass/breakglass/internal/runner"
 	"github.com/breakglass/breakglass/internal/transport"
 	"github.com/breakglass/breakglass/tasks"
@@ -80,6 +82,7 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 		}
 	}
 	if firstErr == nil {
+		f.remember(t.Name, c)
 		return c, nil
 	}
 	if f.first == nil && !isLoginRefused(firstErr) {
@@ -100,6 +103,7 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 					if f.first != nil {
 						return c, nil
 					}
+					f.remember(t.Name, c)
 					return &fellBack{Conn: c, note: fmt.Sprintf("the control user %s cannot log in (%v); reached the host as break-glass user %s via %s instead", t.User, firstErr, l.User, p.Path.Name)}, nil
 				}
 				errs = append(errs, err.Error())
@@ -110,6 +114,13 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 		}
 	}
 	return nil, &transport.DialError{Target: t.Name, Stage: transport.StageAuth, Err: errors.New("no way in: " + strings.Join(errs, "; "))}
+}
+
+// remember keeps the host key verified on host's control connection.
+func (f *fallbackDialer) remember(host string, c runner.Conn) {
+	if hk, ok := c.(interface{ HostKey() ssh.PublicKey }); ok && hk.HostKey() != nil {
+		f.plan.hostKeys.Store(host, hk.HostKey())
+	}
 }
 
 // dialProbe logs in as user by path and runs the probe: sshd accepts some

@@ -65,7 +65,7 @@ func TestExamplePlaybookOnLab(t *testing.T) {
 	}
 	r := decodeReport(t, out)
 	for _, h := range r.Hosts {
-		if h.Status != report.StatusChanged || len(h.Access) != 2 {
+		if h.Status != report.StatusChanged || len(h.Access) != 4 {
 			t.Errorf("%s: status %s, %d logins", h.Name, h.Status, len(h.Access))
 		}
 	}

@@ -1,0 +1,303 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/breakglass/breakglass/internal/lab"
+)
+
+// plainSSH runs cmd as user by port with the plain OpenSSH client: only the
+// given key, no agent, no config, the host key checked strictly against
+// knownHosts (no alias: [addr]:port must be in it).
+func plainSSH(ctx context.Context, knownHosts string, h *lab.Host, port int, user, key, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ssh", "-F", "/dev/null",
+		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+knownHosts, "-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+		"-p", fmt.Sprint(port), "-i", key, user+"@"+h.Addr, cmd).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// isRoot reports whether a login printed a line "root" (a login into an
+// unreadable home prints complaints around it).
+func isRoot(out string, err error) bool {
+	return err == nil && slices.Contains(strings.Split(out, "\n"), "root")
+}
+
+// secondPathFault is one way a host's main path breaks. The matrix
+// expects root through the emergency port with root_login (root), and
+// says whether a break-glass user still gets root there with sudo.
+type secondPathFault struct {
+	name   string
+	script string // run as root in the host
+	// survives: root gets in through the emergency port; false for the
+	// faults the second path shares (the README says so).
+	survives bool
+	sudo     bool // bg-ops1 + sudo -n works through the emergency port
+}
+
+// The fault matrix: after one apply with secondary_sshd (root_login:
+// true), each fault is made on a fresh host of its own; the test first
+// proves that no one gets root through port 22 (admin, bg-ops1, bg-ops2 by
+// sudo, root by any of their keys), then that a plain ssh with strict host
+// key checking against the known_hosts file apply was given gets root
+// through the emergency port. The README's table is this list.
+var secondPathFaults = []secondPathFault{
+	{name: "homes world-writable (chmod 777 /home/*)", script: "chmod 777 /home/*", survives: true, sudo: true},
+	{name: "home tree unreadable (chmod 000 /home)", script: "chmod 000 /home", survives: true, sudo: true},
+	{name: "authorized_keys deleted (rm -r /home/*/.ssh)", script: "rm -rf /home/*/.ssh", survives: true, sudo: true},
+	{name: "main sshd_config broken, sshd restarted", script: "echo 'Bogus yes' >> /etc/ssh/sshd_config; kill $(cat /run/sshd.pid); sleep 0.3; ! /usr/sbin/sshd -E /var/log/auth.log", survives: true, sudo: true},
+	{name: "main sshd stopped", script: "kill $(cat /run/sshd.pid)", survives: true, sudo: true},
+	{name: "main config lets no one in (AllowUsers nobody), reloaded", script: "printf 'AllowUsers nobody\\n' > /etc/ssh/sshd_config.d/00-lockdown.conf; kill -HUP $(cat /run/sshd.pid)", survives: true, sudo: true},
+	{name: "main AuthorizedKeysFile moved, reloaded", script: "printf 'AuthorizedKeysFile /etc/ssh/keys/%%u\\n' > /etc/ssh/sshd_config.d/00-moved.conf; kill -HUP $(cat /run/sshd.pid)", survives: true, sudo: true},
+	{name: "PAM account stack refuses (pam_deny in /etc/pam.d/sshd)", script: "sed -i '1i account requisite pam_deny.so' /etc/pam.d/sshd", survives: true, sudo: true},
+	{name: "PAM session module missing in /etc/pam.d/sshd", script: "sed -i '1i session required pam_breakglass_missing.so' /etc/pam.d/sshd", survives: true, sudo: true},
+	{name: "host keys regenerated (rm + ssh-keygen -A)", script: "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null", survives: true, sudo: true},
+	{name: "host keys deleted", script: "rm -f /etc/ssh/ssh_host_*", survives: true, sudo: true},
+	{name: "sudo broken (/etc/sudoers world-writable: sudo refuses to run)", script: "chmod 666 /etc/sudoers", survives: true, sudo: false},
+	{name: "sudo binary unusable (mode 000, in this host only)", script: "cp /usr/bin/sudo /tmp/sudo-000 && chmod 000 /tmp/sudo-000 && mount --bind /tmp/sudo-000 /usr/bin/sudo", survives: true, sudo: false},
+	{name: "accounts expired (chage -E 0 admin bg-ops1 bg-ops2)", script: "for u in admin bg-ops1 bg-ops2; do chage -E 0 $u; done", survives: true, sudo: false},
+	{name: "/etc/nologin present", script: "echo 'maintenance' > /etc/nologin", survives: true, sudo: false},
+	{name: "privilege separation dir /run/sshd removed", script: "rm -rf /run/sshd", survives: false},
+	// A running sshd still serves with its binary gone (it re-executes
+	// itself from the open file); the main one is restarted and cannot
+	// start. The emergency one keeps serving until it is restarted itself.
+	{name: "sshd binary unusable, main sshd restarted (in this host only)", script: "cp /usr/sbin/sshd /tmp/sshd-000 && chmod 000 /tmp/sshd-000 && mount --bind /tmp/sshd-000 /usr/sbin/sshd && kill $(cat /run/sshd.pid); sleep 0.3; ! /usr/sbin/sshd -E /var/log/auth.log", survives: true, sudo: true},
+}
+
+func TestSecondPathFaultMatrixOnLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Parallel()
+	start := time.Now()
+	f := newFleet(t, len(secondPathFaults), "", nil)
+	dir := exampleDir(t)
+	pb := filepath.Join(dir, "playbook.yml") // root_login: true, port 2222
+	before, err := os.ReadFile(f.knownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, f.args("apply", pb, "--forks", "8")...)
+	if code != 0 {
+		t.Fatalf("apply: exit %d", code)
+	}
+	t.Logf("lab and apply: %s", time.Since(start).Round(time.Second))
+	for _, h := range f.lab.Hosts {
+		if !strings.Contains(out, fmt.Sprintf("ssh -p 2222 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s root@%s", f.knownHosts, h.Addr)) {
+			t.Errorf("%s: the report does not print the emergency command", h.Name)
+		}
+	}
+	// apply recorded [addr]:2222, hashed as the file is, and nothing else.
+	after, err := os.ReadFile(f.knownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := strings.Split(strings.TrimSpace(strings.TrimPrefix(string(after), string(before))), "\n")
+	if len(added) != len(f.lab.Hosts) || strings.Contains(string(after), ":2222") {
+		t.Errorf("known_hosts gained %d lines (want %d, hashed):\n%s", len(added), len(f.lab.Hosts), strings.Join(added, "\n"))
+	}
+	keys := map[string]string{"admin": f.lab.AdminKey, "bg-ops1": filepath.Join(dir, "keys", "bg-ops1"), "bg-ops2": filepath.Join(dir, "keys", "bg-ops2")}
+	ctx := context.Background()
+	// The faults run side by side, each on its own host (goroutines, not
+	// parallel subtests: -parallel is GOMAXPROCS, 2 here).
+	rows := make([]string, len(secondPathFaults))
+	errs := make([][]string, len(secondPathFaults))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, fault := range secondPathFaults {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			rows[i], errs[i] = secondPathFaultRun(ctx, f.knownHosts, f.lab.Hosts[i], fault, keys)
+		}()
+	}
+	wg.Wait()
+	for i, fault := range secondPathFaults {
+		for _, e := range errs[i] {
+			t.Errorf("%s (%s): %s", fault.name, f.lab.Hosts[i].Name, e)
+		}
+	}
+	// breakglass itself gets in the second way: with every home
+	// world-writable, recover reaches the host through port 2222 (the
+	// example's verify_access logins) and repairs admin's home.
+	h0 := f.lab.Hosts[0]
+	if !strings.HasPrefix(secondPathFaults[0].name, "homes world-writable") {
+		t.Fatal("the first fault is not the founding incident")
+	}
+	code, _, _ = runCLI(t, f.args("recover", pb, "--limit", h0.Name, "--user", "admin", "--yes")...)
+	// Port 22 was proven cut for every user above: the only way in left
+	// was port 2222.
+	if code != 0 {
+		t.Errorf("recover with every home world-writable: exit %d", code)
+	}
+	if got, err := plainSSH(ctx, f.knownHosts, h0, h0.Port, "admin", keys["admin"], "id -un"); err != nil || got != "admin" {
+		t.Errorf("admin after recover: %v: %q", err, got)
+	}
+	t.Logf("fault matrix in %s:\n%s", time.Since(start).Round(time.Second), strings.Join(rows, "\n"))
+}
+
+// secondPathFaultRun makes one fault on h and returns the matrix row and
+// what went against the expectation.
+func secondPathFaultRun(ctx context.Context, knownHosts string, h *lab.Host, fault secondPathFault, keys map[string]string) (string, []string) {
+	var errs []string
+	// Healthy first: root through the emergency port.
+	if got, err := plainSSH(ctx, knownHosts, h, 2222, "root", keys["bg-ops1"], "id -un"); !isRoot(got, err) {
+		return "", []string{fmt.Sprintf("healthy host: root through port 2222: %v: %q", err, got)}
+	}
+	if _, err := h.Exec(ctx, fault.script, nil); err != nil {
+		return "", []string{fmt.Sprintf("make the fault: %v", err)}
+	}
+	// The main path is cut: no one gets root through port 22.
+	for _, u := range []string{"admin", "bg-ops1", "bg-ops2"} {
+		if isRoot(plainSSH(ctx, knownHosts, h, h.Port, u, keys[u], "sudo -n id -un")) {
+			return "", []string{"the fault does not cut the main path: " + u + " gets root through port 22"}
+		}
+		if isRoot(plainSSH(ctx, knownHosts, h, h.Port, "root", keys[u], "id -un")) {
+			return "", []string{"the fault does not cut the main path: root by " + u + "'s key through port 22"}
+		}
+	}
+	got, err := plainSSH(ctx, knownHosts, h, 2222, "root", keys["bg-ops1"], "id -un")
+	rootOK := isRoot(got, err)
+	got2, err2 := plainSSH(ctx, knownHosts, h, 2222, "bg-ops2", keys["bg-ops2"], "sudo -n id -un")
+	sudoOK := isRoot(got2, err2)
+	if rootOK != fault.survives {
+		errs = append(errs, fmt.Sprintf("root through port 2222: %v (%v: %q), want %v", rootOK, err, got, fault.survives))
+	}
+	if fault.survives && sudoOK != fault.sudo {
+		errs = append(errs, fmt.Sprintf("bg-ops2 + sudo through port 2222: %v (%v: %q), want %v", sudoOK, err2, got2, fault.sudo))
+	}
+	return fmt.Sprintf("%s: root via 2222 %v, bg-ops2+sudo via 2222 %v", fault.name, rootOK, sudoOK), errs
+}
+
+// Audit knows the second path: nothing on a healthy host; then, with the
+// emergency sshd stopped, its store edited by hand, its config sharing the
+// main path's host key and PAM, and [addr]:2222 gone from known_hosts, one
+// finding of each stable id, with the fix. apply --check --diff shows the
+// store and config changes, and apply repairs all of it.
+func TestSecondPathAuditOnLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Parallel()
+	f := newFleet(t, 1, "", nil)
+	h := f.lab.Hosts[0]
+	dir := exampleDir(t)
+	pb := filepath.Join(dir, "playbook.yml")
+	if code, _, _ := runCLI(t, f.args("apply", pb)...); code != 0 {
+		t.Fatalf("apply: exit %d", code)
+	}
+	code, out, _ := runCLI(t, f.args("audit", pb, "--format", "json")...)
+	if code != 0 {
+		t.Fatalf("audit of a healthy host: exit %d", code)
+	}
+	for _, fd := range decodeReport(t, out).Hosts[0].Findings {
+		if strings.HasPrefix(fd.ID, "second-path") {
+			t.Errorf("finding on a healthy second path: %+v", fd)
+		}
+	}
+
+	if _, err := h.Exec(context.Background(), `kill "$(cat /run/sshd-breakglass.pid)"
+echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGLjvK0Yk3M0GbhT9eS2j3oWnZVe7yJ4hTQ9O9Wn4tHn intruder' >> /etc/breakglass/keys/bg-ops1
+sed -i 's|^UsePAM no|UsePAM yes|; s|^HostKey /etc/breakglass/hostkeys/|HostKey /etc/ssh/|' /etc/ssh/sshd_config_breakglass`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ssh-keygen", "-R", "["+h.Addr+"]:2222", "-f", f.knownHosts).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -R: %v: %s", err, out)
+	}
+	code, out, _ = runCLI(t, f.args("audit", pb, "--format", "json")...)
+	if code != 2 {
+		t.Errorf("audit of a broken second path: exit %d, want 2", code)
+	}
+	got := map[string]string{}
+	for _, fd := range decodeReport(t, out).Hosts[0].Findings {
+		if strings.HasPrefix(fd.ID, "second-path") {
+			got[fd.ID] += fd.Detail + " | fix: " + fd.Fix + "\n"
+		}
+	}
+	for id, want := range map[string]string{
+		"second-path-not-running": "sshd -f /etc/ssh/sshd_config_breakglass",
+		"second-path-shared":      "UsePAM yes",
+		"second-path-keys-differ": "/etc/breakglass/keys/bg-ops1",
+	} {
+		if !strings.Contains(got[id], want) {
+			t.Errorf("finding %s: %q, want %q in it", id, got[id], want)
+		}
+	}
+	if !strings.Contains(got["second-path-shared"], "/etc/ssh/ssh_host_ed25519_key") {
+		t.Errorf("second-path-shared does not name the main host key: %q", got["second-path-shared"])
+	}
+	// Running again (nothing else fixed): now known_hosts is checked.
+	if _, err := h.Exec(context.Background(), "/usr/sbin/sshd -f /etc/ssh/sshd_config_breakglass", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ = runCLI(t, f.args("audit", pb, "--format", "json")...)
+	found := false
+	for _, fd := range decodeReport(t, out).Hosts[0].Findings {
+		found = found || fd.ID == "second-path-known-hosts" && strings.Contains(fd.Detail, "["+h.Addr+"]:2222")
+	}
+	if !found {
+		t.Errorf("no second-path-known-hosts finding:\n%s", out)
+	}
+
+	code, out, _ = runCLI(t, f.args("apply", pb, "--check", "--diff")...)
+	for _, want := range []string{"-ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGLjvK0Yk3M0GbhT9eS2j3oWnZVe7yJ4hTQ9O9Wn4tHn intruder", "-UsePAM yes", "+UsePAM no", "record [" + h.Addr + "]:2222"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apply --check --diff (exit %d) does not show %q", code, want)
+		}
+	}
+	if code, _, _ := runCLI(t, f.args("apply", pb)...); code != 0 {
+		t.Errorf("apply repairing the second path: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, f.args("audit", pb)...); code != 0 {
+		t.Errorf("audit after the repair: exit %d", code)
+	}
+	if got, err := plainSSH(context.Background(), f.knownHosts, h, 2222, "root", filepath.Join(dir, "keys", "bg-ops1"), "id -un"); !isRoot(got, err) {
+		t.Errorf("root through port 2222 after the repair: %v: %q", err, got)
+	}
+}
+
+// The emergency port equal to the host's main port, or an allowed user
+// the play gives no key, is an input error at its position, and no host
+// is contacted (192.0.2.0/24 answers nobody).
+func TestSecondPathInputErrors(t *testing.T) {
+	dir := t.TempDir()
+	inv := write(t, dir, "inv.ini", "[web]\nweb01 ansible_host=192.0.2.1\nweb02 ansible_host=192.0.2.2 ansible_port=2200\n")
+	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGLjvK0Yk3M0GbhT9eS2j3oWnZVe7yJ4hTQ9O9Wn4tHn ops1@safe"
+	pb := write(t, dir, "pb.yml", `- hosts: all
+  tasks:
+    - authorized_key: {user: bg-ops1, key: "`+key+`"}
+    - secondary_sshd: {port: 22, allow_users: [bg-ops1, bg-ghost]}
+    - secondary_sshd: {port: 2200, allow_users: [bg-ops1], name: second}
+`)
+	start := time.Now()
+	code, _, stderr := runCLI(t, "apply", "-i", inv, "--timeout", "30s", pb)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		pb + ":4:30: secondary_sshd: port 22 is the host's main SSH port",
+		pb + ":4:57: secondary_sshd: allow_users: bg-ghost gets no key from the play's authorized_key tasks",
+		pb + ":5:30: secondary_sshd: port 2200 is the host's main SSH port",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("took %s: a host was contacted", time.Since(start))
+	}
+}
