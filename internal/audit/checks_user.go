@@ -36,9 +36,11 @@ func (c *checker) user(u auditedUser) {
 	c.home(u, known)
 	if known {
 		c.sshdGate(u)
+		c.session(u)
 		c.nologin(u, usePAM)
 		if usePAM {
 			c.pamAccess(u)
+			c.pamRefusals(u)
 		}
 		c.keyFiles(u)
 	}
@@ -439,7 +441,7 @@ func (c *checker) keyFiles(u auditedUser) {
 	names := c.h.UIDNames
 	ke := keyEnv{
 		Accepted: cfg.PubkeyAcceptedAlgorithms, ClientIP: uf.Conn.Client, UseDNS: cfg.Get("usedns") == "yes",
-		Now: c.h.Now, TZOffset: parseTZ(c.h.TZ),
+		Now: c.h.Now, TZOffset: parseTZ(c.h.TZ), Revoked: c.revokedBy(cfg.Get("revokedkeys")),
 	}
 	ke.RequiredRSA, _ = strconv.Atoi(cfg.Get("requiredrsasize"))
 	var (
@@ -520,11 +522,11 @@ func (c *checker) keyFiles(u auditedUser) {
 					fix:    shell.Join("chown", owner, comp.Path), action: []string{"bg_chown", owner, comp.Path}})
 			}
 			if perm := comp.Perm(); perm&0o022 != 0 {
-				fileOK = fileOK && !cfg.StrictModes
 				fix, action := shell.Join("chmod", "go-w", comp.Path), []string{"bg_chmod", "go-w", comp.Path, name}
 				if !isFile && !inHome && perm&0o1000 != 0 {
 					fix, action = fmt.Sprintf("move %s out of the shared sticky directory %s (and set AuthorizedKeysFile accordingly)", kf.Real, comp.Path), nil
 				}
+				fileOK = fileOK && !cfg.StrictModes
 				add(keyProblem{id: "unsafe-path", path: comp.Path, blocks: cfg.StrictModes,
 					detail: fmt.Sprintf("%s is writable by group or others, which StrictModes checks for %s (%s): sshd ignores %s (\"bad ownership or modes\")", describe(comp, names), kf.Real, where, kf.Real),
 					fix:    fix, action: action})
