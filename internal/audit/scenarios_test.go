@@ -427,6 +427,33 @@ chmod 0440 /etc/sudoers.d/zz-later`,
 		}},
 		works: []string{"bob", "carol", "dave"},
 	},
+	{
+		// Group-writable homes: Debian's sshd accepts bob's (his group has
+		// no other member), not carol's (frank joined her group).
+		name: "groupwrite",
+		setup: `bg_adduser bob {{key:bob}}
+bg_adduser carol {{key:carol}}
+bg_adduser frank {{key:frank}}
+chmod 0775 /home/bob /home/carol
+usermod -aG carol frank`,
+		audits: []auditCase{{
+			name: "groupwrite",
+			opts: Options{Users: []string{"bob", "carol"}},
+			want: []string{
+				"bob unsafe-path risk /home/bob",
+				"carol unsafe-path lockout /home/carol",
+			},
+			fixes: map[string]string{
+				"bob unsafe-path /home/bob":     "chmod go-w /home/bob",
+				"carol unsafe-path /home/carol": "chmod go-w /home/carol",
+			},
+			details: map[string][]string{
+				"bob unsafe-path /home/bob": {"upstream OpenSSH and RHEL refuse it", "once the group gains another member"},
+			},
+		}},
+		refused: []string{"carol"},
+		works:   []string{"bob"},
+	},
 }
 
 // findingKey is how scenarios name a finding.
