@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -531,6 +532,68 @@ func TestGrantsOthers(t *testing.T) {
 	for _, tt := range tests {
 		if got := strings.Join(grantsOthers([]byte(tt.in), allowed), ","); got != tt.want {
 			t.Errorf("%q: %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestAttemptLines runs the log selection of unexplained on logs of both
+// shapes: with sshd's pid (syslog, journald; OpenSSH 10's sshd-session)
+// and without (sshd -E FILE).
+func TestAttemptLines(t *testing.T) {
+	if _, err := exec.LookPath("awk"); err != nil {
+		t.Skipf("SKIP: no awk: %v", err)
+	}
+	tests := []struct {
+		name, log string
+		want      []string
+	}{
+		{
+			name: "pid",
+			log: `T h sshd[10]: Accepted publickey for bob from 127.0.0.1 port 4000 ssh2: ED25519 SHA256:x
+T h sshd[10]: pam_unix(sshd:session): session opened for user bob(uid=1001) by (uid=0)
+T h sshd[11]: Accepted publickey for carol from 127.0.0.1 port 4001 ssh2: ED25519 SHA256:y
+T h sshd[10]: Disconnected from user bob 127.0.0.1 port 4000
+T h sshd[10]: pam_unix(sshd:session): session closed for user bob
+T h sshd[10]: Connection from 127.0.0.1 port 4010 on 127.1.1.1 port 22 rdomain ""
+T h sshd[12]: Accepted publickey for bob from 10.0.0.9 port 5000 ssh2: ED25519 SHA256:x
+T h sshd[10]: Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]
+`,
+			want: []string{
+				`T h sshd[10]: Connection from 127.0.0.1 port 4010 on 127.1.1.1 port 22 rdomain ""`,
+				"T h sshd[10]: Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]",
+			},
+		},
+		{
+			name: "sshd-session",
+			log: `T h sshd-session[20]: Accepted publickey for bob from 127.0.0.1 port 4000 ssh2
+T h sshd-session[21]: Accepted publickey for bob from 127.0.0.1 port 4002 ssh2
+T h sshd-session[21]: error: PAM: pam_open_session(): Permission denied
+T h sshd-session[20]: Disconnected from user bob 127.0.0.1 port 4000
+`,
+			want: []string{
+				"T h sshd-session[21]: Accepted publickey for bob from 127.0.0.1 port 4002 ssh2",
+				"T h sshd-session[21]: error: PAM: pam_open_session(): Permission denied",
+			},
+		},
+		{
+			name: "no pid",
+			log: `Accepted publickey for bob from 127.0.0.1 port 4000 ssh2
+Disconnected from user bob 127.0.0.1 port 4000
+Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]
+Accepted publickey for admin from 127.0.0.1 port 4011 ssh2
+`,
+			want: []string{"Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]"},
+		},
+	}
+	for _, tc := range tests {
+		cmd := exec.Command("awk", "-v", "u=bob", "-v", "ip=127.0.0.1", attemptAwk)
+		cmd.Stdin = strings.NewReader(tc.log)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n"); !slices.Equal(got, tc.want) {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
 		}
 	}
 }
