@@ -379,7 +379,8 @@ printf 'erin\nghost\n' >/etc/ssh/denied`,
 	},
 	{
 		// bob's key in a text RevokedKeys list, dave's in a binary KRL
-		// (Match User dave); carol's key is in neither.
+		// (Match User dave), erin's list is missing; carol's key is in
+		// neither.
 		name: "revoked",
 		setup: `bg_adduser bob {{key:bob}}
 bg_adduser carol {{key:carol}}
@@ -387,21 +388,24 @@ bg_adduser dave {{key:dave}}
 printf '%s\n' {{key:bob}} >/etc/ssh/revoked_keys
 printf '%s\n' {{key:dave}} >/tmp/dave.pub
 ssh-keygen -q -k -f /etc/ssh/revoked.krl /tmp/dave.pub
-printf 'RevokedKeys /etc/ssh/revoked_keys\nMatch User dave\n\tRevokedKeys /etc/ssh/revoked.krl\n' >/etc/ssh/sshd_config.d/05-revoked.conf
+bg_adduser erin {{key:erin}}
+printf 'RevokedKeys /etc/ssh/revoked_keys\nMatch User dave\n\tRevokedKeys /etc/ssh/revoked.krl\nMatch User erin\n\tRevokedKeys /etc/ssh/gone\n' >/etc/ssh/sshd_config.d/05-revoked.conf
 bg_reload`,
 		audits: []auditCase{{
 			name: "revoked",
-			opts: Options{Users: []string{"bob", "carol", "dave"}},
+			opts: Options{Users: []string{"bob", "carol", "dave", "erin"}},
 			want: []string{
 				"bob key-revoked lockout /home/bob/.ssh/authorized_keys",
 				"dave key-revoked lockout /home/dave/.ssh/authorized_keys",
+				// A list sshd cannot read revokes every key.
+				"erin key-revoked lockout /etc/ssh/gone",
 			},
 			details: map[string][]string{
 				"bob key-revoked /home/bob/.ssh/authorized_keys":   {"line 1 of the RevokedKeys list /etc/ssh/revoked_keys"},
 				"dave key-revoked /home/dave/.ssh/authorized_keys": {"binary key revocation list /etc/ssh/revoked.krl"},
 			},
 		}},
-		refused: []string{"bob", "dave"},
+		refused: []string{"bob", "dave", "erin"},
 		works:   []string{"admin", "carol"},
 	},
 	{
