@@ -597,3 +597,50 @@ Accepted publickey for admin from 127.0.0.1 port 4011 ssh2
 		}
 	}
 }
+
+// TestGroupWriteSeverity: a group-writable home is a risk only while
+// Debian's sshd accepts it: the group's only member is the user.
+func TestGroupWriteSeverity(t *testing.T) {
+	sev := func(h *HostFacts) string {
+		for _, f := range judge(t, h, "bob", nil) {
+			if f.ID == "unsafe-path" && f.Path == "/home/bob" {
+				if f.Fix != "chmod go-w /home/bob" || !slices.Equal(f.Action, []string{"bg_chmod", "go-w", "/home/bob", "bob"}) {
+					t.Errorf("fix %q, action %q", f.Fix, f.Action)
+				}
+				return f.Severity
+			}
+		}
+		return ""
+	}
+	h := hostOf(t, "groupwrite")
+	if s := sev(h); s != SeverityRisk {
+		t.Errorf("bob alone in his group: %q, want risk", s)
+	}
+	gid := h.Users["bob"].GID
+	members := h.GroupMembers[gid]
+	h.GroupMembers[gid] = append(slices.Clone(members), "frank")
+	if s := sev(h); s != SeverityLockout {
+		t.Errorf("frank in bob's group: %q, want lockout", s)
+	}
+	h.GroupMembers[gid] = members
+	for uid, g := range h.PrimaryGID {
+		if g != gid {
+			h.PrimaryGID[uid] = gid // another account's primary group
+			if s := sev(h); s != SeverityLockout {
+				t.Errorf("uid %d with bob's group as primary: %q, want lockout", uid, s)
+			}
+			h.PrimaryGID[uid] = g
+			break
+		}
+	}
+	v := h.SSHDVersion
+	h.SSHDVersion = "OpenSSH_9.6p1, OpenSSL 3.2.2"
+	if s := sev(h); s != SeverityLockout {
+		t.Errorf("upstream sshd: %q, want lockout", s)
+	}
+	h.SSHDVersion = v
+	h.GroupMembers = nil // an old recording: not known
+	if s := sev(h); s != SeverityLockout {
+		t.Errorf("groups unknown: %q, want lockout", s)
+	}
+}
