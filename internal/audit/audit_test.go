@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -532,5 +533,114 @@ func TestGrantsOthers(t *testing.T) {
 		if got := strings.Join(grantsOthers([]byte(tt.in), allowed), ","); got != tt.want {
 			t.Errorf("%q: %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestAttemptLines runs the log selection of unexplained on logs of both
+// shapes: with sshd's pid (syslog, journald; OpenSSH 10's sshd-session)
+// and without (sshd -E FILE).
+func TestAttemptLines(t *testing.T) {
+	if _, err := exec.LookPath("awk"); err != nil {
+		t.Skipf("SKIP: no awk: %v", err)
+	}
+	tests := []struct {
+		name, log string
+		want      []string
+	}{
+		{
+			name: "pid",
+			log: `T h sshd[10]: Accepted publickey for bob from 127.0.0.1 port 4000 ssh2: ED25519 SHA256:x
+T h sshd[10]: pam_unix(sshd:session): session opened for user bob(uid=1001) by (uid=0)
+T h sshd[11]: Accepted publickey for carol from 127.0.0.1 port 4001 ssh2: ED25519 SHA256:y
+T h sshd[10]: Disconnected from user bob 127.0.0.1 port 4000
+T h sshd[10]: pam_unix(sshd:session): session closed for user bob
+T h sshd[10]: Connection from 127.0.0.1 port 4010 on 127.1.1.1 port 22 rdomain ""
+T h sshd[12]: Accepted publickey for bob from 10.0.0.9 port 5000 ssh2: ED25519 SHA256:x
+T h sshd[10]: Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]
+`,
+			want: []string{
+				`T h sshd[10]: Connection from 127.0.0.1 port 4010 on 127.1.1.1 port 22 rdomain ""`,
+				"T h sshd[10]: Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]",
+			},
+		},
+		{
+			name: "sshd-session",
+			log: `T h sshd-session[20]: Accepted publickey for bob from 127.0.0.1 port 4000 ssh2
+T h sshd-session[21]: Accepted publickey for bob from 127.0.0.1 port 4002 ssh2
+T h sshd-session[21]: error: PAM: pam_open_session(): Permission denied
+T h sshd-session[20]: Disconnected from user bob 127.0.0.1 port 4000
+`,
+			want: []string{
+				"T h sshd-session[21]: Accepted publickey for bob from 127.0.0.1 port 4002 ssh2",
+				"T h sshd-session[21]: error: PAM: pam_open_session(): Permission denied",
+			},
+		},
+		{
+			name: "no pid",
+			log: `Accepted publickey for bob from 127.0.0.1 port 4000 ssh2
+Disconnected from user bob 127.0.0.1 port 4000
+Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]
+Accepted publickey for admin from 127.0.0.1 port 4011 ssh2
+`,
+			want: []string{"Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]"},
+		},
+	}
+	for _, tc := range tests {
+		cmd := exec.Command("awk", "-v", "u=bob", "-v", "ip=127.0.0.1", attemptAwk)
+		cmd.Stdin = strings.NewReader(tc.log)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n"); !slices.Equal(got, tc.want) {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestGroupWriteSeverity: a group-writable home is a risk only while
+// Debian's sshd accepts it: the group's only member is the user.
+func TestGroupWriteSeverity(t *testing.T) {
+	sev := func(h *HostFacts) string {
+		for _, f := range judge(t, h, "bob", nil) {
+			if f.ID == "unsafe-path" && f.Path == "/home/bob" {
+				if f.Fix != "chmod go-w /home/bob" || !slices.Equal(f.Action, []string{"bg_chmod", "go-w", "/home/bob", "bob"}) {
+					t.Errorf("fix %q, action %q", f.Fix, f.Action)
+				}
+				return f.Severity
+			}
+		}
+		return ""
+	}
+	h := hostOf(t, "groupwrite")
+	if s := sev(h); s != SeverityRisk {
+		t.Errorf("bob alone in his group: %q, want risk", s)
+	}
+	gid := h.Users["bob"].GID
+	members := h.GroupMembers[gid]
+	h.GroupMembers[gid] = append(slices.Clone(members), "frank")
+	if s := sev(h); s != SeverityLockout {
+		t.Errorf("frank in bob's group: %q, want lockout", s)
+	}
+	h.GroupMembers[gid] = members
+	for uid, g := range h.PrimaryGID {
+		if g != gid {
+			h.PrimaryGID[uid] = gid // another account's primary group
+			if s := sev(h); s != SeverityLockout {
+				t.Errorf("uid %d with bob's group as primary: %q, want lockout", uid, s)
+			}
+			h.PrimaryGID[uid] = g
+			break
+		}
+	}
+	v := h.SSHDVersion
+	h.SSHDVersion = "OpenSSH_9.6p1, OpenSSL 3.2.2"
+	if s := sev(h); s != SeverityLockout {
+		t.Errorf("upstream sshd: %q, want lockout", s)
+	}
+	h.SSHDVersion = v
+	h.GroupMembers = nil // an old recording: not known
+	if s := sev(h); s != SeverityLockout {
+		t.Errorf("groups unknown: %q, want lockout", s)
 	}
 }

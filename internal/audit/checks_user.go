@@ -36,9 +36,11 @@ func (c *checker) user(u auditedUser) {
 	c.home(u, known)
 	if known {
 		c.sshdGate(u)
+		c.session(u)
 		c.nologin(u, usePAM)
 		if usePAM {
 			c.pamAccess(u)
+			c.pamRefusals(u)
 		}
 		c.keyFiles(u)
 	}
@@ -439,7 +441,7 @@ func (c *checker) keyFiles(u auditedUser) {
 	names := c.h.UIDNames
 	ke := keyEnv{
 		Accepted: cfg.PubkeyAcceptedAlgorithms, ClientIP: uf.Conn.Client, UseDNS: cfg.Get("usedns") == "yes",
-		Now: c.h.Now, TZOffset: parseTZ(c.h.TZ),
+		Now: c.h.Now, TZOffset: parseTZ(c.h.TZ), Revoked: c.revokedBy(cfg.Get("revokedkeys")),
 	}
 	ke.RequiredRSA, _ = strconv.Atoi(cfg.Get("requiredrsasize"))
 	var (
@@ -520,11 +522,18 @@ func (c *checker) keyFiles(u auditedUser) {
 					fix:    shell.Join("chown", owner, comp.Path), action: []string{"bg_chown", owner, comp.Path}})
 			}
 			if perm := comp.Perm(); perm&0o022 != 0 {
-				fileOK = fileOK && !cfg.StrictModes
 				fix, action := shell.Join("chmod", "go-w", comp.Path), []string{"bg_chmod", "go-w", comp.Path, name}
 				if !isFile && !inHome && perm&0o1000 != 0 {
 					fix, action = fmt.Sprintf("move %s out of the shared sticky directory %s (and set AuthorizedKeysFile accordingly)", kf.Real, comp.Path), nil
 				}
+				if cfg.StrictModes && c.debianGroupWriteOK(comp, uf) {
+					// Debian's sshd accepts it now: a risk, not a lockout.
+					add(keyProblem{id: "unsafe-path", path: comp.Path, blocks: true, severity: SeverityRisk,
+						detail: fmt.Sprintf("%s is writable by its group, which StrictModes checks for %s (%s); this host's sshd (Debian's build: %s) accepts group-write while the group's only member is %s, but upstream OpenSSH and RHEL refuse it (\"bad ownership or modes\"), and so will this sshd once the group gains another member", describe(comp, names), kf.Real, where, c.h.SSHDVersion, name),
+						fix:    fix, action: action})
+					continue
+				}
+				fileOK = fileOK && !cfg.StrictModes
 				add(keyProblem{id: "unsafe-path", path: comp.Path, blocks: cfg.StrictModes,
 					detail: fmt.Sprintf("%s is writable by group or others, which StrictModes checks for %s (%s): sshd ignores %s (\"bad ownership or modes\")", describe(comp, names), kf.Real, where, kf.Real),
 					fix:    fix, action: action})
@@ -689,4 +698,40 @@ func (c *checker) selinux(u auditedUser) {
 	c.add(u.uf.Name, "selinux-label", SeverityLockout, dir,
 		fmt.Sprintf("SELinux is enforcing and %s is not labelled ssh_home_t, so sshd may not read it: restorecon -nvR says %s", dir, strings.Join(lines, "; ")),
 		shell.Join("restorecon", "-RF", dir))
+}
+
+// debianGroupWriteOK reports whether Debian's sshd accepts st although it
+// is group-writable (Debian's user-group-modes patch, secure_permissions):
+// not world-writable, and its group has exactly one member, uf itself:
+// every account whose primary group it is is uf, and its member list is
+// empty or only st's owner. False when this sshd is not Debian's or the
+// groups were not read.
+func (c *checker) debianGroupWriteOK(st tasks.PathStat, uf *tasks.UserFacts) bool {
+	h := c.h
+	if !strings.Contains(h.SSHDVersion, "openssh-server=") {
+		return false // not a Debian or Ubuntu package
+	}
+	if st.Perm()&0o002 != 0 || st.Perm()&0o020 == 0 || h.PrimaryGID == nil || h.GroupMembers == nil {
+		return false
+	}
+	members, ok := h.GroupMembers[st.GID]
+	if !ok {
+		return false
+	}
+	n := 0
+	for uid, gid := range h.PrimaryGID {
+		if gid == st.GID {
+			n++
+			if uid != uf.UID {
+				return false
+			}
+		}
+	}
+	if len(members) > 0 {
+		n++
+		if owner, ok := h.UIDNames[st.UID]; !ok || members[0] != owner || len(members) > 1 {
+			return false
+		}
+	}
+	return n > 0
 }

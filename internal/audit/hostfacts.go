@@ -52,11 +52,30 @@ type HostFacts struct {
 
 	UIDNames map[int]string // /etc/passwd: uid → name, for evidence
 
+	// Revoked is every RevokedKeys file of the sshd configuration (any
+	// Match block), by path; nil on recordings made before it was read.
+	Revoked     map[string]*RevokedList
+	TxtMissing  []string // PAM modules' files (file=, conf=) that do not exist
+	SSHDVersion string   // sshd -V, then dpkg's package: "OpenSSH_9.2, OpenSSL 3.0.19 27 Jan 2026 openssh-server=1:9.2p1-2+deb12u10"
+	// PrimaryGID is /etc/passwd's uid → gid, and GroupMembers /etc/group's
+	// gid → member names (getent group); both nil when not read.
+	PrimaryGID   map[int]int
+	GroupMembers map[int][]string
+
 	Session    string   // the user the host query ran for (sudo's SUDO_USER), "" when unknown
 	Candidates []string // --all-users: accounts with a login shell, in passwd order
 
 	Users  map[string]*tasks.UserFacts // facts gathered inside this query
 	Extras map[string]*UserExtras
+}
+
+// RevokedList is a RevokedKeys file: "missing" (or unreadable: sshd then
+// refuses every key), "krl" (binary; Listing is ssh-keygen -Q -l's
+// listing) or "text" (its lines are in AccessConf).
+type RevokedList struct {
+	Path    string
+	Kind    string
+	Listing []string
 }
 
 // Listener is the running sshd that accepts connections.
@@ -85,6 +104,7 @@ type UserExtras struct {
 	Exists   bool
 	HomeKeys int      // non-comment lines in ~/.ssh/authorized_keys; -1 when absent
 	SudoRC   int      // exit status of sudo -l -U; -1 when not run
+	SudoTrue int      // exit status of sudo -l -U U true (what the probe runs); -1 when not run
 	SudoOut  []string // its output (rules, Defaults)
 	Faillock []string // faillock --user U (TZ=UTC)
 	SELinux  []string // restorecon -nvR ~/.ssh: what it would relabel
@@ -230,16 +250,32 @@ if [ -n "$bg_secdir" ]; then
 	for m in "$bg_secdir"/*; do printf 'pammod %s\n' "${m##*/}"; done
 fi
 bg_dump pam /etc/pam.d/*
-bg_txt='/etc/security/access.conf /etc/security/faillock.conf'
-for f in /etc/security/access.d/*.conf; do bg_txt="$bg_txt $f"; done
+bg_txt='/etc/security/access.conf /etc/security/faillock.conf /etc/security/time.conf /etc/security/limits.conf'
+for f in /etc/security/access.d/*.conf /etc/security/limits.d/*.conf; do bg_txt="$bg_txt $f"; done
 bg_fl=
-for w in $(awk '{ sub(/#.*/, "") } /pam_faillock/ { print "faillock" } { for (i = 1; i <= NF; i++) { if ($i ~ /^\/.*\.so$/) print "abs:" $i; if ($i ~ /^accessfile=/) print "acc:" substr($i, 12) } }' /etc/pam.d/* 2>/dev/null | sort -u); do
+for w in $(awk '{ sub(/#.*/, "") } /pam_faillock/ { print "faillock" } { for (i = 1; i <= NF; i++) { if ($i ~ /^\/.*\.so$/) print "abs:" $i; if ($i ~ /^accessfile=/) print "acc:" substr($i, 12); if ($i ~ /^(file|conf)=\// && / pam_(listfile|time|limits)\.so/) print "acc:" substr($i, index($i, "=") + 1) } }' /etc/pam.d/* 2>/dev/null | sort -u); do
 	case $w in
 	faillock) bg_fl=1 ;;
 	abs:*) if [ -e "${w#abs:}" ]; then printf 'pamabs 1 %s\n' "${w#abs:}"; else printf 'pamabs 0 %s\n' "${w#abs:}"; fi ;;
-	acc:*) bg_txt="$bg_txt ${w#acc:}" ;;
+	acc:*) bg_txt="$bg_txt ${w#acc:}"; [ -e "${w#acc:}" ] || printf 'txtmissing %s\n' "${w#acc:}" ;;
 	esac
 done
+# sshd's revoked key lists: a text list is dumped, a binary KRL listed by
+# ssh-keygen itself
+for f in $(awk 'tolower($1) == "revokedkeys" && $2 != "none" { print $2 }' $bg_cf 2>/dev/null | sort -u); do
+	if [ ! -r "$f" ] || [ ! -f "$f" ]; then
+		printf 'revoked missing %s\n' "$f"
+	elif [ "$(head -c 6 -- "$f")" = SSHKRL ]; then
+		printf 'revoked krl %s\n' "$f"
+		ssh-keygen -Q -l -f "$f" 2>&1 | head -n 5000 | bg_lines revkrl
+	else
+		printf 'revoked text %s\n' "$f"
+		bg_txt="$bg_txt $f"
+	fi
+done
+# Debian's and Ubuntu's sshd carry the user-group-modes patch (StrictModes
+# tolerates some group-write); sshd -V does not say whose build it is
+printf 'sshd-version %s %s\n' "$(sshd -V 2>&1 | grep -m 1 OpenSSH_)" "$(dpkg-query -W -f='${Package}=${Version}' openssh-server 2>/dev/null)"
 for f in /run/nologin /var/run/nologin /etc/nologin; do
 	[ -e "$f" ] || continue
 	[ "$f" = /var/run/nologin ] && [ /var/run/nologin -ef /run/nologin ] && continue
@@ -274,7 +310,8 @@ for f in $bg_txt; do [ -f "$f" ] && bg_t="$bg_t $f"; done
 bg_dump txt $bg_t
 
 # users
-awk -F: '$3 ~ /^[0-9]+$/ { print "uid", $3, $1 }' /etc/passwd
+awk -F: '$3 ~ /^[0-9]+$/ { print "uid", $3, $1 } $3 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ { print "pwgid", $3, $4 }' /etc/passwd
+getent group | awk -F: '$3 ~ /^[0-9]+$/ { print "group", $3, $4 }'
 bg_ux() (
 	u=$1
 	pw=$(getent passwd "$u") || { printf 'ux %s nouser\n' "$u"; exit 0; }
@@ -299,6 +336,9 @@ bg_ux() (
 			o=$(sudo -l -U "$u" 2>&1)
 			printf 'ux %s sudo-rc %s\n' "$u" "$?"
 			printf '%s\n' "$o" | bg_lines "ux $u sudo"
+			# what the probe runs: sudo -n true
+			sudo -l -U "$u" true >/dev/null 2>&1
+			printf 'ux %s sudo-true %s\n' "$u" "$?"
 		fi
 		if [ -n "$bg_fl" ] && command -v faillock >/dev/null 2>&1; then
 			TZ=UTC faillock --user "$u" 2>&1 | bg_lines "ux $u faillock"
@@ -360,6 +400,7 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 		sudoStat          = map[string]tasks.PathStat{}
 		sudoOrder         []string
 		dumps             = map[string]*fileDump{"cfg": newDump(), "pam": newDump(), "txt": newDump()}
+		lastRevoked       *RevokedList
 	)
 	lines := strings.Split(string(out), "\n")
 	for n, line := range lines {
@@ -462,6 +503,44 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 			}
 		case "session":
 			h.Session = rest
+		case "revoked":
+			kind, p, _ := strings.Cut(rest, " ")
+			if h.Revoked == nil {
+				h.Revoked = map[string]*RevokedList{}
+			}
+			lastRevoked = &RevokedList{Path: p, Kind: kind}
+			h.Revoked[p] = lastRevoked
+		case "revkrl":
+			if lastRevoked == nil || lastRevoked.Kind != "krl" {
+				err = errors.New("KRL listing without its file")
+				break
+			}
+			lastRevoked.Listing = append(lastRevoked.Listing, rest)
+		case "txtmissing":
+			h.TxtMissing = append(h.TxtMissing, rest)
+		case "sshd-version":
+			h.SSHDVersion = rest
+		case "pwgid":
+			u, g, _ := strings.Cut(rest, " ")
+			uid, err1 := strconv.Atoi(u)
+			gid, err2 := strconv.Atoi(g)
+			if err = errors.Join(err1, err2); err == nil {
+				if h.PrimaryGID == nil {
+					h.PrimaryGID = map[int]int{}
+				}
+				h.PrimaryGID[uid] = gid
+			}
+		case "group":
+			g, members, _ := strings.Cut(rest, " ")
+			var gid int
+			if gid, err = strconv.Atoi(g); err == nil {
+				if h.GroupMembers == nil {
+					h.GroupMembers = map[int][]string{}
+				}
+				if _, dup := h.GroupMembers[gid]; !dup {
+					h.GroupMembers[gid] = strings.FieldsFunc(members, func(r rune) bool { return r == ',' })
+				}
+			}
 		case "candidate":
 			if candidateRe.MatchString(rest) {
 				h.Candidates = append(h.Candidates, rest)
@@ -563,7 +642,7 @@ func (h *HostFacts) parseExtra(rest string) error {
 	key, val, _ := strings.Cut(rest, " ")
 	x := h.Extras[name]
 	if x == nil {
-		x = &UserExtras{HomeKeys: -1, SudoRC: -1}
+		x = &UserExtras{HomeKeys: -1, SudoRC: -1, SudoTrue: -1}
 		h.Extras[name] = x
 	}
 	var err error
@@ -577,6 +656,8 @@ func (h *HostFacts) parseExtra(rest string) error {
 		x.SudoRC, err = strconv.Atoi(val)
 	case "sudo":
 		x.SudoOut = append(x.SudoOut, val)
+	case "sudo-true":
+		x.SudoTrue, err = strconv.Atoi(val)
 	case "faillock":
 		x.Faillock = append(x.Faillock, val)
 	case "selinux":

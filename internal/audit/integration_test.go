@@ -241,6 +241,11 @@ func TestLabScenarios(t *testing.T) {
 		if out, err := h.Exec(ctx, script, nil); err != nil {
 			t.Fatalf("setup: %v\n%s", err, out)
 		}
+		// An older, successful connection of bob: its lines are not
+		// evidence for the failed attempt that follows.
+		if err := sshLogin(t, l, h, "bob", keys.key(t, "bob")); err != nil {
+			t.Fatalf("bob with his own key: %v", err)
+		}
 		if err := sshLogin(t, l, h, "bob", l.AdminKey); err == nil {
 			t.Fatal("bob logs in with admin's key")
 		}
@@ -264,9 +269,14 @@ func TestLabScenarios(t *testing.T) {
 				"carol sudo-account lockout /etc/shadow",
 			},
 			details: map[string][]string{
-				"bob login-failed-unexplained ":   {"login as bob over direct failed", "Connection closed by authenticating user bob 127.0.0.1"},
+				"bob login-failed-unexplained ":   {"login as bob over direct failed", "Connection closed by authenticating user bob 127.0.0.1", "the latest of bob from this client"},
 				"admin login-failed-unexplained ": {"sudo -n true after the login as admin"},
 			},
 		}, res.Findings)
+		for _, f := range res.Findings {
+			if f.User == "bob" && strings.Contains(f.Detail, "Accepted publickey for bob") {
+				t.Errorf("bob's failed attempt quotes his older, successful connection:\n%s", f.Detail)
+			}
+		}
 	})
 }

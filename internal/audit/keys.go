@@ -55,6 +55,9 @@ type keyEnv struct {
 	UseDNS      bool
 	Now         float64 // the host's clock
 	TZOffset    int     // the host's UTC offset in seconds
+	// Revoked says why sshd's RevokedKeys list refuses a key ("" when it
+	// does not); nil when no list applies.
+	Revoked func(ssh.PublicKey) string
 }
 
 // algorithmsFor are the signature algorithms a key type can log in with.
@@ -71,6 +74,13 @@ func algorithmsFor(keyType string) []string {
 // judgeKey fills k.Problem when sshd would not accept a login with key pk
 // carrying options opts.
 func judgeKey(k *keyLine, pk ssh.PublicKey, opts []string, e keyEnv, file string) {
+	if e.Revoked != nil {
+		if why := e.Revoked(pk); why != "" {
+			k.Problem, k.ID = why+": sshd refuses it (\"Authentication key … revoked by file\")", "key-revoked"
+			k.Fix = fmt.Sprintf("if the revocation is meant, install a new key for the user in place of line %d of %s; if not, take the key out of the revoked list", k.Line, file)
+			return
+		}
+	}
 	certAuthority := false
 	for _, o := range opts {
 		name, val, _ := strings.Cut(o, "=")
@@ -84,6 +94,12 @@ func judgeKey(k *keyLine, pk ssh.PublicKey, opts []string, e keyEnv, file string
 				k.Problem, k.ID = fmt.Sprintf("option expiry-time=%q cannot be parsed: sshd ignores the line", val), "key-options"
 			} else if float64(t.Unix()) <= e.Now {
 				k.Problem, k.ID = fmt.Sprintf("option expiry-time=%q: the key expired on %s", val, t.UTC().Format(time.RFC3339)), "key-options"
+			}
+		case "command":
+			// A forced command is often meant (breakglass's own probe keys
+			// have one); only one that cannot but fail refuses the login.
+			if why := failingCommand(val); why != "" {
+				k.Problem, k.ID = fmt.Sprintf("option command=%q %s: sshd accepts the key, then runs that in place of every command and shell the user asks for, so the login does nothing but fail", val, why), "forced-command"
 			}
 		case "from":
 			host := e.ClientIP
@@ -160,4 +176,25 @@ func parseTZ(s string) int {
 		off = -off
 	}
 	return off
+}
+
+// failingCommand says why a forced command cannot but fail ("" when it
+// may work): false, nologin, or exit with a status other than 0.
+func failingCommand(cmd string) string {
+	f := strings.Fields(cmd)
+	for len(f) > 0 && strings.Contains(f[0], "=") && !strings.HasPrefix(f[0], "/") {
+		f = f[1:] // VAR=value before the command
+	}
+	if len(f) == 0 {
+		return ""
+	}
+	switch base := f[0][strings.LastIndexByte(f[0], '/')+1:]; {
+	case base == "false":
+		return "always exits 1"
+	case base == "nologin":
+		return "refuses every login"
+	case base == "exit" && len(f) > 1 && strings.TrimRight(f[1], ";") != "0":
+		return "exits " + strings.TrimRight(f[1], ";")
+	}
+	return ""
 }

@@ -197,6 +197,10 @@ func TestKeyJudgement(t *testing.T) {
 		{`expiry-time="20200101" ` + ed, "key-options"},
 		{`expiry-time="202611231200Z" ` + ed, "key-options"},
 		{`no-pty,command="true" ` + ed, ""},
+		{`restrict,command="echo breakglass-probe user=$(id -un)" ` + ed, ""},
+		{`command="/bin/false" ` + ed, "forced-command"},
+		{`command="/usr/sbin/nologin" ` + ed, "forced-command"},
+		{`command="exit 3" ` + ed, "forced-command"},
 		{small, "key-algorithm"},
 	}
 	for _, tc := range tests {
@@ -222,5 +226,36 @@ func TestKeyJudgement(t *testing.T) {
 	}
 	if tm, err := parseExpiry("20261124", 3600); err != nil || !tm.Equal(time.Date(2026, 11, 23, 23, 0, 0, 0, time.UTC)) {
 		t.Errorf("expiry in +0100: %v %v", tm, err)
+	}
+}
+
+func TestPAMTimeRules(t *testing.T) {
+	wed1000 := time.Date(2026, 12, 9, 10, 0, 0, 0, time.UTC) // a Wednesday
+	tests := []struct {
+		times string
+		want  bool
+	}{
+		{"Al0000-2400", true},
+		{"!Al0000-2400", false},
+		{"Wk0800-1800", true},
+		{"Wd0000-2400", false},
+		{"Wk1100-1800", false},
+		{"Wk2200-1100", true}, // over midnight
+		{"AlWe0000-2400", false},
+		{"Sa0000-2400|We0900-1100", true},
+		{"Wk0000-2400&!We0000-2400", false},
+	}
+	for _, tc := range tests {
+		if got := timesAllow(tc.times, wed1000); got != tc.want {
+			t.Errorf("%s at %s: %v, want %v", tc.times, wed1000, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		list, s string
+		want    bool
+	}{{"*", "sshd", true}, {"sshd|login", "sshd", true}, {"!sshd", "sshd", false}, {"bob", "carol", false}, {"!bob", "carol", true}} {
+		if got := timeList(tc.list, tc.s); got != tc.want {
+			t.Errorf("list %q for %q: %v, want %v", tc.list, tc.s, got, tc.want)
+		}
 	}
 }

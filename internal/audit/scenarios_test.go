@@ -309,6 +309,155 @@ bg_reload`,
 		// lockout.
 		works: []string{"admin"},
 	},
+	{
+		// Refusals after the key is accepted. Each has a look-alike that
+		// must give nothing: a forced command and a chroot for a user who
+		// does not exist here (Match User ghost).
+		name: "session",
+		setup: `bg_adduser bob {{key:bob}}
+bg_adduser carol {{key:carol}}
+printf 'command="/bin/false" %s\n' {{key:carol}} >/home/carol/.ssh/authorized_keys
+bg_adduser dave {{key:dave}}
+bg_adduser erin {{key:erin}}
+printf 'Match User bob\n\tForceCommand /bin/false\nMatch User dave\n\tChrootDirectory /srv\nMatch User erin\n\tMaxSessions 0\nMatch User ghost\n\tForceCommand /bin/false\n\tChrootDirectory /srv\n' >/etc/ssh/sshd_config.d/70-session.conf
+bg_reload`,
+		audits: []auditCase{{
+			name: "session",
+			opts: Options{Users: []string{"bob", "carol", "dave", "erin"}},
+			want: []string{
+				"bob forced-command lockout /etc/ssh/sshd_config.d/70-session.conf",
+				"carol forced-command lockout /home/carol/.ssh/authorized_keys",
+				"dave chroot lockout /etc/ssh/sshd_config.d/70-session.conf",
+				"erin session-limit lockout /etc/ssh/sshd_config.d/70-session.conf",
+			},
+			fixes: map[string]string{
+				"erin session-limit /etc/ssh/sshd_config.d/70-session.conf": "sed -i '6s/^/# breakglass: /' /etc/ssh/sshd_config.d/70-session.conf && " + reloadFix + "  # sshd's default is MaxSessions 10",
+			},
+			details: map[string][]string{
+				"bob forced-command /etc/ssh/sshd_config.d/70-session.conf": {"70-session.conf:2: ForceCommand /bin/false (in Match User bob"},
+				"carol forced-command /home/carol/.ssh/authorized_keys":     {"line 1", `command="/bin/false"`},
+				"dave chroot /etc/ssh/sshd_config.d/70-session.conf":        {"ChrootDirectory /srv"},
+				"erin session-limit /etc/ssh/sshd_config.d/70-session.conf": {"MaxSessions 0"},
+			},
+		}},
+		refused: []string{"bob", "carol", "dave", "erin"},
+		works:   []string{"admin"},
+	},
+	{
+		// PAM account and session modules refusing on their own terms;
+		// carol matches a rule of each that lets her in.
+		name: "pamrules",
+		setup: `bg_adduser bob {{key:bob}}
+bg_adduser carol {{key:carol}}
+bg_adduser dave {{key:dave}}
+bg_adduser erin {{key:erin}}
+bg_adduser frank {{key:frank}}
+sed -i '1i account required pam_time.so\naccount required pam_listfile.so item=user sense=deny file=/etc/ssh/denied onerr=succeed\naccount required pam_succeed_if.so user notin frank:ghost' /etc/pam.d/sshd
+printf 'sshd;*;bob;!Al0000-2400\nsshd;*;carol;Al0000-2400\n' >>/etc/security/time.conf
+printf 'dave - maxlogins 0\ncarol - maxlogins 5\n' >/etc/security/limits.d/bg.conf
+printf 'erin\nghost\n' >/etc/ssh/denied`,
+		audits: []auditCase{{
+			name: "pamrules",
+			opts: Options{Users: []string{"bob", "carol", "dave", "erin", "frank"}},
+			want: []string{
+				"bob pam-time lockout /etc/security/time.conf",
+				"dave pam-limits lockout /etc/security/limits.d/bg.conf",
+				"erin pam-listfile lockout /etc/ssh/denied",
+				"frank pam-succeed-if lockout /etc/pam.d/sshd",
+			},
+			fixes: map[string]string{
+				"erin pam-listfile /etc/ssh/denied": "sed -i 1d /etc/ssh/denied  # removes line 1 (erin); or remove line 2 of /etc/pam.d/sshd",
+			},
+			details: map[string][]string{
+				"bob pam-time /etc/security/time.conf":           {"/etc/pam.d/sshd:1: account required pam_time.so", "sshd;*;bob;!Al0000-2400"},
+				"dave pam-limits /etc/security/limits.d/bg.conf": {"/etc/security/limits.d/bg.conf:1: dave - maxlogins 0", "pam_limits.so"},
+				"frank pam-succeed-if /etc/pam.d/sshd":           {"user notin frank:ghost"},
+			},
+		}},
+		refused: []string{"bob", "dave", "erin", "frank"},
+		works:   []string{"admin", "carol"},
+	},
+	{
+		// bob's key in a text RevokedKeys list, dave's in a binary KRL
+		// (Match User dave), erin's list is missing; carol's key is in
+		// neither.
+		name: "revoked",
+		setup: `bg_adduser bob {{key:bob}}
+bg_adduser carol {{key:carol}}
+bg_adduser dave {{key:dave}}
+printf '%s\n' {{key:bob}} >/etc/ssh/revoked_keys
+printf '%s\n' {{key:dave}} >/tmp/dave.pub
+ssh-keygen -q -k -f /etc/ssh/revoked.krl /tmp/dave.pub
+bg_adduser erin {{key:erin}}
+printf 'RevokedKeys /etc/ssh/revoked_keys\nMatch User dave\n\tRevokedKeys /etc/ssh/revoked.krl\nMatch User erin\n\tRevokedKeys /etc/ssh/gone\n' >/etc/ssh/sshd_config.d/05-revoked.conf
+bg_reload`,
+		audits: []auditCase{{
+			name: "revoked",
+			opts: Options{Users: []string{"bob", "carol", "dave", "erin"}},
+			want: []string{
+				"bob key-revoked lockout /home/bob/.ssh/authorized_keys",
+				"dave key-revoked lockout /home/dave/.ssh/authorized_keys",
+				// A list sshd cannot read revokes every key.
+				"erin key-revoked lockout /etc/ssh/gone",
+			},
+			details: map[string][]string{
+				"bob key-revoked /home/bob/.ssh/authorized_keys":   {"line 1 of the RevokedKeys list /etc/ssh/revoked_keys"},
+				"dave key-revoked /home/dave/.ssh/authorized_keys": {"binary key revocation list /etc/ssh/revoked.krl"},
+			},
+		}},
+		refused: []string{"bob", "dave", "erin"},
+		works:   []string{"admin", "carol"},
+	},
+	{
+		// sudo rules taken away by a later rule; carol's negation is for
+		// another command.
+		name: "sudoneg",
+		setup: `bg_adduser bob {{key:bob}}
+bg_adduser carol {{key:carol}}
+bg_adduser dave {{key:dave}}
+printf 'bob ALL=(ALL) !ALL\ncarol ALL=(ALL:ALL) NOPASSWD: ALL, !/usr/bin/passwd\ndave ALL=(ALL:ALL) NOPASSWD: ALL, !/usr/bin/true\n' >/etc/sudoers.d/zz-later
+chmod 0440 /etc/sudoers.d/zz-later`,
+		audits: []auditCase{{
+			name: "sudoneg",
+			opts: Options{Users: []string{"bob", "carol", "dave"}, SudoUsers: []string{"bob", "carol", "dave"}},
+			want: []string{
+				"bob sudo-negated lockout /etc/sudoers.d/zz-later",
+				"dave sudo-negated lockout /etc/sudoers.d/zz-later",
+			},
+			details: map[string][]string{
+				"bob sudo-negated /etc/sudoers.d/zz-later":  {"/etc/sudoers.d/zz-later:1: bob ALL=(ALL) !ALL"},
+				"dave sudo-negated /etc/sudoers.d/zz-later": {"/etc/sudoers.d/zz-later:3: dave ALL=(ALL:ALL) NOPASSWD: ALL, !/usr/bin/true"},
+			},
+		}},
+		works: []string{"bob", "carol", "dave"},
+	},
+	{
+		// Group-writable homes: Debian's sshd accepts bob's (his group has
+		// no other member), not carol's (frank joined her group).
+		name: "groupwrite",
+		setup: `bg_adduser bob {{key:bob}}
+bg_adduser carol {{key:carol}}
+bg_adduser frank {{key:frank}}
+chmod 0775 /home/bob /home/carol
+usermod -aG carol frank`,
+		audits: []auditCase{{
+			name: "groupwrite",
+			opts: Options{Users: []string{"bob", "carol"}},
+			want: []string{
+				"bob unsafe-path risk /home/bob",
+				"carol unsafe-path lockout /home/carol",
+			},
+			fixes: map[string]string{
+				"bob unsafe-path /home/bob":     "chmod go-w /home/bob",
+				"carol unsafe-path /home/carol": "chmod go-w /home/carol",
+			},
+			details: map[string][]string{
+				"bob unsafe-path /home/bob": {"upstream OpenSSH and RHEL refuse it", "once the group gains another member"},
+			},
+		}},
+		refused: []string{"carol"},
+		works:   []string{"bob"},
+	},
 }
 
 // findingKey is how scenarios name a finding.

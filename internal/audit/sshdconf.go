@@ -48,7 +48,8 @@ var keywordSpelling = map[string]string{
 	"authorizedkeysfile": "AuthorizedKeysFile", "strictmodes": "StrictModes",
 	"pubkeyacceptedalgorithms": "PubkeyAcceptedAlgorithms", "pubkeyacceptedkeytypes": "PubkeyAcceptedKeyTypes",
 	"requiredrsasize": "RequiredRSASize", "usedns": "UseDNS", "authorizedkeyscommand": "AuthorizedKeysCommand",
-	"pidfile": "PidFile",
+	"pidfile": "PidFile", "forcecommand": "ForceCommand", "chrootdirectory": "ChrootDirectory",
+	"maxsessions": "MaxSessions", "revokedkeys": "RevokedKeys",
 }
 
 // keywordAliases are deprecated names sshd still reads for a keyword.

@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,6 +105,9 @@ func (c *checker) sudo(u auditedUser) {
 		c.add(name, "sudo-no-rule", SeverityLockout, "",
 			fmt.Sprintf("every sudo rule of %s asks for a password (%s), and %s has none (password field %s)", name, strings.Join(s.Rules, "; "), name, uf.Shadow.Password),
 			c.sudoDropIn(name, name+" ALL=(ALL:ALL) NOPASSWD: ALL"))
+	}
+	if x.SudoTrue > 0 && !c.has(name, SeverityLockout, isSudoID) {
+		c.sudoNegated(u, s)
 	}
 	if s.hasDefault("requiretty") {
 		c.add(name, "sudo-requiretty", SeverityRisk, "",
@@ -250,4 +254,48 @@ func (c *checker) faillock(u auditedUser, nopasswd bool) {
 	c.add(u.uf.Name, "sudo-faillock", sev, "",
 		fmt.Sprintf("pam_faillock (%s) has locked %s after %d failures (deny=%d, unlock_time=%d): %s", es[0], u.uf.Name, count, deny, unlock, effect),
 		shell.Join("faillock", "--user", u.uf.Name, "--reset"))
+}
+
+// sudoNegated: sudo -l -U U lists rules, but sudo -l -U U true (what the
+// probe runs, sudo -n true) is refused: a later rule takes it away (a
+// negation such as !ALL or !/usr/bin/true, a later drop-in).
+func (c *checker) sudoNegated(u auditedUser, s sudoList) {
+	name := u.uf.Name
+	var negs []string
+	for _, f := range c.h.SudoFiles {
+		if sudoUnsafe(f.Stat) != "" || f.Dir != "" && skippedName(path.Base(f.Path)) {
+			continue
+		}
+		for i, l := range strings.Split(string(f.Content), "\n") {
+			t := strings.TrimSpace(l)
+			if t == "" || t[0] == '#' || strings.HasPrefix(t, "Defaults") {
+				continue
+			}
+			spec, cmds, ok := strings.Cut(t, "=")
+			if !ok || !strings.Contains(cmds, "!") {
+				continue
+			}
+			who := strings.Fields(spec)
+			if len(who) == 0 {
+				continue
+			}
+			for _, p := range strings.Split(who[0], ",") {
+				if p == name || p == "ALL" || strings.HasPrefix(p, "%") && slices.Contains(u.uf.Groups, p[1:]) {
+					negs = append(negs, fmt.Sprintf("%s:%d: %s", f.Path, i+1, t))
+					break
+				}
+			}
+		}
+	}
+	detail := fmt.Sprintf("sudo -l -U %s lists rules (%s), but sudo -l -U %s true, the command breakglass's probe runs, is refused: a later rule takes it away", name, strings.Join(s.Rules, "; "), name)
+	fix := fmt.Sprintf("find the rule that takes it away (sudo -l -U %s), decide whether it is still wanted, and remove it or move %s's own rule after it", name, name)
+	if len(negs) > 0 {
+		detail += "; the negation: " + strings.Join(negs, "; ")
+		fix = fmt.Sprintf("remove the negation (%s) for %s, or move %s's own rule after it (sudo keeps the last rule that matches), then check with sudo -l -U %s true", strings.Join(negs, "; "), name, name, name)
+	}
+	where := ""
+	if len(negs) > 0 {
+		where, _, _ = strings.Cut(negs[0], ":")
+	}
+	c.add(name, "sudo-negated", SeverityLockout, where, detail, fix)
 }

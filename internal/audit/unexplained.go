@@ -49,7 +49,7 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 	if len(todo) == 0 {
 		return nil
 	}
-	logs, err := readLogs(ctx, r, users)
+	logs, err := readLogs(ctx, r, users, tasks.ConnOf(env).Client)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -66,9 +66,9 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 		case err != nil:
 			detail += fmt.Sprintf("; sshd's log could not be read: %v", err)
 		case len(l) == 0:
-			detail += "; sshd's log has no line about it"
+			detail += "; sshd's log has no line about a connection of " + a.User + " from this client"
 		default:
-			detail += ". sshd's log:\n" + strings.Join(l, "\n")
+			detail += ". sshd's log of that connection (the latest of " + a.User + " from this client):\n" + strings.Join(l, "\n")
 		}
 		c.add(a.User, "login-failed-unexplained", SeverityLockout, "", detail,
 			"raise sshd's LogLevel to VERBOSE (sshd module: {LogLevel: VERBOSE}), log in again with ssh -v, and read sshd's log")
@@ -78,10 +78,12 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 
 func isSudoID(id string) bool { return strings.HasPrefix(id, "sudo-") }
 
-// readLogs returns the last lines of sshd's log about each user: the
-// journal of the ssh unit where journald runs, else /var/log/auth.log (or
-// /var/log/secure).
-func readLogs(ctx context.Context, r tasks.Runner, users []string) (map[string][]string, error) {
+// readLogs returns, for each user, sshd's log lines of its latest
+// connection from client ("" for any client): the failed attempt, not the
+// older connections around it. Lines come from the journal of the ssh unit
+// where journald runs, else /var/log/auth.log (or /var/log/secure), the
+// file sshd -E writes in the lab.
+func readLogs(ctx context.Context, r tasks.Runner, users []string, client string) (map[string][]string, error) {
 	var b strings.Builder
 	b.WriteString(`LC_ALL=C; export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
@@ -95,15 +97,17 @@ bg_log() {
 		if [ -r "$f" ]; then tail -n 5000 -- "$f"; return; fi
 	done
 }
-for u in`)
+`)
+	fmt.Fprintf(&b, "bg_client=%s\n", shell.Quote(client))
+	b.WriteString("for u in")
 	for _, u := range users {
 		b.WriteString(" " + shell.Quote(u))
 	}
 	fmt.Fprintf(&b, `; do
-	bg_log | grep -a -F -e "$u" -e 'Connection closed by authenticating user' -e 'Authentication refused' | tail -n %d | cut -c 1-%d | while IFS= read -r l; do printf 'log %%s %%s\n' "$u" "$l"; done
+	bg_log | cut -c 1-%d | awk -v u="$u" -v ip="$bg_client" %s | tail -n %d | while IFS= read -r l; do printf 'log %%s %%s\n' "$u" "$l"; done
 done
 } </dev/null
-`, logLines, logLineMax)
+`, logLineMax, shell.Quote(attemptAwk), logLines)
 	out, err := r.Run(ctx, "/bin/sh -s", []byte(b.String()))
 	if err != nil {
 		return nil, fmt.Errorf("read sshd's log: %w", err)
@@ -119,3 +123,48 @@ done
 	}
 	return logs, nil
 }
+
+// attemptAwk selects one connection's lines from sshd's log (variables u,
+// the user, and ip, the client address or ""): a connection is a client
+// port ("IP port N"), and the attempt is the connection that names u and
+// began last. Where lines carry sshd's pid (syslog, journald: "sshd[PID]:",
+// OpenSSH 10's "sshd-session[PID]:" and "sshd-auth[PID]:"), it is every
+// line of that pid from the connection's first line until the pid names
+// another port; where they do not (sshd -E FILE), every line naming its
+// port.
+const attemptAwk = `
+function pidof(s) {
+	if (match(s, /sshd(-session|-auth)?\[[0-9]+\]/)) {
+		s = substr(s, RSTART, RLENGTH)
+		sub(/^[^[]*\[/, "", s)
+		sub(/\]$/, "", s)
+		return s
+	}
+	return ""
+}
+{
+	line[NR] = $0
+	pid[NR] = pidof($0)
+	port[NR] = ""
+	if (match($0, / port [0-9]+/)) port[NR] = substr($0, RSTART + 6, RLENGTH - 6)
+	T = port[NR]
+	w = " " $0 " "
+	if (T == "" || ip != "" && !index(w, " " ip " port " T)) next
+	if (!(T in first)) first[T] = NR
+	if (index(w, " " u " ") && (!best || first[T] > first[best])) best = T
+}
+END {
+	if (!best) exit
+	T = best
+	P = pid[first[T]]
+	for (i = first[T]; i <= NR; i++) {
+		if (P == "") {
+			if (port[i] == T) print line[i]
+			continue
+		}
+		if (pid[i] != P) continue
+		if (port[i] != "" && port[i] != T) break
+		print line[i]
+	}
+}
+`
