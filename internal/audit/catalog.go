@@ -12,7 +12,7 @@ import (
 // it.
 type Check struct {
 	ID     string
-	Family string // "account", "sshd", "session", "key", "pam", "daemon", "sudo", "login", "run"
+	Family string // "account", "sshd", "session", "key", "pam", "daemon", "sudo", "second", "login", "run"
 	Cause  string // when it fires, and what refuses
 	Fix    string // the kind of fix: a command (and whether recover runs it), or what a person decides
 }
@@ -62,6 +62,12 @@ var Catalog = []Check{
 	{"sudo-requiretty", "sudo", "Defaults requiretty applies to the user", "command: a Defaults:USER !requiretty drop-in"},
 	{"sudo-account", "sudo", "sudo's PAM account stage refuses the user (expired, aged out)", "command (recover runs it): chage"},
 	{"sudo-faillock", "sudo", "pam_faillock locked the user's sudo password", "command: faillock --reset"},
+	{"second-path-not-running", "second", "the emergency sshd (secondary_sshd) is not running, not enabled, or was never set up", "command: breakglass apply (it starts it again)"},
+	{"second-path-shared", "second", "the emergency sshd shares a weak point with the main path: keys under a home, UsePAM yes, the main host key files, an Include", "command: breakglass apply"},
+	{"second-path-keys-differ", "second", "the emergency sshd's key store differs from the keys the play gives", "command: breakglass apply"},
+	{"second-path-known-hosts", "second", "[addr]:port of the emergency sshd is missing from the known_hosts file: plain ssh with strict checking refuses it", "command: breakglass apply (records it when it presents the verified host key)"},
+	{"second-path-needs-sudo", "second", "info: without root_login the second path gives root only through sudo, which it shares with the main path", "person: root_login: true on the secondary_sshd task"},
+	{"emergency-access", "second", "info: the exact command to get in through the emergency port", "none: it is the way in"},
 	{"login-failed-unexplained", "login", "a real login failed and no check explains it: sshd's log lines of that attempt", "person: raise LogLevel, read the log"},
 	{"control-login-failed", "run", "sshd refused the inventory's user; the run went on as a break-glass user", "command: breakglass recover"},
 	{"drift", "run", "what apply would change", "command: breakglass apply"},

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/breakglass/breakglass/tasks"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/lockouts.md and the README's list of finding ids from Catalog")
@@ -73,6 +75,13 @@ func TestCatalog(t *testing.T) {
 	}
 	if n < 40 {
 		t.Errorf("found only %d ids in the checks: the patterns no longer match how checks name them", n)
+	}
+	// Ids the modules report themselves.
+	for _, id := range []string{tasks.FindingSecondNotRunning, tasks.FindingSecondShared, tasks.FindingSecondKeys,
+		tasks.FindingSecondKnownHosts, tasks.FindingSecondSudo, "emergency-access"} {
+		if _, ok := lookupCheck(id); !ok {
+			t.Errorf("tasks reports %q, which is not in Catalog", id)
+		}
 	}
 
 	doc := docHeader + CatalogMarkdown()
