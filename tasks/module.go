@@ -210,6 +210,25 @@ type Access struct {
 	Sudo  *bool // nil when sudo was not checked
 	Error string
 	MS    int64
+	// SourcePort is the client port of the login's connection (0 when
+	// unknown, e.g. through a jump host), known from the TCP connect on,
+	// so also for a refused login: audit finds that one connection's
+	// lines in sshd's log by it.
+	SourcePort int
+}
+
+type sourcePortKey struct{}
+
+// WithSourcePort returns ctx asking the LoginDialer to call f with the
+// client port of the connection it opens, before the SSH handshake.
+func WithSourcePort(ctx context.Context, f func(port int)) context.Context {
+	return context.WithValue(ctx, sourcePortKey{}, f)
+}
+
+// SourcePortHook returns the function WithSourcePort put in ctx, or nil.
+func SourcePortHook(ctx context.Context) func(port int) {
+	f, _ := ctx.Value(sourcePortKey{}).(func(int))
+	return f
 }
 
 // FactAccess is the Facts key under which the runner keeps the login rows

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -221,7 +222,9 @@ func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Pat
 		a.Error = fmt.Sprintf("key file: %v", err)
 		return a
 	}
-	r, closeFn, err := env.Dial.Login(ctx, l.User, key, p)
+	var port atomic.Int64
+	r, closeFn, err := env.Dial.Login(WithSourcePort(ctx, func(p int) { port.Store(int64(p)) }), l.User, key, p)
+	a.SourcePort = int(port.Load())
 	if err != nil {
 		a.Error = err.Error()
 		return a

@@ -399,7 +399,7 @@ func (f runnerFunc) Run(_ context.Context, cmd string, stdin []byte) ([]byte, er
 func TestUnexplainedReplay(t *testing.T) {
 	out, env := recording(t, "clean")
 	env.Facts.Set(tasks.FactAccess, []tasks.Access{
-		{User: "admin", Path: "direct", Error: "ssh: unable to authenticate"},
+		{User: "admin", Path: "direct", Error: "ssh: unable to authenticate", SourcePort: 4242},
 		{User: "admin", Path: "port 2222", OK: true},
 	})
 	var logCalls int
@@ -407,9 +407,9 @@ func TestUnexplainedReplay(t *testing.T) {
 		switch {
 		case bytes.HasPrefix(stdin, []byte("bg_client=")):
 			return out, nil
-		case bytes.Contains(stdin, []byte("for u in admin;")):
+		case bytes.Contains(stdin, []byte("for a in admin:4242;")):
 			logCalls++
-			return []byte("log admin 2026-11-25T15:00:00 sshd[9]: Connection closed by authenticating user admin 127.0.0.1 port 4242 [preauth]\n"), nil
+			return []byte("log admin 4242 2026-11-25T15:00:00 sshd[9]: Connection closed by authenticating user admin 127.0.0.1 port 4242 [preauth]\n"), nil
 		}
 		return nil, errors.New("unexpected command")
 	})
@@ -420,7 +420,7 @@ func TestUnexplainedReplay(t *testing.T) {
 	if got := keysOf(res.Findings); !slices.Equal(got, []string{"admin login-failed-unexplained lockout "}) || logCalls != 1 {
 		t.Fatalf("findings %q, %d log reads", got, logCalls)
 	}
-	if d := res.Findings[0].Detail; !strings.Contains(d, "over direct failed (ssh: unable to authenticate)") || !strings.Contains(d, "port 4242 [preauth]") {
+	if d := res.Findings[0].Detail; !strings.Contains(d, "over direct failed (ssh: unable to authenticate)") || !strings.Contains(d, "port 4242 [preauth]") || !strings.Contains(d, "(client port 4242)") {
 		t.Errorf("detail: %s", d)
 	}
 
@@ -544,9 +544,23 @@ func TestAttemptLines(t *testing.T) {
 		t.Skipf("SKIP: no awk: %v", err)
 	}
 	tests := []struct {
-		name, log string
-		want      []string
+		name, log, port string
+		want            []string
 	}{
+		{
+			// The attempt's own client port picks its connection, not
+			// the user's latest one.
+			name: "port",
+			port: "4010",
+			log: `T h sshd[10]: Connection from 127.0.0.1 port 4010 on 127.1.1.1 port 22 rdomain ""
+T h sshd[10]: Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]
+T h sshd[13]: Accepted publickey for bob from 127.0.0.1 port 4020 ssh2: ED25519 SHA256:x
+`,
+			want: []string{
+				`T h sshd[10]: Connection from 127.0.0.1 port 4010 on 127.1.1.1 port 22 rdomain ""`,
+				"T h sshd[10]: Connection closed by authenticating user bob 127.0.0.1 port 4010 [preauth]",
+			},
+		},
 		{
 			name: "pid",
 			log: `T h sshd[10]: Accepted publickey for bob from 127.0.0.1 port 4000 ssh2: ED25519 SHA256:x
@@ -586,7 +600,7 @@ Accepted publickey for admin from 127.0.0.1 port 4011 ssh2
 		},
 	}
 	for _, tc := range tests {
-		cmd := exec.Command("awk", "-v", "u=bob", "-v", "ip=127.0.0.1", attemptAwk)
+		cmd := exec.Command("awk", "-v", "u=bob", "-v", "p="+tc.port, "-v", "ip=127.0.0.1", attemptAwk)
 		cmd.Stdin = strings.NewReader(tc.log)
 		out, err := cmd.Output()
 		if err != nil {

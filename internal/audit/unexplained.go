@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
@@ -25,7 +24,6 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 	v, _ := env.Facts.Get(tasks.FactAccess)
 	rows, _ := v.([]tasks.Access)
 	var todo []tasks.Access
-	var users []string
 	for _, a := range rows {
 		sudoOnly := a.OK && a.Sudo != nil && !*a.Sudo
 		if a.OK && !sudoOnly {
@@ -42,14 +40,11 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 			continue
 		}
 		todo = append(todo, a)
-		if !slices.Contains(users, a.User) {
-			users = append(users, a.User)
-		}
 	}
 	if len(todo) == 0 {
 		return nil
 	}
-	logs, err := readLogs(ctx, r, users, tasks.ConnOf(env).Client)
+	logs, err := readLogs(ctx, r, todo, tasks.ConnOf(env).Client)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -62,13 +57,17 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 			what = "sudo -n true after the login"
 		}
 		detail := fmt.Sprintf("%s as %s over %s failed (%s), and no check found a cause", what, a.User, a.Path, strings.TrimSpace(a.Error))
-		switch l := logs[a.User]; {
+		which := "the latest of " + a.User + " from this client"
+		if a.SourcePort > 0 {
+			which = fmt.Sprintf("client port %d", a.SourcePort)
+		}
+		switch l := logs[attemptKey(a)]; {
 		case err != nil:
 			detail += fmt.Sprintf("; sshd's log could not be read: %v", err)
 		case len(l) == 0:
-			detail += "; sshd's log has no line about a connection of " + a.User + " from this client"
+			detail += "; sshd's log has no line about that connection (" + which + ")"
 		default:
-			detail += ". sshd's log of that connection (the latest of " + a.User + " from this client):\n" + strings.Join(l, "\n")
+			detail += ". sshd's log of that connection (" + which + "):\n" + strings.Join(l, "\n")
 		}
 		c.add(a.User, "login-failed-unexplained", SeverityLockout, "", detail,
 			"raise sshd's LogLevel to VERBOSE (sshd module: {LogLevel: VERBOSE}), log in again with ssh -v, and read sshd's log")
@@ -78,12 +77,16 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 
 func isSudoID(id string) bool { return strings.HasPrefix(id, "sudo-") }
 
-// readLogs returns, for each user, sshd's log lines of its latest
-// connection from client ("" for any client): the failed attempt, not the
+// attemptKey names a login attempt in readLogs' answer.
+func attemptKey(a tasks.Access) string { return fmt.Sprintf("%s %d", a.User, a.SourcePort) }
+
+// readLogs returns, for each attempt (attemptKey), sshd's log lines of its
+// connection: the one from its client port when known, else the user's
+// latest from client ("" for any client); the failed attempt, not the
 // older connections around it. Lines come from the journal of the ssh unit
 // where journald runs, else /var/log/auth.log (or /var/log/secure), the
 // file sshd -E writes in the lab.
-func readLogs(ctx context.Context, r tasks.Runner, users []string, client string) (map[string][]string, error) {
+func readLogs(ctx context.Context, r tasks.Runner, attempts []tasks.Access, client string) (map[string][]string, error) {
 	var b strings.Builder
 	b.WriteString(`LC_ALL=C; export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
@@ -99,12 +102,18 @@ bg_log() {
 }
 `)
 	fmt.Fprintf(&b, "bg_client=%s\n", shell.Quote(client))
-	b.WriteString("for u in")
-	for _, u := range users {
-		b.WriteString(" " + shell.Quote(u))
+	b.WriteString("for a in")
+	seen := map[string]bool{}
+	for _, a := range attempts {
+		if k := attemptKey(a); !seen[k] {
+			seen[k] = true
+			b.WriteString(" " + shell.Quote(fmt.Sprintf("%s:%d", a.User, a.SourcePort)))
+		}
 	}
 	fmt.Fprintf(&b, `; do
-	bg_log | cut -c 1-%d | awk -v u="$u" -v ip="$bg_client" %s | tail -n %d | while IFS= read -r l; do printf 'log %%s %%s\n' "$u" "$l"; done
+	u=${a%%%%:*} p=${a#*:}
+	[ "$p" != 0 ] || p=
+	bg_log | cut -c 1-%d | awk -v u="$u" -v p="$p" -v ip="$bg_client" %s | tail -n %d | while IFS= read -r l; do printf 'log %%s %%s %%s\n' "$u" "${p:-0}" "$l"; done
 done
 } </dev/null
 `, logLineMax, shell.Quote(attemptAwk), logLines)
@@ -118,16 +127,18 @@ done
 		if !ok {
 			continue
 		}
-		u, line, _ := strings.Cut(rest, " ")
-		logs[u] = append(logs[u], line)
+		u, rest, _ := strings.Cut(rest, " ")
+		port, line, _ := strings.Cut(rest, " ")
+		logs[u+" "+port] = append(logs[u+" "+port], line)
 	}
 	return logs, nil
 }
 
 // attemptAwk selects one connection's lines from sshd's log (variables u,
-// the user, and ip, the client address or ""): a connection is a client
-// port ("IP port N"), and the attempt is the connection that names u and
-// began last. Where lines carry sshd's pid (syslog, journald: "sshd[PID]:",
+// the user, p, the attempt's client port or "", and ip, the client address
+// or ""): a connection is a client port ("IP port N"), and the attempt is
+// the connection from port p, or when p is unknown the one that names u
+// and began last. Where lines carry sshd's pid (syslog, journald: "sshd[PID]:",
 // OpenSSH 10's "sshd-session[PID]:" and "sshd-auth[PID]:"), it is every
 // line of that pid from the connection's first line until the pid names
 // another port; where they do not (sshd -E FILE), every line naming its
@@ -154,6 +165,7 @@ function pidof(s) {
 	if (index(w, " " u " ") && (!best || first[T] > first[best])) best = T
 }
 END {
+	if (p != "") best = (p in first) ? p : ""
 	if (!best) exit
 	T = best
 	P = pid[first[T]]

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -434,6 +435,13 @@ func (l *loginDialer) Login(ctx context.Context, user, keyFile string, path task
 	t, err := pathTarget(l.plan, l.job.Target, user, keyFile, path)
 	if err != nil {
 		return nil, nil, err
+	}
+	if f := tasks.SourcePortHook(ctx); f != nil {
+		ctx = transport.WithConnHook(ctx, func(a net.Addr) {
+			if tcp, ok := a.(*net.TCPAddr); ok {
+				f(tcp.Port)
+			}
+		})
 	}
 	c, err := l.d.Dial(ctx, t)
 	if err != nil {

@@ -136,6 +136,9 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 		if i == 0 {
 			var nd net.Dialer
 			conn, err = nd.DialContext(hctx, "tcp", h.addr())
+			if f := connHook(ctx); err == nil && f != nil && len(hops) == 1 {
+				f(conn.LocalAddr())
+			}
 		} else {
 			conn, err = clients[i-1].DialContext(hctx, "tcp", h.addr())
 			if err != nil && ctx.Err() == nil && hctx.Err() == nil {
@@ -404,4 +407,19 @@ func (c *Client) keepalive(interval time.Duration) {
 			}()
 		}
 	}
+}
+
+type connHookKey struct{}
+
+// WithConnHook returns ctx asking Dial to call f with the local address of
+// the TCP connection it opens to a host reached without a jump host, once
+// connected and before the SSH handshake (so also when the login is then
+// refused): the client port that names this connection in sshd's log.
+func WithConnHook(ctx context.Context, f func(local net.Addr)) context.Context {
+	return context.WithValue(ctx, connHookKey{}, f)
+}
+
+func connHook(ctx context.Context) func(net.Addr) {
+	f, _ := ctx.Value(connHookKey{}).(func(net.Addr))
+	return f
 }
