@@ -658,3 +658,47 @@ func TestGroupWriteSeverity(t *testing.T) {
 		t.Errorf("groups unknown: %q, want lockout", s)
 	}
 }
+
+// TestPenaltyExempt: OpenSSH ≥ 9.8's per-source penalties are a risk for
+// a controller whose address is not exempt, and nothing otherwise (older
+// sshd prints no such keyword).
+func TestPenaltyExempt(t *testing.T) {
+	h := hostOf(t, "clean")
+	user := "admin"
+	has := func(pen, exempt string) bool {
+		for _, f := range judge(t, h, user, func(uf *tasks.UserFacts, _ *UserExtras) {
+			uf.Conn.Client = "127.0.0.1"
+			if pen != "" {
+				uf.SSHD.Values["persourcepenalties"] = []string{pen}
+			}
+			if exempt != "" {
+				uf.SSHD.Values["persourcepenaltyexemptlist"] = []string{exempt}
+			}
+		}) {
+			if f.ID == "penalty-not-exempt" {
+				if f.Severity != SeverityRisk || !strings.Contains(f.Fix, "PerSourcePenaltyExemptList") {
+					t.Errorf("finding %+v", f)
+				}
+				return true
+			}
+		}
+		return false
+	}
+	on := "crash:90 authfail:5 noauth:1 grace-exceeded:10 max:600 min:15 max-sources4:65536 max-sources6:65536 overflow:permissive overflow6:permissive"
+	for _, tc := range []struct {
+		pen, exempt string
+		want        bool
+	}{
+		{"", "", false},
+		{"no", "", false},
+		{on, "", true},
+		{on, "none", true},
+		{on, "10.0.0.0/8,192.168.1.1", true},
+		{on, "10.0.0.0/8,127.0.0.0/8", false},
+		{on, "127.0.0.1", false},
+	} {
+		if got := has(tc.pen, tc.exempt); got != tc.want {
+			t.Errorf("PerSourcePenalties %q, exempt %q: finding %v, want %v", tc.pen, tc.exempt, got, tc.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"net/netip"
 	"fmt"
 	"path"
 	"slices"
@@ -125,6 +126,7 @@ func (c *checker) host(users []auditedUser) {
 	if !invalid && !privsepMissing {
 		c.configPending()
 	}
+	c.penalties(users)
 	usePAM := len(users) == 0
 	for _, u := range users {
 		if u.uf.SSHDKnown() != nil || u.uf.SSHD.UsePAM {
@@ -421,4 +423,54 @@ func mentions(b []byte, user string) []int {
 		}
 	}
 	return out
+}
+
+// penalties reports OpenSSH ≥ 9.8's PerSourcePenalties when this run's
+// address is not exempt: after a few refused logins from here (one user
+// locked out, a check repeated), sshd closes every connection from this
+// address before authentication for a while, and healthy users look
+// locked out. sshd -T of older versions prints no such keyword.
+func (c *checker) penalties(users []auditedUser) {
+	for _, u := range users {
+		cfg := &u.uf.SSHD
+		if u.uf.SSHDKnown() != nil {
+			continue
+		}
+		pen := cfg.Get("persourcepenalties")
+		if pen == "" || pen == "no" {
+			return
+		}
+		client := u.uf.Conn.Client
+		exempt := cfg.Get("persourcepenaltyexemptlist")
+		if penaltyExempt(client, exempt) {
+			return
+		}
+		list := exempt
+		if list == "" || list == "none" {
+			list = "empty"
+		}
+		c.add("", "penalty-not-exempt", SeverityRisk, "",
+			fmt.Sprintf("sshd penalises refused logins per source address (PerSourcePenalties %s) and this controller's address %s is not in PerSourcePenaltyExemptList (%s): once a locked-out user's key is refused a few times from here, sshd closes every connection from %s before authentication, and healthy users look locked out or the host unreachable", pen, client, list, client),
+			fmt.Sprintf("exempt the controller, e.g. breakglass apply with sshd: {settings: {PerSourcePenaltyExemptList: %s}}", shell.Quote(client)))
+		return
+	}
+}
+
+// penaltyExempt reports whether addr is in list, sshd's comma-separated
+// addresses and CIDR blocks.
+func penaltyExempt(addr, list string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	for _, e := range strings.Split(list, ",") {
+		e = strings.TrimSpace(e)
+		if p, err := netip.ParsePrefix(e); err == nil && p.Contains(a) {
+			return true
+		}
+		if b, err := netip.ParseAddr(e); err == nil && b == a {
+			return true
+		}
+	}
+	return false
 }
