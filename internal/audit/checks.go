@@ -1,8 +1,8 @@
 package audit
 
 import (
-	"net/netip"
 	"fmt"
+	"net/netip"
 	"path"
 	"slices"
 	"strconv"
