@@ -562,6 +562,17 @@ T h sshd[13]: Accepted publickey for bob from 127.0.0.1 port 4020 ssh2: ED25519 
 			},
 		},
 		{
+			// OpenSSH ≥ 9.8's listener drops a penalised connection
+			// before any child: "[IP]:PORT".
+			name: "penalty",
+			port: "4030",
+			log: `T h sshd[1]: srclimit_penalise: ipv4: new 127.0.0.1/32 penalty of 15 seconds for penalty: failed authentication
+T h sshd[1]: drop connection #0 from [127.0.0.1]:4030 on [127.1.1.1]:22 penalty: failed authentication
+T h sshd[1]: drop connection #0 from [127.0.0.1]:4031 on [127.1.1.1]:22 penalty: failed authentication
+`,
+			want: []string{"T h sshd[1]: drop connection #0 from [127.0.0.1]:4030 on [127.1.1.1]:22 penalty: failed authentication"},
+		},
+		{
 			name: "pid",
 			log: `T h sshd[10]: Accepted publickey for bob from 127.0.0.1 port 4000 ssh2: ED25519 SHA256:x
 T h sshd[10]: pam_unix(sshd:session): session opened for user bob(uid=1001) by (uid=0)
@@ -700,5 +711,31 @@ func TestPenaltyExempt(t *testing.T) {
 		if got := has(tc.pen, tc.exempt); got != tc.want {
 			t.Errorf("PerSourcePenalties %q, exempt %q: finding %v, want %v", tc.pen, tc.exempt, got, tc.want)
 		}
+	}
+}
+
+// TestPenalisedLoginReplay: a login whose own connection sshd dropped for a
+// per-source penalty is reported as that (a risk), never as the user's
+// lockout.
+func TestPenalisedLoginReplay(t *testing.T) {
+	out, env := recording(t, "clean")
+	env.Facts.Set(tasks.FactAccess, []tasks.Access{
+		{User: "admin", Path: "direct", Error: "ssh: handshake failed: EOF", SourcePort: 4030},
+	})
+	r := runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {
+		switch {
+		case bytes.HasPrefix(stdin, []byte("bg_client=")):
+			return out, nil
+		case bytes.Contains(stdin, []byte("for a in admin:4030;")):
+			return []byte("log admin 4030 T h sshd[1]: drop connection #0 from [127.0.0.1]:4030 on [127.1.1.1]:22 penalty: failed authentication\n"), nil
+		}
+		return nil, errors.New("unexpected command")
+	})
+	res, err := New(Options{}).Run(context.Background(), r, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(res.Findings); !slices.Equal(got, []string{"admin login-penalised risk "}) {
+		t.Fatalf("findings %q", got)
 	}
 }

@@ -69,6 +69,7 @@ var Catalog = []Check{
 	{"second-path-known-hosts", "second", "[addr]:port of the emergency sshd is missing from the known_hosts file: plain ssh with strict checking refuses it", "command: breakglass apply (records it when it presents the verified host key)"},
 	{"second-path-needs-sudo", "second", "info: without root_login the second path gives root only through sudo, which it shares with the main path", "person: root_login: true on the secondary_sshd task"},
 	{"emergency-access", "second", "info: the exact command to get in through the emergency port", "none: it is the way in"},
+	{"login-penalised", "login", "a real login was closed before authentication because sshd penalised this controller's address (PerSourcePenalties): not the user's lockout", "person: exempt the controller, fix the refused logins"},
 	{"login-failed-unexplained", "login", "a real login failed and no check explains it: sshd's log lines of that attempt", "person: raise LogLevel, read the log"},
 	{"control-login-failed", "run", "sshd refused the inventory's user; the run went on as a break-glass user", "command: breakglass recover"},
 	{"drift", "run", "what apply would change", "command: breakglass apply"},

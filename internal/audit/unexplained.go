@@ -61,7 +61,16 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 		if a.SourcePort > 0 {
 			which = fmt.Sprintf("client port %d", a.SourcePort)
 		}
-		switch l := logs[attemptKey(a)]; {
+		l := logs[attemptKey(a)]
+		if penalised(l) {
+			// OpenSSH ≥ 9.8 dropped the connection for this address's
+			// earlier refusals: says nothing about this user.
+			c.add(a.User, "login-penalised", SeverityRisk, "",
+				fmt.Sprintf("%s as %s over %s failed (%s) because sshd penalised this controller's address for earlier refused logins (PerSourcePenalties), not because of %s: %s", what, a.User, a.Path, strings.TrimSpace(a.Error), a.User, strings.Join(l, "\n")),
+				"exempt the controller's address (PerSourcePenaltyExemptList), fix the refused logins, and run again after the penalty")
+			continue
+		}
+		switch {
 		case err != nil:
 			detail += fmt.Sprintf("; sshd's log could not be read: %v", err)
 		case len(l) == 0:
@@ -76,6 +85,18 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 }
 
 func isSudoID(id string) bool { return strings.HasPrefix(id, "sudo-") }
+
+// penalised reports whether sshd's lines of a connection say it dropped it
+// for a per-source penalty (OpenSSH ≥ 9.8: "drop connection #N from
+// [IP]:PORT on [IP]:PORT penalty: …").
+func penalised(lines []string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, "drop connection") && strings.Contains(l, "penalty") {
+			return true
+		}
+	}
+	return false
+}
 
 // attemptKey names a login attempt in readLogs' answer.
 func attemptKey(a tasks.Access) string { return fmt.Sprintf("%s %d", a.User, a.SourcePort) }
@@ -158,9 +179,10 @@ function pidof(s) {
 	pid[NR] = pidof($0)
 	port[NR] = ""
 	if (match($0, / port [0-9]+/)) port[NR] = substr($0, RSTART + 6, RLENGTH - 6)
+	else if (match($0, /\]:[0-9]+ on /)) port[NR] = substr($0, RSTART + 2, RLENGTH - 6)
 	T = port[NR]
 	w = " " $0 " "
-	if (T == "" || ip != "" && !index(w, " " ip " port " T)) next
+	if (T == "" || ip != "" && !index(w, " " ip " port " T) && !index(w, "[" ip "]:" T " ")) next
 	if (!(T in first)) first[T] = NR
 	if (index(w, " " u " ") && (!best || first[T] > first[best])) best = T
 }
