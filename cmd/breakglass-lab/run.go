@@ -28,14 +28,19 @@ const (
 // is killed.
 const termGrace = 5 * time.Second
 
-const usage = `usage: breakglass-lab [-n 3] [-prefix lab] [-dir DIR] -- COMMAND [ARGS…]
-       breakglass-lab up [-n 3] [-prefix lab] [-dir DIR]
+const usage = `usage: breakglass-lab [-n 3] [-kind namespace] [-prefix lab] [-dir DIR] -- COMMAND [ARGS…]
+       breakglass-lab up [-n 3] [-kind namespace] [-prefix lab] [-dir DIR]
 
 Starts N lab hosts (real sshd in Linux namespaces, each on its own
 127.x.y.z:22 with an admin user that has passwordless sudo), then runs
 COMMAND with BG_LAB_INVENTORY, BG_LAB_KNOWN_HOSTS, BG_LAB_KEY and
 BG_LAB_DIR set, stops the hosts and exits with COMMAND's exit code.
 "up" prints those variables and keeps the hosts until Ctrl-C.
+
+Kinds: namespace (default: the machine's own sshd, no init, starts in
+milliseconds), bookworm and trixie (systemd-nspawn containers booting
+systemd from Debian 12 / 13 roots with OpenSSH 9.2 / 10.0; the root is
+built with debootstrap the first time, which takes minutes).
 
 `
 
@@ -52,6 +57,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.PrintDefaults()
 	}
 	n := fs.Int("n", 3, "how many hosts")
+	kindName := fs.String("kind", string(lab.Namespace), "host kind: namespace, bookworm or trixie")
 	prefix := fs.String("prefix", lab.DefaultPrefix, "host name prefix")
 	dir := fs.String("dir", "", "state directory (must not exist or be empty; removed afterwards); default a new one under $TMPDIR")
 	if err := fs.Parse(args); err != nil {
@@ -61,7 +67,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	command := fs.Args()
+	kind, kindErr := lab.ParseKind(*kindName)
 	switch {
+	case kindErr != nil:
+		return usageError(fs, "%v", kindErr)
 	case *n < 1:
 		return usageError(fs, "-n must be at least 1, got %d", *n)
 	case up && len(command) > 0:
@@ -69,18 +78,26 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case !up && len(command) == 0:
 		return usageError(fs, "missing command (or \"up\")")
 	}
-	if err := lab.Check(); err != nil {
+	if err := lab.CheckKind(kind); err != nil {
 		fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
 		return exitFailure
 	}
 
+	if err := lab.PrepareRoots(ctx, stderr, kind); err != nil {
+		fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
+		return exitFailure
+	}
 	start := time.Now()
-	l, err := lab.Start(ctx, lab.Options{Hosts: *n, Prefix: *prefix, Dir: *dir})
+	l, err := lab.Start(ctx, lab.Options{Hosts: *n, Prefix: *prefix, Dir: *dir, Kind: kind})
 	if err != nil {
 		fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stderr, "breakglass-lab: started %d hosts in %.1fs\n", len(l.Hosts), time.Since(start).Seconds())
+	what := "hosts"
+	if kind != lab.Namespace {
+		what = string(kind) + " hosts"
+	}
+	fmt.Fprintf(stderr, "breakglass-lab: started %d %s in %.1fs\n", len(l.Hosts), what, time.Since(start).Seconds())
 	printTable(stderr, l)
 
 	code := exitOK
