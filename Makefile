@@ -1,5 +1,6 @@
 # breakglass — see README.md. Every target works as root on a fresh Debian
-# machine: `deps` installs what the lab needs (openssh-server, sudo) with
+# machine: `deps` installs what the lab needs (openssh-server, sudo,
+# debootstrap, systemd-container) with
 # apt-get when it is missing.
 
 GO        ?= go
@@ -20,13 +21,16 @@ build:
 	$(GO) build -o $(BIN)/breakglass-lab ./cmd/breakglass-lab
 
 # The lab runs the machine's own sshd in namespaces: it needs openssh-server,
-# sudo, and unshare/nsenter from util-linux.
+# sudo, and unshare/nsenter from util-linux. Its systemd hosts need
+# systemd-nspawn (systemd-container), and debootstrap to build their roots.
 deps:
 	@missing=""; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v sudo >/dev/null 2>&1 || missing="$$missing sudo"; \
 	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
 	command -v unshare >/dev/null 2>&1 || missing="$$missing util-linux"; \
+	command -v debootstrap >/dev/null 2>&1 || missing="$$missing debootstrap"; \
+	command -v systemd-nspawn >/dev/null 2>&1 || missing="$$missing systemd-container"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "breakglass: need root to install:$$missing" >&2; exit 1; fi; \
 		echo "installing:$$missing"; \
@@ -35,6 +39,8 @@ deps:
 
 # Unit and integration tests (integration tests start real sshd lab hosts;
 # they fail, never skip, when CI=true), then each parser fuzzed briefly.
+# The first run on a machine also builds the systemd hosts' Debian roots
+# (about two minutes, both in parallel; cached in /var/cache/breakglass-lab).
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 9m ./...
