@@ -12,7 +12,7 @@ FUZZTIME  ?= 60s
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build deps test test-short demo bench lint fuzz clean
+.PHONY: all build deps roots test test-short demo bench lint fuzz clean
 
 all: build
 
@@ -40,11 +40,17 @@ deps:
 # Unit and integration tests (integration tests start real sshd lab hosts;
 # they fail, never skip, when CI=true), then each parser fuzzed briefly.
 # The first run on a machine also builds the systemd hosts' Debian roots
-# (about two minutes, both in parallel; cached in /var/cache/breakglass-lab).
-test: deps
+# (see roots).
+test: deps roots
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 9m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3000x
+
+# The systemd lab hosts' Debian roots, built once (both in parallel) and
+# cached in /var/cache/breakglass-lab; before the tests, so that the build
+# does not eat into the tests' timeouts.
+roots: deps
+	$(GO) run ./cmd/breakglass-lab roots
 
 test-short:
 	$(GO) test -short -count=1 ./...

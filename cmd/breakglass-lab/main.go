@@ -3,6 +3,7 @@
 //
 //	breakglass-lab [-n 3] [-kind namespace|bookworm|trixie] [-prefix lab] [-dir DIR] -- COMMAND [ARGS…]
 //	breakglass-lab up [-n 3] [-kind namespace|bookworm|trixie] [-prefix lab] [-dir DIR]
+//	breakglass-lab roots
 //
 // It needs root, util-linux, openssh-server and sudo; the systemd kinds
 // also systemd-container, and debootstrap to build their roots.

@@ -30,6 +30,7 @@ const termGrace = 5 * time.Second
 
 const usage = `usage: breakglass-lab [-n 3] [-kind namespace] [-prefix lab] [-dir DIR] -- COMMAND [ARGS…]
        breakglass-lab up [-n 3] [-kind namespace] [-prefix lab] [-dir DIR]
+       breakglass-lab roots
 
 Starts N lab hosts (real sshd in Linux namespaces, each on its own
 127.x.y.z:22 with an admin user that has passwordless sudo), then runs
@@ -40,12 +41,16 @@ BG_LAB_DIR set, stops the hosts and exits with COMMAND's exit code.
 Kinds: namespace (default: the machine's own sshd, no init, starts in
 milliseconds), bookworm and trixie (systemd-nspawn containers booting
 systemd from Debian 12 / 13 roots with OpenSSH 9.2 / 10.0; the root is
-built with debootstrap the first time, which takes minutes).
+built with debootstrap the first time, which takes minutes). "roots"
+builds every root that is not cached yet, in parallel, and exits.
 
 `
 
 // run is the whole command; main only wires it to the process.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "roots" {
+		return roots(ctx, args[1:], stderr)
+	}
 	up := len(args) > 0 && args[0] == "up"
 	if up {
 		args = args[1:]
@@ -175,4 +180,25 @@ func runCommand(ctx context.Context, l *lab.Lab, command []string, stdin io.Read
 		return exitNotFound
 	}
 	return exitFailure
+}
+
+// roots builds the systemd kinds' roots that are not cached.
+func roots(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "breakglass-lab: roots takes no arguments, got %q\n", args)
+		return exitUsage
+	}
+	for _, k := range lab.SystemdKinds() {
+		if err := lab.CheckKind(k); err != nil {
+			fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
+			return exitFailure
+		}
+	}
+	start := time.Now()
+	if err := lab.PrepareRoots(ctx, stderr, lab.SystemdKinds()...); err != nil {
+		fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "breakglass-lab: roots ready in %s in %.0fs\n", lab.CacheDir(), time.Since(start).Seconds())
+	return exitOK
 }

@@ -21,8 +21,6 @@ func overlayWorks(dir string) bool { return false }
 
 func hostSysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
-func rootCached(k Kind) bool { return false }
-
 func (h *Host) killSystemd() error { return errNotLinux }
 
 func (h *Host) containerInit() (int, error) { return 0, errNotLinux }
