@@ -119,13 +119,7 @@ func (l *Lab) startReaper() error {
 		return fmt.Errorf("start reaper: %w", err)
 	}
 	defer r.Close()
-	script := filepath.Join(l.Dir, "reaper.sh")
-	if err := writeFile(script, []byte(reaperScript), 0o755, 0, 0); err != nil {
-		w.Close()
-		return err
-	}
-	// The script is read at once, before Stop can remove it: sh reads a
-	// file this short in one go.
+	// The script is an argument, not a file in the lab dir it removes.
 	cmd := exec.Command("/bin/sh", append([]string{"-c", reaperScript, "breakglass-lab-reaper", l.Dir}, l.labCgroups()...)...)
 	cmd.Stdin = r
 	cmd.Dir = "/"
