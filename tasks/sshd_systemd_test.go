@@ -220,3 +220,88 @@ func TestHelperSSHDSystemdRun(t *testing.T) {
 	res, err := mustSSHD(t, fmt.Sprintf(`{settings: {AllowUsers: nobody}, revert_after: %s}`, os.Getenv("BG_SSHD_REVERT_AFTER"))).Run(context.Background(), control, env)
 	t.Fatalf("not killed: res %+v err %v", res, err)
 }
+
+// waitLoginPort waits until user logs in on port, for at most limit.
+func waitLoginPort(t *testing.T, x *sshdLab, user string, port int, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		err := x.login(user, port)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s cannot log in on port %d after %v: %v\n%s", user, port, limit, err,
+				x.sh(t, "{ systemctl status --no-pager breakglass-sshd.service; ls -ld /run/sshd; } 2>&1 || :", nil))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestSecondarySSHDOnSystemdHost: on a systemd host the emergency sshd is
+// an enabled unit, and it keeps answering whatever happens to ssh.service,
+// to systemd's configuration, to its own process and to the host.
+func TestSecondarySSHDOnSystemdHost(t *testing.T) {
+	for _, k := range lab.SystemdKinds() {
+		t.Run(string(k), func(t *testing.T) {
+			t.Parallel()
+			x := newSystemdSSHDLab(t, k)
+			const unit = DefaultSecondaryName + "-sshd.service"
+			task := fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1, bg-ops2], listen: %s}`, x.h.Addr)
+			res := runSecondary(t, x, task)
+			if !res.Changed {
+				t.Fatalf("first run changed nothing: %s", changesOf(res))
+			}
+			t.Logf("first run: %s", changesOf(res))
+			if got := x.sh(t, "systemctl is-enabled "+unit+"; systemctl is-active "+unit+"; test -f "+secondaryPrivsepDropIn+" && echo drop-in", nil); got != "enabled\nactive\ndrop-in\n" {
+				t.Errorf("%s: %q", unit, got)
+			}
+			x.mustLogin(t, 2222, "bg-ops1", "bg-ops2")
+			if err := x.login("admin", 2222); err == nil {
+				t.Error("admin logs in on the emergency port, which allows only the break-glass users")
+			}
+			if res := runSecondary(t, x, task); res.Changed {
+				t.Errorf("second run changed: %s", changesOf(res))
+			}
+
+			steps := []struct {
+				name, script string
+				mainUp       bool // whether the main sshd answers afterwards
+			}{
+				{"systemctl stop ssh", "systemctl stop ssh.service", false},
+				{"systemctl restart ssh", "systemctl start ssh.service && systemctl restart ssh.service", true},
+				{"systemctl daemon-reload", "systemctl daemon-reload", true},
+				{"kill -KILL of its process", `pid=$(systemctl show -p MainPID --value ` + unit + `) && [ "$pid" -gt 0 ] && kill -KILL "$pid"`, true},
+			}
+			mainPID := func() string { return x.sh(t, "systemctl show -p MainPID --value "+unit, nil) }
+			for _, s := range steps {
+				before := mainPID()
+				x.sh(t, s.script, nil)
+				// Restart=always, RestartSec=5s: back within seconds.
+				waitLoginPort(t, x, "bg-ops1", 2222, 20*time.Second)
+				if err := x.login("admin", 0); (err == nil) != s.mainUp {
+					t.Errorf("after %s: main sshd login for admin: %v, want up=%v", s.name, err, s.mainUp)
+				}
+				if after := mainPID(); strings.HasPrefix(s.name, "kill") && after == before {
+					t.Errorf("after %s: main pid still %s: the kill did nothing", s.name, before)
+				}
+				if got := x.sh(t, "test -d /run/sshd && echo ok", nil); got != "ok\n" {
+					t.Errorf("after %s: /run/sshd is gone", s.name)
+				}
+				t.Logf("after %s: the emergency sshd answers", s.name)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			if err := x.h.Reboot(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitLoginPort(t, x, "bg-ops1", 2222, 30*time.Second)
+			x.mustLogin(t, 2222, "bg-ops2")
+			x.mustLogin(t, 0, "admin")
+			if res := runSecondary(t, x, task); res.Changed {
+				t.Errorf("run after the reboot changed: %s", changesOf(res))
+			}
+		})
+	}
+}
