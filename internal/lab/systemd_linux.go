@@ -411,6 +411,7 @@ func (l *Lab) startSystemdHosts(ctx context.Context, adminPub []byte, log io.Wri
 	if err != nil {
 		return fmt.Errorf("%s root: %w", l.Kind, err)
 	}
+	sweepStaleCgroups(cgroupHierarchies(), staleCgroupAge)
 	if err := l.startReaper(); err != nil {
 		return err
 	}
@@ -442,4 +443,24 @@ func (l *Lab) labCgroupsIfSystemd() []string {
 		return nil
 	}
 	return l.labCgroups()
+}
+
+// staleCgroupAge is how old an empty lab cgroup must be before another lab
+// removes it: older than any lab takes to start its first host.
+const staleCgroupAge = 5 * time.Minute
+
+// sweepStaleCgroups removes lab cgroups in the hierarchies that hold no
+// process and are older than age: those of a lab whose reaper was killed
+// too. A running lab's cgroups always hold its hosts' processes.
+func sweepStaleCgroups(hierarchies []string, age time.Duration) {
+	for _, h := range hierarchies {
+		labs, _ := filepath.Glob(filepath.Join(h, "breakglass-lab", "*"))
+		for _, cg := range labs {
+			fi, err := os.Stat(cg)
+			if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < age || len(cgroupPIDs(cg)) > 0 {
+				continue
+			}
+			removeCgroup(cg)
+		}
+	}
 }

@@ -276,3 +276,32 @@ func TestHelperSystemdLabChild(t *testing.T) {
 	fmt.Printf("LAB %s %s pid=%d %s\n", l.Dir, h.addrPort(), h.PID, strings.Join(l.labCgroups(), " "))
 	time.Sleep(time.Minute) // until SIGKILLed
 }
+
+// A lab cgroup left empty (its lab's reaper killed too) is removed by a
+// later lab once it is old enough; a young one, or one with processes,
+// stays. The hierarchy is a plain dir: an empty cgroup is one without
+// cgroup.procs entries, and both are removed with rmdir.
+func TestSweepStaleCgroups(t *testing.T) {
+	h := t.TempDir()
+	stale := filepath.Join(h, "breakglass-lab", "breakglass-lab-1", "host01", "payload")
+	busy := filepath.Join(h, "breakglass-lab", "breakglass-lab-2", "host01")
+	for _, d := range []string{stale, busy} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(busy, "cgroup.procs"), []byte("4242\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sweepStaleCgroups([]string{h}, time.Hour)
+	if _, err := os.Stat(stale); err != nil {
+		t.Fatalf("young cgroup swept: %v", err)
+	}
+	sweepStaleCgroups([]string{h}, 0)
+	if _, err := os.Stat(filepath.Dir(filepath.Dir(stale))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale cgroup remains: %v", err)
+	}
+	if _, err := os.Stat(busy); err != nil {
+		t.Errorf("cgroup with a process swept: %v", err)
+	}
+}
