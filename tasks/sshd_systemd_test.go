@@ -184,6 +184,13 @@ func TestSSHDOnSystemdHostSurvivesKilledRun(t *testing.T) {
 	sshdWaitLogin(t, x, "admin", revertAfter+15*time.Second)
 	t.Logf("admin back %v after the kill", time.Since(killed).Round(100*time.Millisecond))
 	x.mustLogin(t, 0, "bg-ops1", "bg-ops2")
+	// The result is written once the restore, reload included, is over:
+	// logins may work a moment before.
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if x.sh(t, "cat /run/breakglass/txn/*/result 2>/dev/null || :", nil) != "" {
+			break
+		}
+	}
 	if got := x.sh(t, "ls "+SSHDDropInDir+"; cat /run/breakglass/txn/*/result; cat /run/breakglass/txn/*/claim/by", nil); !strings.HasPrefix(got, "lab.conf\n") || !strings.Contains(got, "restored ok") || !strings.Contains(got, "fired") {
 		t.Errorf("host after the deadline:\n%s", got)
 	}
