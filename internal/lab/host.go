@@ -230,8 +230,9 @@ func (r hostRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, 
 const sshdTimeout = 20 * time.Second
 
 // KillSSHD stops the host's main sshd listener (the process in
-// /run/sshd.pid; on a systemd host ssh.socket and ssh.service) and waits until it is gone and nothing answers on
-// Addr:Port. Sessions already open stay, as with a real sshd stop.
+// /run/sshd.pid; on a systemd host ssh.socket and ssh.service) and waits
+// until it is gone and nothing answers on Addr:Port. Sessions already open
+// stay, as with a real sshd stop.
 func (h *Host) KillSSHD() error {
 	ctx, cancel := context.WithTimeout(context.Background(), sshdTimeout)
 	defer cancel()
@@ -264,8 +265,8 @@ rm -f /run/sshd.pid`
 }
 
 // StartSSHD starts the host's sshd again, as its init does (systemctl start
-// ssh.service on a systemd host), and waits until
-// it answers with an SSH banner.
+// ssh.service on a systemd host), and waits until it answers with an SSH
+// banner.
 func (h *Host) StartSSHD() error {
 	ctx, cancel := context.WithTimeout(context.Background(), sshdTimeout)
 	defer cancel()

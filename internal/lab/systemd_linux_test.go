@@ -77,6 +77,22 @@ func TestSystemdHosts(t *testing.T) {
 				t.Errorf("machine-ids not distinct: %v", ids)
 			}
 
+			t.Run("KillSSHD and StartSSHD", func(t *testing.T) {
+				h := l.Hosts[1]
+				if err := h.KillSSHD(); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := sshTo(t, l, h, "true"); err == nil {
+					t.Fatalf("ssh works with sshd stopped: %s", out)
+				}
+				if err := h.StartSSHD(); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := sshTo(t, l, h, "systemctl is-active ssh.service"); err != nil || out != "active\n" {
+					t.Fatalf("after StartSSHD: %v %s", err, out)
+				}
+			})
+
 			t.Run("reboot", func(t *testing.T) {
 				h := l.Hosts[0]
 				execOK(t, h, "echo kept > /root/marker")
