@@ -123,7 +123,44 @@ func TestSystemdHosts(t *testing.T) {
 					t.Fatalf("after second reboot: %v\n%s", err, out)
 				}
 			})
+
+			// OpenSSH ≥ 9.8 penalises a source address after failed
+			// logins (PerSourcePenalties): the lab must reproduce it on
+			// Debian 13 and not on Debian 12, for the tests that need it.
+			t.Run("PerSourcePenalties", func(t *testing.T) {
+				h := l.Hosts[1]
+				stranger, _, err := newKey("stranger")
+				if err != nil {
+					t.Fatal(err)
+				}
+				keyFile := filepath.Join(t.TempDir(), "stranger")
+				if err := os.WriteFile(keyFile, stranger, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				other := &Lab{KnownHosts: l.KnownHosts, AdminKey: keyFile}
+				// sshd records a penalty when the session process reports
+				// back, a moment after the client sees the refusal.
+				for range 6 {
+					if out, err := sshTo(t, other, h, "true"); err == nil {
+						t.Fatalf("a stranger's key logs in: %s", out)
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				out, err := sshTo(t, l, h, "echo in")
+				penalised := strings.Contains(execOK(t, h, "journalctl --no-pager -u ssh.service"), "penalty: failed authentication")
+				switch k {
+				case Trixie:
+					if err == nil || !penalised {
+						t.Errorf("admin after 6 refused logins from the same address: %v %q; penalty logged: %v, want refused and logged", err, out, penalised)
+					}
+				case Bookworm:
+					if err != nil || penalised {
+						t.Errorf("admin after 6 refused logins: %v %q; penalty logged: %v, want in and none", err, out, penalised)
+					}
+				}
+			})
 		})
+
 	}
 }
 
