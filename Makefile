@@ -1,7 +1,6 @@
 # breakglass — see README.md. Every target works as root on a fresh Debian
 # machine: `deps` installs what the lab needs (openssh-server, sudo,
-# debootstrap, systemd-container) with
-# apt-get when it is missing.
+# debootstrap, systemd-container) with apt-get when it is missing.
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
