@@ -1,6 +1,6 @@
 # breakglass — see README.md. Every target works as root on a fresh Debian
-# machine: `deps` installs what the lab needs (openssh-server, sudo) with
-# apt-get when it is missing.
+# machine: `deps` installs what the lab needs (openssh-server, sudo,
+# debootstrap, systemd-container) with apt-get when it is missing.
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -11,7 +11,7 @@ FUZZTIME  ?= 60s
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build deps test test-short demo bench lint fuzz clean
+.PHONY: all build deps roots test test-short demo bench lint fuzz clean
 
 all: build
 
@@ -20,13 +20,16 @@ build:
 	$(GO) build -o $(BIN)/breakglass-lab ./cmd/breakglass-lab
 
 # The lab runs the machine's own sshd in namespaces: it needs openssh-server,
-# sudo, and unshare/nsenter from util-linux.
+# sudo, and unshare/nsenter from util-linux. Its systemd hosts need
+# systemd-nspawn (systemd-container), and debootstrap to build their roots.
 deps:
 	@missing=""; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v sudo >/dev/null 2>&1 || missing="$$missing sudo"; \
 	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
 	command -v unshare >/dev/null 2>&1 || missing="$$missing util-linux"; \
+	command -v debootstrap >/dev/null 2>&1 || missing="$$missing debootstrap"; \
+	command -v systemd-nspawn >/dev/null 2>&1 || missing="$$missing systemd-container"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "breakglass: need root to install:$$missing" >&2; exit 1; fi; \
 		echo "installing:$$missing"; \
@@ -35,10 +38,18 @@ deps:
 
 # Unit and integration tests (integration tests start real sshd lab hosts;
 # they fail, never skip, when CI=true), then each parser fuzzed briefly.
-test: deps
+# The first run on a machine also builds the systemd hosts' Debian roots
+# (see roots).
+test: deps roots
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 9m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3000x
+
+# The systemd lab hosts' Debian roots, built once (both in parallel) and
+# cached in /var/cache/breakglass-lab; before the tests, so that the build
+# does not eat into the tests' timeouts.
+roots: deps
+	$(GO) run ./cmd/breakglass-lab roots
 
 test-short:
 	$(GO) test -short -count=1 ./...

@@ -657,7 +657,12 @@ type sshdLab struct {
 
 func newSSHDLab(t *testing.T) *sshdLab {
 	t.Helper()
-	l := lab.New(t, 1)
+	return newSSHDLabOf(t, lab.New(t, 1))
+}
+
+// newSSHDLabOf is newSSHDLab on l's first host, of any kind.
+func newSSHDLabOf(t *testing.T, l *lab.Lab) *sshdLab {
+	t.Helper()
 	x := &sshdLab{l: l, h: l.Hosts[0], keys: map[string]string{"admin": l.AdminKey}}
 	dir := t.TempDir()
 	for _, u := range []string{"bg-ops1", "bg-ops2"} {

@@ -1,10 +1,12 @@
 // Command breakglass-lab starts lab hosts (real sshd servers in Linux
 // namespaces, see internal/lab) for a command and stops them afterwards:
 //
-//	breakglass-lab [-n 3] [-prefix lab] [-dir DIR] -- COMMAND [ARGS…]
-//	breakglass-lab up [-n 3] [-prefix lab] [-dir DIR]
+//	breakglass-lab [-n 3] [-kind namespace|bookworm|trixie] [-prefix lab] [-dir DIR] -- COMMAND [ARGS…]
+//	breakglass-lab up [-n 3] [-kind namespace|bookworm|trixie] [-prefix lab] [-dir DIR]
+//	breakglass-lab roots
 //
-// It needs root, util-linux, openssh-server and sudo.
+// It needs root, util-linux, openssh-server and sudo; the systemd kinds
+// also systemd-container, and debootstrap to build their roots.
 package main
 
 import (

@@ -28,8 +28,9 @@ const (
 // is killed.
 const termGrace = 5 * time.Second
 
-const usage = `usage: breakglass-lab [-n 3] [-prefix lab] [-dir DIR] -- COMMAND [ARGS…]
-       breakglass-lab up [-n 3] [-prefix lab] [-dir DIR]
+const usage = `usage: breakglass-lab [-n 3] [-kind namespace] [-prefix lab] [-dir DIR] -- COMMAND [ARGS…]
+       breakglass-lab up [-n 3] [-kind namespace] [-prefix lab] [-dir DIR]
+       breakglass-lab roots
 
 Starts N lab hosts (real sshd in Linux namespaces, each on its own
 127.x.y.z:22 with an admin user that has passwordless sudo), then runs
@@ -37,10 +38,19 @@ COMMAND with BG_LAB_INVENTORY, BG_LAB_KNOWN_HOSTS, BG_LAB_KEY and
 BG_LAB_DIR set, stops the hosts and exits with COMMAND's exit code.
 "up" prints those variables and keeps the hosts until Ctrl-C.
 
+Kinds: namespace (default: the machine's own sshd, no init, starts in
+milliseconds), bookworm and trixie (systemd-nspawn containers booting
+systemd from Debian 12 / 13 roots with OpenSSH 9.2 / 10.0; the root is
+built with debootstrap the first time, which takes minutes). "roots"
+builds every root that is not cached yet, in parallel, and exits.
+
 `
 
 // run is the whole command; main only wires it to the process.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "roots" {
+		return roots(ctx, args[1:], stderr)
+	}
 	up := len(args) > 0 && args[0] == "up"
 	if up {
 		args = args[1:]
@@ -52,6 +62,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.PrintDefaults()
 	}
 	n := fs.Int("n", 3, "how many hosts")
+	kindName := fs.String("kind", string(lab.Namespace), "host kind: namespace, bookworm or trixie")
 	prefix := fs.String("prefix", lab.DefaultPrefix, "host name prefix")
 	dir := fs.String("dir", "", "state directory (must not exist or be empty; removed afterwards); default a new one under $TMPDIR")
 	if err := fs.Parse(args); err != nil {
@@ -61,7 +72,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	command := fs.Args()
+	kind, kindErr := lab.ParseKind(*kindName)
 	switch {
+	case kindErr != nil:
+		return usageError(fs, "%v", kindErr)
 	case *n < 1:
 		return usageError(fs, "-n must be at least 1, got %d", *n)
 	case up && len(command) > 0:
@@ -69,18 +83,26 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case !up && len(command) == 0:
 		return usageError(fs, "missing command (or \"up\")")
 	}
-	if err := lab.Check(); err != nil {
+	if err := lab.CheckKind(kind); err != nil {
 		fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
 		return exitFailure
 	}
 
+	if err := lab.PrepareRoots(ctx, stderr, kind); err != nil {
+		fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
+		return exitFailure
+	}
 	start := time.Now()
-	l, err := lab.Start(ctx, lab.Options{Hosts: *n, Prefix: *prefix, Dir: *dir})
+	l, err := lab.Start(ctx, lab.Options{Hosts: *n, Prefix: *prefix, Dir: *dir, Kind: kind})
 	if err != nil {
 		fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stderr, "breakglass-lab: started %d hosts in %.1fs\n", len(l.Hosts), time.Since(start).Seconds())
+	what := "hosts"
+	if kind != lab.Namespace {
+		what = string(kind) + " hosts"
+	}
+	fmt.Fprintf(stderr, "breakglass-lab: started %d %s in %.1fs\n", len(l.Hosts), what, time.Since(start).Seconds())
 	printTable(stderr, l)
 
 	code := exitOK
@@ -158,4 +180,25 @@ func runCommand(ctx context.Context, l *lab.Lab, command []string, stdin io.Read
 		return exitNotFound
 	}
 	return exitFailure
+}
+
+// roots builds the systemd kinds' roots that are not cached.
+func roots(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "breakglass-lab: roots takes no arguments, got %q\n", args)
+		return exitUsage
+	}
+	for _, k := range lab.SystemdKinds() {
+		if err := lab.CheckKind(k); err != nil {
+			fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
+			return exitFailure
+		}
+	}
+	start := time.Now()
+	if err := lab.PrepareRoots(ctx, stderr, lab.SystemdKinds()...); err != nil {
+		fmt.Fprintf(stderr, "breakglass-lab: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "breakglass-lab: roots ready in %s in %.0fs\n", lab.CacheDir(), time.Since(start).Seconds())
+	return exitOK
 }

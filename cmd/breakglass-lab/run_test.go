@@ -68,6 +68,7 @@ func TestUsage(t *testing.T) {
 		{"no hosts", []string{"-n", "0", "--", "true"}, "-n must be at least 1"},
 		{"up with command", []string{"up", "--", "true"}, "up takes no command"},
 		{"unknown flag", []string{"-bogus", "--", "true"}, "flag provided but not defined"},
+		{"unknown kind", []string{"-kind", "centos", "--", "true"}, `unknown lab host kind "centos": want one of namespace, bookworm, trixie`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,5 +184,23 @@ func TestUp(t *testing.T) {
 	}
 	if _, err := os.Stat(m[2]); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("lab dir %s remains: %v", m[2], err)
+	}
+}
+
+// TestSystemdKind boots a trixie host through the command and logs in to
+// it as the variables say.
+func TestSystemdKind(t *testing.T) {
+	lab.Require(t, lab.Trixie)
+	const script = `set -e
+addr=$(sed -n 's/.* ansible_host=\([^ ]*\) .*/\1/p' "$BG_LAB_INVENTORY")
+ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$BG_LAB_KNOWN_HOSTS" \
+	-i "$BG_LAB_KEY" "admin@$addr" 'cat /proc/1/comm; sudo -n true && echo sudo'`
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"-n", "1", "-kind", "trixie", "--", "sh", "-c", script}, nil, &stdout, &stderr)
+	if code != exitOK || stdout.String() != "systemd\nsudo\n" {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "started 1 trixie hosts") {
+		t.Errorf("stderr:\n%s", stderr.String())
 	}
 }

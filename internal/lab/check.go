@@ -66,3 +66,31 @@ func check(euid int, lookPath func(string) (string, error), probe func() error) 
 	}
 	return errors.New(msg)
 }
+
+// CheckKind is Check, and for a systemd kind also systemd-nspawn
+// (systemd-container), and debootstrap when the kind's root is not cached.
+func CheckKind(k Kind) error {
+	if err := Check(); err != nil || !k.Systemd() {
+		return err
+	}
+	return checkSystemd(k, exec.LookPath)
+}
+
+func checkSystemd(k Kind, lookPath func(string) (string, error)) error {
+	var missing, apt []string
+	need := func(bin, pkg string) {
+		if _, err := lookPath(bin); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", bin, pkg))
+			apt = append(apt, pkg)
+		}
+	}
+	need("systemd-nspawn", "systemd-container")
+	if !rootCached(k) {
+		need("debootstrap", "debootstrap")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s lab hosts need %s; install with: apt-get install %s",
+		k, strings.Join(missing, ", "), strings.Join(apt, " "))
+}

@@ -20,12 +20,14 @@ import (
 // ErrStopped is returned by a host's methods after its lab was stopped.
 var ErrStopped = errors.New("lab host stopped")
 
-// Host is one lab host: a mount+UTS+PID namespace running sshd on Addr:Port.
+// Host is one lab host: a mount+UTS+PID namespace running sshd on Addr:Port,
+// or a systemd-nspawn container booting systemd (see Kind).
 type Host struct {
+	Kind Kind
 	Name string
 	Addr string // 127.x.y.z
 	Port int    // 22
-	Dir  string // this host's private dirs: etc (its own files over the template, or a full copy), home, root, log, tmp
+	Dir  string // this host's private dirs: etc (its own files over the template, or a full copy), home, root, log, tmp; a systemd host's upper layer, the overlay's work dir, fs (its mount point) and init.log (the console)
 	PID  int    // the unshare process
 
 	cmd    *exec.Cmd
@@ -36,6 +38,8 @@ type Host struct {
 	init    *os.Process // the namespace's pid 1 (unshare's child); a pidfd, so never a reused pid
 	initPID int
 	stopped bool
+
+	cgroups []string // a systemd host's own cgroups, one per hierarchy
 }
 
 // hostEnv is the environment of the namespace init, its sshd and Exec.
@@ -134,6 +138,9 @@ func (h *Host) diagnostics() string {
 		}
 		fmt.Fprintf(&b, "\n%s %s:\n%s", h.Name, f, bytes.TrimSpace(data))
 	}
+	if h.Kind.Systemd() {
+		b.WriteString(h.systemdDiagnostics())
+	}
 	return b.String()
 }
 
@@ -147,10 +154,21 @@ func (h *Host) Exec(ctx context.Context, script string, stdin []byte) ([]byte, e
 	if stopped {
 		return nil, fmt.Errorf("%s: %w", h.Name, ErrStopped)
 	}
+	nsFlags := []string{"-m", "-u", "-p"}
+	if h.Kind.Systemd() {
+		// The container's init changes with every boot; its namespaces
+		// are all the container's own but the network.
+		p, err := h.containerInit()
+		if err != nil {
+			return nil, fmt.Errorf("exec: %w", err)
+		}
+		pid, nsFlags = p, []string{"-a"}
+	}
 	if pid == 0 {
 		return nil, fmt.Errorf("%s: not started", h.Name)
 	}
-	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(pid), "-m", "-u", "-p", "--", "/bin/sh", "-c", script)
+	args := append(append([]string{"-t", strconv.Itoa(pid)}, nsFlags...), "--", "/bin/sh", "-c", script)
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
 	cmd.Env = hostEnv
 	cmd.Dir = "/"
 	if stdin != nil {
@@ -212,12 +230,13 @@ func (r hostRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, 
 const sshdTimeout = 20 * time.Second
 
 // KillSSHD stops the host's main sshd listener (the process in
-// /run/sshd.pid) and waits until it is gone and nothing answers on
-// Addr:Port. Sessions already open stay, as with a real sshd stop.
+// /run/sshd.pid; on a systemd host ssh.socket and ssh.service) and waits
+// until it is gone and nothing answers on Addr:Port. Sessions already open
+// stay, as with a real sshd stop.
 func (h *Host) KillSSHD() error {
 	ctx, cancel := context.WithTimeout(context.Background(), sshdTimeout)
 	defer cancel()
-	const script = `pid=$(cat /run/sshd.pid) || exit
+	script := `pid=$(cat /run/sshd.pid) || exit
 kill -TERM "$pid" || exit
 i=0
 while kill -0 "$pid" 2>/dev/null; do
@@ -226,6 +245,9 @@ while kill -0 "$pid" 2>/dev/null; do
 	sleep 0.05
 done
 rm -f /run/sshd.pid`
+	if h.Kind.Systemd() {
+		script = "systemctl stop ssh.socket ssh.service"
+	}
 	if _, err := h.Exec(ctx, script, nil); err != nil {
 		return fmt.Errorf("kill sshd: %w", err) // Exec's errors name the host
 	}
@@ -242,12 +264,17 @@ rm -f /run/sshd.pid`
 	}
 }
 
-// StartSSHD starts the host's sshd again, as its init does, and waits until
-// it answers with an SSH banner.
+// StartSSHD starts the host's sshd again, as its init does (systemctl start
+// ssh.service on a systemd host), and waits until it answers with an SSH
+// banner.
 func (h *Host) StartSSHD() error {
 	ctx, cancel := context.WithTimeout(context.Background(), sshdTimeout)
 	defer cancel()
-	if _, err := h.Exec(ctx, "/usr/sbin/sshd -E /var/log/auth.log", nil); err != nil {
+	script := "/usr/sbin/sshd -E /var/log/auth.log"
+	if h.Kind.Systemd() {
+		script = "systemctl start ssh.service"
+	}
+	if _, err := h.Exec(ctx, script, nil); err != nil {
 		return fmt.Errorf("start sshd: %w%s", err, h.diagnostics())
 	}
 	if err := h.waitBanner(ctx); err != nil {
@@ -261,6 +288,9 @@ func (h *Host) StartSSHD() error {
 // exits), SIGKILL to unshare if it lingers; it returns once unshare is
 // reaped.
 func (h *Host) kill() error {
+	if h.Kind.Systemd() {
+		return h.killSystemd()
+	}
 	h.mu.Lock()
 	h.stopped = true
 	initp := h.init
@@ -305,4 +335,55 @@ func parentPID(pid int) (int, error) {
 		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
 	return strconv.Atoi(f[1])
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && !strings.HasPrefix(s[i+1:], " Z")
+}
+
+// Reboot runs `systemctl reboot` in a systemd host and waits until it has
+// booted again and sshd answers. The lab starts the container again when
+// it reboots, however the reboot was asked for.
+func (h *Host) Reboot(ctx context.Context) error {
+	if !h.Kind.Systemd() {
+		return fmt.Errorf("%s: reboot: %s hosts have no init to reboot", h.Name, h.Kind)
+	}
+	old, err := h.containerInit()
+	if err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	if _, err := h.Exec(ctx, "systemctl reboot", nil); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	return h.WaitRebooted(ctx, old)
+}
+
+// BootID returns the pid, as the machine sees it, of the running
+// container's init: it changes with every boot.
+func (h *Host) BootID() (int, error) { return h.containerInit() }
+
+// WaitRebooted waits until the host runs an init other than old (see
+// BootID) and its sshd answers.
+func (h *Host) WaitRebooted(ctx context.Context, old int) error {
+	for {
+		pid, err := h.containerInit()
+		if err == nil && pid != old {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: wait for reboot: %w%s", h.Name, ctx.Err(), h.diagnostics())
+		case <-h.exitedCh():
+			return fmt.Errorf("%s: wait for reboot: host exited: %s%s", h.Name, h.cmd.ProcessState, h.diagnostics())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return h.waitBanner(ctx)
 }

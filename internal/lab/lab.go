@@ -25,10 +25,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +47,12 @@ type Options struct {
 	// Dir is where state goes; default a new dir under os.TempDir(). It must
 	// not exist or be empty: Stop removes it.
 	Dir string
+	// Kind is what the hosts are; default Namespace. Systemd kinds build
+	// their root first when it is not cached (see Root), which takes
+	// minutes: call PrepareRoots beforehand to keep that out of ctx's time.
+	Kind Kind
+	// Log gets progress of root builds; nil discards it.
+	Log io.Writer
 }
 
 // Lab is a set of running hosts and the files to reach them.
@@ -54,8 +63,13 @@ type Lab struct {
 	KnownHosts string // path of a known_hosts file listing every host by its address (plain, not hashed)
 	Inventory  string // path of an Ansible INI inventory: group [lab] with every host
 
+	Kind Kind
+
 	addrs   *addrAlloc
 	dirLock *os.File
+
+	reaper     *exec.Cmd // systemd hosts: see startReaper
+	reaperPipe *os.File
 
 	stopMu  sync.Mutex
 	stopped bool
@@ -93,11 +107,17 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if !validPrefix.MatchString(opts.Prefix) || len(names[len(names)-1]) > 63 {
 		return nil, fmt.Errorf("start lab: invalid host name prefix %q: want [a-z][a-z0-9-]*, names at most 63 characters", opts.Prefix)
 	}
-	if err := Check(); err != nil {
+	if opts.Kind == "" {
+		opts.Kind = Namespace
+	}
+	if _, err := ParseKind(string(opts.Kind)); err != nil {
+		return nil, fmt.Errorf("start lab: %w", err)
+	}
+	if err := CheckKind(opts.Kind); err != nil {
 		return nil, fmt.Errorf("start lab: %w", err)
 	}
 
-	l = &Lab{}
+	l = &Lab{Kind: opts.Kind}
 	defer func() {
 		if err != nil {
 			l.Stop()
@@ -127,17 +147,9 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := writeFile(l.AdminKey+".pub", adminPub, 0o644, 0, 0); err != nil {
 		return l, err
 	}
-	script := filepath.Join(l.Dir, "init.sh")
-	if err := writeFile(script, []byte(initScript), 0o755, 0, 0); err != nil {
-		return l, err
-	}
-	tmpl, err := buildTemplate(filepath.Join(l.Dir, "template"), !forceCopy && overlayWorks(l.Dir))
-	if err != nil {
-		return l, err
-	}
-
 	for i, name := range names {
 		l.Hosts = append(l.Hosts, &Host{
+			Kind: opts.Kind,
 			Name: name,
 			Addr: addrs[i].String(),
 			Port: 22,
@@ -147,14 +159,52 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := mkdir(filepath.Join(l.Dir, "hosts"), 0o755, 0, 0); err != nil {
 		return l, err
 	}
+	if opts.Kind.Systemd() {
+		if err := l.startSystemdHosts(ctx, adminPub, opts.Log); err != nil {
+			return l, err
+		}
+		return l, nil
+	}
+	script := filepath.Join(l.Dir, "init.sh")
+	if err := writeFile(script, []byte(initScript), 0o755, 0, 0); err != nil {
+		return l, err
+	}
+	tmpl, err := buildTemplate(filepath.Join(l.Dir, "template"), !forceCopy && overlayWorks(l.Dir))
+	if err != nil {
+		return l, err
+	}
 
-	// Preparing a host's files and forking its init is this process's
-	// work: bounded. The rest happens in the hosts' processes and is only
-	// waited for, by every host in its own goroutine.
+	pubs := make([][]byte, len(l.Hosts))
+	err = l.eachHost(ctx, func(h *Host) error {
+		pub, err := prepareHost(h, tmpl, adminPub)
+		if err != nil {
+			return err
+		}
+		pubs[slices.Index(l.Hosts, h)] = pub
+		return h.start(script)
+	}, func(ctx context.Context, h *Host) error {
+		if err := h.setup(ctx, tmpl.lower); err != nil {
+			return err
+		}
+		return h.waitBanner(ctx)
+	})
+	if err != nil {
+		return l, err
+	}
+	if err := l.writeClientFiles(pubs); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+// eachHost starts every host: start (preparing a host's files and forking
+// its init) is this process's work, bounded; wait (for the host's own
+// processes) runs for every host in its own goroutine. The first failure
+// cancels the rest.
+func (l *Lab) eachHost(ctx context.Context, start func(*Host) error, wait func(context.Context, *Host) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, 2*runtime.NumCPU())
-	pubs := make([][]byte, len(l.Hosts))
 	errs := make([]error, len(l.Hosts))
 	var wg sync.WaitGroup
 	for i, h := range l.Hosts {
@@ -167,19 +217,12 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 				case <-ctx.Done():
 					return ctx.Err()
 				}
-				pub, err := prepareHost(h, tmpl, adminPub)
-				if err == nil {
-					pubs[i] = pub
-					err = h.start(script)
-				}
+				err := start(h)
 				<-sem
 				if err != nil {
 					return err
 				}
-				if err := h.setup(ctx, tmpl.lower); err != nil {
-					return err
-				}
-				return h.waitBanner(ctx)
+				return wait(ctx, h)
 			}()
 			if err != nil {
 				errs[i] = fmt.Errorf("host %s: %w", h.Name, err)
@@ -188,13 +231,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		}()
 	}
 	wg.Wait()
-	if err := firstError(errs); err != nil {
-		return l, err
-	}
-	if err := l.writeClientFiles(pubs); err != nil {
-		return l, err
-	}
-	return l, nil
+	return firstError(errs)
 }
 
 // firstError returns the first error that is not just the cancellation
@@ -339,6 +376,14 @@ func (l *Lab) Stop() error {
 	}
 	wg.Wait()
 	l.addrs.release()
+	if cgs := l.labCgroupsIfSystemd(); len(cgs) > 0 {
+		for _, cg := range cgs {
+			if err := removeCgroup(cg); err != nil {
+				errs = append(errs, err)
+			}
+			syscall.Rmdir(filepath.Dir(cg)) // breakglass-lab/, unless other labs use it
+		}
+	}
 	if l.Dir != "" {
 		if err := os.RemoveAll(l.Dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove lab dir: %w", err))
@@ -347,6 +392,7 @@ func (l *Lab) Stop() error {
 	if l.dirLock != nil {
 		l.dirLock.Close()
 	}
+	l.stopReaper()
 	l.stopErr = errors.Join(errs...)
 	if l.stopErr != nil {
 		l.stopErr = fmt.Errorf("stop lab: %w", l.stopErr)

@@ -4,6 +4,7 @@ package lab
 
 import (
 	"context"
+	"io"
 	"syscall"
 )
 
@@ -19,3 +20,19 @@ func (h *Host) setup(ctx context.Context, lower string) error { return errNotLin
 func overlayWorks(dir string) bool { return false }
 
 func hostSysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+func (h *Host) killSystemd() error { return errNotLinux }
+
+func (h *Host) containerInit() (int, error) { return 0, errNotLinux }
+
+func (h *Host) systemdDiagnostics() string { return "" }
+
+func (l *Lab) startSystemdHosts(ctx context.Context, adminPub []byte, log io.Writer) error {
+	return errNotLinux
+}
+
+func (l *Lab) labCgroupsIfSystemd() []string { return nil }
+
+func removeCgroup(cg string) error { return nil }
+
+func (l *Lab) stopReaper() {}

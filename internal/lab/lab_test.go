@@ -278,17 +278,6 @@ func nsPIDs(t *testing.T, pid int) []int {
 	return pids
 }
 
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && !strings.HasPrefix(s[i+1:], " Z")
-}
-
 // hostTrace is what a host leaves on the machine while it runs.
 type hostTrace struct {
 	name string

@@ -77,35 +77,7 @@ func buildTemplate(dir string, overlay bool) (*template, error) {
 		}
 	}
 
-	passwd, err := os.ReadFile("/etc/passwd")
-	if err != nil {
-		return nil, fmt.Errorf("template: %w", err)
-	}
-	group, err := os.ReadFile("/etc/group")
-	if err != nil {
-		return nil, fmt.Errorf("template: %w", err)
-	}
-	t.uid = freeID(passwd, group)
-	t.gid = t.uid
-	t.utmpGID = lookupID(group, "utmp", 0)
-	entries := []struct{ file, line string }{
-		{"passwd", fmt.Sprintf("%s:x:%d:%d::/home/%s:/bin/bash", AdminUser, t.uid, t.gid, AdminUser)},
-		// "*": no password can match, but the account is not locked, so
-		// public-key logins work (a "!" would lock it).
-		{"shadow", AdminUser + ":*:19000:0:99999:7:::"},
-		{"group", fmt.Sprintf("%s:x:%d:", AdminUser, t.gid)},
-		{"gshadow", AdminUser + ":!::"},
-	}
-	for _, e := range entries {
-		err := editFile(filepath.Join("/etc", e.file), filepath.Join(etc, e.file), func(b []byte) []byte {
-			return setDBEntry(b, AdminUser, e.line)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("template: add %s to %s: %w", AdminUser, e.file, err)
-		}
-	}
-	sudoers := filepath.Join(etc, "sudoers.d", AdminUser)
-	if err := writeFile(sudoers, []byte(AdminUser+" ALL=(ALL:ALL) NOPASSWD: ALL\n"), 0o440, 0, 0); err != nil {
+	if t.uid, t.gid, t.utmpGID, err = addAdmin("/etc", etc); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
 	// service ssh start/restart (/etc/init.d/ssh) runs sshd with
@@ -125,6 +97,45 @@ func buildTemplate(dir string, overlay bool) (*template, error) {
 		return nil, fmt.Errorf("template: %w", err)
 	}
 	return t, nil
+}
+
+// addAdmin writes into dstEtc srcEtc's passwd, shadow, group and gshadow
+// with the admin user added (replacing any), and admin's sudoers drop-in
+// (dstEtc/sudoers.d must exist). It returns admin's uid and gid and the
+// utmp group's id. srcEtc and dstEtc may be the same dir.
+func addAdmin(srcEtc, dstEtc string) (uid, gid, utmpGID int, err error) {
+	passwd, err := os.ReadFile(filepath.Join(srcEtc, "passwd"))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	group, err := os.ReadFile(filepath.Join(srcEtc, "group"))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	uid = freeID(passwd, group)
+	gid = uid
+	utmpGID = lookupID(group, "utmp", 0)
+	entries := []struct{ file, line string }{
+		{"passwd", fmt.Sprintf("%s:x:%d:%d::/home/%s:/bin/bash", AdminUser, uid, gid, AdminUser)},
+		// "*": no password can match, but the account is not locked, so
+		// public-key logins work (a "!" would lock it).
+		{"shadow", AdminUser + ":*:19000:0:99999:7:::"},
+		{"group", fmt.Sprintf("%s:x:%d:", AdminUser, gid)},
+		{"gshadow", AdminUser + ":!::"},
+	}
+	for _, e := range entries {
+		err := editFile(filepath.Join(srcEtc, e.file), filepath.Join(dstEtc, e.file), func(b []byte) []byte {
+			return setDBEntry(b, AdminUser, e.line)
+		})
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("add %s to %s: %w", AdminUser, e.file, err)
+		}
+	}
+	sudoers := filepath.Join(dstEtc, "sudoers.d", AdminUser)
+	if err := writeFile(sudoers, []byte(AdminUser+" ALL=(ALL:ALL) NOPASSWD: ALL\n"), 0o440, 0, 0); err != nil {
+		return 0, 0, 0, err
+	}
+	return uid, gid, utmpGID, nil
 }
 
 // setDBEntry replaces the line for name in a passwd-style file, or appends it.
@@ -300,24 +311,9 @@ func prepareHost(h *Host, t *template, adminPub []byte) ([]byte, error) {
 		}
 	}
 
-	key, pub, err := newKey("root@" + h.Name)
+	files, pub, err := hostFiles(h, t.hosts)
 	if err != nil {
 		return nil, err
-	}
-	hosts := fmt.Appendf(nil, "%s\n%s\t%s\n", bytes.TrimRight(t.hosts, "\n"), h.Addr, h.Name)
-	conf := fmt.Sprintf("# breakglass lab host %s: its own address and host key.\n"+
-		"# No port here, so a Port directive still applies.\n"+
-		"ListenAddress %s\nHostKey /etc/ssh/ssh_host_ed25519_key\n", h.Name, h.Addr)
-	files := []struct {
-		path string
-		data []byte
-		mode os.FileMode
-	}{
-		{"hostname", []byte(h.Name + "\n"), 0o644},
-		{"hosts", hosts, 0o644},
-		{"ssh/ssh_host_ed25519_key", key, 0o600},
-		{"ssh/ssh_host_ed25519_key.pub", pub, 0o644},
-		{"ssh/sshd_config.d/lab.conf", []byte(conf), 0o644},
 	}
 	for _, f := range files {
 		if err := writeFile(filepath.Join(etc, f.path), f.data, f.mode, 0, 0); err != nil {
@@ -329,13 +325,7 @@ func prepareHost(h *Host, t *template, adminPub []byte) ([]byte, error) {
 	if err := mkdir(filepath.Join(h.Dir, "home"), 0o755, 0, 0); err != nil {
 		return nil, err
 	}
-	if err := mkdir(filepath.Join(home, ".ssh"), 0o700, t.uid, t.gid); err != nil {
-		return nil, err
-	}
-	if err := mkdir(home, 0o700, t.uid, t.gid); err != nil {
-		return nil, err
-	}
-	if err := writeFile(filepath.Join(home, ".ssh", "authorized_keys"), adminPub, 0o600, t.uid, t.gid); err != nil {
+	if err := adminHome(home, adminPub, t.uid, t.gid, t.skel); err != nil {
 		return nil, err
 	}
 	root := filepath.Join(h.Dir, "root")
@@ -343,9 +333,6 @@ func prepareHost(h *Host, t *template, adminPub []byte) ([]byte, error) {
 		return nil, err
 	}
 	for name, data := range t.skel {
-		if err := writeFile(filepath.Join(home, name), data, 0o644, t.uid, t.gid); err != nil {
-			return nil, err
-		}
 		if name != ".bash_logout" {
 			if err := writeFile(filepath.Join(root, name), data, 0o644, 0, 0); err != nil {
 				return nil, err
@@ -375,4 +362,53 @@ func prepareHost(h *Host, t *template, adminPub []byte) ([]byte, error) {
 		return nil, err
 	}
 	return pub, nil
+}
+
+// etcFile is a file of a host's own /etc, path relative to it.
+type etcFile struct {
+	path string
+	data []byte
+	mode os.FileMode
+}
+
+// hostFiles returns the files that make h itself under /etc: hostname,
+// hosts (hostsBase and h's line), a new ed25519 host key and the sshd
+// drop-in that makes sshd listen on h's address with that key. It returns
+// the public host key (authorized_keys format) too.
+func hostFiles(h *Host, hostsBase []byte) ([]etcFile, []byte, error) {
+	key, pub, err := newKey("root@" + h.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	hosts := fmt.Appendf(nil, "%s\n%s\t%s\n", bytes.TrimRight(hostsBase, "\n"), h.Addr, h.Name)
+	conf := fmt.Sprintf("# breakglass lab host %s: its own address and host key.\n"+
+		"# No port here, so a Port directive still applies.\n"+
+		"ListenAddress %s\nHostKey /etc/ssh/ssh_host_ed25519_key\n", h.Name, h.Addr)
+	return []etcFile{
+		{"hostname", []byte(h.Name + "\n"), 0o644},
+		{"hosts", hosts, 0o644},
+		{"ssh/ssh_host_ed25519_key", key, 0o600},
+		{"ssh/ssh_host_ed25519_key.pub", pub, 0o644},
+		{"ssh/sshd_config.d/lab.conf", []byte(conf), 0o644},
+	}, pub, nil
+}
+
+// adminHome creates admin's home dir with .ssh/authorized_keys holding
+// adminPub and the skeleton files; its parent must exist.
+func adminHome(home string, adminPub []byte, uid, gid int, skel map[string][]byte) error {
+	if err := mkdir(filepath.Join(home, ".ssh"), 0o700, uid, gid); err != nil {
+		return err
+	}
+	if err := mkdir(home, 0o700, uid, gid); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(home, ".ssh", "authorized_keys"), adminPub, 0o600, uid, gid); err != nil {
+		return err
+	}
+	for name, data := range skel {
+		if err := writeFile(filepath.Join(home, name), data, 0o644, uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
