@@ -17,6 +17,10 @@ const maxNameLen = 255
 // whitespace, control characters, shell metacharacters or path separators,
 // and no leading '-' that ssh would take for an option.
 func validHostName(s string) error {
+	if s == "all" || s == "ungrouped" {
+		// A host by that name would hide the group in every pattern.
+		return fmt.Errorf("host name %q is the name of a group every inventory has", s)
+	}
 	err := validName("host", s)
 	if err != nil && isIPAddress(s) {
 		return nil
