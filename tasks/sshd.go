@@ -820,6 +820,20 @@ bg_sshd_alive() {
 # and wait until it listens again (it writes its PidFile after binding).
 # With "start", start it when it is not running.
 bg_sshd_reload() {
+	if [ -d /run/systemd/system ] && systemctl is-active --quiet ssh.socket 2>/dev/null &&
+		! systemctl is-enabled --quiet ssh.service 2>/dev/null; then
+		# Socket activation (Ubuntu since 22.10): ssh.socket holds the
+		# port, and a reloaded sshd re-executes and cannot bind it
+		# (OpenSSH 10 on Debian 13: "Cannot bind any address"). A restart
+		# has systemd hand the socket to a fresh sshd; sessions survive
+		# (KillMode=process). When no sshd runs, the next connection
+		# starts one that reads the new configuration.
+		if systemctl is-active --quiet ssh.service 2>/dev/null; then
+			systemctl restart ssh.service 2>&1 || return 1
+		fi
+		sleep 1
+		return 0
+	fi
 	if [ -d /run/systemd/system ]; then
 		if [ "${1-}" = start ]; then
 			systemctl reload-or-restart ssh.service 2>&1 || systemctl reload-or-restart sshd.service 2>&1 || return 1
