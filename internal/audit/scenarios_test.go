@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/tasks"
 )
 
@@ -72,6 +73,18 @@ bg_reload() {
 	sleep 0.1
 }
 `
+
+// kindPrelude is what every host of a kind gets before its scenario, to
+// make it the healthy host the scenarios start from. OpenSSH ≥ 9.8
+// (trixie) penalises an address for refused logins: unexempted, the
+// controller's address is a true penalty-not-exempt risk on every host,
+// and the scenarios' refused logins would get it dropped before the
+// logins that must work. A host breakglass manages has it exempt.
+var kindPrelude = map[lab.Kind]string{
+	lab.Trixie: `printf 'PerSourcePenaltyExemptList 127.0.0.1\n' >/etc/ssh/sshd_config.d/01-lab-exempt.conf
+bg_reload
+`,
+}
 
 const reloadFix = `sshd -t && kill -HUP "$(cat /run/sshd.pid)"`
 
