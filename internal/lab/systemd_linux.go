@@ -156,7 +156,34 @@ type systemdTemplate struct {
 	hosts    []byte
 }
 
+// minInotifyInstances is what the machine must allow each user (root
+// included): every systemd host takes a dozen inotify instances (systemd,
+// journald, logind, …), and at Debian's default of 128 a few dozen hosts
+// at once make systemd exit at boot with "Too many open files".
+const minInotifyInstances = 8192
+
+// raiseInotifyInstances raises fs.inotify.max_user_instances to
+// minInotifyInstances when it is lower, for the whole machine (the lab
+// needs root anyway; the setting only lifts a limit).
+func raiseInotifyInstances() error {
+	const p = "/proc/sys/fs/inotify/max_user_instances"
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n >= minInotifyInstances {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte(strconv.Itoa(minInotifyInstances)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("raise %s to %d: %w", p, minInotifyInstances, err)
+	}
+	return nil
+}
+
 func newSystemdTemplate(root string) (*systemdTemplate, error) {
+	if err := raiseInotifyInstances(); err != nil {
+		return nil, err
+	}
 	t := &systemdTemplate{root: root, skel: map[string][]byte{}}
 	passwd, err := os.ReadFile(filepath.Join(root, "etc", "passwd"))
 	if err != nil {
