@@ -27,6 +27,7 @@ func TestAuditNeverPenalisedIntoFalseResultOnTrixie(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
+	t.Parallel()
 	f := newFleetKind(t, lab.Trixie, 1, "", nil)
 	h := f.lab.Hosts[0]
 	dir := exampleDir(t)
