@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"syscall"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -62,6 +65,26 @@ func (f *fellBack) Hold(ctx context.Context, cmd string, stdin []byte) (string, 
 // FallbackNote says who could not log in and who got in instead.
 func (f *fellBack) FallbackNote() string { return f.note }
 
+// preauthRetryDelay separates the dials of a control connection sshd
+// closed before authentication; preauthRetryMargin is the least time left
+// before the dial's deadline for another try.
+var (
+	preauthRetryDelay  = 2 * time.Second
+	preauthRetryMargin = 5 * time.Second
+)
+
+// closedBeforeAuth reports whether err is a dial that sshd ended before any
+// authentication: the TCP connection was accepted, then closed or reset
+// during the SSH handshake (how sshd drops a penalised or surplus
+// connection), not refused, timed out or failed on the host key.
+func closedBeforeAuth(err error) bool {
+	var de *transport.DialError
+	if !errors.As(err, &de) || de.Stage != transport.StageHandshake {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
 func isLoginRefused(err error) bool {
 	var de *transport.DialError
 	return errors.As(err, &de) && de.Stage == transport.StageAuth
@@ -72,14 +95,43 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 		c        runner.Conn
 		firstErr error
 	)
-	if f.first != nil {
-		c, firstErr = f.first(ctx, t)
-	} else {
+	dial := func() {
+		c = nil
+		if f.first != nil {
+			c, firstErr = f.first(ctx, t)
+			return
+		}
 		var tc *transport.Client
 		tc, firstErr = f.d.Dial(ctx, t)
 		if firstErr == nil {
 			c = tc
 		}
+	}
+	dial()
+	// sshd closes a connection before authentication when this address is
+	// penalised (OpenSSH ≥ 9.8's PerSourcePenalties, earned by refused
+	// logins, e.g. a locked-out user's in the previous run) or when too
+	// many are unauthenticated (MaxStartups). Neither says the host is
+	// down, both end by themselves, and a dropped connection earns no
+	// penalty: try again until the dial's deadline is near.
+	tries := 1
+	for closedBeforeAuth(firstErr) {
+		dl, ok := ctx.Deadline()
+		if !ok || time.Until(dl) < preauthRetryDelay+preauthRetryMargin {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(preauthRetryDelay):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		dial()
+		tries++
+	}
+	if tries > 1 && closedBeforeAuth(firstErr) {
+		firstErr = fmt.Errorf("%w (closed before authentication on each of %d tries: this address may be penalised by sshd's PerSourcePenalties for refused logins, or over its MaxStartups)", firstErr, tries)
 	}
 	if firstErr == nil {
 		f.remember(t.Name, c)
