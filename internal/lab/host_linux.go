@@ -54,13 +54,7 @@ func (h *Host) start(script string) error {
 		h.ctl.Close()
 		return fmt.Errorf("start unshare: %w", err)
 	}
-	h.cmd = cmd
-	h.PID = cmd.Process.Pid
-	h.exited = make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(h.exited)
-	}()
+	h.started(cmd)
 	return nil
 }
 
@@ -139,4 +133,16 @@ func senderPID(oob []byte) (int, error) {
 // process group keeps a terminal's Ctrl-C away from it: Stop decides.
 func hostSysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+}
+
+// started records cmd, the host's init, once it runs, and closes h.exited
+// when it ends.
+func (h *Host) started(cmd *exec.Cmd) {
+	h.cmd = cmd
+	h.PID = cmd.Process.Pid
+	h.exited = make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(h.exited)
+	}()
 }

@@ -279,13 +279,7 @@ func (h *Host) startSystemd(script string, t *systemdTemplate, labCgroup string)
 	if err := spawn(cmd); err != nil {
 		return fmt.Errorf("start unshare: %w", err)
 	}
-	h.cmd = cmd
-	h.PID = cmd.Process.Pid
-	h.exited = make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(h.exited)
-	}()
+	h.started(cmd)
 	return nil
 }
 
