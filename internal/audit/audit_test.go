@@ -739,3 +739,36 @@ func TestPenalisedLoginReplay(t *testing.T) {
 		t.Fatalf("findings %q", got)
 	}
 }
+
+// TestSocketOverridesPort: under socket activation, a Port the socket does
+// not listen on is a risk; a Port it listens on, or no socket, is nothing.
+func TestSocketOverridesPort(t *testing.T) {
+	h := hostOf(t, "clean")
+	has := func(active bool, listen string, ports ...string) bool {
+		h.SocketActivated, h.SocketListen = active, listen
+		for _, f := range judge(t, h, "admin", func(uf *tasks.UserFacts, _ *UserExtras) {
+			uf.SSHD.Values["port"] = ports
+		}) {
+			if f.ID == "socket-overrides-port" {
+				return true
+			}
+		}
+		return false
+	}
+	for _, tc := range []struct {
+		active bool
+		listen string
+		ports  []string
+		want   bool
+	}{
+		{false, "", []string{"2200"}, false},
+		{true, "127.1.2.3:22 (Stream) ", []string{"22"}, false},
+		{true, "[::]:22 (Stream) 0.0.0.0:22 (Stream) ", []string{"22"}, false},
+		{true, "127.1.2.3:22 (Stream) ", []string{"2200"}, true},
+		{true, "127.1.2.3:22 (Stream) ", []string{"22", "2200"}, true},
+	} {
+		if got := has(tc.active, tc.listen, tc.ports...); got != tc.want {
+			t.Errorf("socket %v %q, Port %q: finding %v, want %v", tc.active, tc.listen, tc.ports, got, tc.want)
+		}
+	}
+}

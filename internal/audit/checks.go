@@ -127,6 +127,7 @@ func (c *checker) host(users []auditedUser) {
 		c.configPending()
 	}
 	c.penalties(users)
+	c.socketPorts(users)
 	usePAM := len(users) == 0
 	for _, u := range users {
 		if u.uf.SSHDKnown() != nil || u.uf.SSHD.UsePAM {
@@ -473,4 +474,40 @@ func penaltyExempt(addr, list string) bool {
 		}
 	}
 	return false
+}
+
+// socketPorts reports a Port that sshd's configuration sets but the
+// socket unit does not listen on, under socket activation: ssh.socket's
+// ListenStream decides where sshd listens, and what sshd_config says
+// takes effect only when something rewrites the socket from it (Ubuntu's
+// generator, at boot or daemon-reload), so the port changes then.
+func (c *checker) socketPorts(users []auditedUser) {
+	if !c.h.SocketActivated {
+		return
+	}
+	socket := map[string]bool{}
+	for _, f := range strings.Fields(c.h.SocketListen) {
+		if i := strings.LastIndex(f, ":"); i >= 0 && strings.Trim(f[i+1:], "0123456789") == "" && f[i+1:] != "" {
+			socket[f[i+1:]] = true
+		}
+	}
+	for _, u := range users {
+		if u.uf.SSHDKnown() != nil {
+			continue
+		}
+		var missing []string
+		for _, p := range u.uf.SSHD.Values["port"] {
+			if !socket[p] {
+				missing = append(missing, p)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		c.add("", "socket-overrides-port", SeverityRisk, "ssh.socket",
+			fmt.Sprintf("sshd is socket-activated (ssh.socket, ssh.service not enabled) and the socket listens on %s, but sshd's configuration says Port %s (%s): the socket decides, so sshd_config's Port and ListenAddress do nothing now, and the port changes when the socket is rewritten from them (at boot or daemon-reload on Ubuntu)",
+				strings.TrimSpace(c.h.SocketListen), strings.Join(missing, ", "), setting(c.conf, "port", u.uf.SSHD.Values["port"]...)),
+			"make them agree: set ListenStream in a ssh.socket drop-in to the port sshd_config names (or the other way round), then systemctl daemon-reload && systemctl restart ssh.socket")
+		return
+	}
 }

@@ -44,6 +44,11 @@ type HostFacts struct {
 	Faillock    []byte            // /etc/security/faillock.conf
 	Nologin     []string          // the nologin files that exist
 
+	// SocketActivated: ssh.socket is in charge (ssh.service not enabled),
+	// and SocketListen is its Listen property ("ADDR:PORT (Stream) …").
+	SocketActivated bool
+	SocketListen    string
+
 	SudoInstalled bool
 	SudoFiles     []SudoFile // /etc/sudoers, then each includedir entry
 	SudoDirs      []string   // its includedirs
@@ -276,6 +281,12 @@ done
 # Debian's and Ubuntu's sshd carry the user-group-modes patch (StrictModes
 # tolerates some group-write); sshd -V does not say whose build it is
 printf 'sshd-version %s %s\n' "$(sshd -V 2>&1 | grep -m 1 OpenSSH_)" "$(dpkg-query -W -f='${Package}=${Version}' openssh-server 2>/dev/null)"
+# Socket activation (ssh.socket in charge, ssh.service not enabled): the
+# socket's ListenStream decides where sshd listens.
+if [ -d /run/systemd/system ] && systemctl is-active --quiet ssh.socket 2>/dev/null &&
+	! systemctl is-enabled --quiet ssh.service 2>/dev/null; then
+	printf 'sshsocket %s\n' "$(systemctl show -p Listen --value ssh.socket 2>/dev/null | tr '\n' ' ')"
+fi
 for f in /run/nologin /var/run/nologin /etc/nologin; do
 	[ -e "$f" ] || continue
 	[ "$f" = /var/run/nologin ] && [ /var/run/nologin -ef /run/nologin ] && continue
@@ -471,6 +482,9 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 		case "pamabs":
 			ok, p, _ := strings.Cut(rest, " ")
 			h.PAMAbsolute[p] = ok == "1"
+		case "sshsocket":
+			h.SocketActivated = true
+			h.SocketListen = rest
 		case "nologin":
 			if !slices.Contains(h.Nologin, rest) {
 				h.Nologin = append(h.Nologin, rest)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -336,4 +337,39 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 			}
 		}
 	})
+}
+
+// TestSocketActivationOnKinds: on a systemd host switched to socket
+// activation as Ubuntu ships it, a Port in sshd_config that the socket
+// does not listen on is reported; before it, nothing is.
+func TestSocketActivationOnKinds(t *testing.T) {
+	k := lab.Bookworm
+	lab.Require(t, k)
+	l := lab.NewKind(t, k, 1)
+	h := l.Hosts[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	// Debian 12's ssh.socket starts one sshd per connection (ssh@.service),
+	// which keeps no /run/sshd: without it sshd -T fails, which audit
+	// rightly reports as privsep-dir; here it is made, to judge the port.
+	if out, err := h.Exec(ctx, "systemctl disable --now ssh.service && systemctl enable --now ssh.socket && install -d -m 0755 /run/sshd", nil); err != nil {
+		t.Fatalf("socket activation: %v\n%s", err, out)
+	}
+	audit := func() []string {
+		t.Helper()
+		res, err := New(Options{}).Run(ctx, h.Runner(), labEnv(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keysOf(res.Findings)
+	}
+	if got := audit(); len(got) != 0 {
+		t.Errorf("socket-activated, Port as the socket: %q", got)
+	}
+	if out, err := h.Exec(ctx, "printf 'Port 2200\\n' >/etc/ssh/sshd_config.d/50-port.conf", nil); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := audit(); !slices.Contains(got, " socket-overrides-port risk ssh.socket") {
+		t.Errorf("Port 2200 beside a socket on 22: %q", got)
+	}
 }
