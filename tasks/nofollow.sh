@@ -91,8 +91,15 @@ bg_chown() (
 	# A regular file: the user writes a copy of it over it. Root reads the
 	# entry without following it (O_NOFOLLOW, O_NONBLOCK: no FIFO hangs),
 	# at most 1 MiB, and keeps its mode.
-	m=$(stat -c %a -- "./$b") || exit 1
-	c=$(dd if="./$b" iflag=nofollow,nonblock bs=65536 count=17 2>/dev/null | base64 -w0) || exit 1
+	m=$(stat -c '%a %s' -- "./$b") || exit 1
+	c=$(dd if="./$b" iflag=nofollow,nonblock bs=65536 count=17 2>/dev/null | base64 -w0)
+	if [ -z "$c" ] && [ "${m#* }" != 0 ]; then
+		# dd failed (the entry changed, or could not be read): never
+		# hand over an empty copy of a file that had content.
+		echo "breakglass: not handing $2 over: it could not be read" >&2
+		exit 1
+	fi
+	m=${m%% *}
 	if [ "${#c}" -gt 1398104 ]; then
 		echo "breakglass: not handing $2 over: it is larger than 1 MiB" >&2
 		exit 1
