@@ -19,7 +19,10 @@
 //   - a component owned by someone other than the user and root is chowned
 //     to the user when it is the key file or lies inside home, and to root
 //     when it is a directory outside home (a shared directory such as
-//     /etc/ssh/authorized_keys must not belong to one user);
+//     /etc/ssh/authorized_keys must not belong to one user). Every repair
+//     goes through the no-follow helpers (nofollow.sh): inside a directory
+//     a user can change, a key file is handed over as a copy the user
+//     writes, not chowned, and a link there is refused, never followed;
 //   - a missing home directory is created (the user's, mode 0700).
 //
 // It never chmods a shared sticky directory (/tmp): that would break the
