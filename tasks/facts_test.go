@@ -168,7 +168,7 @@ func unquote(s string) string {
 func shellWords(t *testing.T, cmd string) [][]string {
 	t.Helper()
 	var stubs strings.Builder
-	for _, name := range []string{"useradd", "usermod", "userdel", "chage", "chown", "mkdir", "bg_chmod", "bg_chown", "bg_mkdir", "bg_write"} {
+	for _, name := range []string{"useradd", "usermod", "userdel", "chage", "chown", "mkdir", "bg_chmod", "bg_chown", "bg_mkdir", "bg_mkparents", "bg_write"} {
 		fmt.Fprintf(&stubs, "%s() { printf '%%s\\037' %s \"$@\"; printf '\\036'; }\n", name, name)
 	}
 	out, err := exec.Command("/bin/sh", "-c", stubs.String()+cmd).Output()
@@ -781,9 +781,9 @@ func TestSSHDNoMatch(t *testing.T) {
 // root linked (followed), a shell that is a link.
 func TestFastPathsOnLab(t *testing.T) {
 	_, h, env := acctLab(t)
-	acctSh(t, h, `mkdir -p /srv/keys-a /data/homes && chmod 0755 /srv/keys-a
+	acctSh(t, h, `mkdir -p /srv/keys-a /srv/data/homes && chmod 0755 /srv/keys-a
 useradd -m -s /bin/bash linked && ln -s /srv/keys-a /home/linked/.ssh && echo 'ssh-ed25519 AAAA x' >/srv/keys-a/authorized_keys
-useradd -m -d /data/homes/moved -s /bin/sh moved && ln -s /data/homes /srv/homes && usermod -d /srv/homes/moved moved
+useradd -m -d /srv/data/homes/moved -s /bin/sh moved && ln -s /srv/data/homes /srv/homes && usermod -d /srv/homes/moved moved
 useradd -m -s /bin/sh plain && mkdir -m 0700 /home/plain/.ssh && echo 'ssh-ed25519 BBBB y' >/home/plain/.ssh/authorized_keys`)
 	users := []string{lab.AdminUser, "linked", "moved", "plain", "nobody-yet"}
 	read := func(slow bool) []*UserFacts {
@@ -828,7 +828,7 @@ useradd -m -s /bin/sh plain && mkdir -m 0700 /home/plain/.ssh && echo 'ssh-ed255
 	if k := fast[1].KeyFiles[0]; k.Real != "" || k.Content != nil || k.Link != "/home/linked/.ssh" || k.LinkTarget != `"/srv/keys-a"` {
 		t.Errorf("linked .ssh: %+v", k)
 	}
-	if fast[2].HomeReal != "/data/homes/moved" || !fast[3].ShellStat.Executable() {
+	if fast[2].HomeReal != "/srv/data/homes/moved" || !fast[3].ShellStat.Executable() {
 		t.Errorf("moved home %q, plain's shell %+v", fast[2].HomeReal, fast[3].ShellStat)
 	}
 }

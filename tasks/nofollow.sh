@@ -136,6 +136,30 @@ bg_mkdir() (
 	fi
 )
 
+# bg_mkparents DIR: make DIR and any missing directory above it (root's,
+# 0755), following no link and creating only where root alone can change
+# the directory it creates in. A home's parent (/home, /srv/homes, ...)
+# under a directory users can write is refused, not made.
+bg_mkparents() (
+	cd / || exit 1
+	bg_p=
+	bg_rest=${1#/}
+	while [ -n "$bg_rest" ]; do
+		bg_c=${bg_rest%%/*}
+		case $bg_rest in */*) bg_rest=${bg_rest#*/} ;; *) bg_rest= ;; esac
+		[ -n "$bg_c" ] || continue
+		bg_p=$bg_p/$bg_c
+		if [ ! -e "./$bg_c" ] && [ ! -L "./$bg_c" ]; then
+			if ! bg_trusted; then
+				echo "breakglass: not making $bg_p: ${bg_p%/*} can be changed by users" >&2
+				exit 1
+			fi
+			mkdir -m 0755 -- "./$bg_c" || exit 1
+		fi
+		bg_pin "$bg_p" || exit 1
+	done
+)
+
 # bg_write FILE OWNER MODE CONTENT: write CONTENT atomically: a temp file
 # in the same directory, owner and mode set, fsync, the previous version
 # kept as FILE.breakglass.bak (a hard link to the old inode), rename over

@@ -235,7 +235,7 @@ func createHomeStep(name, home string) hostStep {
 	owner := name + ":"
 	cmd := shell.Join("bg_mkdir", "0700", home, owner)
 	if parent := path.Dir(home); parent != "/" {
-		cmd = shell.Join("mkdir", "-p", "--", parent) + "\n" + cmd
+		cmd = shell.Join("bg_mkparents", parent) + "\n" + cmd
 	}
 	return hostStep{
 		change: Change{What: fmt.Sprintf("create home %s of %s (owner %s, 0700)", home, name, name), Path: home},

@@ -158,21 +158,17 @@ func TestUserPlan(t *testing.T) {
 				{{"usermod", "-d", "/srv/alice", "alice"}},
 				{{"usermod", "-c", "Alice A", "alice"}},
 				{{"usermod", "-a", "-G", "sudo,adm", "alice"}},
-				{{"bg_mkdir", "0700", "/srv/alice", "alice:"}},
+				{{"bg_mkparents", "/srv"}, {"bg_mkdir", "0700", "/srv/alice", "alice:"}},
 			},
 			wantWhat: []string{"set home of alice to /srv/alice (was /home/alice)", `set comment of alice to "Alice A" (was "")`, "add alice to group sudo, adm", "create home /srv/alice of alice"},
 		},
 		{
 			name: "missing home", src: `{name: erin}`, file: "nohome", user: "erin",
-			want: [][][]string{{{"bg_mkdir", "0700", "/home/erin", "erin:"}}},
+			want: [][][]string{{{"bg_mkparents", "/home"}, {"bg_mkdir", "0700", "/home/erin", "erin:"}}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			what, words := planWords(t, mustUser(t, tc.src), userHostFrom(t, tc.file, tc.user))
-			// mkdir -p of the parent is not stubbed away from the list.
-			for i := range words {
-				words[i] = dropWords(words[i], "mkdir", "-p")
-			}
 			if len(tc.want) == 0 && len(words) == 0 {
 				return
 			}
@@ -477,5 +473,37 @@ func TestUserAbsentNotBatched(t *testing.T) {
 	}
 	if _, ok := CanBatch(mustUser(t, `{name: bg-new}`)); !ok {
 		t.Error("user creation is not batchable")
+	}
+}
+
+// TestHomeParentInSharedDirOnLab: an account's missing home lies below a
+// directory every user can write (/srv/drop, mode 1777). Root must not make
+// the missing directories there: between the facts and the mkdir another
+// user can put a link to /etc in their place, and a plain mkdir -p of the
+// parent (what this code did before) follows it. The run fails instead,
+// and a home whose parents root alone controls is still made.
+func TestHomeParentInSharedDirOnLab(t *testing.T) {
+	_, h, env := acctLab(t)
+	r := h.Runner()
+	acctSh(t, h, `mkdir -m 1777 /srv/drop
+useradd -M -d /srv/drop/x/wendy -s /bin/sh wendy
+useradd -M -d /srv/homes/deep/vera -s /bin/sh vera`)
+	m, err := decodeTask(t, NewUser, `{name: wendy}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Facts = &Facts{}
+	if _, err := m.Run(context.Background(), r, env); err == nil {
+		t.Error("root made wendy's home's parent in a directory every user can write")
+	} else {
+		t.Logf("refused as it should: %v", err)
+	}
+	if out, err := h.Exec(context.Background(), "ls -ld /srv/drop/x", nil); err == nil {
+		t.Errorf("root made a directory in /srv/drop: %s", out)
+	}
+	env.Facts = &Facts{}
+	acctRun(t, NewUser, `{name: vera}`, r, env)
+	if got := acctSh(t, h, "stat -c '%U %a' /srv/homes /srv/homes/deep /srv/homes/deep/vera"); got != "root 755\nroot 755\nvera 700\n" {
+		t.Errorf("vera's home and its parents:\n%s", got)
 	}
 }

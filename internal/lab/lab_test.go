@@ -70,15 +70,15 @@ func TestLab(t *testing.T) {
 		}
 	})
 
-	t.Run("private home and tmp", func(t *testing.T) {
+	t.Run("private home, tmp and srv", func(t *testing.T) {
 		a, b := l.Hosts[0], l.Hosts[1]
-		if out, err := sshTo(t, l, a, "echo secret > ~/marker && touch /tmp/bg-lab-marker && cat ~/marker"); err != nil || out != "secret\n" {
+		if out, err := sshTo(t, l, a, "echo secret > ~/marker && touch /tmp/bg-lab-marker && sudo -n touch /srv/bg-lab-marker && cat ~/marker"); err != nil || out != "secret\n" {
 			t.Fatalf("write marker on %s: %v\n%s", a.Name, err, out)
 		}
-		if out, err := sshTo(t, l, b, "ls -a ~ /tmp"); err != nil || strings.Contains(out, "marker") {
+		if out, err := sshTo(t, l, b, "ls -a ~ /tmp /srv"); err != nil || strings.Contains(out, "marker") {
 			t.Errorf("%s sees %s's files (err %v):\n%s", b.Name, a.Name, err, out)
 		}
-		for _, p := range []string{"/home/admin/marker", "/tmp/bg-lab-marker"} {
+		for _, p := range []string{"/home/admin/marker", "/tmp/bg-lab-marker", "/srv/bg-lab-marker"} {
 			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the machine sees %s's %s: stat err %v", a.Name, p, err)
 			}

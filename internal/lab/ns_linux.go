@@ -76,6 +76,7 @@ func setupMounts(dir, lower, name string) error {
 		bind("home", "/home"),
 		bind("root", "/root"),
 		bind("log", "/var/log"),
+		bind("srv", "/srv"),
 		{"tmpfs", "/run", "tmpfs", syscall.MS_NOSUID | syscall.MS_NODEV, "mode=0755"},
 	}
 	mount := func(m mnt) error {

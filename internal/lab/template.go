@@ -340,6 +340,12 @@ func prepareHost(h *Host, t *template, adminPub []byte) ([]byte, error) {
 		}
 	}
 
+	// /srv is the host's own (tests make shared or linked directories
+	// there), never the machine's.
+	if err := mkdir(filepath.Join(h.Dir, "srv"), 0o755, 0, 0); err != nil {
+		return nil, err
+	}
+
 	logDir := filepath.Join(h.Dir, "log")
 	if err := mkdir(logDir, 0o755, 0, 0); err != nil {
 		return nil, err
