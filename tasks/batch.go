@@ -24,27 +24,23 @@ import (
 // steps will do.
 type Batchable interface {
 	Gatherer
-	batchable()
+	// mayBatch reports whether this task may be queued. A removal (a user,
+	// exclusive or absent keys) may not: its guard proves the remaining
+	// ways in with fresh logins, so every earlier change must be made
+	// first.
+	mayBatch() bool
 }
 
-func (*User) batchable()           {}
-func (*AuthorizedKey) batchable()  {}
-func (*SSHPermissions) batchable() {}
-func (*Sudoers) batchable()        {}
+func (u *User) mayBatch() bool          { return u.State != "absent" }
+func (a *AuthorizedKey) mayBatch() bool { return !a.exclusive && !a.absent }
+func (*SSHPermissions) mayBatch() bool  { return true }
+func (*Sudoers) mayBatch() bool         { return true }
 
-// CanBatch reports whether m's changes may be queued: it is Batchable,
-// and not a removal (a user, exclusive or absent keys), whose guard
-// proves the remaining ways in with fresh logins and so needs every
-// earlier change made first.
+// CanBatch reports whether m's changes may be queued: it is Batchable and
+// says this task may join a batch.
 func CanBatch(m Module) (Batchable, bool) {
 	b, ok := m.(Batchable)
-	if u, isUser := m.(*User); isUser && u.State == "absent" {
-		return b, false
-	}
-	if a, isKey := m.(*AuthorizedKey); isKey && (a.exclusive || a.absent) {
-		return b, false
-	}
-	return b, ok
+	return b, ok && b.mayBatch()
 }
 
 // ErrNotRun is the outcome of a queued task whose steps never ran because

@@ -236,6 +236,18 @@ func SourcePortHook(ctx context.Context) func(port int) {
 // later audit can explain failed logins.
 const FactAccess = "verify:access"
 
+// LoginSource is implemented by modules that name the play's break-glass
+// logins (verify_access): the safety net proves them before it keeps a
+// change that can cut access, and a refused control login falls back to
+// them. The runner and the CLI find them through this interface alone.
+type LoginSource interface {
+	// SafetyLogins returns the logins, with key files made absolute
+	// against dir ("" for the playbook's own), and how many must work.
+	SafetyLogins(dir string) (logins []Login, minWorking int)
+	// WaysIn returns the paths every login is proven on.
+	WaysIn() []Path
+}
+
 // UserLister is implemented by modules that manage or check accounts; audit
 // examines every user they name.
 type UserLister interface {

@@ -184,18 +184,6 @@ func TestUserPlan(t *testing.T) {
 	}
 }
 
-// dropWords removes the calls that start with prefix.
-func dropWords(calls [][]string, prefix ...string) [][]string {
-	var out [][]string
-	for _, c := range calls {
-		if len(c) >= len(prefix) && reflect.DeepEqual(c[:len(prefix)], prefix) {
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
 func TestUserPlanNoLoginShell(t *testing.T) {
 	h := userHostFrom(t, "existing", "alice")
 	h.user.Shell = "/usr/sbin/nologin"

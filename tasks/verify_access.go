@@ -337,6 +337,17 @@ func (v *VerifyAccess) SafetyLogins(dir string) (logins []Login, minWorking int)
 	return logins, minWorking
 }
 
+// WaysIn returns the paths this task proves each login on.
+func (v *VerifyAccess) WaysIn() []Path {
+	out := make([]Path, len(v.Paths))
+	for i, p := range v.Paths {
+		out[i] = p.Path
+	}
+	return out
+}
+
+var _ LoginSource = (*VerifyAccess)(nil)
+
 // GrantsSudo names the users this task expects to sudo (with sudo: true):
 // audit judges only them, and the control user, by sudo.
 func (v *VerifyAccess) GrantsSudo() []string {

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/breakglass/breakglass/internal/report"
+)
+
+// TestControlLoginFallbackOnLab: the inventory's control user (admin) is
+// locked out the founding incident's way. audit and apply still reach the
+// host, as a break-glass user of the playbook's verify_access task (found
+// through tasks.LoginSource), say so with a control-login-failed finding,
+// and apply repairs admin's home; admin logs in again afterwards.
+func TestControlLoginFallbackOnLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Parallel()
+	f := newFleet(t, 1, "", nil)
+	dir := exampleDir(t)
+	pb := filepath.Join(dir, "playbook.yml")
+	if code, _, _ := runCLI(t, f.args("apply", pb, "--format", "json")...); code != 0 {
+		t.Fatalf("first apply: exit %d", code)
+	}
+	h := f.lab.Hosts[0]
+	if _, err := h.Exec(context.Background(), "chmod 777 /home/admin", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sshAs(f, h, "admin", f.lab.AdminKey, "true"); err == nil {
+		t.Fatal("sshd still lets admin in: the lab does not reproduce the incident")
+	}
+
+	fellBack := func(r *report.Report) bool {
+		for _, fd := range r.Hosts[0].Findings {
+			if fd.ID == "control-login-failed" && fd.User == "admin" && strings.Contains(fd.Detail, "reached the host as break-glass user bg-ops") {
+				return true
+			}
+		}
+		return false
+	}
+	_, out, _ := runCLI(t, f.args("audit", pb, "--format", "json")...)
+	r := decodeReport(t, out)
+	if r.Hosts[0].Status == report.StatusUnreachable || !fellBack(r) {
+		t.Errorf("audit did not fall back to a break-glass user: status %s, findings %+v", r.Hosts[0].Status, r.Hosts[0].Findings)
+	}
+	_, out, _ = runCLI(t, f.args("apply", pb, "--format", "json")...)
+	if r := decodeReport(t, out); !fellBack(r) {
+		t.Errorf("apply did not fall back to a break-glass user: status %s, findings %+v", r.Hosts[0].Status, r.Hosts[0].Findings)
+	}
+	if got, err := sshAs(f, h, "admin", f.lab.AdminKey, "id -un"); err != nil || got != "admin" {
+		t.Errorf("admin still locked out after the apply that fell back: %v %q", err, got)
+	}
+}
