@@ -1,0 +1,197 @@
+package tasks
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestPlansGolden is facts → plan as data: each case is a module's
+// arguments and host facts recorded on a real host (testdata/userfacts,
+// or a fact query's raw output), and its golden file under
+// testdata/plans holds the plan the module makes from them: every change
+// and the exact commands of every step, or the error. No I/O: the
+// modules' planning alone. Run with -update to rewrite the golden files
+// after an intended change, and read the diff.
+func TestPlansGolden(t *testing.T) {
+	type planCase struct {
+		name string
+		plan func(t *testing.T) (string, error)
+	}
+	user := func(src, file, name string) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			steps, err := mustUser(t, src).plan(userHostFrom(t, file, name), "admin")
+			return renderSteps(steps), err
+		}
+	}
+	key := func(src, file, name string, run authKeyRun) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			steps, err := mustAuthorizedKey(t, src).plan(recordedFacts(t, file, name), run)
+			return renderSteps(steps), err
+		}
+	}
+	perms := func(check bool, files ...string) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			var ufs []*UserFacts
+			for _, f := range files {
+				file, name, _ := strings.Cut(f, ":")
+				ufs = append(ufs, recordedFacts(t, file, name))
+			}
+			steps, err := planPermissions(ufs, check)
+			return renderSteps(steps), err
+		}
+	}
+	sudoers := func(src, fact string) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			s := mustSudoers(t, src)
+			v, err := parseSudoersFile([]byte(fact))
+			if err != nil {
+				t.Fatalf("sudoers fact %q: %v", fact, err)
+			}
+			p, err := s.plan(v.(sudoersFile), true)
+			if err != nil {
+				return "", err
+			}
+			var b strings.Builder
+			for _, c := range p.changes {
+				fmt.Fprintf(&b, "- %s\n", c.What)
+				if c.Before != "" || c.After != "" {
+					fmt.Fprintf(&b, "  before: %q\n  after:  %q\n", c.Before, c.After)
+				}
+			}
+			if p.install || p.remove {
+				script, err := s.script(p, "admin")
+				if err != nil {
+					return b.String(), err
+				}
+				// The temp names hold a random part per run.
+				script = runName.ReplaceAll(script, []byte("$1.RANDOM"))
+				script = hereTag.ReplaceAll(script, []byte("BREAKGLASS_RANDOM"))
+				fmt.Fprintf(&b, "script:\n%s", indent(string(script)))
+			}
+			return b.String(), nil
+		}
+	}
+	command := func(src string, exists ...string) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			m, err := decodeTask(t, NewCommand, src)
+			if err != nil {
+				return "", err
+			}
+			c := m.(*Command)
+			run := c.wouldRun(func(p string) bool { return slices.Contains(exists, p) })
+			return fmt.Sprintf("check mode runs it: %v\nscript:\n%s", run, indent(string(c.script()))), nil
+		}
+	}
+	const recordedKeyBlob = recordedKey
+	for _, tc := range []planCase{
+		{"user-create", user(`{name: ghost, shell: /bin/bash, groups: [sudo], comment: "On call"}`, "missing", "ghost")},
+		{"user-existing-unchanged", user(`{name: alice}`, "existing", "alice")},
+		{"user-locked-repaired", user(`{name: carol}`, "locked", "carol")},
+		{"user-aged-password", user(`{name: carol}`, "aged", "carol")},
+		{"user-missing-home", user(`{name: erin}`, "nohome", "erin")},
+		{"user-move-home", user(`{name: alice, home: /srv/alice, groups: [sudo, adm], comment: "Alice A"}`, "existing", "alice")},
+		{"user-absent", user(`{name: alice, state: absent}`, "existing", "alice")},
+		{"user-absent-control", user(`{name: admin, state: absent}`, "existing", "alice")},
+		{"key-add", key(fmt.Sprintf(`{user: alice, key: %q}`, testKey(t, 1, "new@safe")), "existing", "alice", authKeyRun{controlUser: "admin"})},
+		{"key-present", key(fmt.Sprintf(`{user: alice, key: %q}`, recordedKeyBlob), "existing", "alice", authKeyRun{controlUser: "admin"})},
+		{"key-exclusive", key(fmt.Sprintf(`{user: alice, keys: [%q], exclusive: true}`, testKey(t, 2, "only@safe")), "existing", "alice", authKeyRun{controlUser: "admin"})},
+		{"key-absent", key(fmt.Sprintf(`{user: alice, key: %q, state: absent}`, recordedKeyBlob), "existing", "alice", authKeyRun{controlUser: "admin"})},
+		{"key-incident", key(fmt.Sprintf(`{user: bob, key: %q}`, recordedKeyBlob), "incident", "bob", authKeyRun{controlUser: "admin"})},
+		{"key-new-user-check", key(fmt.Sprintf(`{user: ghost, key: %q}`, recordedKeyBlob), "missing", "ghost", authKeyRun{check: true})},
+		{"key-etc-file", key(fmt.Sprintf(`{user: alice, key: %q}`, recordedKeyBlob), "etcakf", "alice", authKeyRun{controlUser: "admin"})},
+		{"key-symlinked-dir", key(fmt.Sprintf(`{user: dave, key: %q}`, recordedKeyBlob), "symlink", "dave", authKeyRun{controlUser: "admin"})},
+		{"key-none", key(fmt.Sprintf(`{user: alice, key: %q}`, recordedKeyBlob), "none", "alice", authKeyRun{controlUser: "admin"})},
+		{"perms-incident", perms(false, "incident:bob")},
+		{"perms-healthy", perms(false, "existing:alice")},
+		{"perms-symlink", perms(false, "symlink:dave")},
+		{"perms-missing-check", perms(true, "missing:ghost", "existing:alice")},
+		{"perms-missing", perms(false, "missing:ghost")},
+		{"sudoers-create", sudoers(`{name: breakglass, users: [bg-ops1, bg-ops2]}`, "absent\n")},
+		{"sudoers-wrong-mode", sudoers(`{name: breakglass, users: [bg-ops1]}`, "present 1000 0 666 regular file\n# old\n")},
+		{"sudoers-absent", sudoers(`{name: breakglass, state: absent}`, "present 0 0 440 regular file\nold\n")},
+		{"sudoers-directory", sudoers(`{name: breakglass, users: [bg-ops1]}`, "present 0 0 755 directory\n")},
+		{"command-plain", command(`{cmd: "systemctl restart ssh"}`)},
+		{"command-creates-present", command(`{cmd: "touch /etc/x", creates: /etc/x, chdir: /tmp}`, "/etc/x")},
+		{"command-removes-absent", command(`{cmd: "rm /etc/y", removes: /etc/y}`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.plan(t)
+			if err != nil {
+				got += "error: " + err.Error() + "\n"
+			}
+			if got == "" {
+				got = "(no change)\n"
+			}
+			planGolden(t, tc.name, got)
+		})
+	}
+}
+
+// renderSteps writes a plan's steps: each change, the file content a step
+// writes, and the commands the step runs.
+func renderSteps(steps []hostStep) string {
+	var b strings.Builder
+	for _, s := range steps {
+		fmt.Fprintf(&b, "- %s\n", s.change.What)
+		if s.change.Before != "" || s.change.After != "" {
+			fmt.Fprintf(&b, "  before: %q\n  after:  %q\n", s.change.Before, s.change.After)
+		}
+		if s.after != nil {
+			fmt.Fprintf(&b, "  leaves: %d:%d %o\n", s.after.UID, s.after.GID, s.after.Mode)
+		}
+		b.WriteString(indent(s.cmd))
+	}
+	return b.String()
+}
+
+var hereTag = regexp.MustCompile(`BREAKGLASS_[0-9a-f]{16,}`)
+
+var runName = regexp.MustCompile(`(\.breakglass-(?:tmp|new|old))\.[0-9a-f]{12}`)
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
+}
+
+func planGolden(t *testing.T, name, got string) {
+	t.Helper()
+	p := filepath.Join("testdata", "plans", name+".golden")
+	if f := flag.Lookup("update"); f != nil && f.Value.String() == "true" {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got == string(want) {
+		return
+	}
+	g, w := strings.Split(got, "\n"), strings.Split(string(want), "\n")
+	for i := range max(len(g), len(w)) {
+		var gl, wl string
+		if i < len(g) {
+			gl = g[i]
+		}
+		if i < len(w) {
+			wl = w[i]
+		}
+		if gl != wl {
+			t.Errorf("plan %s differs from %s (-update rewrites it) from line %d:\n got: %q\nwant: %q", name, p, i+1, gl, wl)
+			return
+		}
+	}
+}
