@@ -288,11 +288,22 @@ func newAuthKey(pk ssh.PublicKey, comment string, opts []string) authKey {
 
 // Queries returns the user's facts, sshd's effective config and key files
 // included.
-func (a *AuthorizedKey) Queries() []Query { return []Query{UserFactsQuery(a.user, Conn{})} }
+func (a *AuthorizedKey) Queries() []Query { return a.queries(Conn{}) }
+
+// queries implements planner.
+func (a *AuthorizedKey) queries(c Conn) []Query { return []Query{UserFactsQuery(a.user, c)} }
 
 // Run gathers the user's facts, plans and, unless in check mode, applies
 // the plan in one round trip.
 func (a *AuthorizedKey) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
+	return runPlanner(ctx, r, env, a)
+}
+
+// sshdFacts: the key file is the one sshd reads for this connection.
+func (*AuthorizedKey) sshdFacts() bool { return true }
+
+// plan implements planner: facts holds the user's facts.
+func (a *AuthorizedKey) plan(env *Env, facts []any) (*Plan, error) {
 	var control string
 	if env.ControlKey != "" {
 		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(env.ControlKey))
@@ -301,15 +312,19 @@ func (a *AuthorizedKey) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 		}
 		control = string(pk.Marshal())
 	}
-	ufs, err := gatherUserFacts(ctx, r, env, true, a.user)
-	if err != nil {
-		return nil, err
+	uf, ok := facts[0].(*UserFacts)
+	if !ok {
+		return nil, fmt.Errorf("fact %s holds %T", UserFactsKey(a.user), facts[0])
 	}
-	steps, err := a.plan(ufs[0], authKeyRun{
+	steps, err := a.planSteps(uf, authKeyRun{
 		controlKey: control, controlUser: env.ControlUser, check: env.Check, diff: env.Diff,
 	})
 	if err != nil {
 		return nil, err
+	}
+	p := &Plan{Steps: steps, Stale: []string{UserFactsKey(a.user)}}
+	if len(uf.KeyFiles) == 0 {
+		return p, nil
 	}
 	// The steps set modes, owners and the file's content exactly: the
 	// user's facts afterwards are known without reading them again.
@@ -319,18 +334,14 @@ func (a *AuthorizedKey) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 			content = s.content
 		}
 	}
-	if content != nil && !env.Check && len(ufs[0].KeyFiles) > 0 {
-		if err := a.guardRemoval(ctx, env, ufs[0].KeyFiles[0].Content, content); err != nil {
-			return nil, err
-		}
+	if content != nil {
+		old := uf.KeyFiles[0].Content
+		p.Guard = func(ctx context.Context, env *Env) error { return a.guardRemoval(ctx, env, old, content) }
 	}
-	if len(ufs[0].KeyFiles) == 0 {
-		return applySteps(ctx, r, env, steps, UserFactsKey(a.user))
+	if pred := predictFacts(uf, steps, uf.KeyFiles[0].Real, content); pred != nil {
+		p.Known = map[string]any{UserFactsKey(a.user): pred}
 	}
-	if pred := predictFacts(ufs[0], steps, ufs[0].KeyFiles[0].Real, content); pred != nil {
-		return applyStepsKnowing(ctx, r, env, steps, map[string]any{UserFactsKey(a.user): pred})
-	}
-	return applySteps(ctx, r, env, steps, UserFactsKey(a.user))
+	return p, nil
 }
 
 // guardRemoval is the lockout guard of removing key lines (exclusive,
@@ -430,7 +441,7 @@ type authKeyRun struct {
 
 // plan computes the changes to the user's key file and the directories
 // leading to it.
-func (a *AuthorizedKey) plan(uf *UserFacts, run authKeyRun) ([]hostStep, error) {
+func (a *AuthorizedKey) planSteps(uf *UserFacts, run authKeyRun) ([]hostStep, error) {
 	if !uf.Exists && !run.check {
 		return nil, fmt.Errorf("user %s does not exist: create it first (a user task before this one)", a.user)
 	}

@@ -171,7 +171,7 @@ func TestProbeCommand(t *testing.T) {
 // content written (nil when none) and the commands' words.
 func planKeys(t *testing.T, m *AuthorizedKey, uf *UserFacts, run authKeyRun) ([]string, []byte, [][][]string) {
 	t.Helper()
-	steps, err := m.plan(uf, run)
+	steps, err := m.planSteps(uf, run)
 	if err != nil {
 		t.Fatalf("plan: %v", err)
 	}
@@ -214,11 +214,11 @@ func TestAuthorizedKeyAdds(t *testing.T) {
 	if len(what) != 1 || what[0] != "write /home/alice/.ssh/authorized_keys (1 key(s) added)" {
 		t.Errorf("changes %q", what)
 	}
-	steps, _ := m.plan(uf, authKeyRun{diff: true})
+	steps, _ := m.planSteps(uf, authKeyRun{diff: true})
 	if ch := steps[0].change; ch.Before != string(uf.KeyFiles[0].Content) || ch.After != want || ch.Path != "/home/alice/.ssh/authorized_keys" {
 		t.Errorf("diff: %+v", ch)
 	}
-	if steps, _ := m.plan(uf, authKeyRun{}); steps[0].change.Before != "" {
+	if steps, _ := m.planSteps(uf, authKeyRun{}); steps[0].change.Before != "" {
 		t.Error("diff filled without --diff")
 	}
 }
@@ -286,13 +286,13 @@ func TestAuthorizedKeyExclusiveKeepsControlKey(t *testing.T) {
 
 	// The control user's own file, control key unknown: refuse.
 	run.controlKey = ""
-	if _, err := m.plan(uf, run); err == nil || !strings.Contains(err.Error(), "cannot be protected") {
+	if _, err := m.planSteps(uf, run); err == nil || !strings.Contains(err.Error(), "cannot be protected") {
 		t.Errorf("unknown control key: %v", err)
 	}
 	// Removing the control key outright: refuse.
 	run.controlKey = string(mustParseKey(t, ctrl).Marshal())
 	absent := mustAuthorizedKey(t, fmt.Sprintf("{user: alice, keys: [%q, %q], state: absent}", k1, ctrl))
-	if _, err := absent.plan(uf, run); !errors.Is(err, ErrControlKey) {
+	if _, err := absent.planSteps(uf, run); !errors.Is(err, ErrControlKey) {
 		t.Errorf("removing the control key: %v, want ErrControlKey", err)
 	}
 }
@@ -397,7 +397,7 @@ func TestAuthorizedKeyPlanRefuses(t *testing.T) {
 		{"nohome", "erin", "home /home/erin of erin does not exist"},
 	} {
 		m := mustAuthorizedKey(t, fmt.Sprintf("{user: %s, key: %q}", tc.user, k))
-		if _, err := m.plan(recordedFacts(t, tc.file, tc.user), authKeyRun{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := m.planSteps(recordedFacts(t, tc.file, tc.user), authKeyRun{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.file, err, tc.want)
 		}
 	}

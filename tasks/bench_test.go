@@ -51,13 +51,13 @@ func BenchmarkPlanHost(b *testing.B) {
 	shellStat := PathStat{Path: "/bin/bash", Exists: true, Mode: modeRegular | 0o755}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := u.plan(userHost{user: uf, paths: map[string]PathStat{"/bin/bash": shellStat}}, "admin"); err != nil {
+		if _, err := u.planSteps(userHost{user: uf, paths: map[string]PathStat{"/bin/bash": shellStat}}, "admin"); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := create.plan(userHost{user: missing, paths: map[string]PathStat{"/bin/bash": shellStat}}, "admin"); err != nil {
+		if _, err := create.planSteps(userHost{user: missing, paths: map[string]PathStat{"/bin/bash": shellStat}}, "admin"); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := k.plan(uf, authKeyRun{}); err != nil {
+		if _, err := k.planSteps(uf, authKeyRun{}); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := planPermissions([]*UserFacts{uf}, false); err != nil {

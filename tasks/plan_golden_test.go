@@ -25,13 +25,13 @@ func TestPlansGolden(t *testing.T) {
 	}
 	user := func(src, file, name string) func(t *testing.T) (string, error) {
 		return func(t *testing.T) (string, error) {
-			steps, err := mustUser(t, src).plan(userHostFrom(t, file, name), "admin")
+			steps, err := mustUser(t, src).planSteps(userHostFrom(t, file, name), "admin")
 			return renderSteps(steps), err
 		}
 	}
 	key := func(src, file, name string, run authKeyRun) func(t *testing.T) (string, error) {
 		return func(t *testing.T) (string, error) {
-			steps, err := mustAuthorizedKey(t, src).plan(recordedFacts(t, file, name), run)
+			steps, err := mustAuthorizedKey(t, src).planSteps(recordedFacts(t, file, name), run)
 			return renderSteps(steps), err
 		}
 	}

@@ -94,10 +94,13 @@ func NewSSHPermissions(file string, args *yaml.Node) (Module, error) {
 
 // Queries returns the users' facts: sshd's effective AuthorizedKeysFile
 // and the stat of everything StrictModes walks.
-func (p *SSHPermissions) Queries() []Query {
+func (p *SSHPermissions) Queries() []Query { return p.queries(Conn{}) }
+
+// queries implements planner.
+func (p *SSHPermissions) queries(c Conn) []Query {
 	qs := make([]Query, len(p.Users))
 	for i, u := range p.Users {
-		qs[i] = UserFactsQuery(u, Conn{})
+		qs[i] = UserFactsQuery(u, c)
 	}
 	return qs
 }
@@ -105,19 +108,28 @@ func (p *SSHPermissions) Queries() []Query {
 // Run gathers the users' facts, plans and, unless in check mode, applies
 // the repairs in one round trip.
 func (p *SSHPermissions) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	ufs, err := gatherUserFacts(ctx, r, env, true, p.Users...)
-	if err != nil {
-		return nil, err
+	return runPlanner(ctx, r, env, p)
+}
+
+// sshdFacts: the paths are those sshd walks for this connection.
+func (*SSHPermissions) sshdFacts() bool { return true }
+
+// plan implements planner: facts are the users' facts.
+func (p *SSHPermissions) plan(env *Env, facts []any) (*Plan, error) {
+	ufs := make([]*UserFacts, len(facts))
+	stale := make([]string, len(p.Users))
+	for i, v := range facts {
+		uf, ok := v.(*UserFacts)
+		if !ok {
+			return nil, fmt.Errorf("fact %s holds %T", UserFactsKey(p.Users[i]), v)
+		}
+		ufs[i], stale[i] = uf, UserFactsKey(p.Users[i])
 	}
 	steps, err := planPermissions(ufs, env.Check)
 	if err != nil {
 		return nil, err
 	}
-	stale := make([]string, len(p.Users))
-	for i, u := range p.Users {
-		stale[i] = UserFactsKey(u)
-	}
-	return applySteps(ctx, r, env, steps, stale...)
+	return &Plan{Steps: steps, Stale: stale}, nil
 }
 
 // permFix is one repair of one path.

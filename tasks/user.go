@@ -158,7 +158,11 @@ func moduleArgElem(m *yaml.Node, key string, i int) *yaml.Node {
 // Queries returns the facts the task reads: the account, the stat of the
 // shell (or of the fallback shells) and of an explicit home, and whether
 // each group exists.
-func (u *User) Queries() []Query {
+func (u *User) Queries() []Query { return u.queries(Conn{}) }
+
+// queries implements planner. The account alone decides, so c is not
+// used: the facts are the same for every connection.
+func (u *User) queries(Conn) []Query {
 	qs := []Query{UserFactsQuery(u.Name, Conn{})}
 	if u.State == "absent" {
 		return qs
@@ -182,11 +186,15 @@ func (u *User) Queries() []Query {
 // Run gathers the account's facts, plans and, unless in check mode,
 // applies the plan in one round trip.
 func (u *User) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	qs := u.Queries()
-	vals, err := gatherFacts(ctx, r, env, false, qs...)
-	if err != nil {
-		return nil, err
-	}
+	return runPlanner(ctx, r, env, u)
+}
+
+// sshdFacts: the account alone decides; sshd's settings do not.
+func (*User) sshdFacts() bool { return false }
+
+// plan implements planner: vals are the values of Queries.
+func (u *User) plan(env *Env, vals []any) (*Plan, error) {
+	qs := u.queries(Conn{})
 	h := userHost{paths: map[string]PathStat{}, groups: map[string]bool{}}
 	stale := []string{UserFactsKey(u.Name), GroupFactsKey(u.Name)}
 	for i, q := range qs {
@@ -208,16 +216,15 @@ func (u *User) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
 	if h.user == nil {
 		return nil, fmt.Errorf("user %s: no facts gathered", u.Name)
 	}
-	steps, err := u.plan(h, env.ControlUser)
+	steps, err := u.planSteps(h, env.ControlUser)
 	if err != nil {
 		return nil, err
 	}
-	if u.State == "absent" && len(steps) > 0 && !env.Check {
-		if err := u.proveOthers(ctx, env); err != nil {
-			return nil, err
-		}
+	p := &Plan{Steps: steps, Stale: stale}
+	if u.State == "absent" {
+		p.Guard = u.proveOthers
 	}
-	return applySteps(ctx, r, env, steps, stale...)
+	return p, nil
 }
 
 // proveOthers is the lockout guard of a removal: before the account goes,
@@ -259,8 +266,8 @@ type userHost struct {
 	groups map[string]bool     // whether each group of the task exists
 }
 
-// plan computes the changes that bring the account to the task's state.
-func (u *User) plan(h userHost, controlUser string) ([]hostStep, error) {
+// planSteps computes the changes that bring the account to the task's state.
+func (u *User) planSteps(h userHost, controlUser string) ([]hostStep, error) {
 	uf := h.user
 	if u.State == "absent" {
 		return u.planAbsent(uf, controlUser)

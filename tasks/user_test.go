@@ -88,7 +88,7 @@ func userHostFrom(t *testing.T, file, user string) userHost {
 // every command it runs.
 func planWords(t *testing.T, u *User, h userHost) ([]string, [][][]string) {
 	t.Helper()
-	steps, err := u.plan(h, "admin")
+	steps, err := u.planSteps(h, "admin")
 	if err != nil {
 		t.Fatalf("plan: %v", err)
 	}
@@ -208,18 +208,18 @@ func TestUserPlanRefuses(t *testing.T) {
 	} {
 		h := userHostFrom(t, tc.file, "alice")
 		h.user.Name = tc.user
-		_, err := mustUser(t, tc.src).plan(h, "admin")
+		_, err := mustUser(t, tc.src).planSteps(h, "admin")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.src, err, tc.want)
 		}
 	}
 	h := userHostFrom(t, "existing", "alice")
 	h.user.Name = "admin"
-	if _, err := mustUser(t, `{name: admin, state: absent}`).plan(h, "admin"); !errors.Is(err, ErrControlUser) {
+	if _, err := mustUser(t, `{name: admin, state: absent}`).planSteps(h, "admin"); !errors.Is(err, ErrControlUser) {
 		t.Errorf("removing the control user: %v, want ErrControlUser", err)
 	}
 	h.user.Name, h.user.UID = "toor", 0
-	if _, err := mustUser(t, `{name: toor, state: absent}`).plan(h, "admin"); err == nil || !strings.Contains(err.Error(), "uid 0") {
+	if _, err := mustUser(t, `{name: toor, state: absent}`).planSteps(h, "admin"); err == nil || !strings.Contains(err.Error(), "uid 0") {
 		t.Errorf("removing a uid 0 account: %v", err)
 	}
 }

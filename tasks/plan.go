@@ -1,0 +1,67 @@
+package tasks
+
+import "context"
+
+// Plan is what a module will do on one host, decided from gathered facts
+// alone: the module does no I/O to make it. Executing it (execute) is the
+// same for every planning module: the guard, then the steps in one round
+// trip or queued in the runner's batch, then the facts the steps changed.
+type Plan struct {
+	// Steps are the changes, in order; none when the host is as wanted.
+	Steps []hostStep
+	// Stale names the facts the steps make stale: forgotten once they ran
+	// (or failed: the host may have changed).
+	Stale []string
+	// Known, when set, holds facts whose values after the steps the
+	// module knows exactly: kept (not read again) once the steps
+	// complete, forgotten when they do not. It replaces Stale.
+	Known map[string]any
+	// Guard, when set, runs before the steps outside check mode and stops
+	// them with its error: the lockout guard of a removal, which proves the
+	// remaining ways in with fresh logins.
+	Guard func(ctx context.Context, env *Env) error
+}
+
+// planner is a module that plans from facts with no I/O; runPlanner
+// executes the plan. User, authorized_key and ssh_permissions are
+// planners.
+type planner interface {
+	Module
+	Gatherer
+	// queries returns the facts the plan reads, for connection c (Queries
+	// is queries(Conn{}), where the script learns the connection itself).
+	queries(c Conn) []Query
+	// plan returns the plan from facts, the values of queries in order.
+	plan(env *Env, facts []any) (*Plan, error)
+	// sshdFacts reports whether the plan needs the user facts' sshd
+	// settings for this connection (gathered again when they are for
+	// another).
+	sshdFacts() bool
+}
+
+// runPlanner is Run for every planner: gather → plan → execute.
+func runPlanner(ctx context.Context, r Runner, env *Env, m planner) (*Result, error) {
+	facts, err := gatherFacts(ctx, r, env, m.sshdFacts(), m.queries(ConnOf(env))...)
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.plan(env, facts)
+	if err != nil {
+		return nil, err
+	}
+	return execute(ctx, r, env, p)
+}
+
+// execute reports p's changes and, unless in check mode, runs its guard
+// and its steps (see applySteps).
+func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) {
+	if p.Guard != nil && len(p.Steps) > 0 && !env.Check {
+		if err := p.Guard(ctx, env); err != nil {
+			return nil, err
+		}
+	}
+	if p.Known != nil {
+		return applyStepsKnowing(ctx, r, env, p.Steps, p.Known)
+	}
+	return applySteps(ctx, r, env, p.Steps, p.Stale...)
+}
