@@ -207,6 +207,9 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 		outcomes[i].Result = res
 		fail(i+1, nil)
 		outcomes[i].Err = fmt.Errorf("%s: %w", e.steps[done].change.What, runErr)
+		if st := e.steps[done]; st.unfinished != "" {
+			outcomes[i].Err = fmt.Errorf("%s: %s: %w", st.change.What, st.unfinished, runErr)
+		}
 		if st := e.steps[done]; st.report != nil {
 			if body, ok := stepOutput(out, nonce, global); ok {
 				if err := st.report(body); err != nil {

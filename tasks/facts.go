@@ -1116,6 +1116,9 @@ type hostStep struct {
 	// the task's.
 	okLine string
 	report func(out []byte) error
+	// unfinished, when set, says what a step that did not run to its end
+	// may have left, and what to check.
+	unfinished string
 }
 
 // predictFacts returns a copy of uf as it will be once steps have run, or

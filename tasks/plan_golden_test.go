@@ -53,7 +53,7 @@ func TestPlansGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("sudoers fact %q: %v", fact, err)
 			}
-			p, err := s.plan(v.(sudoersFile), true)
+			p, err := s.planChanges(v.(sudoersFile), true)
 			if err != nil {
 				return "", err
 			}

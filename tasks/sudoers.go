@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -295,7 +294,7 @@ type sudoersPlan struct {
 	changes []Change
 }
 
-func (s *Sudoers) plan(cur sudoersFile, diff bool) (sudoersPlan, error) {
+func (s *Sudoers) planChanges(cur sudoersFile, diff bool) (sudoersPlan, error) {
 	p := sudoersPlan{existed: cur.Exists}
 	path := s.Path()
 	if cur.Exists && !cur.regular() {
@@ -339,58 +338,47 @@ func (s *Sudoers) plan(cur sudoersFile, diff bool) (sudoersPlan, error) {
 
 // Run implements Module.
 func (s *Sudoers) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	v, err := env.Fact(ctx, r, s.query())
-	if err != nil {
-		return nil, fmt.Errorf("sudoers %s: %w", s.name, err)
-	}
-	cur, ok := v.(sudoersFile)
-	if !ok {
-		return nil, fmt.Errorf("sudoers %s: fact %s has type %T", s.name, s.factKey(), v)
-	}
-	p, err := s.plan(cur, env.Diff)
-	if err != nil {
-		return nil, fmt.Errorf("sudoers %s: %w", s.name, err)
-	}
-	res := &Result{Changed: len(p.changes) > 0, Changes: p.changes}
-	if env.Check || !res.Changed {
-		return res, nil
-	}
+	return runPlanner(ctx, r, env, s)
+}
 
+// queries implements planner.
+func (s *Sudoers) queries(Conn) []Query { return s.Queries() }
+
+// sshdFacts: sudo's rules do not depend on sshd.
+func (*Sudoers) sshdFacts() bool { return false }
+
+// plan implements planner. The whole transaction is one step, whose report
+// decides whether it succeeded; the step's other changes (the owner and
+// mode the install also repairs) are listed with it.
+func (s *Sudoers) plan(env *Env, facts []any) (*Plan, error) {
+	cur, ok := facts[0].(sudoersFile)
+	if !ok {
+		return nil, fmt.Errorf("sudoers %s: fact %s has type %T", s.name, s.factKey(), facts[0])
+	}
+	p, err := s.planChanges(cur, env.Diff)
+	if err != nil {
+		return nil, fmt.Errorf("sudoers %s: %w", s.name, err)
+	}
+	if len(p.changes) == 0 {
+		return &Plan{}, nil
+	}
 	script, err := s.script(p, env.ControlUser)
 	if err != nil {
 		return nil, fmt.Errorf("sudoers %s: %w", s.name, err)
 	}
-	if env.Batch != nil {
-		// Queued with the other tasks' changes: the transaction runs as
-		// one step, and its report decides whether the step succeeded.
-		steps := make([]hostStep, 0, len(p.changes))
-		for i, c := range p.changes {
-			st := hostStep{change: c, cmd: ":"}
-			if i == 0 {
-				st.cmd, st.okLine, st.report = string(script), "status ok", s.explain
-			}
-			steps = append(steps, st)
+	steps := make([]hostStep, 0, len(p.changes))
+	for i, c := range p.changes {
+		st := hostStep{change: c, cmd: ":"}
+		if i == 0 {
+			st.cmd, st.okLine, st.report = string(script), "status ok", s.explain
+			// The script reports its own failures and exits 0: a step
+			// that did not finish (connection lost, killed) may have left
+			// the host mid-transaction.
+			st.unfinished = fmt.Sprintf("the sudoers %s install transaction did not finish, check %s and its backup %s", s.name, s.Path(), s.backupPath())
 		}
-		return applySteps(ctx, r, env, steps, s.factKey())
+		steps = append(steps, st)
 	}
-	out, err := r.Run(ctx, "/bin/sh -s", script)
-	if env.Facts != nil {
-		env.Facts.Delete(s.factKey())
-	}
-	if err != nil {
-		// The script reports its own failures on stdout and exits 0; an
-		// error here means it could not run to the end (connection lost,
-		// killed): the host may be mid-transaction.
-		return nil, fmt.Errorf("sudoers %s: install transaction did not finish, check %s and its backup %s: %w", s.name, s.Path(), s.backupPath(), err)
-	}
-	if err := s.explain(out); err != nil {
-		var serr *SudoersError
-		res.RolledBack = errors.As(err, &serr) && serr.RolledBack
-		res.Changed = false
-		res.Changes = nil
-		return res, err
-	}
-	return res, nil
+	return &Plan{Steps: steps, Stale: []string{s.factKey()}}, nil
 }
 
 // explain turns the transaction's report into nil (installed) or a

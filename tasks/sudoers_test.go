@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -180,7 +181,7 @@ func TestSudoersHugeDropIn(t *testing.T) {
 	if len(f.Content) > sudoersMaxRead+100 {
 		t.Errorf("kept %d bytes of the file", len(f.Content))
 	}
-	p, err := s.plan(f, false)
+	p, err := s.planChanges(f, false)
 	if err != nil || !p.install {
 		t.Errorf("plan %+v %v, want a rewrite", p, err)
 	}
@@ -217,15 +218,46 @@ func TestParseSudoersFile(t *testing.T) {
 	}
 }
 
-// factReply answers the fact query with state and every other script with
-// install, recording both.
+// sudoersFake answers the fact query with state and the install step
+// with install, recording both.
 func sudoersFake(state string, install string) *scriptRecorder {
 	return &scriptRecorder{reply: func(cmd string, stdin []byte) ([]byte, error) {
-		if strings.Contains(string(stdin), "visudo") {
-			return []byte(install), nil
-		}
-		return []byte(state), nil
+		return sudoersReply(stdin, state, install, nil)
 	}}
+}
+
+var stepOutMarker = regexp.MustCompile(`@@breakglass-out (\w+) (\d+)`)
+
+// sudoersReply answers as a host would: a fact batch with state as every
+// query's output; an apply script (one round trip of steps, the install
+// transaction first) with install as the transaction's report, and the
+// steps done when it says "status ok" (else the script exits 1, as the
+// batch's check of the step's ok line makes it). runErr: the connection
+// was lost during the install.
+func sudoersReply(stdin []byte, state, install string, runErr error) ([]byte, error) {
+	s := string(stdin)
+	if m := stepOutMarker.FindStringSubmatch(s); m != nil {
+		if runErr != nil {
+			return nil, runErr
+		}
+		nonce := m[1]
+		out := fmt.Sprintf("@@breakglass-out %s 0\n%s\n@@breakglass-outend %s 0\n", nonce, strings.TrimSuffix(install, "\n"), nonce)
+		if !strings.Contains("\n"+install+"\n", "\nstatus ok\n") {
+			return []byte(out), errors.New("exit status 1")
+		}
+		for i := range doneMarker.FindAllStringSubmatch(s, -1) {
+			out += fmt.Sprintf("@@breakglass-done %s %d\n", nonce, i)
+		}
+		return []byte(out), nil
+	}
+	var out strings.Builder
+	for _, loc := range factMarker.FindAllStringSubmatch(s, -1) {
+		fmt.Fprintf(&out, "@@breakglass-fact %s %s\n%s\n@@breakglass-end %s %s 0\n", loc[1], loc[2], state, loc[1], loc[2])
+	}
+	if out.Len() == 0 {
+		return nil, fmt.Errorf("fake host: neither facts nor an apply script: %.60q", s)
+	}
+	return []byte(out.String()), nil
 }
 
 func TestSudoersPlan(t *testing.T) {
@@ -383,10 +415,7 @@ func TestSudoersApplyOutcomes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &scriptRecorder{reply: func(cmd string, stdin []byte) ([]byte, error) {
-				if strings.Contains(string(stdin), "visudo") {
-					return []byte(tc.out), tc.runErr
-				}
-				return []byte("absent\n"), nil
+				return sudoersReply(stdin, "absent\n", tc.out, tc.runErr)
 			}}
 			env := &Env{Facts: &Facts{}}
 			res, err := s.Run(context.Background(), rec, env)
