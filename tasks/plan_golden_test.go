@@ -163,7 +163,13 @@ func indent(s string) string {
 
 func planGolden(t *testing.T, name, got string) {
 	t.Helper()
-	p := filepath.Join("testdata", "plans", name+".golden")
+	golden(t, filepath.Join("testdata", "plans", name+".golden"), got)
+}
+
+// golden compares got with the golden file p, or rewrites p under -update.
+// A difference is reported from its first differing line.
+func golden(t *testing.T, p, got string) {
+	t.Helper()
 	if f := flag.Lookup("update"); f != nil && f.Value.String() == "true" {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -190,7 +196,7 @@ func planGolden(t *testing.T, name, got string) {
 			wl = w[i]
 		}
 		if gl != wl {
-			t.Errorf("plan %s differs from %s (-update rewrites it) from line %d:\n got: %q\nwant: %q", name, p, i+1, gl, wl)
+			t.Errorf("%s differs from the golden file (-update rewrites it; read the diff) from line %d:\n got: %q\nwant: %q", p, i+1, gl, wl)
 			return
 		}
 	}

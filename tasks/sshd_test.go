@@ -30,23 +30,7 @@ func init() {
 
 func sshdGolden(t *testing.T, name, got string) {
 	t.Helper()
-	p := filepath.Join("testdata", "sshd", name)
-	if f := flag.Lookup("update"); f != nil && f.Value.String() == "true" {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (run with -update after checking):\n--- got\n%s\n--- want\n%s", p, got, want)
-	}
+	golden(t, filepath.Join("testdata", "sshd", name), got)
 }
 
 // sshdDecode decodes a task's arguments through the registry, as the
