@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/sshdconf"
 )
 
 // Host facts shared by the user, authorized_key and ssh_permissions modules
@@ -115,34 +116,8 @@ func (s *Shadow) Ageing() bool { return s.Max >= 0 && s.Max < 10000 }
 func (s *Shadow) KeyOnly() bool { return s.Password != PasswordHash }
 
 // SSHDConfig is sshd's effective configuration for one user and connection
-// (`sshd -T -C …`). Values holds every keyword sshd printed (lower case),
-// one entry per output line; the fields below are the ones breakglass
-// judges lockouts by.
-type SSHDConfig struct {
-	Values map[string][]string
-
-	AuthorizedKeysFile       []string // as configured, tokens (%u, %h, %U) not expanded
-	StrictModes              bool
-	UsePAM                   bool
-	PubkeyAuthentication     bool
-	PermitRootLogin          string
-	AllowUsers               []string
-	DenyUsers                []string
-	AllowGroups              []string
-	DenyGroups               []string
-	AuthenticationMethods    string
-	MaxAuthTries             int
-	PubkeyAcceptedAlgorithms []string
-	AuthorizedKeysCommand    string
-}
-
-// Get returns the first value of keyword k ("" when absent).
-func (c *SSHDConfig) Get(k string) string {
-	if v := c.Values[k]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
+// (`sshd -T -C …`), in the one model of sshd's rules.
+type SSHDConfig = sshdconf.Effective
 
 // KeyFile is one entry of the effective AuthorizedKeysFile list.
 type KeyFile struct {
@@ -695,8 +670,7 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 		case "sshd-rc":
 			sshdRC, err = strconv.Atoi(rest)
 		case "sshd":
-			k, v, _ := strings.Cut(rest, " ")
-			u.SSHD.Values[k] = append(u.SSHD.Values[k], v)
+			u.SSHD.Add(rest)
 			sshdLines = append(sshdLines, rest)
 		case "sshd-shared":
 			shared = true
@@ -796,7 +770,7 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 		u.SSHDErr = fmt.Sprintf("exit status %d: %s", sshdRC, msg)
 		return u, nil
 	}
-	u.SSHD.fill()
+	u.SSHD.Fill()
 	if shared {
 		u.sshdShared = strings.Join(sshdLines, "\n")
 	}
@@ -880,31 +854,6 @@ func parseStatLine(rest string) (PathStat, error) {
 	}
 	st.Exists, st.UID, st.GID, st.Mode = true, uid, gid, uint32(mode)
 	return st, nil
-}
-
-func (c *SSHDConfig) fill() {
-	list := func(k string) []string {
-		var out []string
-		for _, v := range c.Values[k] {
-			out = append(out, strings.Fields(v)...)
-		}
-		return out
-	}
-	c.AuthorizedKeysFile = list("authorizedkeysfile")
-	c.StrictModes = c.Get("strictmodes") == "yes"
-	c.UsePAM = c.Get("usepam") == "yes"
-	c.PubkeyAuthentication = c.Get("pubkeyauthentication") == "yes"
-	c.PermitRootLogin = c.Get("permitrootlogin")
-	c.AllowUsers = list("allowusers")
-	c.DenyUsers = list("denyusers")
-	c.AllowGroups = list("allowgroups")
-	c.DenyGroups = list("denygroups")
-	c.AuthenticationMethods = c.Get("authenticationmethods")
-	c.MaxAuthTries, _ = strconv.Atoi(c.Get("maxauthtries"))
-	if v := c.Get("pubkeyacceptedalgorithms"); v != "" {
-		c.PubkeyAcceptedAlgorithms = strings.Split(v, ",")
-	}
-	c.AuthorizedKeysCommand = c.Get("authorizedkeyscommand")
 }
 
 // staleFor reports whether the facts were gathered for another connection

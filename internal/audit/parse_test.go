@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/breakglass/breakglass/internal/sshdconf"
 )
 
 func TestConfigSources(t *testing.T) {
@@ -23,7 +25,7 @@ Match User bob
 		"/etc/ssh/sshd_config.d/20-b.conf":  []byte("Match Address 10.0.0.0/8\n  AuthorizedKeysFile /etc/ssh/keys/%u\n"),
 		"/etc/ssh/sshd_config.d/x.disabled": []byte("PubkeyAuthentication no\n"),
 	}
-	lines := configLines(files)
+	lines := sshdconf.Read(files)
 	tests := []struct {
 		kw    string
 		value []string
@@ -63,7 +65,7 @@ func TestIncludesDropIn(t *testing.T) {
 		"Match User x\nInclude /etc/ssh/sshd_config.d/*.conf\n": false, // a drop-in's lines would be in the Match
 		"Include /etc/ssh/sshd_config.d/*.cfg\n":                false,
 	} {
-		if got := includes([]byte(main), dropIn); got != want {
+		if got := includes(map[string][]byte{mainSSHDConfig: []byte(main)}, dropIn); got != want {
 			t.Errorf("includes(%q) = %v, want %v", main, got, want)
 		}
 	}
