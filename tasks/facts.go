@@ -1289,45 +1289,15 @@ func factsPrelude(c Conn, k known, users ...string) string {
 		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(sshdOut))
 		return b.String()
 	}
+	b.WriteString(sshdconf.Shell)
 	b.WriteString(sshdSharedScript)
 	return b.String()
 }
 
 // sshdSharedScript sets bg_sshd_shared=1 and bg_sshd_out to sshd -T's
-// output when it cannot depend on the user: no Match block in
-// /etc/ssh/sshd_config or the files it includes.
-const sshdSharedScript = `bg_sshd_scan() { # FILE NESTED: 1 when FILE has a Match (or what may hide one)
-	[ -r "$1" ] || return 1
-	while IFS= read -r bg_l || [ -n "$bg_l" ]; do
-		bg_l=${bg_l#"${bg_l%%[! 	]*}"}
-		bg_k=${bg_l%%[ 	=]*}
-		case $bg_k in
-		[Mm][Aa][Tt][Cc][Hh]) return 1 ;;
-		[Ii][Nn][Cc][Ll][Uu][Dd][Ee])
-			[ "$2" = 0 ] || return 1
-			bg_v=${bg_l#"$bg_k"}
-			bg_v=${bg_v#"${bg_v%%[! 	=]*}"}
-			case $bg_v in *[\"\'\\]*) return 1 ;; esac
-			bg_inc="$bg_inc $bg_v"
-			;;
-		esac
-	done <"$1"
-	return 0
-}
-bg_sshd_nomatch() { # [DIR]: sshd's configuration directory, /etc/ssh
-	bg_d=${1:-/etc/ssh} bg_inc=
-	[ -f "$bg_d/sshd_config" ] || return 1
-	bg_sshd_scan "$bg_d/sshd_config" 0 || return 1
-	set +f
-	for bg_p in $bg_inc; do
-		case $bg_p in /*) ;; *) bg_p=$bg_d/$bg_p ;; esac
-		for bg_f in $bg_p; do
-			[ ! -e "$bg_f" ] || bg_sshd_scan "$bg_f" 1 || return 1
-		done
-	done
-	return 0
-}
-bg_sshd_shared= bg_sshd_out=
+// output when it cannot depend on the user: no Match block in the files
+// sshd reads (sshdconf.Shell's bg_sshd_nomatch).
+const sshdSharedScript = `bg_sshd_shared= bg_sshd_out=
 if [ -n "$bg_client" ] && bg_sshd_nomatch </dev/null; then
 	if bg_sshd_out=$(sshd -T -C "user=root,host=$bg_client,addr=$bg_client,laddr=$bg_server,lport=$bg_port" 2>/dev/null </dev/null); then
 		bg_sshd_shared=1

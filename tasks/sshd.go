@@ -337,13 +337,13 @@ const sshdFileFunc = `bg_file() {
 
 // sshdFactsScript prints the config files (base64), the effective PidFile
 // and the running daemon's command line. It changes nothing.
-const sshdFactsScript = `# breakglass sshd: facts
+var sshdFactsScript = `# breakglass sshd: facts
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 LC_ALL=C; export LC_ALL
 echo "breakglass-sshd-facts 1"
 [ -d /run/systemd/system ] && echo "systemd"
 [ -d /run/sshd ] || echo "privsep-missing"
-` + sshdFileFunc + `bg_file /etc/ssh/sshd_config
+` + sshdconf.Shell + sshdFileFunc + `bg_file /etc/ssh/sshd_config
 if [ -d /etc/ssh/sshd_config.d ]; then
 	echo "dropin-dir"
 	for f in /etc/ssh/sshd_config.d/*; do
@@ -351,21 +351,16 @@ if [ -d /etc/ssh/sshd_config.d ]; then
 		bg_file "$f"
 	done
 fi
-pf=
 if out=$(sshd -T 2>&1); then
-	pf=$(printf '%s\n' "$out" | awk '$1 == "pidfile" { print $2; exit }')
 	printf '%s\n' "$out" | awk '$1 == "maxstartups" || $1 == "persourcemaxstartups" { print $1, $2 }'
+	pf=$(bg_sshd_pidfile "$out")
 else
 	echo "sshd-T-failed"
 	printf '%s\n' "$out" | sed 's/^/| /'
+	pf=$(bg_sshd_pidfile "")
 fi
-pf=${pf:-/run/sshd.pid}
 printf 'pidfile %s\n' "$pf"
-pid=$(cat "$pf" 2>/dev/null)
-case $pid in
-''|*[!0-9]*) ;;
-*) if kill -0 "$pid" 2>/dev/null; then printf 'daemon %s %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"; fi ;;
-esac
+if pid=$(bg_sshd_pid "$pf"); then printf 'daemon %s %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"; fi
 `
 
 func sshdQuery() Query {
@@ -726,21 +721,13 @@ func sshdForgetFacts(env *Env) {
 }
 
 // sshdReloadFuncs are the shell functions that reload the main sshd and
-// wait until it listens again. bg_sshd_start must be defined too.
-const sshdReloadFuncs = `bg_sshd_pidfile() {
-	pf=$(sshd -T 2>/dev/null | awk '$1 == "pidfile" { print $2; exit }')
-	echo "${pf:-/run/sshd.pid}"
-}
-bg_sshd_alive() {
-	case $1 in ''|*[!0-9]*) return 1 ;; esac
-	kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q sshd
-}
-# bg_sshd_reload [start]: make the main sshd read its configuration again
+// wait until it listens again (with sshdconf.Shell, which finds it).
+// bg_sshd_start must be defined too.
+var sshdReloadFuncs = sshdconf.Shell + `# bg_sshd_reload [start]: make the main sshd read its configuration again
 # and wait until it listens again (it writes its PidFile after binding).
 # With "start", start it when it is not running.
 bg_sshd_reload() {
-	if [ -d /run/systemd/system ] && systemctl is-active --quiet ssh.socket 2>/dev/null &&
-		! systemctl is-enabled --quiet ssh.service 2>/dev/null; then
+	if bg_sshd_socket_activated; then
 		# Socket activation (Ubuntu since 22.10): ssh.socket holds the
 		# port, and a reloaded sshd re-executes and cannot bind it
 		# (OpenSSH 10 on Debian 13: "Cannot bind any address"). A restart
