@@ -198,7 +198,7 @@ func (m *Module) allowUser(ctx context.Context, r tasks.Runner, env *tasks.Env) 
 	if !ok {
 		return fmt.Errorf("unexpected user facts %T", v)
 	}
-	allowed := strings.Fields(strings.Join(uf.SSHD.Values["allowusers"], " "))
+	allowed := uf.SSHD.AllowUsers
 	if len(allowed) == 0 {
 		return errors.New("the user is filtered by AllowGroups or DenyUsers/DenyGroups: fix by hand")
 	}
