@@ -242,6 +242,18 @@ type UserLister interface {
 	ListUsers() []string
 }
 
+// WaysIn is implemented by a module that names ways into the host, proven
+// by fresh logins (verify_access). The runner's safety net proves them
+// before it keeps an access-cutting change, and the control-login fallback
+// gets in through them when the inventory's user is refused.
+type WaysIn interface {
+	// SafetyLogins returns the logins, with key files made absolute
+	// against dir, and how many of them must work.
+	SafetyLogins(dir string) (logins []Login, minWorking int)
+	// LoginPaths returns the paths the logins are made over.
+	LoginPaths() []Path
+}
+
 // Factory decodes a module's arguments. file names the playbook, for
 // positioned errors (see internal/yamlx).
 type Factory func(file string, args *yaml.Node) (Module, error)
@@ -278,4 +290,5 @@ var (
 	_ UserLister = (*SSHPermissions)(nil)
 	_ UserLister = (*Sudoers)(nil)
 	_ UserLister = (*VerifyAccess)(nil)
+	_ WaysIn     = (*VerifyAccess)(nil)
 )

@@ -354,3 +354,12 @@ func (v *VerifyAccess) ListUsers() []string {
 	}
 	return users
 }
+
+// LoginPaths returns the paths this task proves the logins over.
+func (v *VerifyAccess) LoginPaths() []Path {
+	paths := make([]Path, len(v.Paths))
+	for i, p := range v.Paths {
+		paths[i] = p.Path
+	}
+	return paths
+}

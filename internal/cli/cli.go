@@ -159,7 +159,7 @@ func prepare(o *options) (*plan, error) {
 				rp.Tasks = append(rp.Tasks, runner.Task{Name: t.Name, Module: t.Module, Mod: m})
 			}
 			for _, t := range rp.Tasks {
-				if _, ok := t.Mod.(*tasks.VerifyAccess); ok {
+				if _, ok := t.Mod.(tasks.WaysIn); ok {
 					job.Fallback = append(job.Fallback, t)
 				}
 			}
@@ -469,7 +469,7 @@ func (l *loginDialer) breakGlassKey(user string) string {
 		tasksOf = append(tasksOf, p.Tasks...)
 	}
 	for _, t := range tasksOf {
-		if v, ok := t.Mod.(*tasks.VerifyAccess); ok {
+		if v, ok := t.Mod.(tasks.WaysIn); ok {
 			logins, _ := v.SafetyLogins(l.plan.pb.Dir)
 			for _, lg := range logins {
 				if lg.User == user {

@@ -146,17 +146,20 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 	}
 	errs := []string{firstErr.Error()}
 	for _, vt := range job.Fallback {
-		v := vt.Mod.(*tasks.VerifyAccess)
+		v, ok := vt.Mod.(tasks.WaysIn)
+		if !ok {
+			continue
+		}
 		logins, _ := v.SafetyLogins(f.plan.pb.Dir)
 		for _, l := range logins {
-			for _, p := range v.Paths {
-				c, err := f.dialProbe(ctx, t, l.User, l.KeyFile, p.Path)
+			for _, p := range v.LoginPaths() {
+				c, err := f.dialProbe(ctx, t, l.User, l.KeyFile, p)
 				if err == nil {
 					if f.first != nil {
 						return c, nil
 					}
 					f.remember(t.Name, c)
-					return &fellBack{Conn: c, note: fmt.Sprintf("the control user %s cannot log in (%v); reached the host as break-glass user %s via %s instead", t.User, firstErr, l.User, p.Path.Name)}, nil
+					return &fellBack{Conn: c, note: fmt.Sprintf("the control user %s cannot log in (%v); reached the host as break-glass user %s via %s instead", t.User, firstErr, l.User, p.Name)}, nil
 				}
 				errs = append(errs, err.Error())
 				if ctx.Err() != nil {

@@ -516,7 +516,7 @@ func safetyLogins(job *Job, dir string) ([]tasks.Login, int) {
 	need := 0
 	for _, p := range job.Plays {
 		for _, t := range p.Tasks {
-			v, ok := t.Mod.(*tasks.VerifyAccess)
+			v, ok := t.Mod.(tasks.WaysIn)
 			if !ok {
 				continue
 			}
