@@ -18,6 +18,10 @@ const (
 // maxDepth is servconf.c SERVCONF_MAX_DEPTH: sshd refuses deeper Includes.
 const maxDepth = 16
 
+// maxLines bounds what Read returns: files that include each other fan
+// out exponentially up to maxDepth (sshd then refuses to start anyway).
+const maxLines = 20000
+
 // Line is one keyword line of the sshd configuration.
 type Line struct {
 	File    string
@@ -219,7 +223,7 @@ func (r *reader) read(files map[string][]byte, extra string) {
 			return
 		}
 		for _, l := range ParseFile(file, string(data), match) {
-			if r.done {
+			if r.done || len(r.lines) >= maxLines {
 				return
 			}
 			r.lines = append(r.lines, l)

@@ -214,3 +214,13 @@ func TestSources(t *testing.T) {
 		}
 	}
 }
+
+// TestIncludeBomb: files that include each other stop at sshd's depth,
+// and what is read stays bounded.
+func TestIncludeBomb(t *testing.T) {
+	files := map[string][]byte{MainConfig: []byte("Include sshd_config sshd_config sshd_config\nPort 22\n")}
+	lines := Read(files)
+	if len(lines) == 0 || len(lines) > maxLines {
+		t.Errorf("%d lines", len(lines))
+	}
+}
