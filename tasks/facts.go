@@ -1247,8 +1247,9 @@ func storeRefreshed(env *Env, qs []Query, out []byte, nonce string) {
 // When c is complete and no configuration file sshd reads has a Match
 // block, sshd's effective configuration is the same for every user and
 // connection, so sshd -T runs once here instead of once per user. Anything
-// the check cannot be sure of (quoted or nested Include, an unreadable
-// file) counts as a Match block: the queries then run sshd -T themselves.
+// the check (sshdconf.Shell's bg_sshd_nomatch) cannot be sure of (a quoted
+// Include, an unreadable file, includes deeper than sshd allows) counts as
+// a Match block: the queries then run sshd -T themselves.
 func FactsPrelude(c Conn, users ...string) string {
 	return factsPrelude(c, known{}, users...)
 }
