@@ -59,6 +59,7 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./inventory/ || exit 1; \
 	done
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/playbook/
+	$(GO) test -run='^$$' -fuzz='^FuzzRead$$' -fuzztime=$(FUZZTIME) ./internal/sshdconf/
 
 # Three lab hosts, the example playbook applied and then verified, the hosts
 # stopped again.

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/sshdconf"
 )
 
 // Host facts shared by the user, authorized_key and ssh_permissions modules
@@ -115,34 +116,8 @@ func (s *Shadow) Ageing() bool { return s.Max >= 0 && s.Max < 10000 }
 func (s *Shadow) KeyOnly() bool { return s.Password != PasswordHash }
 
 // SSHDConfig is sshd's effective configuration for one user and connection
-// (`sshd -T -C …`). Values holds every keyword sshd printed (lower case),
-// one entry per output line; the fields below are the ones breakglass
-// judges lockouts by.
-type SSHDConfig struct {
-	Values map[string][]string
-
-	AuthorizedKeysFile       []string // as configured, tokens (%u, %h, %U) not expanded
-	StrictModes              bool
-	UsePAM                   bool
-	PubkeyAuthentication     bool
-	PermitRootLogin          string
-	AllowUsers               []string
-	DenyUsers                []string
-	AllowGroups              []string
-	DenyGroups               []string
-	AuthenticationMethods    string
-	MaxAuthTries             int
-	PubkeyAcceptedAlgorithms []string
-	AuthorizedKeysCommand    string
-}
-
-// Get returns the first value of keyword k ("" when absent).
-func (c *SSHDConfig) Get(k string) string {
-	if v := c.Values[k]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
+// (`sshd -T -C …`), in the one model of sshd's rules.
+type SSHDConfig = sshdconf.Effective
 
 // KeyFile is one entry of the effective AuthorizedKeysFile list.
 type KeyFile struct {
@@ -695,8 +670,7 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 		case "sshd-rc":
 			sshdRC, err = strconv.Atoi(rest)
 		case "sshd":
-			k, v, _ := strings.Cut(rest, " ")
-			u.SSHD.Values[k] = append(u.SSHD.Values[k], v)
+			u.SSHD.Add(rest)
 			sshdLines = append(sshdLines, rest)
 		case "sshd-shared":
 			shared = true
@@ -796,7 +770,7 @@ func ParseUserFacts(name string, out []byte) (*UserFacts, error) {
 		u.SSHDErr = fmt.Sprintf("exit status %d: %s", sshdRC, msg)
 		return u, nil
 	}
-	u.SSHD.fill()
+	u.SSHD.Fill()
 	if shared {
 		u.sshdShared = strings.Join(sshdLines, "\n")
 	}
@@ -880,31 +854,6 @@ func parseStatLine(rest string) (PathStat, error) {
 	}
 	st.Exists, st.UID, st.GID, st.Mode = true, uid, gid, uint32(mode)
 	return st, nil
-}
-
-func (c *SSHDConfig) fill() {
-	list := func(k string) []string {
-		var out []string
-		for _, v := range c.Values[k] {
-			out = append(out, strings.Fields(v)...)
-		}
-		return out
-	}
-	c.AuthorizedKeysFile = list("authorizedkeysfile")
-	c.StrictModes = c.Get("strictmodes") == "yes"
-	c.UsePAM = c.Get("usepam") == "yes"
-	c.PubkeyAuthentication = c.Get("pubkeyauthentication") == "yes"
-	c.PermitRootLogin = c.Get("permitrootlogin")
-	c.AllowUsers = list("allowusers")
-	c.DenyUsers = list("denyusers")
-	c.AllowGroups = list("allowgroups")
-	c.DenyGroups = list("denygroups")
-	c.AuthenticationMethods = c.Get("authenticationmethods")
-	c.MaxAuthTries, _ = strconv.Atoi(c.Get("maxauthtries"))
-	if v := c.Get("pubkeyacceptedalgorithms"); v != "" {
-		c.PubkeyAcceptedAlgorithms = strings.Split(v, ",")
-	}
-	c.AuthorizedKeysCommand = c.Get("authorizedkeyscommand")
 }
 
 // staleFor reports whether the facts were gathered for another connection
@@ -1301,8 +1250,9 @@ func storeRefreshed(env *Env, qs []Query, out []byte, nonce string) {
 // When c is complete and no configuration file sshd reads has a Match
 // block, sshd's effective configuration is the same for every user and
 // connection, so sshd -T runs once here instead of once per user. Anything
-// the check cannot be sure of (quoted or nested Include, an unreadable
-// file) counts as a Match block: the queries then run sshd -T themselves.
+// the check (sshdconf.Shell's bg_sshd_nomatch) cannot be sure of (a quoted
+// Include, an unreadable file, includes deeper than sshd allows) counts as
+// a Match block: the queries then run sshd -T themselves.
 func FactsPrelude(c Conn, users ...string) string {
 	return factsPrelude(c, known{}, users...)
 }
@@ -1343,45 +1293,15 @@ func factsPrelude(c Conn, k known, users ...string) string {
 		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(sshdOut))
 		return b.String()
 	}
+	b.WriteString(sshdconf.Shell)
 	b.WriteString(sshdSharedScript)
 	return b.String()
 }
 
 // sshdSharedScript sets bg_sshd_shared=1 and bg_sshd_out to sshd -T's
-// output when it cannot depend on the user: no Match block in
-// /etc/ssh/sshd_config or the files it includes.
-const sshdSharedScript = `bg_sshd_scan() { # FILE NESTED: 1 when FILE has a Match (or what may hide one)
-	[ -r "$1" ] || return 1
-	while IFS= read -r bg_l || [ -n "$bg_l" ]; do
-		bg_l=${bg_l#"${bg_l%%[! 	]*}"}
-		bg_k=${bg_l%%[ 	=]*}
-		case $bg_k in
-		[Mm][Aa][Tt][Cc][Hh]) return 1 ;;
-		[Ii][Nn][Cc][Ll][Uu][Dd][Ee])
-			[ "$2" = 0 ] || return 1
-			bg_v=${bg_l#"$bg_k"}
-			bg_v=${bg_v#"${bg_v%%[! 	=]*}"}
-			case $bg_v in *[\"\'\\]*) return 1 ;; esac
-			bg_inc="$bg_inc $bg_v"
-			;;
-		esac
-	done <"$1"
-	return 0
-}
-bg_sshd_nomatch() { # [DIR]: sshd's configuration directory, /etc/ssh
-	bg_d=${1:-/etc/ssh} bg_inc=
-	[ -f "$bg_d/sshd_config" ] || return 1
-	bg_sshd_scan "$bg_d/sshd_config" 0 || return 1
-	set +f
-	for bg_p in $bg_inc; do
-		case $bg_p in /*) ;; *) bg_p=$bg_d/$bg_p ;; esac
-		for bg_f in $bg_p; do
-			[ ! -e "$bg_f" ] || bg_sshd_scan "$bg_f" 1 || return 1
-		done
-	done
-	return 0
-}
-bg_sshd_shared= bg_sshd_out=
+// output when it cannot depend on the user: no Match block in the files
+// sshd reads (sshdconf.Shell's bg_sshd_nomatch).
+const sshdSharedScript = `bg_sshd_shared= bg_sshd_out=
 if [ -n "$bg_client" ] && bg_sshd_nomatch </dev/null; then
 	if bg_sshd_out=$(sshd -T -C "user=root,host=$bg_client,addr=$bg_client,laddr=$bg_server,lport=$bg_port" 2>/dev/null </dev/null); then
 		bg_sshd_shared=1

@@ -21,6 +21,7 @@ import (
 
 	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/sshdconf"
 )
 
 // testConn is the connection the recorded facts in testdata/userfacts were
@@ -734,7 +735,7 @@ func (c cutRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, e
 // /bin/sh on configuration trees: only a tree that surely has no Match
 // block lets users share one sshd -T.
 func TestSSHDNoMatch(t *testing.T) {
-	script := sshdSharedScript[:strings.Index(sshdSharedScript, "bg_sshd_shared= bg_sshd_out=")]
+	script := sshdconf.Shell
 	for _, tc := range []struct {
 		name  string
 		files map[string]string
@@ -747,7 +748,11 @@ func TestSSHDNoMatch(t *testing.T) {
 		{"drop-in without", map[string]string{"sshd_config": "Include sshd_config.d/*.conf\n", "sshd_config.d/a.conf": "Port 22\n"}, true},
 		{"drop-in with", map[string]string{"sshd_config": "Include sshd_config.d/*.conf\n", "sshd_config.d/a.conf": "Port 22\n", "sshd_config.d/b.conf": "MATCH Group admins\n"}, false},
 		{"Include= and an absolute path", map[string]string{"sshd_config": "include={{dir}}/extra\n", "extra": "Match all\n"}, false},
-		{"nested Include", map[string]string{"sshd_config": "Include a.conf\n", "a.conf": "Include b.conf\n", "b.conf": "Port 22\n"}, false},
+		{"nested Include", map[string]string{"sshd_config": "Include a.conf\n", "a.conf": "Include b.conf\n", "b.conf": "Port 22\n"}, true},
+		{"nested Include with", map[string]string{"sshd_config": "Include a.conf\n", "a.conf": "Include b.conf\n", "b.conf": "Match User x\n"}, false},
+		{"dot file skipped", map[string]string{"sshd_config": "Include sshd_config.d/*.conf\n", "sshd_config.d/.a.conf": "Match User x\n"}, true},
+		{"Include loop", map[string]string{"sshd_config": "Include sshd_config\n"}, true},
+		{"comment after Include", map[string]string{"sshd_config": "Include a.conf # b.conf\n", "b.conf": "Match all\n"}, true},
 		{"quoted Include", map[string]string{"sshd_config": "Include \"x y.conf\"\n"}, false},
 		{"glob matching nothing", map[string]string{"sshd_config": "Include none.d/*.conf\n"}, true},
 		{"no newline at the end", map[string]string{"sshd_config": "Port 22\nMatch all"}, false},

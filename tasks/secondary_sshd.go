@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/sshdconf"
 	"github.com/breakglass/breakglass/internal/yamlx"
 )
 
@@ -1089,7 +1090,7 @@ func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *
 		add(FindingSecondNotRunning, "risk", s.PidFile(), fmt.Sprintf("the emergency sshd %s (port %d) is not running (no sshd -f %s)", s.name, s.port, s.ConfigPath()), shell.Join(f.SSHD, "-f", s.ConfigPath()))
 	}
 	if f.Config != nil && f.Config.Regular {
-		for _, l := range sshdParse(f.Config.Content) {
+		for _, l := range sshdconf.ParseFile(f.Config.Path, f.Config.Content, "") {
 			why := ""
 			switch l.Keyword {
 			case "include":

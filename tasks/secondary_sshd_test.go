@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/breakglass/breakglass/internal/sshdconf"
 )
 
 func mustSecondary(t *testing.T, src string) *SecondarySSHD {
@@ -170,7 +172,7 @@ func TestSecondaryRender(t *testing.T) {
 	}
 	cfg := p.config
 	sshdGolden(t, "secondary_config.golden", cfg)
-	for _, l := range sshdParse(cfg) {
+	for _, l := range sshdconf.ParseFile(s.ConfigPath(), cfg, "") {
 		if l.Keyword == "include" || l.Keyword == "match" {
 			t.Errorf("the emergency config has %s at line %d", l.Keyword, l.Line)
 		}

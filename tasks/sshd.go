@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/sshdconf"
 	"github.com/breakglass/breakglass/internal/transport"
 	"github.com/breakglass/breakglass/internal/yamlx"
 )
@@ -155,7 +156,7 @@ func sshdKeyword(k string) (string, error) {
 	if why, ok := sshdRefused[l]; ok {
 		return "", fmt.Errorf("%s cannot be set here: %s", k, why)
 	}
-	if kw, ok := sshdKeywords[l]; ok {
+	if kw, ok := sshdconf.Canonical(l); ok {
 		return kw, nil
 	}
 	return "", fmt.Errorf("unknown sshd keyword %q (see sshd_config(5))", k)
@@ -336,13 +337,13 @@ const sshdFileFunc = `bg_file() {
 
 // sshdFactsScript prints the config files (base64), the effective PidFile
 // and the running daemon's command line. It changes nothing.
-const sshdFactsScript = `# breakglass sshd: facts
+var sshdFactsScript = `# breakglass sshd: facts
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 LC_ALL=C; export LC_ALL
 echo "breakglass-sshd-facts 1"
 [ -d /run/systemd/system ] && echo "systemd"
 [ -d /run/sshd ] || echo "privsep-missing"
-` + sshdFileFunc + `bg_file /etc/ssh/sshd_config
+` + sshdconf.Shell + sshdFileFunc + `bg_file /etc/ssh/sshd_config
 if [ -d /etc/ssh/sshd_config.d ]; then
 	echo "dropin-dir"
 	for f in /etc/ssh/sshd_config.d/*; do
@@ -350,21 +351,16 @@ if [ -d /etc/ssh/sshd_config.d ]; then
 		bg_file "$f"
 	done
 fi
-pf=
 if out=$(sshd -T 2>&1); then
-	pf=$(printf '%s\n' "$out" | awk '$1 == "pidfile" { print $2; exit }')
 	printf '%s\n' "$out" | awk '$1 == "maxstartups" || $1 == "persourcemaxstartups" { print $1, $2 }'
+	pf=$(bg_sshd_pidfile "$out")
 else
 	echo "sshd-T-failed"
 	printf '%s\n' "$out" | sed 's/^/| /'
+	pf=$(bg_sshd_pidfile "")
 fi
-pf=${pf:-/run/sshd.pid}
 printf 'pidfile %s\n' "$pf"
-pid=$(cat "$pf" 2>/dev/null)
-case $pid in
-''|*[!0-9]*) ;;
-*) if kill -0 "$pid" 2>/dev/null; then printf 'daemon %s %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"; fi ;;
-esac
+if pid=$(bg_sshd_pid "$pf"); then printf 'daemon %s %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"; fi
 `
 
 func sshdQuery() Query {
@@ -513,98 +509,16 @@ func sshdDaemonArgs(cmd string) []string {
 
 // --- the configuration as sshd reads it ---
 
-// sshdLine is one directive of a config file.
-type sshdLine struct {
-	Keyword string // lower case
-	Args    []string
-	Line    int
-}
-
-// sshdParse returns the directives of a config file that apply to every
-// connection: those before its first Match.
-func sshdParse(content string) []sshdLine {
-	var out []sshdLine
-	for i, raw := range strings.Split(content, "\n") {
-		l := strings.TrimSpace(raw)
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		end := strings.IndexAny(l, " \t=")
-		kw, rest := l, ""
-		if end >= 0 {
-			kw, rest = l[:end], strings.TrimLeft(l[end:], " \t")
-			rest = strings.TrimLeft(strings.TrimPrefix(rest, "="), " \t")
-		}
-		kw = strings.ToLower(kw)
-		if kw == "match" {
-			break
-		}
-		var args []string
-		for _, a := range strings.Fields(rest) {
-			if strings.HasPrefix(a, "#") {
-				break
-			}
-			args = append(args, strings.Trim(a, `"`))
-		}
-		out = append(out, sshdLine{Keyword: kw, Args: args, Line: i + 1})
-	}
-	return out
-}
-
-// sshdBefore is a directive sshd reads before the drop-in.
-type sshdBefore struct {
-	Path string
-	Line sshdLine
-}
-
 // sshdIncludes reports whether sshd_config's Include directives read the
-// drop-in named file, and what sshd reads before it: directives of
-// sshd_config above that Include and of the drop-ins it expands to first.
-func sshdIncludes(f *sshdFacts, file string) (included bool, before []sshdBefore) {
-	var mainBefore []sshdBefore
-	for _, l := range sshdParse(f.Main.Content) {
-		if l.Keyword != "include" {
-			mainBefore = append(mainBefore, sshdBefore{SSHDConfigPath, l})
-			continue
+// drop-in named file, and what sshd reads before it (sshdconf.Before).
+func sshdIncludes(f *sshdFacts, file string) (included bool, before []sshdconf.Line) {
+	files := map[string][]byte{SSHDConfigPath: []byte(f.Main.Content)}
+	for _, d := range f.DropIns {
+		if d.Regular {
+			files[d.Path] = []byte(d.Content)
 		}
-		var files []sshdBefore
-		for _, pat := range l.Args {
-			if !strings.HasPrefix(pat, "/") {
-				pat = "/etc/ssh/" + pat
-			}
-			dir, base := path.Split(pat)
-			if path.Clean(dir) != SSHDDropInDir {
-				continue
-			}
-			for _, d := range f.DropIns { // sorted by name, as glob(3) sorts
-				name := path.Base(d.Path)
-				if !sshdGlobMatch(base, name) {
-					continue
-				}
-				if name >= file {
-					break // the target sorts here, whether it exists or not
-				}
-				for _, dl := range sshdParse(d.Content) {
-					files = append(files, sshdBefore{d.Path, dl})
-				}
-			}
-			if sshdGlobMatch(base, file) {
-				return true, append(mainBefore, files...)
-			}
-		}
-		mainBefore = append(mainBefore, files...)
 	}
-	return false, nil
-}
-
-// sshdGlobMatch matches a file name as glob(3) does: a leading dot only
-// matches a pattern with a leading dot.
-func sshdGlobMatch(pattern, name string) bool {
-	if strings.HasPrefix(name, ".") && !strings.HasPrefix(pattern, ".") {
-		return false
-	}
-	ok, _ := path.Match(pattern, name)
-	return ok
+	return sshdconf.Before(files, SSHDDropInDir+"/"+file)
 }
 
 // --- plan ---
@@ -636,8 +550,8 @@ func (s *SSHD) plan(f *sshdFacts, diff bool) (*sshdPlan, error) {
 		}
 		var clash []string
 		for _, b := range before {
-			if kw, ok := mine[b.Line.Keyword]; ok && !sshdCumulative[b.Line.Keyword] {
-				clash = append(clash, fmt.Sprintf("%s is set at %s:%d", kw, b.Path, b.Line.Line))
+			if kw, ok := mine[b.Keyword]; ok && !sshdconf.Cumulative[b.Keyword] {
+				clash = append(clash, fmt.Sprintf("%s is set at %s:%d", kw, b.File, b.Line))
 			}
 		}
 		if len(clash) > 0 {
@@ -807,21 +721,13 @@ func sshdForgetFacts(env *Env) {
 }
 
 // sshdReloadFuncs are the shell functions that reload the main sshd and
-// wait until it listens again. bg_sshd_start must be defined too.
-const sshdReloadFuncs = `bg_sshd_pidfile() {
-	pf=$(sshd -T 2>/dev/null | awk '$1 == "pidfile" { print $2; exit }')
-	echo "${pf:-/run/sshd.pid}"
-}
-bg_sshd_alive() {
-	case $1 in ''|*[!0-9]*) return 1 ;; esac
-	kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q sshd
-}
-# bg_sshd_reload [start]: make the main sshd read its configuration again
+// wait until it listens again (with sshdconf.Shell, which finds it).
+// bg_sshd_start must be defined too.
+var sshdReloadFuncs = sshdconf.Shell + `# bg_sshd_reload [start]: make the main sshd read its configuration again
 # and wait until it listens again (it writes its PidFile after binding).
 # With "start", start it when it is not running.
 bg_sshd_reload() {
-	if [ -d /run/systemd/system ] && systemctl is-active --quiet ssh.socket 2>/dev/null &&
-		! systemctl is-enabled --quiet ssh.service 2>/dev/null; then
+	if bg_sshd_socket_activated; then
 		# Socket activation (Ubuntu since 22.10): ssh.socket holds the
 		# port, and a reloaded sshd re-executes and cannot bind it
 		# (OpenSSH 10 on Debian 13: "Cannot bind any address"). A restart
@@ -1145,43 +1051,6 @@ func proveLogin(ctx context.Context, d LoginDialer, l Login, p Path) error {
 
 // --- keywords ---
 
-// sshdKeywords maps sshd_config keywords (lower case) to their canonical
-// spelling: OpenSSH 9.x with Debian's additions.
-var sshdKeywords = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"AcceptEnv", "AddressFamily", "AllowAgentForwarding", "AllowGroups",
-		"AllowStreamLocalForwarding", "AllowTcpForwarding", "AllowUsers",
-		"AuthenticationMethods", "AuthorizedKeysCommand", "AuthorizedKeysCommandUser",
-		"AuthorizedKeysFile", "AuthorizedPrincipalsCommand", "AuthorizedPrincipalsCommandUser",
-		"AuthorizedPrincipalsFile", "Banner", "CASignatureAlgorithms", "ChallengeResponseAuthentication",
-		"ChannelTimeout", "ChrootDirectory", "Ciphers", "ClientAliveCountMax", "ClientAliveInterval",
-		"Compression", "DebianBanner", "DenyGroups", "DenyUsers", "DisableForwarding",
-		"ExposeAuthInfo", "FingerprintHash", "ForceCommand", "GatewayPorts",
-		"GSSAPIAuthentication", "GSSAPICleanupCredentials", "GSSAPIKexAlgorithms",
-		"GSSAPIKeyExchange", "GSSAPIStoreCredentialsOnRekey", "GSSAPIStrictAcceptorCheck",
-		"HostbasedAcceptedAlgorithms", "HostbasedAcceptedKeyTypes", "HostbasedAuthentication",
-		"HostbasedUsesNameFromPacketOnly", "HostCertificate", "HostKey", "HostKeyAgent",
-		"HostKeyAlgorithms", "IgnoreRhosts", "IgnoreUserKnownHosts", "IPQoS",
-		"KbdInteractiveAuthentication", "KerberosAuthentication", "KerberosGetAFSToken",
-		"KerberosOrLocalPasswd", "KerberosTicketCleanup", "KexAlgorithms", "ListenAddress",
-		"LoginGraceTime", "LogLevel", "LogVerbose", "MACs", "MaxAuthTries", "MaxSessions",
-		"MaxStartups", "ModuliFile", "PasswordAuthentication", "PermitEmptyPasswords",
-		"PermitListen", "PermitOpen", "PermitRootLogin", "PermitTTY", "PermitTunnel",
-		"PermitUserEnvironment", "PermitUserRC", "PerSourceMaxStartups", "PerSourceNetBlockSize",
-		"PerSourcePenalties", "PerSourcePenaltyExemptList", "Port", "PrintLastLog", "PrintMotd",
-		"PubkeyAcceptedAlgorithms", "PubkeyAcceptedKeyTypes", "PubkeyAuthentication",
-		"PubkeyAuthOptions", "RDomain", "RefuseConnection", "RekeyLimit", "RequiredRSASize",
-		"RevokedKeys", "SecurityKeyProvider", "SetEnv", "StreamLocalBindMask",
-		"StreamLocalBindUnlink", "StrictModes", "Subsystem", "SyslogFacility", "TCPKeepAlive",
-		"TrustedUserCAKeys", "UnusedConnectionTimeout", "UseDNS", "UsePAM", "VersionAddendum",
-		"X11DisplayOffset", "X11Forwarding", "X11UseLocalhost", "XAuthLocation",
-	} {
-		m[strings.ToLower(k)] = k
-	}
-	return m
-}()
-
 // sshdRefused are keywords sshd knows that this module will not write.
 var sshdRefused = map[string]string{
 	"match":   "a Match block needs several lines; this module writes global settings only",
@@ -1201,12 +1070,4 @@ var sshdRefused = map[string]string{
 	"reversemappingcheck":        "sshd ignores it (deprecated)",
 	"pamauthenticationviakbdint": "sshd ignores it (deprecated)",
 	"authorizedkeysfile2":        "sshd ignores it (deprecated): list both files in AuthorizedKeysFile",
-}
-
-// sshdCumulative are keywords whose every occurrence counts (sshd appends
-// them), so an earlier value does not hide this module's.
-var sshdCumulative = map[string]bool{
-	"allowusers": true, "denyusers": true, "allowgroups": true, "denygroups": true,
-	"hostkey": true, "hostcertificate": true, "listenaddress": true, "port": true,
-	"acceptenv": true, "subsystem": true,
 }

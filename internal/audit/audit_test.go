@@ -132,7 +132,7 @@ func TestEffectiveConfigCases(t *testing.T) {
 				}
 				uf.SSHD.Values[kv[i]] = strings.Split(kv[i+1], "\n")
 			}
-			fillConfig(&uf.SSHD)
+			uf.SSHD.Fill()
 		}
 	}
 	tests := []struct {
@@ -221,35 +221,6 @@ func worldWritableHome(uf *tasks.UserFacts) {
 			}
 		}
 	}
-}
-
-// fillConfig sets the judged fields from Values, as tasks does when it
-// parses sshd -T.
-func fillConfig(c *tasks.SSHDConfig) {
-	list := func(k string) []string {
-		var out []string
-		for _, v := range c.Values[k] {
-			out = append(out, strings.Fields(v)...)
-		}
-		return out
-	}
-	c.AuthorizedKeysFile = list("authorizedkeysfile")
-	c.StrictModes = c.Get("strictmodes") == "yes"
-	c.UsePAM = c.Get("usepam") == "yes"
-	c.PubkeyAuthentication = c.Get("pubkeyauthentication") == "yes"
-	c.PermitRootLogin = c.Get("permitrootlogin")
-	c.AllowUsers, c.DenyUsers = list("allowusers"), list("denyusers")
-	c.AllowGroups, c.DenyGroups = list("allowgroups"), list("denygroups")
-	c.AuthenticationMethods = c.Get("authenticationmethods")
-	c.MaxAuthTries = 0
-	for _, r := range c.Get("maxauthtries") {
-		c.MaxAuthTries = c.MaxAuthTries*10 + int(r-'0')
-	}
-	c.PubkeyAcceptedAlgorithms = nil
-	if v := c.Get("pubkeyacceptedalgorithms"); v != "" {
-		c.PubkeyAcceptedAlgorithms = strings.Split(v, ",")
-	}
-	c.AuthorizedKeysCommand = c.Get("authorizedkeyscommand")
 }
 
 // TestShadowArithmetic judges shadow fields against a fixed today, with

@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/sshdconf"
 	"github.com/breakglass/breakglass/tasks"
 )
 
 // checker accumulates the findings of one host.
 type checker struct {
 	h        *HostFacts
-	conf     []confLine
+	conf     []sshdconf.Line
 	findings []tasks.Finding
 	// sshdPAM is the sshd PAM stack; pamKnown is false when PAM's files
 	// were not read.
@@ -31,7 +32,7 @@ type checker struct {
 }
 
 func newChecker(h *HostFacts) *checker {
-	c := &checker{h: h, conf: configLines(h.Config), dropInRead: includes(h.Config[mainSSHDConfig], dropIn)}
+	c := &checker{h: h, conf: sshdconf.Read(h.Config), dropInRead: includes(h.Config, dropIn)}
 	if svc, ok := pamService(h, "sshd"); ok {
 		c.sshdPAM, c.pamKnown = pamStack(h.PAMFiles, svc), true
 	}
@@ -113,7 +114,7 @@ func (c *checker) host(users []auditedUser) {
 			case file != "" && file != mainSSHDConfig:
 				// Renamed so that no Include reads it any more.
 				to := file + ".invalid"
-				if includes(h.Config[mainSSHDConfig], to) {
+				if includes(h.Config, to) {
 					to = "/root/" + path.Base(file) + ".invalid"
 				}
 				fix = fmt.Sprintf("%s && sshd -t", shell.Join("mv", "--", file, to))

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/sshdconf"
 	"github.com/breakglass/breakglass/tasks"
 )
 
@@ -251,7 +252,7 @@ func (c *checker) sshdGate(u auditedUser) {
 	name := uf.Name
 	ip := uf.Conn.Client
 	useDNS := cfg.Get("usedns") == "yes"
-	if v, refused := userFiltered(name, uf.Groups, ip, ip, cfg.DenyUsers, cfg.AllowUsers, cfg.DenyGroups, cfg.AllowGroups); refused {
+	if v, refused := cfg.Refuses(name, uf.Groups, ip, ip); refused {
 		kw := strings.ToLower(v.Keyword)
 		ev := evidence(c.conf, kw, cfg.Values[kw])
 		if ev == "" {
@@ -324,8 +325,8 @@ func (c *checker) sshdGate(u auditedUser) {
 }
 
 // firstFile is the file the effective value of keyword comes from, or "".
-func firstFile(lines []confLine, keyword string, effective []string) string {
-	if s := sources(lines, keyword, effective); len(s) > 0 {
+func firstFile(lines []sshdconf.Line, keyword string, effective []string) string {
+	if s := sshdconf.Sources(lines, keyword, effective); len(s) > 0 {
 		return s[0].File
 	}
 	return ""
@@ -334,9 +335,9 @@ func firstFile(lines []confLine, keyword string, effective []string) string {
 // commentOut is the fix that comments out the line setting keyword to
 // value, then reloads.
 func (c *checker) commentOut(keyword, value string) string {
-	s := sources(c.conf, keyword, []string{value})
+	s := sshdconf.Sources(c.conf, keyword, []string{value})
 	if len(s) != 1 {
-		return fmt.Sprintf("remove every %s %s line of the sshd configuration, then %s", confLine{Keyword: keyword}.rawKeyword(), value, c.reload())
+		return fmt.Sprintf("remove every %s %s line of the sshd configuration, then %s", sshdconf.Spelling(keyword), value, c.reload())
 	}
 	return fmt.Sprintf("sed -i %s %s && %s", shell.Quote(strconv.Itoa(s[0].Line)+`s/^/# breakglass: /`), shell.Quote(s[0].File), c.reload())
 }

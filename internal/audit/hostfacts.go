@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/sshdconf"
 	"github.com/breakglass/breakglass/tasks"
 )
 
@@ -157,6 +158,7 @@ func hostQuery(conn tasks.Conn, users []userSpec, session, all bool) (tasks.Quer
 	b.WriteString("{\nbg_uf() (\nu=$1 client=$bg_client server=$bg_server port=$bg_port\n")
 	b.WriteString(body)
 	b.WriteString(")\n")
+	b.WriteString(sshdconf.Shell)
 	b.WriteString(hostScript)
 	b.WriteString("} </dev/null\n")
 	return tasks.Query{
@@ -211,26 +213,12 @@ printf '%s\n' "$bg_o" | bg_lines sshd-t-out
 for d in /run/sshd /var/empty/sshd; do
 	if [ -d "$d" ]; then printf 'privsep present %s\n' "$d"; else printf 'privsep missing %s\n' "$d"; fi
 done
-bg_cf=/etc/ssh/sshd_config bg_new=/etc/ssh/sshd_config bg_i=0
-while [ -n "$bg_new" ] && [ $bg_i -lt 8 ]; do
-	bg_inc=$(awk 'tolower($1) == "include" { for (i = 2; i <= NF; i++) { p = $i; if (p !~ /^\//) p = "/etc/ssh/" p; print p } }' $bg_new 2>/dev/null)
-	bg_new=
-	for f in $bg_inc; do
-		[ -f "$f" ] || continue
-		case " $bg_cf " in *" $f "*) continue ;; esac
-		bg_cf="$bg_cf $f" bg_new="$bg_new $f"
-	done
-	bg_i=$((bg_i + 1))
-done
+bg_cf=$(bg_sshd_files | grep -v '^?$')
 bg_dump cfg $bg_cf
-bg_pf=$(awk 'tolower($1) == "pidfile" { print $2; exit }' $bg_cf 2>/dev/null)
-[ -n "$bg_pf" ] || bg_pf=/run/sshd.pid
+bg_pf=$(bg_sshd_pidfile)
 printf 'pidfile %s\n' "$bg_pf"
 stat -c 'cfgstat %.9Y %n' -- $bg_cf 2>/dev/null
-bg_pid=
-[ -r "$bg_pf" ] && read -r bg_pid _ <"$bg_pf" 2>/dev/null
-case $bg_pid in ''|*[!0-9]*) bg_pid= ;; esac
-if [ -n "$bg_pid" ] && [ -r "/proc/$bg_pid/stat" ]; then
+if bg_pid=$(bg_sshd_pid "$bg_pf") && [ -r "/proc/$bg_pid/stat" ]; then
 	read -r bg_st <"/proc/$bg_pid/stat"
 	read -r bg_comm <"/proc/$bg_pid/comm"
 	bg_st=${bg_st##*) }
@@ -283,8 +271,7 @@ done
 printf 'sshd-version %s %s\n' "$(sshd -V 2>&1 | grep -m 1 OpenSSH_)" "$(dpkg-query -W -f='${Package}=${Version}' openssh-server 2>/dev/null)"
 # Socket activation (ssh.socket in charge, ssh.service not enabled): the
 # socket's ListenStream decides where sshd listens.
-if [ -d /run/systemd/system ] && systemctl is-active --quiet ssh.socket 2>/dev/null &&
-	! systemctl is-enabled --quiet ssh.service 2>/dev/null; then
+if bg_sshd_socket_activated; then
 	printf 'sshsocket %s\n' "$(systemctl show -p Listen --value ssh.socket 2>/dev/null | tr '\n' ' ')"
 fi
 for f in /run/nologin /var/run/nologin /etc/nologin; do

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/breakglass/breakglass/internal/sshdconf"
 )
 
 // keyLine is one key of an authorized_keys file and whether sshd would
@@ -103,7 +105,7 @@ func judgeKey(k *keyLine, pk ssh.PublicKey, opts []string, e keyEnv, file string
 			}
 		case "from":
 			host := e.ClientIP
-			if r := matchHostAndIP(host, e.ClientIP, val); r != 1 {
+			if r := sshdconf.MatchHostAndIP(host, e.ClientIP, val); r != 1 {
 				why := "does not match"
 				if r < 0 {
 					why = "is malformed, which sshd treats as no match,"

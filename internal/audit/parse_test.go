@@ -10,51 +10,6 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-func TestConfigSources(t *testing.T) {
-	files := map[string][]byte{
-		"/etc/ssh/sshd_config": []byte(`Include /etc/ssh/sshd_config.d/*.conf
-PubkeyAuthentication yes
-PermitRootLogin no
-AllowUsers root
-Match User bob
-	PubkeyAuthentication no
-`),
-		"/etc/ssh/sshd_config.d/10-a.conf":  []byte("# comment\nPermitRootLogin=prohibit-password\nAllowUsers admin ops\n"),
-		"/etc/ssh/sshd_config.d/20-b.conf":  []byte("Match Address 10.0.0.0/8\n  AuthorizedKeysFile /etc/ssh/keys/%u\n"),
-		"/etc/ssh/sshd_config.d/x.disabled": []byte("PubkeyAuthentication no\n"),
-	}
-	lines := configLines(files)
-	tests := []struct {
-		kw    string
-		value []string
-		want  string
-	}{
-		// Drop-ins are read first, and the first value wins.
-		{"permitrootlogin", []string{"prohibit-password"}, "/etc/ssh/sshd_config.d/10-a.conf:2: PermitRootLogin prohibit-password"},
-		{"pubkeyauthentication", []string{"yes"}, "/etc/ssh/sshd_config:2: PubkeyAuthentication yes"},
-		// The effective value comes from a Match block.
-		{"pubkeyauthentication", []string{"no"}, "/etc/ssh/sshd_config:6: PubkeyAuthentication no (in Match User bob at /etc/ssh/sshd_config:5)"},
-		// A Match block in a drop-in ends with the file.
-		{"authorizedkeysfile", []string{"/etc/ssh/keys/%u"}, "/etc/ssh/sshd_config.d/20-b.conf:2: AuthorizedKeysFile /etc/ssh/keys/%u (in Match Address 10.0.0.0/8 at /etc/ssh/sshd_config.d/20-b.conf:1)"},
-		// Every AllowUsers line adds to the list.
-		{"allowusers", []string{"admin", "ops", "root"}, "/etc/ssh/sshd_config.d/10-a.conf:3: AllowUsers admin ops; /etc/ssh/sshd_config:4: AllowUsers root"},
-		{"usepam", []string{"yes"}, ""},
-	}
-	for _, tc := range tests {
-		if got := evidence(lines, tc.kw, tc.value); got != tc.want {
-			t.Errorf("evidence(%s %v)\n got %q\nwant %q", tc.kw, tc.value, got, tc.want)
-		}
-	}
-	for _, l := range lines {
-		if l.File == "/etc/ssh/sshd_config.d/x.disabled" {
-			t.Errorf("read a file the Include glob does not match: %v", l)
-		}
-		if l.File == "/etc/ssh/sshd_config" && l.Keyword == "permitrootlogin" && l.Match != "" {
-			t.Errorf("a drop-in's Match block leaked into the main file: %v", l)
-		}
-	}
-}
-
 func TestIncludesDropIn(t *testing.T) {
 	for main, want := range map[string]bool{
 		"Include /etc/ssh/sshd_config.d/*.conf\nUsePAM yes\n":   true,
@@ -63,7 +18,7 @@ func TestIncludesDropIn(t *testing.T) {
 		"Match User x\nInclude /etc/ssh/sshd_config.d/*.conf\n": false, // a drop-in's lines would be in the Match
 		"Include /etc/ssh/sshd_config.d/*.cfg\n":                false,
 	} {
-		if got := includes([]byte(main), dropIn); got != want {
+		if got := includes(map[string][]byte{mainSSHDConfig: []byte(main)}, dropIn); got != want {
 			t.Errorf("includes(%q) = %v, want %v", main, got, want)
 		}
 	}

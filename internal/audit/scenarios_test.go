@@ -217,6 +217,34 @@ chmod 0666 /etc/sudoers.d/ops`,
 		}},
 	},
 	{
+		// sshd reads the drop-ins first, so the first PidFile it reads is
+		// the drop-in's; the audit used to take the main file's (the
+		// files in the order it found them) and so found no listener.
+		name: "pidfile",
+		setup: `printf 'PidFile /run/sshd-bg.pid\n' >/etc/ssh/sshd_config.d/05-pidfile.conf
+printf 'PidFile /run/sshd.pid\n' >>/etc/ssh/sshd_config
+kill -HUP "$(cat /run/sshd.pid)"
+i=0
+until [ -s /run/sshd-bg.pid ]; do
+	i=$((i + 1))
+	[ $i -lt 250 ] || { echo "sshd did not write /run/sshd-bg.pid" >&2; exit 1; }
+	sleep 0.02
+done
+rm -f /run/sshd.pid
+printf 'LogLevel VERBOSE\n' >/etc/ssh/sshd_config.d/60-pending.conf`,
+		audits: []auditCase{{
+			name: "pidfile",
+			want: []string{" config-pending risk /etc/ssh/sshd_config.d/60-pending.conf"},
+			fixes: map[string]string{
+				" config-pending /etc/ssh/sshd_config.d/60-pending.conf": `sshd -t && kill -HUP "$(cat /run/sshd-bg.pid)"  # validate, then reload with a second session open (or breakglass apply, which reloads under its safety net)`,
+			},
+			details: map[string][]string{
+				" config-pending /etc/ssh/sshd_config.d/60-pending.conf": {"from /run/sshd-bg.pid"},
+			},
+		}},
+		works: []string{"admin"},
+	},
+	{
 		name: "shadow",
 		setup: `chage -E 1 admin
 bg_adduser dave {{key:dave}}

@@ -146,7 +146,10 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 	}
 	errs := []string{firstErr.Error()}
 	for _, vt := range job.Fallback {
-		v := vt.Mod.(tasks.LoginSource)
+		v, ok := vt.Mod.(tasks.LoginSource)
+		if !ok {
+			continue
+		}
 		logins, _ := v.SafetyLogins(f.plan.pb.Dir)
 		for _, l := range logins {
 			for _, p := range v.WaysIn() {

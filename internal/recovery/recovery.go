@@ -198,7 +198,12 @@ func (m *Module) allowUser(ctx context.Context, r tasks.Runner, env *tasks.Env) 
 	if !ok {
 		return fmt.Errorf("unexpected user facts %T", v)
 	}
-	allowed := strings.Fields(strings.Join(uf.SSHD.Values["allowusers"], " "))
+	// Only a refusal by AllowUsers is lifted by joining it: DenyUsers,
+	// DenyGroups and AllowGroups are judged as well (sshdconf).
+	if v, refused := uf.SSHD.Refuses(m.o.User, uf.Groups, uf.Conn.Client, uf.Conn.Client); refused && v.Keyword != "AllowUsers" {
+		return fmt.Errorf("%s %s, which joining AllowUsers does not change: fix by hand", m.o.User, v.Why)
+	}
+	allowed := uf.SSHD.AllowUsers
 	if len(allowed) == 0 {
 		return errors.New("the user is filtered by AllowGroups or DenyUsers/DenyGroups: fix by hand")
 	}

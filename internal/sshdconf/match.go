@@ -1,4 +1,4 @@
-package audit
+package sshdconf
 
 import (
 	"net/netip"
@@ -11,9 +11,9 @@ import (
 // from= option of authorized_keys. sshd is run with UseDNS no unless the
 // config says otherwise, so the client's "host name" is its address.
 
-// matchPattern is match.c match_pattern: '*' matches any run of
+// MatchPattern is match.c match_pattern: '*' matches any run of
 // characters, '?' one character; no negation, case-sensitive.
-func matchPattern(s, pattern string) bool {
+func MatchPattern(s, pattern string) bool {
 	for {
 		if pattern == "" {
 			return s == ""
@@ -26,7 +26,7 @@ func matchPattern(s, pattern string) bool {
 				return true
 			}
 			for i := 0; i < len(s); i++ {
-				if matchPattern(s[i:], pattern) {
+				if MatchPattern(s[i:], pattern) {
 					return true
 				}
 			}
@@ -42,10 +42,10 @@ func matchPattern(s, pattern string) bool {
 	}
 }
 
-// matchPatternList is match.c match_pattern_list: a comma-separated list
+// MatchPatternList is match.c match_pattern_list: a comma-separated list
 // of patterns, each possibly negated with '!'. It returns 1 for a positive
 // match, -1 when a negated pattern matches (which wins), 0 for no match.
-func matchPatternList(s, list string, lower bool) int {
+func MatchPatternList(s, list string, lower bool) int {
 	got := 0
 	for _, sub := range strings.Split(list, ",") {
 		neg := strings.HasPrefix(sub, "!")
@@ -55,7 +55,7 @@ func matchPatternList(s, list string, lower bool) int {
 		if lower {
 			sub = strings.ToLower(sub)
 		}
-		if matchPattern(s, sub) {
+		if MatchPattern(s, sub) {
 			if neg {
 				return -1
 			}
@@ -65,11 +65,11 @@ func matchPatternList(s, list string, lower bool) int {
 	return got
 }
 
-// addrMatchList is addrmatch.c addr_match_list: addr against a
+// AddrMatchList is addrmatch.c addr_match_list: addr against a
 // comma-separated list of CIDR networks or wildcard patterns, each possibly
 // negated. It returns 1 for a match, -1 for a negated match, 0 for none and
 // -2 for a malformed list.
-func addrMatchList(addr, list string) int {
+func AddrMatchList(addr, list string) int {
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		return 0
@@ -90,7 +90,7 @@ func addrMatchList(addr, list string) int {
 		} else if ok {
 			matched = p.Contains(a)
 		} else {
-			matched = matchPattern(addr, cp)
+			matched = MatchPattern(addr, cp)
 		}
 		if matched {
 			if neg {
@@ -131,16 +131,16 @@ func parseCIDR(s string) (p netip.Prefix, ok, bad bool) {
 	return p, true, false
 }
 
-// matchHostAndIP is match.c match_host_and_ip.
-func matchHostAndIP(host, ip, patterns string) int {
-	mip := addrMatchList(ip, patterns)
+// MatchHostAndIP is match.c match_host_and_ip.
+func MatchHostAndIP(host, ip, patterns string) int {
+	mip := AddrMatchList(ip, patterns)
 	switch {
 	case mip == -2:
 		return -1
 	case mip == -1:
 		return 0
 	}
-	mhost := matchPatternList(strings.ToLower(host), patterns, true)
+	mhost := MatchPatternList(strings.ToLower(host), patterns, true)
 	if mhost == -1 {
 		return 0
 	}
@@ -150,29 +150,29 @@ func matchHostAndIP(host, ip, patterns string) int {
 	return 1
 }
 
-// matchUser is match.c match_user: "user" or "user@host-or-address-list".
+// MatchUser is match.c match_user: "user" or "user@host-or-address-list".
 // host is the client's name as sshd knows it (its address with UseDNS
 // no).
-func matchUser(user, host, ip, pattern string) int {
+func MatchUser(user, host, ip, pattern string) int {
 	u, h, ok := strings.Cut(pattern, "@")
 	if !ok {
-		if matchPattern(user, pattern) {
+		if MatchPattern(user, pattern) {
 			return 1
 		}
 		return 0
 	}
-	if !matchPattern(user, u) {
+	if !MatchPattern(user, u) {
 		return 0
 	}
-	return matchHostAndIP(host, ip, h)
+	return MatchHostAndIP(host, ip, h)
 }
 
-// matchGroups is groupaccess.c ga_match: whether any of the user's groups
+// MatchGroups is groupaccess.c ga_match: whether any of the user's groups
 // matches any pattern (single patterns, no negation).
-func matchGroups(groups, patterns []string) (group, pattern string, ok bool) {
+func MatchGroups(groups, patterns []string) (group, pattern string, ok bool) {
 	for _, g := range groups {
 		for _, p := range patterns {
-			if matchPattern(g, p) {
+			if MatchPattern(g, p) {
 				return g, p, true
 			}
 		}
@@ -180,28 +180,28 @@ func matchGroups(groups, patterns []string) (group, pattern string, ok bool) {
 	return "", "", false
 }
 
-// filterVerdict is why sshd's allowed_user refuses a user by name or group,
+// Refusal is why sshd's allowed_user refuses a user by name or group,
 // or "" when it lets the user try.
-type filterVerdict struct {
+type Refusal struct {
 	Keyword string // "DenyUsers", "AllowUsers", "DenyGroups", "AllowGroups"
 	Why     string
 }
 
-// userFiltered applies DenyUsers, AllowUsers, DenyGroups and AllowGroups
+// Filter applies DenyUsers, AllowUsers, DenyGroups and AllowGroups
 // in sshd's order (auth.c allowed_user); every one must pass.
-func userFiltered(user string, groups []string, host, ip string, denyUsers, allowUsers, denyGroups, allowGroups []string) (filterVerdict, bool) {
+func Filter(user string, groups []string, host, ip string, denyUsers, allowUsers, denyGroups, allowGroups []string) (Refusal, bool) {
 	for _, p := range denyUsers {
-		if r := matchUser(user, host, ip, p); r != 0 {
+		if r := MatchUser(user, host, ip, p); r != 0 {
 			// r < 0 is a malformed pattern: sshd exits (fatal) on it.
-			return filterVerdict{"DenyUsers", "matches DenyUsers pattern " + p}, true
+			return Refusal{"DenyUsers", "matches DenyUsers pattern " + p}, true
 		}
 	}
 	if len(allowUsers) > 0 {
 		allowed := false
 		for _, p := range allowUsers {
-			r := matchUser(user, host, ip, p)
+			r := MatchUser(user, host, ip, p)
 			if r < 0 {
-				return filterVerdict{"AllowUsers", "AllowUsers pattern " + p + " is malformed (sshd refuses every login)"}, true
+				return Refusal{"AllowUsers", "AllowUsers pattern " + p + " is malformed (sshd refuses every login)"}, true
 			}
 			if r == 1 {
 				allowed = true
@@ -209,21 +209,21 @@ func userFiltered(user string, groups []string, host, ip string, denyUsers, allo
 			}
 		}
 		if !allowed {
-			return filterVerdict{"AllowUsers", "matches none of AllowUsers " + strings.Join(allowUsers, " ") + " from " + ip}, true
+			return Refusal{"AllowUsers", "matches none of AllowUsers " + strings.Join(allowUsers, " ") + " from " + ip}, true
 		}
 	}
 	if len(denyGroups) > 0 || len(allowGroups) > 0 {
 		if len(groups) == 0 {
-			return filterVerdict{"AllowGroups", "is in no group"}, true
+			return Refusal{"AllowGroups", "is in no group"}, true
 		}
-		if g, p, ok := matchGroups(groups, denyGroups); ok {
-			return filterVerdict{"DenyGroups", "group " + g + " matches DenyGroups pattern " + p}, true
+		if g, p, ok := MatchGroups(groups, denyGroups); ok {
+			return Refusal{"DenyGroups", "group " + g + " matches DenyGroups pattern " + p}, true
 		}
 		if len(allowGroups) > 0 {
-			if _, _, ok := matchGroups(groups, allowGroups); !ok {
-				return filterVerdict{"AllowGroups", "none of its groups (" + strings.Join(groups, " ") + ") matches AllowGroups " + strings.Join(allowGroups, " ")}, true
+			if _, _, ok := MatchGroups(groups, allowGroups); !ok {
+				return Refusal{"AllowGroups", "none of its groups (" + strings.Join(groups, " ") + ") matches AllowGroups " + strings.Join(allowGroups, " ")}, true
 			}
 		}
 	}
-	return filterVerdict{}, false
+	return Refusal{}, false
 }

@@ -1,4 +1,4 @@
-package audit
+package sshdconf
 
 import "testing"
 
@@ -20,8 +20,8 @@ func TestMatchPattern(t *testing.T) {
 		{"abc", "**c", true},
 	}
 	for _, tc := range tests {
-		if got := matchPattern(tc.s, tc.p); got != tc.want {
-			t.Errorf("matchPattern(%q, %q) = %v, want %v", tc.s, tc.p, got, tc.want)
+		if got := MatchPattern(tc.s, tc.p); got != tc.want {
+			t.Errorf("MatchPattern(%q, %q) = %v, want %v", tc.s, tc.p, got, tc.want)
 		}
 	}
 }
@@ -40,8 +40,8 @@ func TestMatchPatternList(t *testing.T) {
 		{"HOST", "host", 0},
 	}
 	for _, tc := range tests {
-		if got := matchPatternList(tc.s, tc.list, false); got != tc.want {
-			t.Errorf("matchPatternList(%q, %q) = %d, want %d", tc.s, tc.list, got, tc.want)
+		if got := MatchPatternList(tc.s, tc.list, false); got != tc.want {
+			t.Errorf("MatchPatternList(%q, %q) = %d, want %d", tc.s, tc.list, got, tc.want)
 		}
 	}
 }
@@ -67,8 +67,8 @@ func TestAddrMatchList(t *testing.T) {
 		{"not-an-address", "*", 0},
 	}
 	for _, tc := range tests {
-		if got := addrMatchList(tc.addr, tc.list); got != tc.want {
-			t.Errorf("addrMatchList(%q, %q) = %d, want %d", tc.addr, tc.list, got, tc.want)
+		if got := AddrMatchList(tc.addr, tc.list); got != tc.want {
+			t.Errorf("AddrMatchList(%q, %q) = %d, want %d", tc.addr, tc.list, got, tc.want)
 		}
 	}
 }
@@ -94,8 +94,8 @@ func TestMatchUser(t *testing.T) {
 		{"admin", "admin@192.0.2.7/16", -1}, // malformed: sshd exits
 	}
 	for _, tc := range tests {
-		if got := matchUser(tc.user, ip, ip, tc.pattern); got != tc.want {
-			t.Errorf("matchUser(%q, %q) = %d, want %d", tc.user, tc.pattern, got, tc.want)
+		if got := MatchUser(tc.user, ip, ip, tc.pattern); got != tc.want {
+			t.Errorf("MatchUser(%q, %q) = %d, want %d", tc.user, tc.pattern, got, tc.want)
 		}
 	}
 }
@@ -122,7 +122,7 @@ func TestUserFiltered(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v, refused := userFiltered("admin", tc.groups, ip, ip, tc.deny, tc.allow, tc.denyG, tc.allowG)
+			v, refused := Filter("admin", tc.groups, ip, ip, tc.deny, tc.allow, tc.denyG, tc.allowG)
 			if refused != (tc.wantKeyword != "") || v.Keyword != tc.wantKeyword {
 				t.Errorf("got %q (refused %v), want %q", v.Keyword, refused, tc.wantKeyword)
 			}
