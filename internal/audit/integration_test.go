@@ -116,12 +116,16 @@ func sshLogin(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) error {
 type recorder struct {
 	r   tasks.Runner
 	out []byte
+	fc  []byte // the answer about forced commands' programs
 }
 
 func (r *recorder) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
 	out, err := r.r.Run(ctx, cmd, stdin)
-	if bytes.HasPrefix(stdin, []byte("bg_client=")) {
+	switch {
+	case bytes.HasPrefix(stdin, []byte("bg_client=")):
 		r.out = out
+	case bytes.Contains(stdin, []byte("\nbg_fc() {")):
+		r.fc = out
 	}
 	return out, err
 }
@@ -233,19 +237,24 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 				if res.Changed || len(res.Changes) > 0 {
 					t.Errorf("%s: audit reports changes: %+v", ac.name, res.Changes)
 				}
-				checkFindings(t, ac, res.Findings)
+				checkFindingsOn(t, l.Kind, ac, res.Findings)
 				if save {
 					if err := os.WriteFile(filepath.Join("testdata", "lab", ac.name+".txt"), rec.out, 0o644); err != nil {
 						t.Fatal(err)
 					}
+					if rec.fc != nil {
+						if err := os.WriteFile(filepath.Join("testdata", "lab", ac.name+".fc.txt"), rec.fc, 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
 				}
 			}
-			for _, u := range lh.refused {
+			for _, u := range append(slices.Clone(lh.refused), lh.refusedOn[l.Kind]...) {
 				if err := sshLogin(t, l, h, u, keyOf(u)); err == nil {
 					t.Errorf("ssh %s@%s works, but the audit says %s is locked out", u, lh.name, u)
 				}
 			}
-			for _, u := range lh.works {
+			for _, u := range append(slices.Clone(lh.works), lh.worksOn[l.Kind]...) {
 				if err := sshLogin(t, l, h, u, keyOf(u)); err != nil {
 					t.Errorf("ssh %s@%s: %v", u, lh.name, err)
 				}
