@@ -285,8 +285,8 @@ if [ -n "$bg_secdir" ] && [ -f "$bg_secdir/pam_limits.so" ]; then
 		done
 	else
 		echo 'limits-count utmp'
-		who -u 2>/dev/null | while read -r bg_n _ _ _ _ bg_p _; do
-			case $bg_p in '' | *[!0-9]*) continue ;; esac
+		# NAME LINE DATE… IDLE PID (COMMENT): the PID is the last number
+		who -u 2>/dev/null | awk '{ p = ""; for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+$/) p = $i; if (p != "") print $1, p }' | while read -r bg_n bg_p; do
 			if kill -0 "$bg_p" 2>/dev/null; then printf 'login %s utmp 1\n' "$bg_n"; else printf 'login %s utmp 0\n' "$bg_n"; fi
 		done
 	fi

@@ -112,6 +112,39 @@ func sshLogin(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) error {
 	return nil
 }
 
+// holdSession opens an interactive session (a pty: sshd records it in
+// utmp) as user on h, running until the test ends.
+func holdSession(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "ssh", "-F", "/dev/null", "-tt",
+		"-o", "BatchMode=yes",
+		"-o", "IdentitiesOnly=yes",
+		"-o", "UserKnownHostsFile="+l.KnownHosts,
+		"-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=yes",
+		"-i", key,
+		"-p", strconv.Itoa(h.Port),
+		user+"@"+h.Addr, "exec sleep 600")
+	stdin, err := cmd.StdinPipe() // held open: the session lasts
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("hold a session of %s: %v", user, err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	if out, err := h.Exec(wctx, "for i in $(seq 200); do pgrep -u "+shell.Quote(user)+" -x sleep >/dev/null && exit 0; sleep 0.1; done; exit 1", nil); err != nil {
+		t.Fatalf("the held session of %s never started: %v\n%s", user, err, out)
+	}
+}
+
 // recorder keeps the output of the host query.
 type recorder struct {
 	r   tasks.Runner
@@ -225,6 +258,9 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 					t.Fatalf("setup: %v\n%s", err, out)
 				}
 				t.Logf("setup: %v", time.Since(start))
+			}
+			for _, u := range lh.hold {
+				holdSession(t, l, h, u, keyOf(u))
 			}
 			for _, ac := range lh.audits {
 				rec := &recorder{r: h.Runner()}

@@ -384,8 +384,7 @@ func limitInt(v string) (int, bool) {
 
 // pamLimits: pam_limits refuses the session when a maxlogins or
 // maxsyslogins limit applies to the user and the sessions open now leave
-// no room for another (0 leaves none; with logind, 1 is refused outright),
-// or when its conf= file is missing. Root has no login limit. Resource
+// no room for another, or when its conf= file is missing. Root has no login limit. Resource
 // limits pam_limits cannot set are not judged: tried on OpenSSH 9.2, a
 // nofile hard limit above fs.nr_open fails pam_open_session, yet sshd
 // only restricts the session and lets the login through.
@@ -405,7 +404,7 @@ func (c *checker) pamLimits(u auditedUser) {
 		case v.exempt != "":
 			continue // no limits for this user
 		}
-		if why := c.loginsRefused(uf, v); why != "" {
+		if why := c.loginsRefused(e, uf, v); why != "" {
 			file, _, _ := strings.Cut(v.loginRule, ":")
 			refuse(file, why, pamFix(e, v.loginRule))
 			return
@@ -414,12 +413,15 @@ func (c *checker) pamLimits(u auditedUser) {
 }
 
 // loginsRefused says why pam_limits' login count refuses uf now, or "".
-// It counts as pam_limits.c check_logins: the new login itself, then
-// every session open now that the limit's domain counts (the user's own;
-// a %group limit: its members'; % or maxsyslogins: all), utmp entries of
-// processes that are gone excepted (for maxlogins); more than the limit
-// is refused.
-func (c *checker) loginsRefused(uf *tasks.UserFacts, v limitsVerdict) string {
+// It counts as pam_limits.c check_logins: the new login itself (unless
+// utmp_early), then every session open now that the limit's domain counts
+// (the user's own; a %group limit: its members'; %: all), utmp entries of
+// processes that are gone excepted; maxsyslogins counts every session.
+// More than the limit is refused. Built with logind, the module counts
+// logind's "user" sessions, takes the number of all sessions instead when
+// there are none or the limit is maxsyslogins, and gives up on a limit of
+// 1 (an error it then ignores: the login is let in).
+func (c *checker) loginsRefused(e pamEntry, uf *tasks.UserFacts, v limitsVerdict) string {
 	if uf.UID == 0 || v.login < 0 {
 		return ""
 	}
@@ -430,35 +432,44 @@ func (c *checker) loginsRefused(uf *tasks.UserFacts, v limitsVerdict) string {
 	if v.login == 0 {
 		return fmt.Sprintf("%s applies %s 0 to %s: no login at all (\"Too many logins\")", v.loginRule, what, uf.Name)
 	}
-	switch c.h.LimitsCount {
-	case "logind":
-		if v.login == 1 {
-			return fmt.Sprintf("%s applies %s 1 to %s, and this host's pam_limits counts logind's sessions, where it refuses a limit of 1 outright (\"Maxlogin limit needs to be 2 or higher with systemd-logind\")", v.loginRule, what, uf.Name)
-		}
-	case "utmp":
-	default:
+	logind := c.h.LimitsCount == "logind"
+	switch {
+	case c.h.LimitsCount != "utmp" && !logind:
 		return "" // sessions not read
+	case logind && v.login == 1:
+		return ""
 	}
-	count, who := 1, map[string]int{}
-	for _, l := range c.h.Logins {
-		if c.h.LimitsCount == "logind" && !v.sysLogins && !strings.HasPrefix(l.Class, "user") {
-			continue
+	count := 1
+	if slices.Contains(e.Args, "utmp_early") {
+		count = 0
+	}
+	who := map[string]int{}
+	if logind && (len(c.h.Logins) == 0 || v.sysLogins) {
+		count = len(c.h.Logins)
+		for _, l := range c.h.Logins {
+			who[l.User]++
 		}
-		if !v.sysLogins {
-			switch {
-			case v.loginSrc == limitAllGroup:
-				if !c.userInGroup(l.User, v.loginGroup) {
+	} else {
+		for _, l := range c.h.Logins {
+			if logind && !strings.HasPrefix(l.Class, "user") {
+				continue
+			}
+			if !v.sysLogins {
+				switch {
+				case v.loginSrc == limitAllGroup:
+					if !c.userInGroup(l.User, v.loginGroup) {
+						continue
+					}
+				case v.loginSrc != limitAll && l.User != uf.Name:
 					continue
 				}
-			case v.loginSrc != limitAll && l.User != uf.Name:
-				continue
+				if !logind && !l.Alive {
+					continue
+				}
 			}
-			if c.h.LimitsCount == "utmp" && !l.Alive {
-				continue
-			}
+			count++
+			who[l.User]++
 		}
-		count++
-		who[l.User]++
 	}
 	if count <= v.login {
 		return ""
@@ -467,7 +478,7 @@ func (c *checker) loginsRefused(uf *tasks.UserFacts, v limitsVerdict) string {
 	for _, n := range slices.Sorted(mapsKeys(who)) {
 		open = append(open, fmt.Sprintf("%s %d", n, who[n]))
 	}
-	return fmt.Sprintf("%s applies %s %d to %s, and %d session(s) it counts are open now (%s, from %s), so a new one is one too many (\"Too many logins\")", v.loginRule, what, v.login, uf.Name, count-1, strings.Join(open, ", "), c.h.LimitsCount)
+	return fmt.Sprintf("%s applies %s %d to %s, and the sessions it counts now (%s's: %s) leave no room for another (\"Too many logins\")", v.loginRule, what, v.login, uf.Name, c.h.LimitsCount, strings.Join(open, ", "))
 }
 
 // userInGroup reports whether name is a member of group (its primary

@@ -30,6 +30,9 @@ type labHost struct {
 	// hosts of one kind.
 	refused, works     []string
 	refusedOn, worksOn map[lab.Kind][]string
+	// hold are users who keep an interactive session (a pty) open
+	// during the audits and logins.
+	hold []string
 }
 
 // auditCase is one audit and exactly what it must find.
@@ -414,9 +417,11 @@ printf 'erin\nghost\n' >/etc/ssh/denied`,
 			name: "pamrules",
 			opts: Options{Users: []string{"bob", "carol", "dave", "erin", "frank", "ivan", "judy", "kate", "leo", "mia"}},
 			// carol: her own maxlogins 5 outranks her group's 0; judy:
-			// "judy -" lifts every limit; mia: maxlogins 1 with no
-			// session open (utmp) lets her in, but pam_limits built with
-			// logind (Debian 13) refuses 1 outright; leo's nofile above
+			// "judy -" lifts every limit; mia: maxlogins 1 while she has
+			// an interactive session open: Debian 12 counts it in utmp
+			// and refuses another; a namespace host keeps no utmp, and
+			// Debian 13's pam_limits counts logind's sessions and gives
+			// up on a limit of 1, so both let her in; leo's nofile above
 			// fs.nr_open fails pam_open_session, which sshd lets pass;
 			// nobody is refused by the use_uid condition (about root) or
 			// the rhost glob.
@@ -429,7 +434,7 @@ printf 'erin\nghost\n' >/etc/ssh/denied`,
 				"kate pam-succeed-if lockout /etc/pam.d/sshd",
 			},
 			wantOn: map[lab.Kind][]string{
-				lab.Trixie: {"mia pam-limits lockout /etc/security/limits.d/bg.conf"},
+				lab.Bookworm: {"mia pam-limits lockout /etc/security/limits.d/bg.conf"},
 			},
 			fixes: map[string]string{
 				"erin pam-listfile /etc/ssh/denied": "sed -i 1d /etc/ssh/denied  # removes line 1 (erin); or remove line 2 of /etc/pam.d/sshd",
@@ -444,8 +449,9 @@ printf 'erin\nghost\n' >/etc/ssh/denied`,
 		}},
 		refused:   []string{"bob", "dave", "erin", "frank", "ivan", "kate"},
 		works:     []string{"admin", "carol", "judy", "leo"},
-		refusedOn: map[lab.Kind][]string{lab.Trixie: {"mia"}},
-		worksOn:   map[lab.Kind][]string{lab.Namespace: {"mia"}, lab.Bookworm: {"mia"}},
+		refusedOn: map[lab.Kind][]string{lab.Bookworm: {"mia"}},
+		worksOn:   map[lab.Kind][]string{lab.Namespace: {"mia"}, lab.Trixie: {"mia"}},
+		hold:      []string{"mia"},
 	},
 	{
 		// bob's key in a text RevokedKeys list, dave's in a binary KRL
