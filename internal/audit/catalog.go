@@ -49,7 +49,7 @@ var Catalog = []Check{
 	{"pam-broken", "pam", "a module of the sshd stack does not exist", "person: install it or fix the stack"},
 	{"pam-time", "pam", "pam_time: a time.conf rule for sshd and the user that does not allow now", "person: change the rule (line named)"},
 	{"pam-limits", "pam", "pam_limits: the maxlogins or maxsyslogins limit that wins for the user (user, @group, %group, %, * and uid/gid ranges; limits.conf then limits.d, or conf=) leaves no room for one more session now (0; 1 where pam_limits counts logind's sessions; or the sessions open now), or conf= is missing", "person: change the limit (line named)"},
-	{"pam-listfile", "pam", "pam_listfile: the user (group, shell, client) is on a deny list, off an allow list, or the list is missing", "command or person: the list line to remove, or the entry to add"},
+	{"pam-listfile", "pam", "pam_listfile: the user (group, shell, client) is on a deny list, off an allow list, or the list is missing, world-writable or not a regular file", "command (recover runs it for a deny list's line naming just the user: removed, a backup kept) or person: the entry to add, the mode to fix"},
 	{"pam-succeed-if", "pam", "pam_succeed_if in the account stage: a condition false for the user (every operator, globs included; use_uid: about root), or one the module cannot evaluate", "person: change the condition (line named)"},
 	{"config-invalid", "daemon", "sshd -t fails: the next restart starts no sshd", "command: move the broken drop-in aside"},
 	{"config-pending", "daemon", "configuration changed after the running sshd read it", "command: validate, then reload"},

@@ -60,8 +60,9 @@ type HostFacts struct {
 	// Revoked is every RevokedKeys file of the sshd configuration (any
 	// Match block), by path; nil on recordings made before it was read.
 	Revoked     map[string]*RevokedList
-	TxtMissing  []string // PAM modules' files (file=, conf=) that do not exist
-	SSHDVersion string   // sshd -V, then dpkg's package: "OpenSSH_9.2, OpenSSL 3.0.19 27 Jan 2026 openssh-server=1:9.2p1-2+deb12u10"
+	TxtMissing  []string          // PAM modules' files (file=, conf=) that do not exist
+	TxtMode     map[string]uint32 // their stat mode (type and permissions), by path; nil when not read
+	SSHDVersion string            // sshd -V, then dpkg's package: "OpenSSH_9.2, OpenSSL 3.0.19 27 Jan 2026 openssh-server=1:9.2p1-2+deb12u10"
 	// PrimaryGID is /etc/passwd's uid → gid, and GroupMembers /etc/group's
 	// gid → member names (getent group); both nil when not read.
 	PrimaryGID   map[int]int
@@ -299,7 +300,10 @@ for w in $(awk '{ sub(/#.*/, "") } /pam_faillock/ { print "faillock" } { for (i 
 	case $w in
 	faillock) bg_fl=1 ;;
 	abs:*) if [ -e "${w#abs:}" ]; then printf 'pamabs 1 %s\n' "${w#abs:}"; else printf 'pamabs 0 %s\n' "${w#abs:}"; fi ;;
-	acc:*) bg_txt="$bg_txt ${w#acc:}"; [ -e "${w#acc:}" ] || printf 'txtmissing %s\n' "${w#acc:}" ;;
+	acc:*)
+		bg_txt="$bg_txt ${w#acc:}"
+		if [ -e "${w#acc:}" ]; then stat -c 'txtstat %f %n' -- "${w#acc:}" 2>/dev/null; else printf 'txtmissing %s\n' "${w#acc:}"; fi
+		;;
 	esac
 done
 # sshd's revoked key lists: a text list is dumped, a binary KRL listed by
@@ -567,6 +571,15 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 				break
 			}
 			lastRevoked.Listing = append(lastRevoked.Listing, rest)
+		case "txtstat":
+			m, p, _ := strings.Cut(rest, " ")
+			var mode uint64
+			if mode, err = strconv.ParseUint(m, 16, 32); err == nil {
+				if h.TxtMode == nil {
+					h.TxtMode = map[string]uint32{}
+				}
+				h.TxtMode[p] = uint32(mode)
+			}
 		case "txtmissing":
 			h.TxtMissing = append(h.TxtMissing, rest)
 		case "sshd-version":

@@ -571,13 +571,22 @@ func (c *checker) pamListfile(u auditedUser) {
 			}
 			continue
 		}
+		if mode, ok := c.h.TxtMode[file]; ok && (mode&0o170000 != 0o100000 || mode&0o002 != 0) {
+			// pam_listfile refuses to trust it, whatever it lists and
+			// whatever onerr says.
+			c.add(uf.Name, "pam-listfile", SeverityLockout, file,
+				fmt.Sprintf("pam_listfile (%s) refuses every login while %s is world-writable or not a regular file (mode %06o: \"%s is either world writable or not a normal file\")", e, file, mode, file),
+				shell.Join("chmod", "o-w", file)+"  # if it is the list meant; or remove line "+strconv.Itoa(e.Line)+" of "+e.File)
+			return
+		}
 		content, read := c.h.AccessConf[file]
 		if !read {
 			continue
 		}
 		found, line := "", 0
 		for i, l := range strings.Split(string(content), "\n") {
-			if l = strings.TrimSpace(l); l != "" && slices.Contains(values, l) {
+			// pam_listfile compares the whole line (a CR or LF cut off).
+			if l = strings.TrimRight(l, "\r"); l != "" && slices.Contains(values, l) {
 				found, line = l, i+1
 				break
 			}
@@ -585,9 +594,15 @@ func (c *checker) pamListfile(u auditedUser) {
 		switch {
 		case sense == "deny" && found != "":
 			rule := fmt.Sprintf("%s:%d: %s", file, line, found)
+			fix := fmt.Sprintf("sed -i %s %s  # removes line %d (%s); or remove line %d of %s", shell.Quote(strconv.Itoa(line)+"d"), shell.Quote(file), line, found, e.Line, e.File)
 			c.add(uf.Name, "pam-listfile", SeverityLockout, file,
-				fmt.Sprintf("pam_listfile (%s) refuses %s: its %s %s is listed at %s (sense=deny)", e, uf.Name, item, found, rule),
-				fmt.Sprintf("sed -i %s %s  # removes line %d (%s); or remove line %d of %s", shell.Quote(strconv.Itoa(line)+"d"), shell.Quote(file), line, found, e.Line, e.File))
+				fmt.Sprintf("pam_listfile (%s) refuses %s: its %s %s is listed at %s (sense=deny)", e, uf.Name, item, found, rule), fix)
+			if item == "user" && found == uf.Name {
+				// The line names this user and no one else: recover may
+				// take it out (every line that is the name, whatever
+				// line it has moved to; a backup kept).
+				c.act("bg_dropline", file, found)
+			}
 			return
 		case sense == "allow" && found == "":
 			c.add(uf.Name, "pam-listfile", SeverityLockout, file,
