@@ -9,9 +9,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/internal/runner"
@@ -110,6 +113,42 @@ func sshLogin(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) error {
 		return errors.New(strings.TrimSpace(err.Error() + ": " + string(out)))
 	}
 	return nil
+}
+
+// portRe finds a client port in one of sshd's log lines.
+var portRe = regexp.MustCompile(`(?: port |\]:)(\d+)\b`)
+
+// refusedLogin tries to log in to h as user with key, which sshd must
+// refuse, over a connection whose client port it returns (as
+// verify_access records it).
+func refusedLogin(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) int {
+	t.Helper()
+	pem, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKeys, err := knownhosts.New(l.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(h.Addr, strconv.Itoa(h.Port))
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	port := conn.LocalAddr().(*net.TCPAddr).Port
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c, _, _, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: hostKeys})
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s logs in to %s with %s", user, h.Name, key)
+	}
+	return port
 }
 
 // holdSession opens an interactive session (a pty: sshd records it in
@@ -344,29 +383,31 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 		if out, err := h.Exec(ctx, script, nil); err != nil {
 			t.Fatalf("setup: %v\n%s", err, out)
 		}
-		// An older, successful connection of bob: its lines are not
-		// evidence for the failed attempt that follows.
+		// An older, successful connection of bob, then the refused
+		// attempt verify_access made (its client port known), then a
+		// later refused one: only the lines of the one attempt are its
+		// evidence.
 		if err := sshLogin(t, l, h, "bob", keys.key(t, "bob")); err != nil {
 			t.Fatalf("bob with his own key: %v", err)
 		}
+		port := refusedLogin(t, l, h, "bob", l.AdminKey)
 		if err := sshLogin(t, l, h, "bob", l.AdminKey); err == nil {
 			t.Fatal("bob logs in with admin's key")
 		}
-		// journald may write the refused attempt's lines a moment after
-		// the client gave up: audit reads the log as it is then, and
-		// this test's attempt (made with ssh, whose client port breakglass
-		// does not know) must be the latest in it.
-		if out, err := h.Exec(ctx, `for i in $(seq 100); do
-	{ journalctl -u ssh --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | grep -q 'authenticating user bob' && exit 0
+		// journald may write the refused attempts' lines a moment after
+		// the client gave up: audit reads the log as it is then.
+		if out, err := h.Exec(ctx, `for i in $(seq 200); do
+	[ "$({ journalctl -u ssh --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | grep -c 'authenticating user bob')" -ge 2 ] && exit 0
 	sleep 0.1
 done
+{ journalctl -u ssh --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | tail -n 40
 exit 1`, nil); err != nil {
-			t.Fatalf("the refused attempt never reached sshd's log: %v\n%s", err, out)
+			t.Fatalf("the refused attempts never reached sshd's log: %v\n%s", err, out)
 		}
 		env := labEnv(h)
 		no := false
 		env.Facts.Set(tasks.FactAccess, []tasks.Access{
-			{User: "bob", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate"},
+			{User: "bob", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate", SourcePort: port},
 			{User: "carol", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate"},
 			{User: lab.AdminUser, Path: "direct", OK: true, Sudo: &no},
 		})
@@ -383,13 +424,28 @@ exit 1`, nil); err != nil {
 				"carol sudo-account lockout /etc/shadow",
 			},
 			details: map[string][]string{
-				"bob login-failed-unexplained ":   {"login as bob over direct failed", "Connection closed by authenticating user bob 127.0.0.1", "the latest of bob from this client"},
+				"bob login-failed-unexplained ":   {"login as bob over direct failed", fmt.Sprintf("authenticating user bob 127.0.0.1 port %d", port), fmt.Sprintf("client port %d", port)},
 				"admin login-failed-unexplained ": {"sudo -n true after the login as admin"},
 			},
 		}, res.Findings)
 		for _, f := range res.Findings {
-			if f.User == "bob" && strings.Contains(f.Detail, "Accepted publickey for bob") {
+			if f.User != "bob" {
+				continue
+			}
+			if strings.Contains(f.Detail, "Accepted publickey for bob") {
 				t.Errorf("bob's failed attempt quotes his older, successful connection:\n%s", f.Detail)
+			}
+			// Every quoted line is of that connection: none names
+			// another client port.
+			for _, line := range strings.Split(f.Detail, "\n")[1:] {
+				for _, m := range portRe.FindAllStringSubmatch(line, -1) {
+					if m[1] != strconv.Itoa(port) {
+						t.Errorf("bob's attempt from port %d quotes another connection's line: %s", port, line)
+					}
+				}
+			}
+			if n := len(strings.Split(f.Detail, "\n")) - 1; n == 0 {
+				t.Errorf("bob's attempt quotes no log line:\n%s", f.Detail)
 			}
 		}
 	})
