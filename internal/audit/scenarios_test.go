@@ -422,7 +422,7 @@ printf 'erin\nghost\n' >/etc/ssh/denied`,
 			// and refuses another; a namespace host keeps no utmp, and
 			// Debian 13's pam_limits counts logind's sessions and gives
 			// up on a limit of 1, so both let her in; leo's nofile above
-			// fs.nr_open fails pam_open_session, which sshd lets pass;
+			// fs.nr_open, which setrlimit refuses, still lets him in;
 			// nobody is refused by the use_uid condition (about root) or
 			// the rhost glob.
 			want: []string{
