@@ -294,6 +294,11 @@ if [ -n "$bg_secdir" ] && [ -f "$bg_secdir/pam_limits.so" ]; then
 	read -r bg_nro _ </proc/sys/fs/nr_open 2>/dev/null && printf 'nr-open %s\n' "$bg_nro"
 fi
 bg_txt='/etc/security/access.conf /etc/security/faillock.conf /etc/security/time.conf /etc/security/limits.conf'
+# pam_securetty's list, when there is one (its mode decides too)
+if [ -e /etc/securetty ] || [ -L /etc/securetty ]; then
+	bg_txt="$bg_txt /etc/securetty"
+	stat -c 'txtstat %f %n' -- /etc/securetty 2>/dev/null
+fi
 for f in /etc/security/access.d/*.conf /etc/security/limits.d/*.conf; do bg_txt="$bg_txt $f"; done
 bg_fl=
 for w in $(awk '{ sub(/#.*/, "") } /pam_faillock/ { print "faillock" } { for (i = 1; i <= NF; i++) { if ($i ~ /^\/.*\.so$/) print "abs:" $i; if ($i ~ /^accessfile=/) print "acc:" substr($i, 12); if ($i ~ /^(file|conf)=\// && / pam_(listfile|time|limits)\.so/) print "acc:" substr($i, index($i, "=") + 1) } }' /etc/pam.d/* 2>/dev/null | sort -u); do

@@ -400,6 +400,10 @@ bg_adduser carol {{key:carol}}
 bg_adduser dave {{key:dave}}
 bg_adduser erin {{key:erin}}
 bg_adduser frank {{key:frank}}
+install -d -m 0700 /root/.ssh
+printf '%s\n' {{key:root}} >/root/.ssh/authorized_keys
+printf 'console\ntty1\n' >/etc/securetty
+sed -i '1i account required pam_securetty.so' /etc/pam.d/sshd
 bg_adduser ivan {{key:ivan}}
 bg_adduser judy {{key:judy}}
 bg_adduser kate {{key:kate}}
@@ -415,7 +419,7 @@ printf 'dave - maxlogins 0\ncarol - maxlogins 5\n@bglim - maxlogins 0\njudy -\n*
 printf 'erin\nghost\n' >/etc/ssh/denied`,
 		audits: []auditCase{{
 			name: "pamrules",
-			opts: Options{Users: []string{"bob", "carol", "dave", "erin", "frank", "ivan", "judy", "kate", "leo", "mia"}},
+			opts: Options{Users: []string{"bob", "carol", "dave", "erin", "frank", "ivan", "judy", "kate", "leo", "mia", "root"}},
 			// carol: her own maxlogins 5 outranks her group's 0; judy:
 			// "judy -" lifts every limit; mia: maxlogins 1 while she has
 			// an interactive session open: Debian 12 counts it in utmp
@@ -432,6 +436,7 @@ printf 'erin\nghost\n' >/etc/ssh/denied`,
 				"frank pam-succeed-if lockout /etc/pam.d/sshd",
 				"ivan pam-limits lockout /etc/security/limits.d/bg.conf",
 				"kate pam-succeed-if lockout /etc/pam.d/sshd",
+				"root pam-securetty lockout /etc/securetty",
 			},
 			wantOn: map[lab.Kind][]string{
 				lab.Bookworm: {"mia pam-limits lockout /etc/security/limits.d/bg.conf"},
@@ -447,7 +452,7 @@ printf 'erin\nghost\n' >/etc/ssh/denied`,
 				"kate pam-succeed-if /etc/pam.d/sshd":            {`the condition "user !~ k*" is false for kate`},
 			},
 		}},
-		refused:   []string{"bob", "dave", "erin", "frank", "ivan", "kate"},
+		refused:   []string{"bob", "dave", "erin", "frank", "ivan", "kate", "root"},
 		works:     []string{"admin", "carol", "judy", "leo"},
 		refusedOn: map[lab.Kind][]string{lab.Bookworm: {"mia"}},
 		worksOn:   map[lab.Kind][]string{lab.Namespace: {"mia"}, lab.Trixie: {"mia"}},
@@ -486,16 +491,21 @@ bg_reload`,
 	},
 	{
 		// sudo rules taken away by a later rule; carol's negation is for
-		// another command.
+		// another command. Root logs in through pam_securetty, whose
+		// list names ssh (a look-alike of pamrules' root).
 		name: "sudoneg",
-		setup: `bg_adduser bob {{key:bob}}
+		setup: `install -d -m 0700 /root/.ssh
+printf '%s\n' {{key:root}} >/root/.ssh/authorized_keys
+printf 'console\nssh\n' >/etc/securetty
+sed -i '1i account required pam_securetty.so' /etc/pam.d/sshd
+bg_adduser bob {{key:bob}}
 bg_adduser carol {{key:carol}}
 bg_adduser dave {{key:dave}}
 printf 'bob ALL=(ALL) !ALL\ncarol ALL=(ALL:ALL) NOPASSWD: ALL, !/usr/bin/passwd\ndave ALL=(ALL:ALL) NOPASSWD: ALL, !/usr/bin/true\n' >/etc/sudoers.d/zz-later
 chmod 0440 /etc/sudoers.d/zz-later`,
 		audits: []auditCase{{
 			name: "sudoneg",
-			opts: Options{Users: []string{"bob", "carol", "dave"}, SudoUsers: []string{"bob", "carol", "dave"}},
+			opts: Options{Users: []string{"bob", "carol", "dave", "root"}, SudoUsers: []string{"bob", "carol", "dave"}},
 			want: []string{
 				"bob sudo-negated lockout /etc/sudoers.d/zz-later",
 				"dave sudo-negated lockout /etc/sudoers.d/zz-later",
@@ -505,7 +515,7 @@ chmod 0440 /etc/sudoers.d/zz-later`,
 				"dave sudo-negated /etc/sudoers.d/zz-later": {"/etc/sudoers.d/zz-later:3: dave ALL=(ALL:ALL) NOPASSWD: ALL, !/usr/bin/true"},
 			},
 		}},
-		works: []string{"bob", "carol", "dave"},
+		works: []string{"bob", "carol", "dave", "root"},
 	},
 	{
 		// Group-writable homes: Debian's sshd accepts bob's (his group has
