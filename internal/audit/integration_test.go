@@ -397,10 +397,10 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 		// journald may write the refused attempts' lines a moment after
 		// the client gave up: audit reads the log as it is then.
 		if out, err := h.Exec(ctx, `for i in $(seq 200); do
-	[ "$({ journalctl -u ssh --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | grep -c 'authenticating user bob')" -ge 2 ] && exit 0
+	[ "$({ journalctl -t sshd -t sshd-session --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | grep -c 'authenticating user bob')" -ge 2 ] && exit 0
 	sleep 0.1
 done
-{ journalctl -u ssh --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | tail -n 40
+{ journalctl -t sshd -t sshd-session --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | tail -n 40
 exit 1`, nil); err != nil {
 			t.Fatalf("the refused attempts never reached sshd's log: %v\n%s", err, out)
 		}

@@ -50,23 +50,25 @@ func (c *checker) pamSecuretty(u auditedUser) {
 	if !exists {
 		return
 	}
-	for _, e := range enforcing(c.sshdPAM, "account", "pam_securetty.so") {
-		if mode&0o170000 != 0o100000 || mode&0o002 != 0 {
-			c.add(uf.Name, "pam-securetty", SeverityLockout, securettyFile,
-				fmt.Sprintf("pam_securetty (%s) refuses %s: %s is world-writable or not a regular file (mode %06o), which it never trusts", e, uf.Name, securettyFile, mode),
-				shell.Join("chmod", "o-w", securettyFile)+"  # if it is a file; or remove line "+strconv.Itoa(e.Line)+" of "+e.File)
-			return
-		}
-		for _, l := range strings.Split(string(c.h.AccessConf[securettyFile]), "\n") {
-			if l == "ssh" {
-				return
-			}
-		}
-		c.add(uf.Name, "pam-securetty", SeverityLockout, securettyFile,
-			fmt.Sprintf("pam_securetty (%s) refuses %s: sshd's PAM tty is \"ssh\", which %s does not list (\"access denied: tty 'ssh' is not secure\"); sshd logs the key as accepted, then closes the connection", e, uf.Name, securettyFile),
-			fmt.Sprintf("echo ssh >> %s  # if root is meant to log in over ssh; or remove line %d of %s", securettyFile, e.Line, e.File))
+	es := enforcing(c.sshdPAM, "account", "pam_securetty.so")
+	if len(es) == 0 {
 		return
 	}
+	e := es[0] // the first that refuses ends the stack
+	if mode&0o170000 != 0o100000 || mode&0o002 != 0 {
+		c.add(uf.Name, "pam-securetty", SeverityLockout, securettyFile,
+			fmt.Sprintf("pam_securetty (%s) refuses %s: %s is world-writable or not a regular file (mode %06o), which it never trusts", e, uf.Name, securettyFile, mode),
+			shell.Join("chmod", "o-w", securettyFile)+"  # if it is a file; or remove line "+strconv.Itoa(e.Line)+" of "+e.File)
+		return
+	}
+	for _, l := range strings.Split(string(c.h.AccessConf[securettyFile]), "\n") {
+		if l == "ssh" {
+			return
+		}
+	}
+	c.add(uf.Name, "pam-securetty", SeverityLockout, securettyFile,
+		fmt.Sprintf("pam_securetty (%s) refuses %s: sshd's PAM tty is \"ssh\", which %s does not list (\"access denied: tty 'ssh' is not secure\"); sshd logs the key as accepted, then closes the connection", e, uf.Name, securettyFile),
+		fmt.Sprintf("echo ssh >> %s  # if root is meant to log in over ssh; or remove line %d of %s", securettyFile, e.Line, e.File))
 }
 
 // pamFix is the advice for a PAM refusal: the module line and, when
