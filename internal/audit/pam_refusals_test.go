@@ -124,8 +124,14 @@ func TestLoginsCounted(t *testing.T) {
 		{"logind user sessions", "logind", []Login{{"mia", "user", true}, {"mia", "manager", true}, {"mia", "user", true}}, v, true},
 		{"logind greeter not counted", "logind", []Login{{"mia", "user", true}, {"mia", "greeter", true}}, v, false},
 		{"not read", "", []Login{{"mia", "utmp", true}, {"mia", "utmp", true}}, v, false},
+		{"%group counts its members", "utmp", []Login{{"bob", "utmp", true}, {"eve", "utmp", true}, {"bob", "utmp", true}}, limitsVerdict{login: 2, loginSrc: limitAllGroup, loginGroup: "ops", loginRule: "x"}, true},
+		{"%group counts no one else", "utmp", []Login{{"eve", "utmp", true}, {"eve", "utmp", true}}, limitsVerdict{login: 2, loginSrc: limitAllGroup, loginGroup: "ops", loginRule: "x"}, false},
+		{"% counts everyone", "utmp", []Login{{"eve", "utmp", true}, {"bob", "utmp", true}}, limitsVerdict{login: 2, loginSrc: limitAll, loginRule: "x"}, true},
+		{"* counts the user's own", "utmp", []Login{{"eve", "utmp", true}, {"bob", "utmp", true}}, limitsVerdict{login: 2, loginSrc: limitDefault, loginRule: "x"}, false},
 	} {
-		c := &checker{h: &HostFacts{LimitsCount: tc.count, Logins: tc.logins}}
+		c := &checker{h: &HostFacts{LimitsCount: tc.count, Logins: tc.logins,
+			GroupGID: map[string]int{"ops": 50}, GroupMembers: map[int][]string{50: {"bob"}},
+			UIDNames: map[int]string{1002: "mia", 1003: "bob", 1004: "eve"}, PrimaryGID: map[int]int{1002: 1002, 1003: 1003, 1004: 1004}}}
 		if got := c.loginsRefused(e, uf, tc.v) != ""; got != tc.refuse {
 			t.Errorf("%s: refused %v, want %v", tc.name, got, tc.refuse)
 		}
