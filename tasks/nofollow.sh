@@ -187,6 +187,38 @@ bg_write() (
 	trap - EXIT
 )
 
+# bg_dropline FILE TEXT: remove the lines of FILE that are TEXT (a CR at
+# the end aside, as pam_listfile reads a line), as bg_write writes (a temp file, the same owner and
+# mode, fsync, the previous version kept as FILE.breakglass.bak, rename),
+# and only where root alone can change the directory: a configuration
+# file's line is no user's to steer. Nothing is written when no line is
+# TEXT.
+bg_dropline() (
+	bg_pin "$(bg_dir "$1")" || exit 1
+	b=${1##*/}
+	bg_nolink "$b" "$1" || exit 1
+	if ! bg_trusted; then
+		echo "breakglass: not editing $1: users other than root can change its directory" >&2
+		exit 1
+	fi
+	if [ ! -f "./$b" ]; then
+		echo "breakglass: $1 is not a regular file" >&2
+		exit 1
+	fi
+	t=$(mktemp -- "./.$b.breakglass.XXXXXX")
+	trap 'rm -f -- "$t"' EXIT
+	if awk -v x="$2" '{ l = $0; sub(/\r$/, "", l) } l == x { n++; next } { print } END { exit n ? 0 : 3 }' "./$b" >"$t"; then
+		chown --reference="./$b" -- "$t"
+		chmod --reference="./$b" -- "$t"
+		sync -- "$t"
+		ln -fT -- "./$b" "./$b$bg_bak"
+		mv -fT -- "$t" "./$b"
+		trap - EXIT
+	elif [ $? -ne 3 ]; then
+		exit 1
+	fi
+)
+
 # What bg_write and bg_chown run as the user, in the pinned directory:
 # ENTRY MODE, content on stdin. mktemp makes the file 0600.
 # shellcheck disable=SC2016 # expanded by the user's shell

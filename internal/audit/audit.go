@@ -126,6 +126,12 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 		users[i].sudo = users[i].expected && (name == env.ControlUser || slices.Contains(m.o.SudoUsers, name))
 	}
 	c := newChecker(h)
+	// Forced commands' programs, asked of the host only when there are
+	// any; unanswered, they are not judged (the command is still named).
+	var err error
+	if c.commands, err = forcedCommands(ctx, r, users); err != nil && ctx.Err() != nil {
+		return nil, err
+	}
 	c.host(users)
 	for _, u := range users {
 		c.user(u)

@@ -18,11 +18,15 @@ import (
 // replay answers the host query with a recording and fails anything else.
 type replay struct {
 	out   []byte
+	fc    []byte // the answer about forced commands' programs, if asked
 	calls int
 }
 
 func (r *replay) Run(_ context.Context, cmd string, stdin []byte) ([]byte, error) {
 	r.calls++
+	if cmd == "/bin/sh -s" && bytes.Contains(stdin, []byte("\nbg_fc() {")) && r.fc != nil {
+		return r.fc, nil
+	}
 	if cmd != "/bin/sh -s" || !bytes.HasPrefix(stdin, []byte("bg_client=")) {
 		return nil, errors.New("replay: unexpected command")
 	}
@@ -57,12 +61,16 @@ func TestRecordedScenarios(t *testing.T) {
 			t.Run(ac.name, func(t *testing.T) {
 				out, env := recording(t, ac.name)
 				r := &replay{out: out}
+				calls := 1
+				if fc, err := os.ReadFile(filepath.Join("testdata", "lab", ac.name+".fc.txt")); err == nil {
+					r.fc, calls = fc, 2 // forced commands' programs are asked in a second one
+				}
 				res, err := New(ac.opts).Run(context.Background(), r, env)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if r.calls != 1 {
-					t.Errorf("%d round trips, want 1", r.calls)
+				if r.calls != calls {
+					t.Errorf("%d round trips, want %d", r.calls, calls)
 				}
 				checkFindings(t, ac, res.Findings)
 			})

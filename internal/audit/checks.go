@@ -29,6 +29,9 @@ type checker struct {
 	// sudoers are the users expected to sudo, and "%GROUP" for each of
 	// their groups: whom a sudo fix may give rights to (set by host).
 	sudoers map[string]bool
+	// commands is the host's answer about the programs forced commands
+	// name (commandCheck.key); nil when none was asked.
+	commands map[string]commandCheck
 }
 
 func newChecker(h *HostFacts) *checker {

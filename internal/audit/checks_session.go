@@ -30,9 +30,17 @@ func (c *checker) session(u auditedUser) {
 	}
 	if fc := cfg.Get("forcecommand"); fc != "" && fc != "none" {
 		ev := setting(c.conf, "forcecommand", fc)
-		c.add(name, "forced-command", sev, firstFile(c.conf, "forcecommand", []string{fc}),
-			fmt.Sprintf("%s applies to %s from %s: sshd accepts the key, then runs %q in place of every command and shell the user asks for, so neither breakglass's probe nor a root shell can run", ev, name, uf.Conn.Client, fc),
-			fmt.Sprintf("remove that ForceCommand for %s (%s), or leave %s out of its Match block (e.g. Match User *,!%s), then %s", name, evidence(c.conf, "forcecommand", []string{fc}), name, name, c.reload()))
+		detail := fmt.Sprintf("%s applies to %s from %s: sshd accepts the key, then runs %q in place of every command and shell the user asks for, so neither breakglass's probe nor a root shell can run", ev, name, uf.Conn.Client, fc)
+		fix := fmt.Sprintf("remove that ForceCommand for %s (%s), or leave %s out of its Match block (e.g. Match User *,!%s), then %s", name, evidence(c.conf, "forcecommand", []string{fc}), name, name, c.reload())
+		fsev := sev
+		if why := c.commandFails(name, fc); why != "" {
+			// Not even what it forces works: every session of the user
+			// fails, whoever the user is.
+			fsev = SeverityLockout
+			detail = fmt.Sprintf("%s applies to %s from %s: sshd accepts the key, then the forced command %s, so every session of %s fails at once", ev, name, uf.Conn.Client, why, name)
+			fix = fmt.Sprintf("install %s (or correct the path in %s) if %s is meant to run only that; otherwise %s", commandProgram(fc), evidence(c.conf, "forcecommand", []string{fc}), name, fix)
+		}
+		c.add(name, "forced-command", fsev, firstFile(c.conf, "forcecommand", []string{fc}), detail, fix)
 	}
 	if ch := cfg.Get("chrootdirectory"); ch != "" && ch != "none" {
 		ev := setting(c.conf, "chrootdirectory", ch)

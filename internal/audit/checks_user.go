@@ -443,6 +443,7 @@ func (c *checker) keyFiles(u auditedUser) {
 	ke := keyEnv{
 		Accepted: cfg.PubkeyAcceptedAlgorithms, ClientIP: uf.Conn.Client, UseDNS: cfg.Get("usedns") == "yes",
 		Now: c.h.Now, TZOffset: parseTZ(c.h.TZ), Revoked: c.revokedBy(cfg.Get("revokedkeys")),
+		CommandFails: func(cmd string) string { return c.commandFails(name, cmd) },
 	}
 	ke.RequiredRSA, _ = strconv.Atoi(cfg.Get("requiredrsasize"))
 	var (

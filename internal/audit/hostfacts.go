@@ -61,12 +61,22 @@ type HostFacts struct {
 	// Revoked is every RevokedKeys file of the sshd configuration (any
 	// Match block), by path; nil on recordings made before it was read.
 	Revoked     map[string]*RevokedList
-	TxtMissing  []string // PAM modules' files (file=, conf=) that do not exist
-	SSHDVersion string   // sshd -V, then dpkg's package: "OpenSSH_9.2, OpenSSL 3.0.19 27 Jan 2026 openssh-server=1:9.2p1-2+deb12u10"
+	TxtMissing  []string          // PAM modules' files (file=, conf=) that do not exist
+	TxtMode     map[string]uint32 // their stat mode (type and permissions), by path; nil when not read
+	SSHDVersion string            // sshd -V, then dpkg's package: "OpenSSH_9.2, OpenSSL 3.0.19 27 Jan 2026 openssh-server=1:9.2p1-2+deb12u10"
 	// PrimaryGID is /etc/passwd's uid → gid, and GroupMembers /etc/group's
 	// gid → member names (getent group); both nil when not read.
 	PrimaryGID   map[int]int
 	GroupMembers map[int][]string
+	GroupGID     map[string]int // /etc/group's name → gid; nil when not read
+
+	// What pam_limits counts maxlogins and maxsyslogins against: the
+	// sessions logind knows (Linux-PAM built with logind, Debian 13) or
+	// utmp's (Debian 12), as LimitsCount says; "" when not read. This
+	// audit's own logind session is left out.
+	LimitsCount string
+	Logins      []Login
+	NrOpen      int64 // /proc/sys/fs/nr_open: no nofile hard limit may exceed it; 0 when not read
 
 	Session    string   // the user the host query ran for (sudo's SUDO_USER), "" when unknown
 	Candidates []string // --all-users: accounts with a login shell, in passwd order
@@ -82,6 +92,14 @@ type RevokedList struct {
 	Path    string
 	Kind    string
 	Listing []string
+}
+
+// Login is a session pam_limits counts: a utmp USER_PROCESS entry (Class
+// "utmp"; Alive: its process still runs) or a logind session (its class).
+type Login struct {
+	User  string
+	Class string
+	Alive bool
 }
 
 // Listener is the running sshd that accepts connections.
@@ -243,14 +261,42 @@ if [ -n "$bg_secdir" ]; then
 	for m in "$bg_secdir"/*; do printf 'pammod %s\n' "${m##*/}"; done
 fi
 bg_dump pam /etc/pam.d/*
+# pam_limits' login count: logind's sessions when the module is built with
+# logind (it links libsystemd), else utmp's user processes; and the kernel's
+# ceiling on nofile
+if [ -n "$bg_secdir" ] && [ -f "$bg_secdir/pam_limits.so" ]; then
+	if grep -q 'libsystemd\.so' "$bg_secdir/pam_limits.so" 2>/dev/null; then
+		echo 'limits-count logind'
+		bg_self=$(sed -n 's|.*/session-\([^/]*\)\.scope$|\1|p' /proc/self/cgroup 2>/dev/null | head -n 1)
+		for f in /run/systemd/sessions/*; do
+			[ -f "$f" ] && [ "${f##*/}" != "$bg_self" ] || continue
+			awk -F= '$1 == "USER" { u = $2 } $1 == "CLASS" { c = $2 } END { if (u != "") print "login", u, c, 1 }' "$f" 2>/dev/null
+		done
+	else
+		echo 'limits-count utmp'
+		# NAME LINE DATE… IDLE PID (COMMENT): the PID is the last number
+		who -u 2>/dev/null | awk '{ p = ""; for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+$/) p = $i; if (p != "") print $1, p }' | while read -r bg_n bg_p; do
+			if kill -0 "$bg_p" 2>/dev/null; then printf 'login %s utmp 1\n' "$bg_n"; else printf 'login %s utmp 0\n' "$bg_n"; fi
+		done
+	fi
+	read -r bg_nro _ </proc/sys/fs/nr_open 2>/dev/null && printf 'nr-open %s\n' "$bg_nro"
+fi
 bg_txt='/etc/security/access.conf /etc/security/faillock.conf /etc/security/time.conf /etc/security/limits.conf'
+# pam_securetty's list, when there is one (its mode decides too)
+if [ -e /etc/securetty ] || [ -L /etc/securetty ]; then
+	bg_txt="$bg_txt /etc/securetty"
+	stat -c 'txtstat %f %n' -- /etc/securetty 2>/dev/null
+fi
 for f in /etc/security/access.d/*.conf /etc/security/limits.d/*.conf; do bg_txt="$bg_txt $f"; done
 bg_fl=
 for w in $(awk '{ sub(/#.*/, "") } /pam_faillock/ { print "faillock" } { for (i = 1; i <= NF; i++) { if ($i ~ /^\/.*\.so$/) print "abs:" $i; if ($i ~ /^accessfile=/) print "acc:" substr($i, 12); if ($i ~ /^(file|conf)=\// && / pam_(listfile|time|limits)\.so/) print "acc:" substr($i, index($i, "=") + 1) } }' /etc/pam.d/* 2>/dev/null | sort -u); do
 	case $w in
 	faillock) bg_fl=1 ;;
 	abs:*) if [ -e "${w#abs:}" ]; then printf 'pamabs 1 %s\n' "${w#abs:}"; else printf 'pamabs 0 %s\n' "${w#abs:}"; fi ;;
-	acc:*) bg_txt="$bg_txt ${w#acc:}"; [ -e "${w#acc:}" ] || printf 'txtmissing %s\n' "${w#acc:}" ;;
+	acc:*)
+		bg_txt="$bg_txt ${w#acc:}"
+		if [ -e "${w#acc:}" ]; then stat -c 'txtstat %f %n' -- "${w#acc:}" 2>/dev/null; else printf 'txtmissing %s\n' "${w#acc:}"; fi
+		;;
 	esac
 done
 # sshd's revoked key lists: a text list is dumped, a binary KRL listed by
@@ -309,7 +355,7 @@ bg_dump txt $bg_t
 
 # users
 awk -F: '$3 ~ /^[0-9]+$/ { print "uid", $3, $1 } $3 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ { print "pwgid", $3, $4 }' /etc/passwd
-getent group | awk -F: '$3 ~ /^[0-9]+$/ { print "group", $3, $4 }'
+getent group | awk -F: '$3 ~ /^[0-9]+$/ { print "group", $3, $4; print "grname", $3, $1 }'
 bg_ux() (
 	u=$1
 	pw=$(getent passwd "$u") || { printf 'ux %s nouser\n' "$u"; exit 0; }
@@ -517,6 +563,15 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 				break
 			}
 			lastRevoked.Listing = append(lastRevoked.Listing, rest)
+		case "txtstat":
+			m, p, _ := strings.Cut(rest, " ")
+			var mode uint64
+			if mode, err = strconv.ParseUint(m, 16, 32); err == nil {
+				if h.TxtMode == nil {
+					h.TxtMode = map[string]uint32{}
+				}
+				h.TxtMode[p] = uint32(mode)
+			}
 		case "txtmissing":
 			h.TxtMissing = append(h.TxtMissing, rest)
 		case "sshd-version":
@@ -542,6 +597,28 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 					h.GroupMembers[gid] = strings.FieldsFunc(members, func(r rune) bool { return r == ',' })
 				}
 			}
+		case "grname":
+			g, name, _ := strings.Cut(rest, " ")
+			var gid int
+			if gid, err = strconv.Atoi(g); err == nil {
+				if h.GroupGID == nil {
+					h.GroupGID = map[string]int{}
+				}
+				if _, dup := h.GroupGID[name]; !dup {
+					h.GroupGID[name] = gid
+				}
+			}
+		case "limits-count":
+			h.LimitsCount = rest
+		case "login":
+			f := strings.Fields(rest)
+			if len(f) != 3 {
+				err = errors.New("bad login record")
+				break
+			}
+			h.Logins = append(h.Logins, Login{User: f[0], Class: f[1], Alive: f[2] == "1"})
+		case "nr-open":
+			h.NrOpen, err = strconv.ParseInt(rest, 10, 64)
 		case "candidate":
 			if candidateRe.MatchString(rest) {
 				h.Candidates = append(h.Candidates, rest)

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/internal/runner"
@@ -112,16 +115,89 @@ func sshLogin(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) error {
 	return nil
 }
 
+// portRe finds a client port in one of sshd's log lines.
+var portRe = regexp.MustCompile(`(?: port |\]:)(\d+)\b`)
+
+// refusedLogin tries to log in to h as user with key, which sshd must
+// refuse, over a connection whose client port it returns (as
+// verify_access records it).
+func refusedLogin(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) int {
+	t.Helper()
+	pem, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKeys, err := knownhosts.New(l.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(h.Addr, strconv.Itoa(h.Port))
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	port := conn.LocalAddr().(*net.TCPAddr).Port
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c, _, _, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: hostKeys})
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s logs in to %s with %s", user, h.Name, key)
+	}
+	return port
+}
+
+// holdSession opens an interactive session (a pty: sshd records it in
+// utmp) as user on h, running until the test ends.
+func holdSession(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "ssh", "-F", "/dev/null", "-tt",
+		"-o", "BatchMode=yes",
+		"-o", "IdentitiesOnly=yes",
+		"-o", "UserKnownHostsFile="+l.KnownHosts,
+		"-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=yes",
+		"-i", key,
+		"-p", strconv.Itoa(h.Port),
+		user+"@"+h.Addr, "exec sleep 600")
+	stdin, err := cmd.StdinPipe() // held open: the session lasts
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("hold a session of %s: %v", user, err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	if out, err := h.Exec(wctx, "for i in $(seq 200); do pgrep -u "+shell.Quote(user)+" -x sleep >/dev/null && exit 0; sleep 0.1; done; exit 1", nil); err != nil {
+		t.Fatalf("the held session of %s never started: %v\n%s", user, err, out)
+	}
+}
+
 // recorder keeps the output of the host query.
 type recorder struct {
 	r   tasks.Runner
 	out []byte
+	fc  []byte // the answer about forced commands' programs
 }
 
 func (r *recorder) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
 	out, err := r.r.Run(ctx, cmd, stdin)
-	if bytes.HasPrefix(stdin, []byte("bg_client=")) {
+	switch {
+	case bytes.HasPrefix(stdin, []byte("bg_client=")):
 		r.out = out
+	case bytes.Contains(stdin, []byte("\nbg_fc() {")):
+		r.fc = out
 	}
 	return out, err
 }
@@ -222,6 +298,9 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 				}
 				t.Logf("setup: %v", time.Since(start))
 			}
+			for _, u := range lh.hold {
+				holdSession(t, l, h, u, keyOf(u))
+			}
 			for _, ac := range lh.audits {
 				rec := &recorder{r: h.Runner()}
 				start := time.Now()
@@ -233,19 +312,24 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 				if res.Changed || len(res.Changes) > 0 {
 					t.Errorf("%s: audit reports changes: %+v", ac.name, res.Changes)
 				}
-				checkFindings(t, ac, res.Findings)
+				checkFindingsOn(t, l.Kind, ac, res.Findings)
 				if save {
 					if err := os.WriteFile(filepath.Join("testdata", "lab", ac.name+".txt"), rec.out, 0o644); err != nil {
 						t.Fatal(err)
 					}
+					if rec.fc != nil {
+						if err := os.WriteFile(filepath.Join("testdata", "lab", ac.name+".fc.txt"), rec.fc, 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
 				}
 			}
-			for _, u := range lh.refused {
+			for _, u := range append(slices.Clone(lh.refused), lh.refusedOn[l.Kind]...) {
 				if err := sshLogin(t, l, h, u, keyOf(u)); err == nil {
 					t.Errorf("ssh %s@%s works, but the audit says %s is locked out", u, lh.name, u)
 				}
 			}
-			for _, u := range lh.works {
+			for _, u := range append(slices.Clone(lh.works), lh.worksOn[l.Kind]...) {
 				if err := sshLogin(t, l, h, u, keyOf(u)); err != nil {
 					t.Errorf("ssh %s@%s: %v", u, lh.name, err)
 				}
@@ -299,29 +383,31 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 		if out, err := h.Exec(ctx, script, nil); err != nil {
 			t.Fatalf("setup: %v\n%s", err, out)
 		}
-		// An older, successful connection of bob: its lines are not
-		// evidence for the failed attempt that follows.
+		// An older, successful connection of bob, then the refused
+		// attempt verify_access made (its client port known), then a
+		// later refused one: only the lines of the one attempt are its
+		// evidence.
 		if err := sshLogin(t, l, h, "bob", keys.key(t, "bob")); err != nil {
 			t.Fatalf("bob with his own key: %v", err)
 		}
+		port := refusedLogin(t, l, h, "bob", l.AdminKey)
 		if err := sshLogin(t, l, h, "bob", l.AdminKey); err == nil {
 			t.Fatal("bob logs in with admin's key")
 		}
-		// journald may write the refused attempt's lines a moment after
-		// the client gave up: audit reads the log as it is then, and
-		// this test's attempt (made with ssh, whose client port breakglass
-		// does not know) must be the latest in it.
-		if out, err := h.Exec(ctx, `for i in $(seq 100); do
-	{ journalctl -u ssh --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | grep -q 'authenticating user bob' && exit 0
+		// journald may write the refused attempts' lines a moment after
+		// the client gave up: audit reads the log as it is then.
+		if out, err := h.Exec(ctx, `for i in $(seq 200); do
+	[ "$({ journalctl -t sshd -t sshd-session --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | grep -c 'authenticating user bob')" -ge 2 ] && exit 0
 	sleep 0.1
 done
+{ journalctl -t sshd -t sshd-session --no-pager 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | tail -n 40
 exit 1`, nil); err != nil {
-			t.Fatalf("the refused attempt never reached sshd's log: %v\n%s", err, out)
+			t.Fatalf("the refused attempts never reached sshd's log: %v\n%s", err, out)
 		}
 		env := labEnv(h)
 		no := false
 		env.Facts.Set(tasks.FactAccess, []tasks.Access{
-			{User: "bob", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate"},
+			{User: "bob", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate", SourcePort: port},
 			{User: "carol", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate"},
 			{User: lab.AdminUser, Path: "direct", OK: true, Sudo: &no},
 		})
@@ -338,13 +424,28 @@ exit 1`, nil); err != nil {
 				"carol sudo-account lockout /etc/shadow",
 			},
 			details: map[string][]string{
-				"bob login-failed-unexplained ":   {"login as bob over direct failed", "Connection closed by authenticating user bob 127.0.0.1", "the latest of bob from this client"},
+				"bob login-failed-unexplained ":   {"login as bob over direct failed", fmt.Sprintf("authenticating user bob 127.0.0.1 port %d", port), fmt.Sprintf("client port %d", port)},
 				"admin login-failed-unexplained ": {"sudo -n true after the login as admin"},
 			},
 		}, res.Findings)
 		for _, f := range res.Findings {
-			if f.User == "bob" && strings.Contains(f.Detail, "Accepted publickey for bob") {
+			if f.User != "bob" {
+				continue
+			}
+			if strings.Contains(f.Detail, "Accepted publickey for bob") {
 				t.Errorf("bob's failed attempt quotes his older, successful connection:\n%s", f.Detail)
+			}
+			// Every quoted line is of that connection: none names
+			// another client port.
+			for _, line := range strings.Split(f.Detail, "\n")[1:] {
+				for _, m := range portRe.FindAllStringSubmatch(line, -1) {
+					if m[1] != strconv.Itoa(port) {
+						t.Errorf("bob's attempt from port %d quotes another connection's line: %s", port, line)
+					}
+				}
+			}
+			if n := len(strings.Split(f.Detail, "\n")) - 1; n == 0 {
+				t.Errorf("bob's attempt quotes no log line:\n%s", f.Detail)
 			}
 		}
 	})

@@ -60,6 +60,9 @@ type keyEnv struct {
 	// Revoked says why sshd's RevokedKeys list refuses a key ("" when it
 	// does not); nil when no list applies.
 	Revoked func(ssh.PublicKey) string
+	// CommandFails says why a forced command cannot run ("" when it can
+	// or that is not known); nil: not asked.
+	CommandFails func(cmd string) string
 }
 
 // algorithmsFor are the signature algorithms a key type can log in with.
@@ -100,7 +103,11 @@ func judgeKey(k *keyLine, pk ssh.PublicKey, opts []string, e keyEnv, file string
 		case "command":
 			// A forced command is often meant (breakglass's own probe keys
 			// have one); only one that cannot but fail refuses the login.
-			if why := failingCommand(val); why != "" {
+			why := failingCommand(val)
+			if why == "" && e.CommandFails != nil {
+				why = e.CommandFails(val)
+			}
+			if why != "" {
 				k.Problem, k.ID = fmt.Sprintf("option command=%q %s: sshd accepts the key, then runs that in place of every command and shell the user asks for, so the login does nothing but fail", val, why), "forced-command"
 			}
 		case "from":

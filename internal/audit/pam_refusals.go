@@ -1,14 +1,17 @@
 package audit
 
 import (
+	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/tasks"
 )
 
 // PAM modules that refuse on their own terms, in the stages a key login
@@ -26,6 +29,46 @@ func (c *checker) pamRefusals(u auditedUser) {
 	c.pamLimits(u)
 	c.pamListfile(u)
 	c.pamSucceedIf(u)
+	c.pamSecuretty(u)
+}
+
+// ---------------------------------------------------------------- pam_securetty
+
+// securettyFile is the list pam_securetty reads.
+const securettyFile = "/etc/securetty"
+
+// pamSecuretty: in the account stage, pam_securetty refuses root unless
+// its tty is listed in /etc/securetty, and sshd's PAM_TTY is "ssh" there
+// (pam_securetty.c: a missing list lets everyone in; a world-writable one,
+// or one that is not a regular file, lets no root in).
+func (c *checker) pamSecuretty(u auditedUser) {
+	uf := u.uf
+	if uf.UID != 0 || c.h.TxtMode == nil {
+		return
+	}
+	mode, exists := c.h.TxtMode[securettyFile]
+	if !exists {
+		return
+	}
+	es := enforcing(c.sshdPAM, "account", "pam_securetty.so")
+	if len(es) == 0 {
+		return
+	}
+	e := es[0] // the first that refuses ends the stack
+	if mode&0o170000 != 0o100000 || mode&0o002 != 0 {
+		c.add(uf.Name, "pam-securetty", SeverityLockout, securettyFile,
+			fmt.Sprintf("pam_securetty (%s) refuses %s: %s is world-writable or not a regular file (mode %06o), which it never trusts", e, uf.Name, securettyFile, mode),
+			shell.Join("chmod", "o-w", securettyFile)+"  # if it is a file; or remove line "+strconv.Itoa(e.Line)+" of "+e.File)
+		return
+	}
+	for _, l := range strings.Split(string(c.h.AccessConf[securettyFile]), "\n") {
+		if l == "ssh" {
+			return
+		}
+	}
+	c.add(uf.Name, "pam-securetty", SeverityLockout, securettyFile,
+		fmt.Sprintf("pam_securetty (%s) refuses %s: sshd's PAM tty is \"ssh\", which %s does not list (\"access denied: tty 'ssh' is not secure\"); sshd logs the key as accepted, then closes the connection", e, uf.Name, securettyFile),
+		fmt.Sprintf("echo ssh >> %s  # if root is meant to log in over ssh; or remove line %d of %s", securettyFile, e.Line, e.File))
 }
 
 // pamFix is the advice for a PAM refusal: the module line and, when
@@ -155,53 +198,353 @@ func timeTerm(term string, t time.Time) bool {
 
 // ---------------------------------------------------------------- pam_limits
 
-// pamLimits: maxlogins 0 for the user (pam_limits does not apply it to
-// root): every session is refused ("Too many logins").
-func (c *checker) pamLimits(u auditedUser) {
-	uf := u.uf
-	if uf.UID == 0 {
-		return
+// pam_limits' sources of a limit, most specific first
+// (pam_limits.c LIMITS_DEF_*): a line of a lower source always wins over
+// one of a higher, and among lines of one source the last read wins.
+const (
+	limitUser     = iota // the user's name, or a uid range
+	limitGroup           // @group, or a gid range
+	limitAllGroup        // %group: maxlogins counts every member's sessions
+	limitAll             // %: maxlogins counts every session
+	limitDefault         // *
+	limitNone
+)
+
+// limitsVerdict is what pam_limits' session stage decides for one user.
+type limitsVerdict struct {
+	exempt     string // a "DOMAIN -" line that applies: no limits at all
+	login      int    // maxlogins/maxsyslogins; -2 none set, -1 unlimited
+	loginSrc   int
+	loginRule  string
+	loginGroup string // %group of the winning maxlogins line
+	sysLogins  bool   // the last maxlogins/maxsyslogins line read was maxsyslogins
+	missing    string // conf= names a file that does not exist: the module fails
+}
+
+// limitsFor reads the files pam_limits reads for uf (limits.conf, then
+// limits.d/*.conf by name, or only conf=) as pam_limits.c
+// parse_config_file does.
+func (c *checker) limitsFor(e pamEntry, uf *tasks.UserFacts) limitsVerdict {
+	v := limitsVerdict{login: -2, loginSrc: limitNone}
+	files, explicit := []string{"/etc/security/limits.conf"}, false
+	for _, a := range e.Args {
+		if f, ok := strings.CutPrefix(a, "conf="); ok {
+			files, explicit = []string{f}, true
+		}
 	}
-	for _, e := range enforcing(c.sshdPAM, "session", "pam_limits.so") {
-		files := []string{"/etc/security/limits.conf"}
-		explicit := false
-		for _, a := range e.Args {
-			if f, ok := strings.CutPrefix(a, "conf="); ok {
-				files, explicit = []string{f}, true
+	if explicit && slices.Contains(c.h.TxtMissing, files[0]) {
+		v.missing = files[0]
+		return v
+	}
+	if !explicit {
+		d := c.h.accessOrderOf("/etc/security/limits.d/")
+		slices.SortStableFunc(d, func(a, b string) int { return strings.Compare(path.Base(a), path.Base(b)) })
+		files = append(files, d...)
+	}
+	inGroup := func(name string) bool {
+		if slices.Contains(uf.Groups, name) {
+			return true
+		}
+		gid, ok := c.h.GroupGID[name]
+		return ok && gid == uf.GID
+	}
+	inGID := func(gid int) bool {
+		if gid == uf.GID {
+			return true
+		}
+		for name, g := range c.h.GroupGID {
+			if g == gid && slices.Contains(uf.Groups, name) {
+				return true
 			}
 		}
-		if !explicit {
-			files = append(files, c.h.accessOrderOf("/etc/security/limits.d/")...)
-		}
-		// The most specific domain wins (user, then group, then *); the
-		// later line among equals.
-		best, bestRank, bestRule := "", 0, ""
-		for _, file := range files {
-			for i, l := range strings.Split(string(c.h.AccessConf[file]), "\n") {
-				f := strings.Fields(l)
-				if len(f) < 4 || strings.HasPrefix(f[0], "#") || strings.ToLower(f[2]) != "maxlogins" {
+		return false
+	}
+	for _, file := range files {
+		for i, raw := range strings.Split(string(c.h.AccessConf[file]), "\n") {
+			l, _, _ := strings.Cut(raw, "#")
+			f := strings.Fields(l)
+			if len(f) == 0 {
+				continue
+			}
+			rule := fmt.Sprintf("%s:%d: %s", file, i+1, strings.TrimSpace(l))
+			domain := f[0]
+			rng, lo, hi, ok := limitRange(domain)
+			if !ok {
+				continue // pam_limits skips an invalid range
+			}
+			// Which source the line is for this user, or -1.
+			src := -1
+			switch {
+			case domain == uf.Name:
+				src = limitUser
+			case domain[0] == '@':
+				switch rng {
+				case rangeNone:
+					if inGroup(domain[1:]) {
+						src = limitGroup
+					}
+				case rangeOne:
+					if inGID(hi) {
+						src = limitGroup
+					}
+				case rangeMin:
+					if uf.GID >= lo {
+						src = limitGroup
+					}
+				case rangeMM:
+					if uf.GID >= lo && uf.GID <= hi {
+						src = limitGroup
+					}
+				}
+			case domain[0] == '%':
+				switch {
+				case rng == rangeNone && domain == "%":
+					src = limitAll
+				case rng == rangeNone && inGroup(domain[1:]):
+					src = limitAllGroup
+				case rng == rangeOne && inGID(hi):
+					src = limitAllGroup
+				}
+			default:
+				switch rng {
+				case rangeNone:
+					if domain == "*" {
+						src = limitDefault
+					}
+				case rangeOne:
+					if uf.UID == hi {
+						src = limitUser
+					}
+				case rangeMin:
+					if uf.UID >= lo {
+						src = limitUser
+					}
+				case rangeMM:
+					if uf.UID >= lo && uf.UID <= hi {
+						src = limitUser
+					}
+				}
+			}
+			if len(f) == 2 && strings.HasPrefix(f[1], "-") {
+				// "DOMAIN -": no limits at all for a user it names (not *).
+				if src == limitUser || src == limitGroup {
+					v.exempt = rule
+					return v
+				}
+				continue
+			}
+			if len(f) != 4 || src < 0 {
+				continue
+			}
+			item, value := strings.ToLower(f[2]), strings.ToLower(f[3])
+			switch item {
+			case "maxlogins", "maxsyslogins":
+				v.sysLogins = item == "maxsyslogins"
+				if src == limitAll || src == limitAllGroup {
+					if item != "maxlogins" {
+						continue // '%' is valid for maxlogins only
+					}
+				}
+				n, ok := limitInt(value)
+				if !ok || src > v.loginSrc {
 					continue
 				}
-				rank := 0
-				switch d := f[0]; {
-				case d == uf.Name:
-					rank = 3
-				case strings.HasPrefix(d, "@") && slices.Contains(uf.Groups, d[1:]):
-					rank = 2
-				case d == "*":
-					rank = 1
-				}
-				if rank > 0 && rank >= bestRank {
-					best, bestRank, bestRule = f[3], rank, fmt.Sprintf("%s:%d: %s", file, i+1, strings.TrimSpace(l))
+				v.login, v.loginSrc, v.loginRule = n, src, rule
+				if src == limitAllGroup {
+					v.loginGroup = strings.TrimPrefix(domain, "%")
+					if rng == rangeOne {
+						for name, g := range c.h.GroupGID {
+							if g == hi {
+								v.loginGroup = name
+							}
+						}
+					}
 				}
 			}
 		}
-		if best == "0" {
-			file, _, _ := strings.Cut(bestRule, ":")
-			c.add(uf.Name, "pam-limits", SeverityLockout, file,
-				fmt.Sprintf("pam_limits (%s) applies %s to %s: sshd accepts the key, then the session is refused (\"Too many logins for '%s'\")", e, bestRule, uf.Name, uf.Name),
-				pamFix(e, bestRule))
+	}
+	return v
+}
+
+// uid/gid range forms of a limits.conf domain (pam_limits.c
+// parse_uid_range).
+const (
+	rangeNone = iota
+	rangeOne  // :N
+	rangeMin  // N:
+	rangeMM   // N:M
+)
+
+func limitRange(domain string) (kind, lo, hi int, ok bool) {
+	r := strings.TrimLeft(domain[:1], "@%") + domain[1:]
+	a, b, found := strings.Cut(r, ":")
+	if !found {
+		return rangeNone, 0, 0, true
+	}
+	num := func(s string) (int, bool) {
+		n, err := strconv.ParseUint(s, 10, 32)
+		return int(n), err == nil
+	}
+	switch {
+	case a == "" && b == "":
+		return 0, 0, 0, false
+	case a == "":
+		hi, ok = num(b)
+		return rangeOne, 0, hi, ok
+	case b == "":
+		lo, ok = num(a)
+		return rangeMin, lo, 0, ok
+	}
+	lo, ok1 := num(a)
+	hi, ok2 := num(b)
+	return rangeMM, lo, hi, ok1 && ok2
+}
+
+// limitInt parses a maxlogins value as pam_limits does: -1, -,
+// unlimited, infinity mean none; else strtol (a number may be followed by
+// other characters; none at all is a wrong value, and the line is skipped).
+func limitInt(v string) (int, bool) {
+	switch v {
+	case "-1", "-", "unlimited", "infinity":
+		return -1, true
+	}
+	end := 0
+	if end < len(v) && (v[0] == '-' || v[0] == '+') {
+		end++
+	}
+	for end < len(v) && v[end] >= '0' && v[end] <= '9' {
+		end++
+	}
+	n, err := strconv.Atoi(v[:end])
+	if err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+// pamLimits: pam_limits refuses the session when a maxlogins or
+// maxsyslogins limit applies to the user and the sessions open now leave
+// no room for another, or when its conf= file is missing. Root has no
+// login limit. Resource limits (nproc, nofile, …) are not judged: tried
+// on Debian 12 and 13 lab hosts, a nofile hard limit above fs.nr_open,
+// which setrlimit refuses, still let the login through.
+func (c *checker) pamLimits(u auditedUser) {
+	uf := u.uf
+	for _, e := range enforcing(c.sshdPAM, "session", "pam_limits.so") {
+		v := c.limitsFor(e, uf)
+		refuse := func(p, why, fix string) {
+			c.add(uf.Name, "pam-limits", SeverityLockout, p,
+				fmt.Sprintf("pam_limits (%s) refuses the session of %s: %s; sshd accepts the key, then closes the connection", e, uf.Name, why), fix)
+		}
+		switch {
+		case v.missing != "":
+			refuse(v.missing, fmt.Sprintf("its conf=%s does not exist, and a conf= file it cannot read fails the module (\"cannot read settings\")", v.missing),
+				fmt.Sprintf("create %s with the limits meant, or remove conf= from line %d of %s", v.missing, e.Line, e.File))
 			return
+		case v.exempt != "":
+			continue // no limits for this user
+		}
+		if why := c.loginsRefused(e, uf, v); why != "" {
+			file, _, _ := strings.Cut(v.loginRule, ":")
+			refuse(file, why, pamFix(e, v.loginRule))
+			return
+		}
+	}
+}
+
+// loginsRefused says why pam_limits' login count refuses uf now, or "".
+// It counts as pam_limits.c check_logins: the new login itself (unless
+// utmp_early), then every session open now that the limit's domain counts
+// (the user's own; a %group limit: its members'; %: all), utmp entries of
+// processes that are gone excepted; maxsyslogins counts every session.
+// More than the limit is refused. Built with logind, the module counts
+// logind's "user" sessions, takes the number of all sessions instead when
+// there are none or the limit is maxsyslogins, and gives up on a limit of
+// 1 (an error it then ignores: the login is let in).
+func (c *checker) loginsRefused(e pamEntry, uf *tasks.UserFacts, v limitsVerdict) string {
+	if uf.UID == 0 || v.login < 0 {
+		return ""
+	}
+	what := "maxlogins"
+	if v.sysLogins {
+		what = "maxsyslogins"
+	}
+	if v.login == 0 {
+		return fmt.Sprintf("%s applies %s 0 to %s: no login at all (\"Too many logins\")", v.loginRule, what, uf.Name)
+	}
+	logind := c.h.LimitsCount == "logind"
+	switch {
+	case c.h.LimitsCount != "utmp" && !logind:
+		return "" // sessions not read
+	case logind && v.login == 1:
+		return ""
+	}
+	count := 1
+	if slices.Contains(e.Args, "utmp_early") {
+		count = 0
+	}
+	who := map[string]int{}
+	if logind && (len(c.h.Logins) == 0 || v.sysLogins) {
+		count = len(c.h.Logins)
+		for _, l := range c.h.Logins {
+			who[l.User]++
+		}
+	} else {
+		for _, l := range c.h.Logins {
+			if logind && !strings.HasPrefix(l.Class, "user") {
+				continue
+			}
+			if !v.sysLogins {
+				switch {
+				case v.loginSrc == limitAllGroup:
+					if !c.userInGroup(l.User, v.loginGroup) {
+						continue
+					}
+				case v.loginSrc != limitAll && l.User != uf.Name:
+					continue
+				}
+				if !logind && !l.Alive {
+					continue
+				}
+			}
+			count++
+			who[l.User]++
+		}
+	}
+	if count <= v.login {
+		return ""
+	}
+	var open []string
+	for _, n := range slices.Sorted(mapsKeys(who)) {
+		open = append(open, fmt.Sprintf("%s %d", n, who[n]))
+	}
+	return fmt.Sprintf("%s applies %s %d to %s, and the sessions it counts now (%s's: %s) leave no room for another (\"Too many logins\")", v.loginRule, what, v.login, uf.Name, c.h.LimitsCount, strings.Join(open, ", "))
+}
+
+// userInGroup reports whether name is a member of group (its primary
+// group or a listed member), from /etc/passwd and /etc/group.
+func (c *checker) userInGroup(name, group string) bool {
+	gid, ok := c.h.GroupGID[group]
+	if !ok {
+		return false
+	}
+	if slices.Contains(c.h.GroupMembers[gid], name) {
+		return true
+	}
+	for uid, n := range c.h.UIDNames {
+		if n == name {
+			return c.h.PrimaryGID[uid] == gid
+		}
+	}
+	return false
+}
+
+func mapsKeys(m map[string]int) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
 		}
 	}
 }
@@ -268,13 +611,22 @@ func (c *checker) pamListfile(u auditedUser) {
 			}
 			continue
 		}
+		if mode, ok := c.h.TxtMode[file]; ok && (mode&0o170000 != 0o100000 || mode&0o002 != 0) {
+			// pam_listfile refuses to trust it, whatever it lists and
+			// whatever onerr says.
+			c.add(uf.Name, "pam-listfile", SeverityLockout, file,
+				fmt.Sprintf("pam_listfile (%s) refuses every login while %s is world-writable or not a regular file (mode %06o: \"%s is either world writable or not a normal file\")", e, file, mode, file),
+				shell.Join("chmod", "o-w", file)+"  # if it is the list meant; or remove line "+strconv.Itoa(e.Line)+" of "+e.File)
+			return
+		}
 		content, read := c.h.AccessConf[file]
 		if !read {
 			continue
 		}
 		found, line := "", 0
 		for i, l := range strings.Split(string(content), "\n") {
-			if l = strings.TrimSpace(l); l != "" && slices.Contains(values, l) {
+			// pam_listfile compares the whole line (a CR or LF cut off).
+			if l = strings.TrimRight(l, "\r"); l != "" && slices.Contains(values, l) {
 				found, line = l, i+1
 				break
 			}
@@ -282,9 +634,15 @@ func (c *checker) pamListfile(u auditedUser) {
 		switch {
 		case sense == "deny" && found != "":
 			rule := fmt.Sprintf("%s:%d: %s", file, line, found)
+			fix := fmt.Sprintf("sed -i %s %s  # removes line %d (%s); or remove line %d of %s", shell.Quote(strconv.Itoa(line)+"d"), shell.Quote(file), line, found, e.Line, e.File)
 			c.add(uf.Name, "pam-listfile", SeverityLockout, file,
-				fmt.Sprintf("pam_listfile (%s) refuses %s: its %s %s is listed at %s (sense=deny)", e, uf.Name, item, found, rule),
-				fmt.Sprintf("sed -i %s %s  # removes line %d (%s); or remove line %d of %s", shell.Quote(strconv.Itoa(line)+"d"), shell.Quote(file), line, found, e.Line, e.File))
+				fmt.Sprintf("pam_listfile (%s) refuses %s: its %s %s is listed at %s (sense=deny)", e, uf.Name, item, found, rule), fix)
+			if item == "user" && found == uf.Name {
+				// The line names this user and no one else: recover may
+				// take it out (every line that is the name, whatever
+				// line it has moved to; a backup kept).
+				c.act("bg_dropline", file, found)
+			}
 			return
 		case sense == "allow" && found == "":
 			c.add(uf.Name, "pam-listfile", SeverityLockout, file,
@@ -297,101 +655,228 @@ func (c *checker) pamListfile(u auditedUser) {
 
 // ---------------------------------------------------------------- pam_succeed_if
 
-// pamSucceedIf: every condition of the line must hold, or the module
-// fails (pam_succeed_if(8)).
+// pamSucceedIf: the module reads its arguments as conditions "FIELD OP
+// VALUE" in turn and fails at the first that is not met, or that it
+// cannot evaluate (an unknown field or operator, a number that is not
+// one, a condition left incomplete): pam_succeed_if.c evaluate(). With
+// use_uid the conditions are about the calling process's user, which in
+// sshd's account stage is root.
 func (c *checker) pamSucceedIf(u auditedUser) {
 	uf := u.uf
 	for _, e := range enforcing(c.sshdPAM, "account", "pam_succeed_if.so") {
+		who, useUID := c.succeedIfSubject(uf), false
 		var conds []string
 		for _, a := range e.Args {
 			switch a {
-			case "debug", "use_uid", "quiet", "quiet_fail", "quiet_success", "audit":
+			case "debug", "quiet", "quiet_fail", "quiet_success", "audit":
+				continue
+			case "use_uid":
+				useUID = true
 				continue
 			}
 			conds = append(conds, a)
 		}
-		for i := 0; i+2 < len(conds); i += 3 {
+		if useUID {
+			who = c.rootSubject(uf)
+		}
+		why := ""
+		for i := 0; i < len(conds) && why == ""; i += 3 {
+			if i+2 >= len(conds) {
+				why = fmt.Sprintf("the condition %q is incomplete, which the module treats as an error (\"incomplete condition detected\")", strings.Join(conds[i:], " "))
+				break
+			}
 			field, op, val := conds[i], conds[i+1], conds[i+2]
-			ok, known := c.succeedIf(u, field, op, val)
-			if !known {
-				break // not judged: the rest may be misaligned
+			switch ok, err := succeedIf(who, field, op, val); {
+			case errors.Is(err, errNotJudged):
+				// innetgr, or a field not known here: whatever it gives,
+				// a later condition that is false still fails the module.
+			case err != nil:
+				why = fmt.Sprintf("the condition %q cannot be evaluated (%v), which the module treats as an error", field+" "+op+" "+val, err)
+			case !ok:
+				why = fmt.Sprintf("the condition %q is false for %s", field+" "+op+" "+val, who.name)
 			}
-			if !ok {
-				c.add(uf.Name, "pam-succeed-if", SeverityLockout, e.File,
-					fmt.Sprintf("pam_succeed_if (%s) refuses %s: the condition %q is false for it; sshd logs the key as accepted, then closes the connection", e, uf.Name, field+" "+op+" "+val),
-					pamFix(e, ""))
-				return
+		}
+		if why != "" {
+			subject := ""
+			if useUID {
+				subject = " (use_uid: the conditions are about the process calling PAM, which is sshd running as root, not about " + uf.Name + ")"
 			}
+			c.add(uf.Name, "pam-succeed-if", SeverityLockout, e.File,
+				fmt.Sprintf("pam_succeed_if (%s) refuses %s: %s%s; sshd logs the key as accepted, then closes the connection", e, uf.Name, why, subject),
+				pamFix(e, ""))
+			return
 		}
 	}
 }
 
-// succeedIf evaluates one condition; known is false for what is not
-// judged here.
-func (c *checker) succeedIf(u auditedUser, field, op, val string) (ok, known bool) {
-	uf := u.uf
-	var s string
-	n := -1
-	switch field {
-	case "user":
-		s = uf.Name
+// succeedSubject is what pam_succeed_if's conditions are evaluated
+// against.
+type succeedSubject struct {
+	name        string
+	uid, gid    int
+	shell, home string // "" when not known
+	groups      []string
+	known       bool // shell and home are known
+	rhost       string
+}
+
+func (c *checker) succeedIfSubject(uf *tasks.UserFacts) succeedSubject {
+	return succeedSubject{name: uf.Name, uid: uf.UID, gid: uf.GID, shell: uf.Shell, home: uf.Home, groups: uf.Groups, known: true, rhost: uf.Conn.Client}
+}
+
+// rootSubject is root as use_uid sees it in sshd's account stage (its
+// shell and home are not read: conditions on them are not judged).
+func (c *checker) rootSubject(uf *tasks.UserFacts) succeedSubject {
+	name := c.h.UIDNames[0]
+	if name == "" {
+		name = "root"
+	}
+	return succeedSubject{name: name, uid: 0, gid: c.h.PrimaryGID[0], groups: []string{"root"}, rhost: uf.Conn.Client}
+}
+
+// errNotJudged: a condition this audit does not evaluate.
+var errNotJudged = errors.New("not judged")
+
+// succeedIf evaluates one condition as pam_succeed_if.c's evaluate():
+// fields and operators are case-insensitive, the numeric operators parse
+// both sides as C integers (strtoll, base 0), =~ and !~ are fnmatch(3)
+// globs, in and notin take ':'-separated lists; an unknown field or
+// operator is an error (the module fails closed).
+func succeedIf(who succeedSubject, field, op, val string) (bool, error) {
+	var left string
+	switch strings.ToLower(field) {
+	case "login", "name", "user":
+		left = who.name
 	case "uid":
-		n = uf.UID
+		left = strconv.Itoa(who.uid)
 	case "gid":
-		n = uf.GID
+		left = strconv.Itoa(who.gid)
 	case "shell":
-		s = uf.Shell
-	case "home":
-		s = uf.Home
+		if !who.known {
+			return false, errNotJudged
+		}
+		left = who.shell
+	case "home", "dir", "homedir":
+		if !who.known {
+			return false, errNotJudged
+		}
+		left = who.home
 	case "service":
-		s = "sshd"
+		left = "sshd"
+	case "ruser":
+		left = "" // sshd sets no PAM_RUSER
 	case "rhost":
-		s = uf.Conn.Client
+		left = who.rhost // UseDNS no: the client's address
 	case "tty":
-		s = "ssh"
+		left = "ssh" // sshd's PAM_TTY until a pty is allocated
 	default:
-		return false, false
+		return false, fmt.Errorf("unknown attribute %q", field)
 	}
-	if n >= 0 {
-		v, err := strconv.Atoi(val)
-		if err != nil {
-			return false, false
+	num := func(cmp func(a, b int64) bool) (bool, error) {
+		a, err1 := strconv.ParseInt(left, 0, 64)
+		b, err2 := strconv.ParseInt(val, 0, 64)
+		if err1 != nil {
+			return false, fmt.Errorf("%q is not a number", left)
 		}
-		switch op {
-		case "<", "lt":
-			return n < v, true
-		case "<=", "le":
-			return n <= v, true
-		case ">", "gt":
-			return n > v, true
-		case ">=", "ge":
-			return n >= v, true
-		case "eq":
-			return n == v, true
-		case "ne":
-			return n != v, true
+		if err2 != nil {
+			return false, fmt.Errorf("%q is not a number", val)
 		}
-		return false, false
+		return cmp(a, b), nil
 	}
-	switch op {
+	inGroups := func() bool {
+		return slices.ContainsFunc(strings.Split(val, ":"), func(g string) bool { return slices.Contains(who.groups, g) })
+	}
+	switch strings.ToLower(op) {
+	case "<", "lt":
+		return num(func(a, b int64) bool { return a < b })
+	case "<=", "le":
+		return num(func(a, b int64) bool { return a <= b })
+	case ">", "gt":
+		return num(func(a, b int64) bool { return a > b })
+	case ">=", "ge":
+		return num(func(a, b int64) bool { return a >= b })
+	case "eq":
+		return num(func(a, b int64) bool { return a == b })
+	case "ne":
+		return num(func(a, b int64) bool { return a != b })
 	case "=":
-		return s == val, true
+		return left == val, nil
 	case "!=":
-		return s != val, true
+		return left != val, nil
+	case "=~", "glob":
+		return fnmatch(val, left), nil
+	case "!~", "noglob":
+		return !fnmatch(val, left), nil
 	case "in":
-		return slices.Contains(strings.Split(val, ":"), s), true
+		return slices.Contains(strings.Split(val, ":"), left), nil
 	case "notin":
-		return !slices.Contains(strings.Split(val, ":"), s), true
+		return !slices.Contains(strings.Split(val, ":"), left), nil
 	case "ingroup":
-		if field != "user" {
-			return false, false
-		}
-		return slices.ContainsFunc(strings.Split(val, ":"), func(g string) bool { return slices.Contains(uf.Groups, g) }), true
+		return inGroups(), nil // about the user, whatever the field
 	case "notingroup":
-		if field != "user" {
-			return false, false
-		}
-		return !slices.ContainsFunc(strings.Split(val, ":"), func(g string) bool { return slices.Contains(uf.Groups, g) }), true
+		return !inGroups(), nil
+	case "innetgr", "notinnetgr":
+		return false, errNotJudged
 	}
-	return false, false
+	return false, fmt.Errorf("unknown operator %q", op)
+}
+
+// fnmatch is fnmatch(3) without flags: * and ? match any character, '/'
+// and a leading '.' included; [...] classes with ! or ^ negation; a
+// backslash quotes the next character.
+func fnmatch(pattern, s string) bool {
+	var re strings.Builder
+	re.WriteString("^")
+	for i := 0; i < len(pattern); i++ {
+		switch ch := pattern[i]; ch {
+		case '*':
+			re.WriteString("(?s:.*)")
+		case '?':
+			re.WriteString("(?s:.)")
+		case '\\':
+			if i+1 < len(pattern) {
+				i++
+				re.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
+			} else {
+				re.WriteString(`\\`)
+			}
+		case '[':
+			j := i + 1
+			if j < len(pattern) && (pattern[j] == '!' || pattern[j] == '^') {
+				j++
+			}
+			if j < len(pattern) && pattern[j] == ']' {
+				j++
+			}
+			for j < len(pattern) && pattern[j] != ']' {
+				j++
+			}
+			if j >= len(pattern) {
+				re.WriteString(`\[`) // no closing ]: a plain [
+				continue
+			}
+			class := pattern[i+1 : j]
+			neg := strings.HasPrefix(class, "!") || strings.HasPrefix(class, "^")
+			if neg {
+				class = class[1:]
+			}
+			re.WriteString("[")
+			if neg {
+				re.WriteString("^")
+			}
+			for _, r := range class {
+				if r == '\\' || r == ']' || r == '[' || r == '^' {
+					re.WriteString(`\`)
+				}
+				re.WriteRune(r)
+			}
+			re.WriteString("]")
+			i = j
+		default:
+			re.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
+		}
+	}
+	re.WriteString("$")
+	m, err := regexp.MatchString(re.String(), s)
+	return err == nil && m
 }

@@ -26,16 +26,24 @@ type labHost struct {
 	// audits run in order, after setup
 	audits []auditCase
 	// refused and works are users whose ssh login (with their own key)
-	// sshd must refuse, or accept.
-	refused, works []string
+	// sshd must refuse, or accept; refusedOn and worksOn add to them on
+	// hosts of one kind.
+	refused, works     []string
+	refusedOn, worksOn map[lab.Kind][]string
+	// hold are users who keep an interactive session (a pty) open
+	// during the audits and logins.
+	hold []string
 }
 
 // auditCase is one audit and exactly what it must find.
 type auditCase struct {
 	name string // recording: testdata/lab/NAME.txt
 	opts Options
-	// want is every finding as "user id severity path", sorted.
-	want []string
+	// want is every finding as "user id severity path", sorted; wantOn
+	// adds findings on hosts of one kind (the namespace kind's are the
+	// recorded ones).
+	want   []string
+	wantOn map[lab.Kind][]string
 	// fixes: "user id path" → the exact fix.
 	fixes map[string]string
 	// details: "user id path" → a piece of evidence the detail must hold.
@@ -366,29 +374,50 @@ bg_adduser carol {{key:carol}}
 printf 'command="/bin/false" %s\n' {{key:carol}} >/home/carol/.ssh/authorized_keys
 bg_adduser dave {{key:dave}}
 bg_adduser erin {{key:erin}}
-printf 'Match User bob\n\tForceCommand /bin/false\nMatch User dave\n\tChrootDirectory /srv\nMatch User erin\n\tMaxSessions 0\nMatch User ghost\n\tForceCommand /bin/false\n\tChrootDirectory /srv\n' >/etc/ssh/sshd_config.d/70-session.conf
+bg_adduser frank {{key:frank}}
+printf 'command="/usr/local/bin/no-such-tool --run" %s\n' {{key:frank}} >/home/frank/.ssh/authorized_keys
+bg_adduser gina {{key:gina}}
+printf 'command="/etc/hostname" %s\n' {{key:gina}} >/home/gina/.ssh/authorized_keys
+bg_adduser judy {{key:judy}}
+printf 'command="/root/bgtool" %s\n' {{key:judy}} >/home/judy/.ssh/authorized_keys
+printf '#!/bin/sh\nexit 0\n' >/root/bgtool
+chmod 0755 /root/bgtool
+bg_adduser ivan {{key:ivan}}
+printf 'restrict,command="/usr/bin/id -un" %s\n' {{key:ivan}} >/home/ivan/.ssh/authorized_keys
+bg_adduser hank {{key:hank}}
+printf 'Match User bob\n\tForceCommand /bin/false\nMatch User dave\n\tChrootDirectory /srv\nMatch User erin\n\tMaxSessions 0\nMatch User ghost\n\tForceCommand /bin/false\n\tChrootDirectory /srv\nMatch User hank\n\tForceCommand /opt/bg/missing\n' >/etc/ssh/sshd_config.d/70-session.conf
 bg_reload`,
 		audits: []auditCase{{
 			name: "session",
-			opts: Options{Users: []string{"bob", "carol", "dave", "erin"}},
+			opts: Options{Users: []string{"bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivan", "judy"}},
 			want: []string{
 				"bob forced-command lockout /etc/ssh/sshd_config.d/70-session.conf",
 				"carol forced-command lockout /home/carol/.ssh/authorized_keys",
 				"dave chroot lockout /etc/ssh/sshd_config.d/70-session.conf",
 				"erin session-limit lockout /etc/ssh/sshd_config.d/70-session.conf",
+				"frank forced-command lockout /home/frank/.ssh/authorized_keys",
+				"gina forced-command lockout /home/gina/.ssh/authorized_keys",
+				"hank forced-command lockout /etc/ssh/sshd_config.d/70-session.conf",
+				"judy forced-command lockout /home/judy/.ssh/authorized_keys",
+				// ivan's forced command runs (id): a look-alike.
 			},
 			fixes: map[string]string{
 				"erin session-limit /etc/ssh/sshd_config.d/70-session.conf": "sed -i '6s/^/# breakglass: /' /etc/ssh/sshd_config.d/70-session.conf && " + reloadFix + "  # sshd's default is MaxSessions 10",
 			},
 			details: map[string][]string{
-				"bob forced-command /etc/ssh/sshd_config.d/70-session.conf": {"70-session.conf:2: ForceCommand /bin/false (in Match User bob"},
-				"carol forced-command /home/carol/.ssh/authorized_keys":     {"line 1", `command="/bin/false"`},
-				"dave chroot /etc/ssh/sshd_config.d/70-session.conf":        {"ChrootDirectory /srv"},
-				"erin session-limit /etc/ssh/sshd_config.d/70-session.conf": {"MaxSessions 0"},
+				"bob forced-command /etc/ssh/sshd_config.d/70-session.conf":  {"70-session.conf:2: ForceCommand /bin/false (in Match User bob"},
+				"carol forced-command /home/carol/.ssh/authorized_keys":      {"line 1", `command="/bin/false"`},
+				"dave chroot /etc/ssh/sshd_config.d/70-session.conf":         {"ChrootDirectory /srv"},
+				"erin session-limit /etc/ssh/sshd_config.d/70-session.conf":  {"MaxSessions 0"},
+				"frank forced-command /home/frank/.ssh/authorized_keys":      {"line 1", "/usr/local/bin/no-such-tool, which does not exist"},
+				"gina forced-command /home/gina/.ssh/authorized_keys":        {"/etc/hostname, which gina cannot execute"},
+				"hank forced-command /etc/ssh/sshd_config.d/70-session.conf": {"ForceCommand /opt/bg/missing", "/opt/bg/missing, which does not exist", "every session of hank fails"},
+				// root can run it; judy cannot reach it (/root is 0700).
+				"judy forced-command /home/judy/.ssh/authorized_keys": {"/root/bgtool, which does not exist (or judy cannot reach it)"},
 			},
 		}},
-		refused: []string{"bob", "carol", "dave", "erin"},
-		works:   []string{"admin"},
+		refused: []string{"bob", "carol", "dave", "erin", "frank", "gina", "hank", "judy"},
+		works:   []string{"admin", "ivan"},
 	},
 	{
 		// PAM account and session modules refusing on their own terms;
@@ -399,18 +428,46 @@ bg_adduser carol {{key:carol}}
 bg_adduser dave {{key:dave}}
 bg_adduser erin {{key:erin}}
 bg_adduser frank {{key:frank}}
-sed -i '1i account required pam_time.so\naccount required pam_listfile.so item=user sense=deny file=/etc/ssh/denied onerr=succeed\naccount required pam_succeed_if.so user notin frank:ghost' /etc/pam.d/sshd
+install -d -m 0700 /root/.ssh
+printf '%s\n' {{key:root}} >/root/.ssh/authorized_keys
+printf 'console\ntty1\n' >/etc/securetty
+sed -i '1i account required pam_securetty.so' /etc/pam.d/sshd
+bg_adduser ivan {{key:ivan}}
+bg_adduser judy {{key:judy}}
+bg_adduser kate {{key:kate}}
+bg_adduser leo {{key:leo}}
+bg_adduser mia {{key:mia}}
+groupadd bglim
+usermod -aG bglim carol
+usermod -aG bglim ivan
+usermod -aG bglim judy
+sed -i '1i account required pam_time.so\naccount required pam_listfile.so item=user sense=deny file=/etc/ssh/denied onerr=succeed\naccount required pam_succeed_if.so user notin frank:ghost\naccount required pam_succeed_if.so quiet user !~ k*\naccount required pam_succeed_if.so use_uid user =~ r??t\naccount required pam_succeed_if.so rhost =~ 127.* service in sshd:login' /etc/pam.d/sshd
 printf 'sshd;*;bob;!Al0000-2400\nsshd;*;carol;Al0000-2400\n' >>/etc/security/time.conf
-printf 'dave - maxlogins 0\ncarol - maxlogins 5\n' >/etc/security/limits.d/bg.conf
+printf 'dave - maxlogins 0\ncarol - maxlogins 5\n@bglim - maxlogins 0\njudy -\n* hard nofile 4096\nleo hard nofile 2000000\nmia - maxlogins 1\n' >/etc/security/limits.d/bg.conf
 printf 'erin\nghost\n' >/etc/ssh/denied`,
 		audits: []auditCase{{
 			name: "pamrules",
-			opts: Options{Users: []string{"bob", "carol", "dave", "erin", "frank"}},
+			opts: Options{Users: []string{"bob", "carol", "dave", "erin", "frank", "ivan", "judy", "kate", "leo", "mia", "root"}},
+			// carol: her own maxlogins 5 outranks her group's 0; judy:
+			// "judy -" lifts every limit; mia: maxlogins 1 while she has
+			// an interactive session open: Debian 12 counts it in utmp
+			// and refuses another; a namespace host keeps no utmp, and
+			// Debian 13's pam_limits counts logind's sessions and gives
+			// up on a limit of 1, so both let her in; leo's nofile above
+			// fs.nr_open, which setrlimit refuses, still lets him in;
+			// nobody is refused by the use_uid condition (about root) or
+			// the rhost glob.
 			want: []string{
 				"bob pam-time lockout /etc/security/time.conf",
 				"dave pam-limits lockout /etc/security/limits.d/bg.conf",
 				"erin pam-listfile lockout /etc/ssh/denied",
 				"frank pam-succeed-if lockout /etc/pam.d/sshd",
+				"ivan pam-limits lockout /etc/security/limits.d/bg.conf",
+				"kate pam-succeed-if lockout /etc/pam.d/sshd",
+				"root pam-securetty lockout /etc/securetty",
+			},
+			wantOn: map[lab.Kind][]string{
+				lab.Bookworm: {"mia pam-limits lockout /etc/security/limits.d/bg.conf"},
 			},
 			fixes: map[string]string{
 				"erin pam-listfile /etc/ssh/denied": "sed -i 1d /etc/ssh/denied  # removes line 1 (erin); or remove line 2 of /etc/pam.d/sshd",
@@ -419,10 +476,15 @@ printf 'erin\nghost\n' >/etc/ssh/denied`,
 				"bob pam-time /etc/security/time.conf":           {"/etc/pam.d/sshd:1: account required pam_time.so", "sshd;*;bob;!Al0000-2400"},
 				"dave pam-limits /etc/security/limits.d/bg.conf": {"/etc/security/limits.d/bg.conf:1: dave - maxlogins 0", "pam_limits.so"},
 				"frank pam-succeed-if /etc/pam.d/sshd":           {"user notin frank:ghost"},
+				"ivan pam-limits /etc/security/limits.d/bg.conf": {"/etc/security/limits.d/bg.conf:3: @bglim - maxlogins 0"},
+				"kate pam-succeed-if /etc/pam.d/sshd":            {`the condition "user !~ k*" is false for kate`},
 			},
 		}},
-		refused: []string{"bob", "dave", "erin", "frank"},
-		works:   []string{"admin", "carol"},
+		refused:   []string{"bob", "dave", "erin", "frank", "ivan", "kate", "root"},
+		works:     []string{"admin", "carol", "judy", "leo"},
+		refusedOn: map[lab.Kind][]string{lab.Bookworm: {"mia"}},
+		worksOn:   map[lab.Kind][]string{lab.Namespace: {"mia"}, lab.Trixie: {"mia"}},
+		hold:      []string{"mia"},
 	},
 	{
 		// bob's key in a text RevokedKeys list, dave's in a binary KRL
@@ -457,16 +519,21 @@ bg_reload`,
 	},
 	{
 		// sudo rules taken away by a later rule; carol's negation is for
-		// another command.
+		// another command. Root logs in through pam_securetty, whose
+		// list names ssh (a look-alike of pamrules' root).
 		name: "sudoneg",
-		setup: `bg_adduser bob {{key:bob}}
+		setup: `install -d -m 0700 /root/.ssh
+printf '%s\n' {{key:root}} >/root/.ssh/authorized_keys
+printf 'console\nssh\n' >/etc/securetty
+sed -i '1i account required pam_securetty.so' /etc/pam.d/sshd
+bg_adduser bob {{key:bob}}
 bg_adduser carol {{key:carol}}
 bg_adduser dave {{key:dave}}
 printf 'bob ALL=(ALL) !ALL\ncarol ALL=(ALL:ALL) NOPASSWD: ALL, !/usr/bin/passwd\ndave ALL=(ALL:ALL) NOPASSWD: ALL, !/usr/bin/true\n' >/etc/sudoers.d/zz-later
 chmod 0440 /etc/sudoers.d/zz-later`,
 		audits: []auditCase{{
 			name: "sudoneg",
-			opts: Options{Users: []string{"bob", "carol", "dave"}, SudoUsers: []string{"bob", "carol", "dave"}},
+			opts: Options{Users: []string{"bob", "carol", "dave", "root"}, SudoUsers: []string{"bob", "carol", "dave"}},
 			want: []string{
 				"bob sudo-negated lockout /etc/sudoers.d/zz-later",
 				"dave sudo-negated lockout /etc/sudoers.d/zz-later",
@@ -476,7 +543,7 @@ chmod 0440 /etc/sudoers.d/zz-later`,
 				"dave sudo-negated /etc/sudoers.d/zz-later": {"/etc/sudoers.d/zz-later:3: dave ALL=(ALL:ALL) NOPASSWD: ALL, !/usr/bin/true"},
 			},
 		}},
-		works: []string{"bob", "carol", "dave"},
+		works: []string{"bob", "carol", "dave", "root"},
 	},
 	{
 		// Group-writable homes: Debian's sshd accepts bob's (his group has
@@ -513,6 +580,12 @@ func findingKey(f tasks.Finding) string { return f.User + " " + f.ID + " " + f.S
 // checkFindings compares fs with what c expects.
 func checkFindings(t *testing.T, c auditCase, fs []tasks.Finding) {
 	t.Helper()
+	checkFindingsOn(t, lab.Namespace, c, fs)
+}
+
+// checkFindingsOn compares fs with what c expects on a host of kind.
+func checkFindingsOn(t *testing.T, kind lab.Kind, c auditCase, fs []tasks.Finding) {
+	t.Helper()
 	var got []string
 	byKey := map[string]tasks.Finding{}
 	for _, f := range fs {
@@ -526,7 +599,7 @@ func checkFindings(t *testing.T, c auditCase, fs []tasks.Finding) {
 		}
 	}
 	sort.Strings(got)
-	want := append([]string(nil), c.want...)
+	want := append(append([]string(nil), c.want...), c.wantOn[kind]...)
 	sort.Strings(want)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("%s: findings\n got: %q\nwant: %q\n%s", c.name, got, want, dump(fs))

@@ -104,8 +104,8 @@ func attemptKey(a tasks.Access) string { return fmt.Sprintf("%s %d", a.User, a.S
 // readLogs returns, for each attempt (attemptKey), sshd's log lines of its
 // connection: the one from its client port when known, else the user's
 // latest from client ("" for any client); the failed attempt, not the
-// older connections around it. Lines come from the journal of the ssh unit
-// where journald runs, else /var/log/auth.log (or /var/log/secure), the
+// older connections around it. Lines come from the journal where journald
+// runs (sshd's, sshd-session's and sshd-auth's lines, whichever unit), else /var/log/auth.log (or /var/log/secure), the
 // file sshd -E writes in the lab.
 func readLogs(ctx context.Context, r tasks.Runner, attempts []tasks.Access, client string) (map[string][]string, error) {
 	var b strings.Builder
@@ -114,7 +114,10 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 {
 bg_log() {
 	if [ -S /run/systemd/journal/socket ] && command -v journalctl >/dev/null 2>&1; then
-		journalctl -u ssh -u sshd --since -10min --no-pager -o short-iso 2>/dev/null
+		# By the name sshd logs under, not by unit: journald learns a
+		# line's unit from the sender's /proc entry, which a refused
+		# connection's process may have left already.
+		journalctl -t sshd -t sshd-session -t sshd-auth --since -10min --no-pager -o short-iso 2>/dev/null
 		return
 	fi
 	for f in /var/log/auth.log /var/log/secure; do

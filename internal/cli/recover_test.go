@@ -9,15 +9,16 @@ import (
 	"github.com/breakglass/breakglass/internal/report"
 )
 
-// TestRecoverOnLab locks admin out three ways, one per host — the original
-// incident (home chmod 777), an expired account, and admin dropped from
-// AllowUsers — and recovers it through the break-glass users.
+// TestRecoverOnLab locks admin out four ways, one per host — the original
+// incident (home chmod 777), an expired account, admin dropped from
+// AllowUsers, and admin on a pam_listfile deny list — and recovers it
+// through the break-glass users.
 func TestRecoverOnLab(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
 	t.Parallel()
-	f := newFleet(t, 3, "", nil)
+	f := newFleet(t, 4, "", nil)
 	dir := exampleDir(t)
 	pb := filepath.Join(dir, "playbook.yml")
 	if code, _, _ := runCLI(t, f.args("apply", pb)...); code != 0 {
@@ -28,6 +29,7 @@ func TestRecoverOnLab(t *testing.T) {
 		"chmod 777 /home/admin",
 		"chage -E 1 admin",
 		"printf 'AllowUsers bg-ops1 bg-ops2\\n' > /etc/ssh/sshd_config.d/10-locked.conf && kill -HUP $(cat /run/sshd.pid) && sleep 0.5",
+		"sed -i '1i account required pam_listfile.so item=user sense=deny file=/etc/ssh/denied onerr=succeed' /etc/pam.d/sshd && printf 'ghost\\nadmin\\nadmins\\n' >/etc/ssh/denied",
 	}
 	for i, cmd := range breaks {
 		if _, err := hosts[i].Exec(context.Background(), cmd, nil); err != nil {
@@ -72,6 +74,11 @@ func TestRecoverOnLab(t *testing.T) {
 	}
 	if _, err := hosts[2].Exec(context.Background(), "sshd -t", nil); err != nil {
 		t.Errorf("%s: sshd config invalid after recover: %v", hosts[2].Name, err)
+	}
+	// Only admin's line left the deny list, the rest of it as it was,
+	// the previous version kept.
+	if out, err := hosts[3].Exec(context.Background(), "cat /etc/ssh/denied; echo ---; cat /etc/ssh/denied.breakglass.bak; stat -c '%U:%G %a' /etc/ssh/denied", nil); err != nil || string(out) != "ghost\nadmins\n---\nghost\nadmin\nadmins\nroot:root 644\n" {
+		t.Errorf("%s: deny list after recover: %v\n%s", hosts[3].Name, err, out)
 	}
 
 	// Nothing left to recover: the user's own login works, exit 0, no change.

@@ -55,6 +55,15 @@ var ErrStillLockedOut = errors.New("still locked out")
 // they act): each changes one account or one path, never sshd's
 // configuration. user-filtered is repaired through the sshd module, under
 // its self-reverting transaction.
+//
+// Of the refusals after authentication and PAM's own (issue 19), only a
+// pam_listfile deny list's line naming the user itself is removed
+// (bg_dropline: in a root-only directory, a backup kept): like
+// user-filtered, it takes away a refusal of this one user and nothing
+// else. The others are a decision, not a repair, and are only shown:
+// a forced command or chroot may be what the account is for, a revoked
+// key may be compromised, a time rule, login limit, succeed_if condition
+// or sudo negation is policy, and their lines may name others too.
 var fixable = map[string]bool{
 	"account-locked":           true,
 	"account-expired":          true,
@@ -67,6 +76,7 @@ var fixable = map[string]bool{
 	"home-missing":             true,
 	"privsep-dir":              true,
 	"sudo-account":             true,
+	"pam-listfile":             true,
 }
 
 // Run diagnoses the user on a host reached as a break-glass user, and with
