@@ -3,6 +3,7 @@ package tasks
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -91,6 +92,10 @@ const (
 	// FindingSecondKnownHosts: [addr]:port is not in the known_hosts file,
 	// so plain ssh with strict checking refuses it.
 	FindingSecondKnownHosts = "second-path-known-hosts"
+	// FindingSecondNoBoot: nothing starts the emergency sshd at boot (its
+	// unit is not enabled, its init script or cron entry is missing, or the
+	// host runs neither systemd, sysv-rc nor a cron daemon).
+	FindingSecondNoBoot = "second-path-no-boot"
 	// FindingSecondSudo: without root_login the second path gives root
 	// only through sudo, which it then shares with the main path.
 	FindingSecondSudo = "second-path-needs-sudo"
@@ -268,6 +273,17 @@ func (s *SecondarySSHD) Unit() string { return s.name + "-sshd.service" }
 // UnitPath is the unit file.
 func (s *SecondarySSHD) UnitPath() string { return "/etc/systemd/system/" + s.Unit() }
 
+// InitName is the name of its init script and cron entry where systemd
+// does not run.
+func (s *SecondarySSHD) InitName() string { return s.name + "-sshd" }
+
+// InitPath is the sysv init script that starts it at boot (sysv-rc).
+func (s *SecondarySSHD) InitPath() string { return "/etc/init.d/" + s.InitName() }
+
+// CronPath is the cron entry that starts it at boot (@reboot) where a cron
+// daemon runs but neither systemd nor sysv-rc.
+func (s *SecondarySSHD) CronPath() string { return "/etc/cron.d/" + s.InitName() }
+
 // BaseDir holds the emergency sshd's key store and host keys; only root
 // can change anything in it.
 func (s *SecondarySSHD) BaseDir() string {
@@ -403,6 +419,83 @@ WantedBy=multi-user.target
 `, s.name, s.name, s.port, sshd, f, sshd, f, sshd, f)
 }
 
+//go:embed secondary_sshd_init.sh
+var secondaryInitScript string
+
+// renderInit returns the sysv init script that starts the emergency sshd
+// at boot where the host's rc scripts run (sysvinit, OpenRC): the embedded
+// script with this sshd's name, binary, config and pid file.
+func (s *SecondarySSHD) renderInit(sshd string) string {
+	start := strings.Index(secondaryInitScript, "# breakglass:vars\n")
+	end := strings.Index(secondaryInitScript, "# breakglass:end\n")
+	vars := fmt.Sprintf("S=%s\nF=%s\nP=%s\n", shell.Quote(sshd), shell.Quote(s.ConfigPath()), shell.Quote(s.PidFile()))
+	out := secondaryInitScript[:start] + vars + secondaryInitScript[end+len("# breakglass:end\n"):]
+	out = strings.Replace(out, "# Provides:          breakglass-sshd\n", "# Provides:          "+s.InitName()+"\n", 1)
+	out = strings.Replace(out, "# Short-Description: breakglass emergency OpenSSH server\n",
+		fmt.Sprintf("# Short-Description: breakglass emergency OpenSSH server (%s, port %d)\n", s.name, s.port), 1)
+	return strings.Replace(out, "# Managed by breakglass (secondary_sshd):", fmt.Sprintf("# Managed by breakglass (secondary_sshd %q):", s.name), 1)
+}
+
+// renderCron returns the cron entry that starts the emergency sshd at boot
+// (@reboot) where a cron daemon runs but neither systemd nor sysv-rc.
+func (s *SecondarySSHD) renderCron(sshd string) string {
+	return fmt.Sprintf(`# Managed by breakglass (secondary_sshd %q): changes made here are overwritten.
+# Starts the emergency sshd (port %d) when cron starts at boot: this host
+# runs neither systemd nor sysv-rc.
+SHELL=/bin/sh
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+@reboot root mkdir -p -m 0755 /run/sshd && %s -f %s
+`, s.name, s.port, shell.Quote(sshd), shell.Quote(s.ConfigPath()))
+}
+
+// Boot mechanisms where systemd does not run, as the facts detect them.
+const (
+	bootSysv = "sysv-rc" // /etc/init.d and update-rc.d: rc links run at boot
+	bootCron = "cron"    // a cron daemon and /etc/cron.d: @reboot
+)
+
+// bootMechanism is how this host starts the emergency sshd at boot when
+// systemd is not PID 1: sysv-rc where the host has it (its rc scripts run
+// /etc/init.d scripts linked in /etc/rcN.d), else cron's @reboot where a
+// cron daemon is installed, else "" (nothing: a finding).
+func (f *secondaryFacts) bootMechanism() string {
+	switch {
+	case f.Systemd:
+		return ""
+	case f.SysvRC:
+		return bootSysv
+	case f.Cron != "":
+		return bootCron
+	}
+	return ""
+}
+
+// bootFileMode is the mode of a boot file: an init script runs, a cron
+// entry is read.
+func bootFileMode(p string) uint32 {
+	if strings.HasPrefix(p, "/etc/init.d/") {
+		return 0o755
+	}
+	return 0o644
+}
+
+// rcEnabled says the init script is linked to start in runlevels 2-5.
+func (s *SecondarySSHD) rcEnabled(f *secondaryFacts) bool {
+	for _, lvl := range []string{"2", "3", "4", "5"} {
+		ok := false
+		for l, target := range f.RCLinks {
+			if path.Dir(l) == "/etc/rc"+lvl+".d" && strings.HasPrefix(path.Base(l), "S") &&
+				(target == "../init.d/"+s.InitName() || target == s.InitPath()) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // --- facts ---
 
 // secondaryDir is a directory of the store as the facts saw it.
@@ -431,6 +524,13 @@ type secondaryFacts struct {
 	PrivsepDropIn *sshdFile
 	DebianSSH     bool   // ssh.service exists (systemd): it removes /run/sshd when it stops
 	Enabled       string // systemctl is-enabled
+	// Where systemd is not PID 1: what starts things at boot.
+	PID1       string            // /proc/1/comm
+	SysvRC     bool              // /etc/init.d and update-rc.d
+	Cron       string            // the cron daemon's path, when one is installed with /etc/cron.d
+	InitScript *sshdFile         // InitPath
+	CronFile   *sshdFile         // CronPath
+	RCLinks    map[string]string // /etc/rcN.d/[SK]NNname → its target
 	Active        string // systemctl is-active
 	PID           int    // the running emergency sshd (0: none)
 }
@@ -468,8 +568,9 @@ bg_wait_pidfile() {
 `
 
 func (s *SecondarySSHD) vars() string {
-	return fmt.Sprintf("F=%s P=%s U=%s unit=%s B=%s K=%s H=%s\n", shell.Quote(s.ConfigPath()), shell.Quote(s.PidFile()),
-		shell.Quote(s.UnitPath()), shell.Quote(s.Unit()), shell.Quote(s.BaseDir()), shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()))
+	return fmt.Sprintf("F=%s P=%s U=%s unit=%s B=%s K=%s H=%s I=%s C=%s\n", shell.Quote(s.ConfigPath()), shell.Quote(s.PidFile()),
+		shell.Quote(s.UnitPath()), shell.Quote(s.Unit()), shell.Quote(s.BaseDir()), shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()),
+		shell.Quote(s.InitPath()), shell.Quote(s.CronPath()))
 }
 
 func (s *SecondarySSHD) query() Query {
@@ -533,6 +634,18 @@ if [ -d /run/systemd/system ]; then
 	printf 'enabled %s\n' "$(systemctl is-enabled "$unit" 2>/dev/null)"
 	printf 'active %s\n' "$(systemctl is-active "$unit" 2>/dev/null)"
 fi
+if [ ! -d /run/systemd/system ]; then
+	printf 'pid1 %s\n' "$(cat /proc/1/comm 2>/dev/null)"
+	if [ -d /etc/init.d ] && command -v update-rc.d >/dev/null 2>&1; then echo "sysv-rc"; fi
+	for c in cron crond cronie; do
+		if c=$(command -v "$c" 2>/dev/null) && [ -d /etc/cron.d ]; then printf 'cron %s\n' "$c"; break; fi
+	done
+	bg_file "$I"
+	bg_file "$C"
+	for l in /etc/rc[0-6S].d/[SK][0-9][0-9]"${I##*/}"; do
+		if [ -L "$l" ]; then printf 'rc-link %s %s\n' "$l" "$(readlink -- "$l")"; fi
+	done
+fi
 if pid=$(bg_secondary_pid); then printf 'running %s\n' "$pid"; fi
 exit 0
 `)
@@ -552,7 +665,7 @@ func (s *SecondarySSHD) Queries() []Query {
 
 func parseSecondaryFacts(out []byte) (any, error) {
 	f := &secondaryFacts{T: map[string][]string{}, Exists: map[string]bool{}, HostKeySame: map[string]bool{},
-		Copies: map[string]sshdFile{}, Dirs: map[string]secondaryDir{}, Store: map[string]sshdFile{}}
+		Copies: map[string]sshdFile{}, Dirs: map[string]secondaryDir{}, Store: map[string]sshdFile{}, RCLinks: map[string]string{}}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	sc.Buffer(make([]byte, 64*1024), 16<<20)
 	header := false
@@ -624,6 +737,15 @@ func parseSecondaryFacts(out []byte) (any, error) {
 			f.Active = rest
 		case "running":
 			f.PID, _ = strconv.Atoi(rest)
+		case "pid1":
+			f.PID1 = rest
+		case "sysv-rc":
+			f.SysvRC = true
+		case "cron":
+			f.Cron = rest
+		case "rc-link":
+			l, target, _ := strings.Cut(rest, " ")
+			f.RCLinks[l] = target
 		case "file", "other":
 			file, err := parseSSHDFile(sc, k, rest)
 			if err != nil {
@@ -636,6 +758,10 @@ func parseSecondaryFacts(out []byte) (any, error) {
 				f.Config = &file
 			case file.Path == secondaryPrivsepDropIn:
 				f.PrivsepDropIn = &file
+			case strings.HasPrefix(file.Path, "/etc/init.d/"):
+				f.InitScript = &file
+			case strings.HasPrefix(file.Path, "/etc/cron.d/"):
+				f.CronFile = &file
 			default:
 				f.Unit = &file
 			}
@@ -720,6 +846,13 @@ type secondaryPlan struct {
 	start         bool // not running: start (systemd: start the unit)
 	reload        bool // running and the config changed
 	restart       bool // systemd: running and the unit changed
+	// Where systemd is not PID 1: how it starts at boot.
+	boot      string // bootSysv, bootCron, or "" (nothing on this host starts it: a finding)
+	initFile  string // the wanted init script (sysv-rc)
+	writeInit bool
+	rcEnable  bool // update-rc.d: link the init script into the runlevels
+	cronFile  string
+	writeCron bool
 	changes       []Change
 	fallbackNotes string
 }
@@ -913,6 +1046,39 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 		}
 		return p, nil
 	}
+	// Started again at boot by what the host runs at boot.
+	p.boot = f.bootMechanism()
+	fileChange := func(cur *sshdFile, p string, want string) (bool, error) {
+		switch {
+		case cur == nil:
+			add("create "+p+" (starts the emergency sshd at boot)", p, "", want)
+		case cur.Link || !cur.Regular:
+			return false, fmt.Errorf("%s is not a regular file: remove it by hand", p)
+		case cur.Content != want:
+			add("update "+p+" (starts the emergency sshd at boot)", p, cur.Content, want)
+		case cur.UID != 0 || cur.GID != 0 || cur.Mode != bootFileMode(p):
+			add(fmt.Sprintf("chown root:root, chmod %04o %s (was %d:%d %04o)", bootFileMode(p), p, cur.UID, cur.GID, cur.Mode), p, "", "")
+		default:
+			return false, nil
+		}
+		return true, nil
+	}
+	switch p.boot {
+	case bootSysv:
+		p.initFile = s.renderInit(f.SSHD)
+		if p.writeInit, err = fileChange(f.InitScript, s.InitPath(), p.initFile); err != nil {
+			return nil, err
+		}
+		if !s.rcEnabled(f) {
+			p.rcEnable = true
+			add(fmt.Sprintf("update-rc.d %s defaults: start it at boot in runlevels 2-5 (no systemd here; PID 1 is %s)", s.InitName(), orUnknown(f.PID1)), "", "", "")
+		}
+	case bootCron:
+		p.cronFile = s.renderCron(f.SSHD)
+		if p.writeCron, err = fileChange(f.CronFile, s.CronPath(), p.cronFile); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case f.PID == 0:
 		p.start = true
@@ -1066,6 +1232,10 @@ func (s *SecondarySSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 		}
 		res.Findings = append(res.Findings, s.commandFinding(pin.Addr, pin.KnownHosts))
 	}
+	if !facts.Systemd && p.boot == "" {
+		fd, _ := s.bootFinding(facts, p, "breakglass apply -i INVENTORY PLAYBOOK --limit "+env.Host)
+		res.Findings = append(res.Findings, fd)
+	}
 	return res, nil
 }
 
@@ -1087,6 +1257,11 @@ func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *
 		add(FindingSecondNotRunning, "risk", s.UnitPath(), fmt.Sprintf("the emergency sshd %s (port %d) is not running: %s is %s", s.name, s.port, s.Unit(), orUnknown(f.Active)), shell.Join("systemctl", "restart", s.Unit()))
 	case p.start:
 		add(FindingSecondNotRunning, "risk", s.PidFile(), fmt.Sprintf("the emergency sshd %s (port %d) is not running (no sshd -f %s)", s.name, s.port, s.ConfigPath()), shell.Join(f.SSHD, "-f", s.ConfigPath()))
+	}
+	if f.Config != nil {
+		if fd, ok := s.bootFinding(f, p, apply); ok {
+			out = append(out, fd)
+		}
 	}
 	if f.Config != nil && f.Config.Regular {
 		for _, l := range sshdParse(f.Config.Content) {
@@ -1137,6 +1312,41 @@ func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *
 	return out
 }
 
+// bootFinding reports when nothing starts the emergency sshd at boot: its
+// unit is not enabled, its init script or cron entry is missing or not
+// linked, or the host runs nothing this task can use (no systemd, no
+// sysv-rc, no cron daemon).
+func (s *SecondarySSHD) bootFinding(f *secondaryFacts, p *secondaryPlan, apply string) (Finding, bool) {
+	fd := Finding{ID: FindingSecondNoBoot, Severity: "risk"}
+	switch {
+	case f.Systemd && f.Enabled != "enabled":
+		fd.Path = s.UnitPath()
+		fd.Detail = fmt.Sprintf("the emergency sshd %s (port %d) does not start at boot: %s is %s, not enabled", s.name, s.port, s.Unit(), orUnknown(f.Enabled))
+		fd.Fix = shell.Join("systemctl", "enable", s.Unit())
+	case f.Systemd:
+		return fd, false
+	case p.boot == "":
+		fd.Path = s.ConfigPath()
+		fd.Detail = fmt.Sprintf("nothing starts the emergency sshd %s (port %d) at boot: this host runs no systemd (PID 1 is %s), has no sysv-rc (/etc/init.d and update-rc.d) and no cron daemon; after a reboot it stays down until the next apply", s.name, s.port, orUnknown(f.PID1))
+		fd.Fix = "apt-get install cron, then " + apply + "  # installs an @reboot entry in " + s.CronPath()
+	case p.writeInit || p.rcEnable:
+		fd.Path = s.InitPath()
+		why := s.InitPath() + " is missing or differs from what apply installs"
+		if !p.writeInit {
+			why = s.InitPath() + " is not linked to start in runlevels 2-5 (update-rc.d)"
+		}
+		fd.Detail = fmt.Sprintf("the emergency sshd %s (port %d) does not start at boot: %s", s.name, s.port, why)
+		fd.Fix = apply
+	case p.writeCron:
+		fd.Path = s.CronPath()
+		fd.Detail = fmt.Sprintf("the emergency sshd %s (port %d) does not start at boot: the @reboot entry %s is missing or differs from what apply installs", s.name, s.port, s.CronPath())
+		fd.Fix = apply
+	default:
+		return fd, false
+	}
+	return fd, true
+}
+
 // commandFinding tells the operator how to use the second way in: the
 // exact plain OpenSSH command.
 func (s *SecondarySSHD) commandFinding(addr, knownHosts string) Finding {
@@ -1176,6 +1386,9 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 	b.WriteString(s.vars())
 	fmt.Fprintf(&b, "S=%s\n", shell.Quote(f.SSHD))
 	b.WriteString(secondaryFuncs)
+	if p.writeInit || p.writeCron {
+		b.WriteString(nofollowScript) // bg_write
+	}
 	fmt.Fprintf(&b, "port=%d\n", s.port)
 	b.WriteString(`bg_fail() { echo "status ${st:-failed}"; printf '| %s\n' "$@"; exit 0; }
 # bg_sshd_says runs the daemon once in the foreground (-d: it logs to
@@ -1264,6 +1477,21 @@ bg_wait_pidfile "$pid" || bg_fail "$unit did not come back after the reload: $(s
 `)
 		}
 	} else {
+		if p.writeInit {
+			fmt.Fprintf(&b, "out=$(bg_write %s root 0755 %s 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(s.InitPath()), shell.Quote(p.initFile), shell.Quote("write "+s.InitPath()))
+		}
+		if p.rcEnable {
+			n := shell.Quote(s.InitName())
+			fmt.Fprintf(&b, `out=$(update-rc.d %[1]s defaults 2>&1 && update-rc.d %[1]s enable 2>&1) || bg_fail "update-rc.d %[2]s failed" "$out"
+for l in 2 3 4 5; do
+	set -- /etc/rc$l.d/S[0-9][0-9]%[1]s
+	[ -L "$1" ] || bg_fail "update-rc.d %[2]s did not link it into runlevel $l" "$out"
+done
+`, n, s.InitName())
+		}
+		if p.writeCron {
+			fmt.Fprintf(&b, "out=$(bg_write %s root 0644 %s 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(s.CronPath()), shell.Quote(p.cronFile), shell.Quote("write "+s.CronPath()))
+		}
 		// Decided again here from what runs now, not from the facts: the
 		// daemon may have died or come up since.
 		b.WriteString(`if pid=$(bg_secondary_pid); then

@@ -229,6 +229,15 @@ func TestSecondaryPlan(t *testing.T) {
 		{name: "privsep dir missing", extra: "privsep-missing\n" + current + "running 77\n", want: []string{"create /run/sshd"}},
 		{name: "port taken by the main sshd", extra: "T listenaddress 0.0.0.0:2222\n", err: "port 2222: the main sshd listens on 0.0.0.0:2222 already"},
 		{name: "no host key", extra: "", err: ""},
+		{name: "sysv-rc, fresh", extra: "pid1 init\nsysv-rc\ncron /usr/sbin/cron\n", want: append(fresh[:len(fresh):len(fresh)], "create /etc/init.d/breakglass-sshd (starts the emergency sshd at boot)", "update-rc.d breakglass-sshd defaults: start it at boot in runlevels 2-5 (no systemd here; PID 1 is init)", "start /usr/sbin/sshd")},
+		{name: "sysv-rc, as wanted", extra: "pid1 init\nsysv-rc\n" + current + strings.Replace(secondaryFile(s.InitPath(), s.renderInit("/usr/sbin/sshd")), "file 0 0 644", "file 0 0 755", 1) + rcLinks(s, "2", "3", "4", "5") + "running 77\n"},
+		{name: "sysv-rc, disabled in runlevel 3", extra: "pid1 init\nsysv-rc\n" + current + strings.Replace(secondaryFile(s.InitPath(), s.renderInit("/usr/sbin/sshd")), "file 0 0 644", "file 0 0 755", 1) + rcLinks(s, "2", "4", "5") + "rc-link /etc/rc3.d/K01breakglass-sshd ../init.d/breakglass-sshd\n" + "running 77\n",
+			want: []string{"update-rc.d breakglass-sshd defaults"}},
+		{name: "sysv-rc, script edited and world-writable", extra: "pid1 init\nsysv-rc\n" + current + strings.Replace(secondaryFile(s.InitPath(), "#!/bin/sh\n"), "file 0 0 644", "file 0 0 777", 1) + rcLinks(s, "2", "3", "4", "5") + "running 77\n",
+			want: []string{"update /etc/init.d/breakglass-sshd (starts the emergency sshd at boot)"}},
+		{name: "cron only, fresh", extra: "pid1 tini\ncron /usr/sbin/cron\n" + current + "running 77\n", want: []string{"create /etc/cron.d/breakglass-sshd (starts the emergency sshd at boot)"}},
+		{name: "cron only, as wanted", extra: "pid1 tini\ncron /usr/sbin/cron\n" + current + secondaryFile(s.CronPath(), s.renderCron("/usr/sbin/sshd")) + "running 77\n"},
+		{name: "cron entry a link", extra: "pid1 tini\ncron /usr/sbin/cron\n" + current + "other 1 /etc/cron.d/breakglass-sshd\n", err: "/etc/cron.d/breakglass-sshd is not a regular file"},
 		{name: "systemd, fresh", extra: "systemd\ndebian-ssh\nenabled disabled\nactive inactive\n", want: append(fresh[:len(fresh):len(fresh)], "create /etc/systemd/system/breakglass-sshd.service", "keep /run/sshd when ssh.service stops", "enable breakglass-sshd.service", "start breakglass-sshd.service (was inactive)")},
 		{name: "systemd, as wanted", extra: "systemd\ndebian-ssh\n" + current + secondaryFile(s.UnitPath(), unit) + secondaryFile(secondaryPrivsepDropIn, secondaryPrivsepConf) + "enabled enabled\nactive active\nrunning 9\n"},
 		{name: "systemd, config changed", extra: "systemd\n" + strings.Replace(current, sshdB64([]byte(s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ecdsa_key", "/etc/breakglass/hostkeys/ssh_host_ed25519_key"}))), sshdB64([]byte("x\n")), 1) + secondaryFile(s.UnitPath(), unit) + "enabled enabled\nactive active\nrunning 9\n", want: []string{"update /etc/ssh/sshd_config_breakglass", "reload breakglass-sshd.service"}},
@@ -400,6 +409,36 @@ func (x *sshdLab) secondary(t *testing.T, src string) *SecondarySSHD {
 	return s
 }
 
+// rcLinks is the facts' rc-link lines of S links in the given runlevels.
+func rcLinks(s *SecondarySSHD, levels ...string) string {
+	var b strings.Builder
+	for _, l := range levels {
+		fmt.Fprintf(&b, "rc-link /etc/rc%s.d/S01%s ../init.d/%s\n", l, s.InitName(), s.InitName())
+	}
+	return b.String()
+}
+
+// auditSecondary runs the task as audit does (check mode, findings) and
+// returns the second path's findings: id → details.
+func auditSecondary(t *testing.T, x *sshdLab, src string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := x.secondary(t, src)
+	s.Audit()
+	res, err := s.Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}, Check: true})
+	if err != nil {
+		t.Fatalf("secondary_sshd audit: %v", err)
+	}
+	out := map[string]string{}
+	for _, f := range res.Findings {
+		if strings.HasPrefix(f.ID, "second-path") {
+			out[f.ID] += f.Detail + " | fix: " + f.Fix + "\n"
+		}
+	}
+	return out
+}
+
 func changesOf(res *Result) string {
 	var s []string
 	for _, c := range res.Changes {
@@ -430,6 +469,37 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	}
 	if res := runSecondary(t, x, task); res.Changed {
 		t.Errorf("second run changed: %s", changesOf(res))
+	}
+
+	// Started again at boot: no systemd here, so apply installed an init
+	// script and linked it with update-rc.d into runlevels 2-5, which
+	// sysvinit's rc (or OpenRC) runs at boot. The boot: the emergency sshd
+	// dies, /run is empty (no pid file, no /run/sshd), and the S link of
+	// runlevel 2 runs as rc runs it: "start", init's bare environment.
+	t.Logf("first run: %s", changesOf(res))
+	if got := x.sh(t, "stat -c '%U %a' /etc/init.d/breakglass-sshd; for l in 2 3 4 5; do readlink /etc/rc$l.d/S[0-9][0-9]breakglass-sshd; done", nil); got != "root 755\n"+strings.Repeat("../init.d/breakglass-sshd\n", 4) {
+		t.Errorf("init script and rc links: %q", got)
+	}
+	x.sh(t, `pid=$(cat /run/sshd-breakglass.pid) && kill -KILL "$pid" && while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; rm -rf /run/sshd-breakglass.pid /run/sshd`, nil)
+	if err := x.login("bg-ops1", 2222); err == nil {
+		t.Fatal("the emergency sshd still answers after it was killed")
+	}
+	x.sh(t, `for s in /etc/rc2.d/S[0-9][0-9]*; do case $s in *breakglass-sshd) env -i PATH=/sbin:/usr/sbin:/bin:/usr/bin RUNLEVEL=2 PREVLEVEL=N "$s" start; esac; done`, nil)
+	x.mustLogin(t, 2222, "bg-ops1", "bg-ops2")
+	x.mustLogin(t, 0, "admin") // the init script made /run/sshd again
+	if res := runSecondary(t, x, task); res.Changed {
+		t.Errorf("run after the boot changed: %s", changesOf(res))
+	}
+	// Unlinked: audit says it does not start at boot; apply links it again.
+	x.sh(t, "update-rc.d -f breakglass-sshd remove >/dev/null 2>&1; ls /etc/rc2.d | grep breakglass || :", nil)
+	if fd := auditSecondary(t, x, task); !strings.Contains(fd[FindingSecondNoBoot], "not linked to start in runlevels 2-5") {
+		t.Errorf("audit with the rc links removed: %q", fd[FindingSecondNoBoot])
+	}
+	if got := changesOf(runSecondary(t, x, task)); !strings.Contains(got, "update-rc.d breakglass-sshd defaults") {
+		t.Errorf("run with the rc links removed: %s", got)
+	}
+	if fd := auditSecondary(t, x, task); fd[FindingSecondNoBoot] != "" {
+		t.Errorf("audit after the repair: %q", fd[FindingSecondNoBoot])
 	}
 
 	// Break the main sshd: it refuses everyone; the emergency one does not care.
