@@ -531,8 +531,8 @@ type secondaryFacts struct {
 	InitScript *sshdFile         // InitPath
 	CronFile   *sshdFile         // CronPath
 	RCLinks    map[string]string // /etc/rcN.d/[SK]NNname → its target
-	Active        string // systemctl is-active
-	PID           int    // the running emergency sshd (0: none)
+	Active     string            // systemctl is-active
+	PID        int               // the running emergency sshd (0: none)
 }
 
 func (s *SecondarySSHD) factKey() string { return "secondary_sshd:" + s.name }
@@ -831,28 +831,28 @@ func (s *SecondarySSHD) dirModes() [][2]string {
 type storeWrite struct{ name, content string }
 
 type secondaryPlan struct {
-	mkPrivsep     bool
-	dirs          [][2]string // path, octal mode: create when missing, then chown root and chmod
-	copyKeys      []string    // main host key files to copy into HostKeyDir
-	hostKeys      []string    // the copies the config serves
-	storeWrites   []storeWrite
-	storeRemoves  []string
-	config        string // the wanted config
-	writeConfig   bool
-	unit          string
-	writeUnit     bool
-	writeDropIn   bool
-	enable        bool
-	start         bool // not running: start (systemd: start the unit)
-	reload        bool // running and the config changed
-	restart       bool // systemd: running and the unit changed
+	mkPrivsep    bool
+	dirs         [][2]string // path, octal mode: create when missing, then chown root and chmod
+	copyKeys     []string    // main host key files to copy into HostKeyDir
+	hostKeys     []string    // the copies the config serves
+	storeWrites  []storeWrite
+	storeRemoves []string
+	config       string // the wanted config
+	writeConfig  bool
+	unit         string
+	writeUnit    bool
+	writeDropIn  bool
+	enable       bool
+	start        bool // not running: start (systemd: start the unit)
+	reload       bool // running and the config changed
+	restart      bool // systemd: running and the unit changed
 	// Where systemd is not PID 1: how it starts at boot.
-	boot      string // bootSysv, bootCron, or "" (nothing on this host starts it: a finding)
-	initFile  string // the wanted init script (sysv-rc)
-	writeInit bool
-	rcEnable  bool // update-rc.d: link the init script into the runlevels
-	cronFile  string
-	writeCron bool
+	boot          string // bootSysv, bootCron, or "" (nothing on this host starts it: a finding)
+	initFile      string // the wanted init script (sysv-rc)
+	writeInit     bool
+	rcEnable      bool // update-rc.d: link the init script into the runlevels
+	cronFile      string
+	writeCron     bool
 	changes       []Change
 	fallbackNotes string
 }
