@@ -41,6 +41,13 @@ func isRoot(out string, err error) bool {
 type secondPathFault struct {
 	name   string
 	script string // run as root in the host
+	// sysd replaces script on a systemd host ("": the same), where
+	// ssh.service, not a pid file, runs the main sshd.
+	sysd string
+	// reboot: after the fault the host boots again (a systemd host
+	// really reboots; a namespace host's emergency sshd dies, /run is
+	// emptied and the runlevel-2 rc link runs as sysvinit's rc runs it).
+	reboot bool
 	// survives: root gets in through the emergency port; false for the
 	// faults the second path shares (the README says so).
 	survives bool
@@ -57,14 +64,22 @@ var secondPathFaults = []secondPathFault{
 	{name: "homes world-writable (chmod 777 /home/*)", script: "chmod 777 /home/*", survives: true, sudo: true},
 	{name: "home tree unreadable (chmod 000 /home)", script: "chmod 000 /home", survives: true, sudo: true},
 	{name: "authorized_keys deleted (rm -r /home/*/.ssh)", script: "rm -rf /home/*/.ssh", survives: true, sudo: true},
-	{name: "main sshd_config broken, sshd restarted", script: "echo 'Bogus yes' >> /etc/ssh/sshd_config; kill $(cat /run/sshd.pid); sleep 0.3; ! /usr/sbin/sshd -E /var/log/auth.log", survives: true, sudo: true},
-	{name: "main sshd stopped", script: "kill $(cat /run/sshd.pid)", survives: true, sudo: true},
-	{name: "main config lets no one in (AllowUsers nobody), reloaded", script: "printf 'AllowUsers nobody\\n' > /etc/ssh/sshd_config.d/00-lockdown.conf; kill -HUP $(cat /run/sshd.pid)", survives: true, sudo: true},
-	{name: "main AuthorizedKeysFile moved, reloaded", script: "printf 'AuthorizedKeysFile /etc/ssh/keys/%%u\\n' > /etc/ssh/sshd_config.d/00-moved.conf; kill -HUP $(cat /run/sshd.pid)", survives: true, sudo: true},
+	{name: "main sshd_config broken, sshd restarted", script: "echo 'Bogus yes' >> /etc/ssh/sshd_config; kill $(cat /run/sshd.pid); sleep 0.3; ! /usr/sbin/sshd -E /var/log/auth.log",
+		sysd: "echo 'Bogus yes' >> /etc/ssh/sshd_config; ! systemctl restart ssh.service", survives: true, sudo: true},
+	{name: "main sshd stopped", script: "kill $(cat /run/sshd.pid)", sysd: "systemctl stop ssh.socket ssh.service", survives: true, sudo: true},
+	{name: "main config lets no one in (AllowUsers nobody), reloaded", script: "printf 'AllowUsers nobody\\n' > /etc/ssh/sshd_config.d/00-lockdown.conf; kill -HUP $(cat /run/sshd.pid)",
+		sysd: "printf 'AllowUsers nobody\\n' > /etc/ssh/sshd_config.d/00-lockdown.conf; systemctl reload ssh.service", survives: true, sudo: true},
+	{name: "main AuthorizedKeysFile moved, reloaded", script: "printf 'AuthorizedKeysFile /etc/ssh/keys/%%u\\n' > /etc/ssh/sshd_config.d/00-moved.conf; kill -HUP $(cat /run/sshd.pid)",
+		sysd: "printf 'AuthorizedKeysFile /etc/ssh/keys/%%u\\n' > /etc/ssh/sshd_config.d/00-moved.conf; systemctl reload ssh.service", survives: true, sudo: true},
 	{name: "PAM account stack refuses (pam_deny in /etc/pam.d/sshd)", script: "sed -i '1i account requisite pam_deny.so' /etc/pam.d/sshd", survives: true, sudo: true},
 	{name: "PAM session module missing in /etc/pam.d/sshd", script: "sed -i '1i session required pam_breakglass_missing.so' /etc/pam.d/sshd", survives: true, sudo: true},
-	{name: "host keys regenerated (rm + ssh-keygen -A)", script: "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null", survives: true, sudo: true},
-	{name: "host keys deleted", script: "rm -f /etc/ssh/ssh_host_*", survives: true, sudo: true},
+	// OpenSSH 9.2 re-executes sshd for each connection, which reads the
+	// host keys again; OpenSSH 10's listener keeps them loaded until it
+	// reloads or restarts, which the fault therefore includes.
+	{name: "host keys regenerated (rm + ssh-keygen -A), main sshd reloaded", script: "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; kill -HUP $(cat /run/sshd.pid)",
+		sysd: "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; systemctl reload ssh.service", survives: true, sudo: true},
+	{name: "host keys deleted, main sshd restarted", script: "rm -f /etc/ssh/ssh_host_*; kill $(cat /run/sshd.pid); sleep 0.3; ! /usr/sbin/sshd -E /var/log/auth.log",
+		sysd: "rm -f /etc/ssh/ssh_host_*; ! systemctl restart ssh.service", survives: true, sudo: true},
 	{name: "sudo broken (/etc/sudoers world-writable: sudo refuses to run)", script: "chmod 666 /etc/sudoers", survives: true, sudo: false},
 	{name: "sudo binary unusable (mode 000, in this host only)", script: "cp /usr/bin/sudo /tmp/sudo-000 && chmod 000 /tmp/sudo-000 && mount --bind /tmp/sudo-000 /usr/bin/sudo", survives: true, sudo: false},
 	{name: "accounts expired (chage -E 0 admin bg-ops1 bg-ops2)", script: "for u in admin bg-ops1 bg-ops2; do chage -E 0 $u; done", survives: true, sudo: false},
@@ -73,7 +88,11 @@ var secondPathFaults = []secondPathFault{
 	// A running sshd still serves with its binary gone (it re-executes
 	// itself from the open file); the main one is restarted and cannot
 	// start. The emergency one keeps serving until it is restarted itself.
-	{name: "sshd binary unusable, main sshd restarted (in this host only)", script: "cp /usr/sbin/sshd /tmp/sshd-000 && chmod 000 /tmp/sshd-000 && mount --bind /tmp/sshd-000 /usr/sbin/sshd && kill $(cat /run/sshd.pid); sleep 0.3; ! /usr/sbin/sshd -E /var/log/auth.log", survives: true, sudo: true},
+	{name: "sshd binary unusable, main sshd restarted (in this host only)", script: "cp /usr/sbin/sshd /tmp/sshd-000 && chmod 000 /tmp/sshd-000 && mount --bind /tmp/sshd-000 /usr/sbin/sshd && kill $(cat /run/sshd.pid); sleep 0.3; ! /usr/sbin/sshd -E /var/log/auth.log",
+		sysd: "cp /usr/sbin/sshd /tmp/sshd-000 && chmod 000 /tmp/sshd-000 && mount --bind /tmp/sshd-000 /usr/sbin/sshd && ! systemctl restart ssh.service", survives: true, sudo: true},
+	// The boot: the fault stays, the host starts again, and only what it
+	// runs at boot brings the emergency sshd back.
+	{name: "homes world-writable, then the host reboots", script: "chmod 777 /home/*", reboot: true, survives: true, sudo: true},
 }
 
 func TestSecondPathFaultMatrixOnLab(t *testing.T) {
@@ -81,8 +100,19 @@ func TestSecondPathFaultMatrixOnLab(t *testing.T) {
 		t.Skip("integration test")
 	}
 	t.Parallel()
+	for _, k := range lab.Kinds() {
+		t.Run(string(k), func(t *testing.T) {
+			t.Parallel()
+			secondPathFaultMatrix(t, k)
+		})
+	}
+}
+
+// secondPathFaultMatrix runs the matrix on hosts of kind k, one host per
+// fault, all side by side.
+func secondPathFaultMatrix(t *testing.T, k lab.Kind) {
 	start := time.Now()
-	f := newFleet(t, len(secondPathFaults), "", nil)
+	f := newFleetKind(t, k, len(secondPathFaults), "", nil)
 	dir := exampleDir(t)
 	pb := filepath.Join(dir, "playbook.yml") // root_login: true, port 2222
 	before, err := os.ReadFile(f.knownHosts)
@@ -131,24 +161,37 @@ func TestSecondPathFaultMatrixOnLab(t *testing.T) {
 			t.Errorf("%s (%s): %s", fault.name, f.lab.Hosts[i].Name, e)
 		}
 	}
-	// breakglass itself gets in the second way: with every home
-	// world-writable, recover reaches the host through port 2222 (the
-	// example's verify_access logins) and repairs admin's home.
-	h0 := f.lab.Hosts[0]
-	if !strings.HasPrefix(secondPathFaults[0].name, "homes world-writable") {
-		t.Fatal("the first fault is not the founding incident")
+	if k == lab.Namespace {
+		// breakglass itself gets in the second way: with every home
+		// world-writable, recover reaches the host through port 2222 (the
+		// example's verify_access logins) and repairs admin's home.
+		h0 := f.lab.Hosts[0]
+		if !strings.HasPrefix(secondPathFaults[0].name, "homes world-writable") {
+			t.Fatal("the first fault is not the founding incident")
+		}
+		code, _, _ = runCLI(t, f.args("recover", pb, "--limit", h0.Name, "--user", "admin", "--yes")...)
+		// Port 22 was proven cut for every user above: the only way in left
+		// was port 2222.
+		if code != 0 {
+			t.Errorf("recover with every home world-writable: exit %d", code)
+		}
+		if got, err := plainSSH(ctx, f.knownHosts, h0, h0.Port, "admin", keys["admin"], "id -un"); err != nil || got != "admin" {
+			t.Errorf("admin after recover: %v: %q", err, got)
+		}
 	}
-	code, _, _ = runCLI(t, f.args("recover", pb, "--limit", h0.Name, "--user", "admin", "--yes")...)
-	// Port 22 was proven cut for every user above: the only way in left
-	// was port 2222.
-	if code != 0 {
-		t.Errorf("recover with every home world-writable: exit %d", code)
-	}
-	if got, err := plainSSH(ctx, f.knownHosts, h0, h0.Port, "admin", keys["admin"], "id -un"); err != nil || got != "admin" {
-		t.Errorf("admin after recover: %v: %q", err, got)
-	}
-	t.Logf("fault matrix in %s:\n%s", time.Since(start).Round(time.Second), strings.Join(rows, "\n"))
+	t.Logf("fault matrix on %s in %s:\n%s", k, time.Since(start).Round(time.Second), strings.Join(rows, "\n"))
 }
+
+// secondPathBoot is what boots a namespace host again, as far as the
+// emergency sshd is concerned: it dies, /run is emptied (its pid file and
+// /run/sshd with it; the main sshd, which its init started, is left), and
+// the runlevel-2 rc links breakglass installed run as sysvinit's rc runs
+// them: "start", in init's bare environment.
+const secondPathBoot = `pid=$(cat /run/sshd-breakglass.pid) && kill -KILL "$pid" && while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+rm -rf /run/sshd-breakglass.pid /run/sshd
+for s in /etc/rc2.d/S[0-9][0-9]*; do
+	case $s in *breakglass*) env -i PATH=/sbin:/usr/sbin:/bin:/usr/bin RUNLEVEL=2 PREVLEVEL=N "$s" start ;; esac
+done`
 
 // secondPathFaultRun makes one fault on h and returns the matrix row and
 // what went against the expectation.
@@ -158,8 +201,25 @@ func secondPathFaultRun(ctx context.Context, knownHosts string, h *lab.Host, fau
 	if got, err := plainSSH(ctx, knownHosts, h, 2222, "root", keys["bg-ops1"], "id -un"); !isRoot(got, err) {
 		return "", []string{fmt.Sprintf("healthy host: root through port 2222: %v: %q", err, got)}
 	}
-	if _, err := h.Exec(ctx, fault.script, nil); err != nil {
+	script := fault.script
+	if h.Kind.Systemd() && fault.sysd != "" {
+		script = fault.sysd
+	}
+	if _, err := h.Exec(ctx, script, nil); err != nil {
 		return "", []string{fmt.Sprintf("make the fault: %v", err)}
+	}
+	if fault.reboot {
+		var err error
+		if h.Kind.Systemd() {
+			rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+			err = h.Reboot(rctx)
+			cancel()
+		} else {
+			_, err = h.Exec(ctx, secondPathBoot, nil)
+		}
+		if err != nil {
+			return "", []string{fmt.Sprintf("reboot: %v", err)}
+		}
 	}
 	// The main path is cut: no one gets root through port 22.
 	for _, u := range []string{"admin", "bg-ops1", "bg-ops2"} {
@@ -171,6 +231,14 @@ func secondPathFaultRun(ctx context.Context, knownHosts string, h *lab.Host, fau
 		}
 	}
 	got, err := plainSSH(ctx, knownHosts, h, 2222, "root", keys["bg-ops1"], "id -un")
+	if fault.reboot && h.Kind.Systemd() && !isRoot(got, err) {
+		// Restart=always, RestartSec=5s, and the boot may still be going on.
+		deadline := time.Now().Add(20 * time.Second)
+		for !isRoot(got, err) && time.Now().Before(deadline) {
+			time.Sleep(500 * time.Millisecond)
+			got, err = plainSSH(ctx, knownHosts, h, 2222, "root", keys["bg-ops1"], "id -un")
+		}
+	}
 	rootOK := isRoot(got, err)
 	got2, err2 := plainSSH(ctx, knownHosts, h, 2222, "bg-ops2", keys["bg-ops2"], "sudo -n id -un")
 	sudoOK := isRoot(got2, err2)
