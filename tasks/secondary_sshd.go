@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"regexp"
@@ -62,8 +63,12 @@ type SecondarySSHD struct {
 	portNode  *yaml.Node
 	userNodes map[string]*yaml.Node
 
-	// store is the key lines of each allowed user, from the play's
-	// authorized_key tasks (LinkPlay); linked says LinkPlay ran.
+	// taskKeys are the keys: and key_file: of the task, by user: exactly
+	// that user's keys on this port (the play's authorized_key tasks are
+	// not consulted for that user).
+	taskKeys map[string][]string
+	// store is the key lines of each allowed user, from taskKeys or the
+	// play's authorized_key tasks (LinkPlay); linked says LinkPlay ran.
 	store  map[string][]string
 	linked bool
 	// audit: the run is an audit, which reports the second path's state
@@ -128,6 +133,11 @@ type secondaryArgs struct {
 	Name       string   `yaml:"name"`
 	RootLogin  bool     `yaml:"root_login"`
 	UsePAM     bool     `yaml:"use_pam"`
+	// Keys and KeyFile give allowed users their keys on this port
+	// directly (user → public key lines, user → .pub file); a user named
+	// in neither gets the keys the play's authorized_key tasks give it.
+	Keys    map[string][]string `yaml:"keys"`
+	KeyFile map[string]string   `yaml:"key_file"`
 }
 
 var secondaryName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
@@ -190,6 +200,66 @@ func NewSecondarySSHD(file string, args *yaml.Node) (Module, error) {
 			s.userNodes[u] = n
 		}
 	}
+	s.taskKeys = map[string][]string{}
+	taskKey := func(u string, n *yaml.Node, where, line string, seen map[string]bool) {
+		pk, comment, err := parsePublicKeyLine(line)
+		if err != nil {
+			bad(n, "%s: %v", where, err)
+			return
+		}
+		k := newAuthKey(pk, comment, nil)
+		if seen[k.blob] {
+			bad(n, "%s: the same key is given to %s twice", where, u)
+			return
+		}
+		seen[k.blob] = true
+		s.taskKeys[u] = append(s.taskKeys[u], k.line)
+	}
+	seenKeys := map[string]map[string]bool{}
+	userKeyNode := func(arg, u string) (key, val *yaml.Node) {
+		m := sshdArgValue(args, arg)
+		for i := 0; m != nil && m.Kind == yaml.MappingNode && i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == u {
+				return m.Content[i], yamlx.Resolve(m.Content[i+1])
+			}
+		}
+		return m, m
+	}
+	checkUser := func(arg, u string) bool {
+		kn, _ := userKeyNode(arg, u)
+		if !seen[u] {
+			bad(kn, "%s: %s is not in allow_users", arg, u)
+			return false
+		}
+		if seenKeys[u] == nil {
+			seenKeys[u] = map[string]bool{}
+		}
+		return true
+	}
+	for _, u := range slices.Sorted(maps.Keys(a.Keys)) {
+		if !checkUser("keys", u) {
+			continue
+		}
+		_, vn := userKeyNode("keys", u)
+		if len(a.Keys[u]) == 0 {
+			bad(vn, "keys: %s: give at least one key", u)
+		}
+		for i, line := range a.Keys[u] {
+			n := vn
+			if vn != nil && vn.Kind == yaml.SequenceNode && i < len(vn.Content) {
+				n = vn.Content[i]
+			}
+			taskKey(u, n, fmt.Sprintf("keys: %s[%d]", u, i), line, seenKeys[u])
+		}
+	}
+	for _, u := range slices.Sorted(maps.Keys(a.KeyFile)) {
+		if !checkUser("key_file", u) {
+			continue
+		}
+		_, vn := userKeyNode("key_file", u)
+		readKeyFile(file, a.KeyFile[u], func(format string, v ...any) { bad(vn, format, v...) },
+			func(where, line string) { taskKey(u, vn, where, line, seenKeys[u]) })
+	}
 	if err := errs.ErrorOrNil(); err != nil {
 		return nil, err
 	}
@@ -204,8 +274,9 @@ type PlayLinker interface {
 	LinkPlay(mods []Module, mainPort int) error
 }
 
-// LinkPlay fills the key store from the play's authorized_key tasks: each
-// allowed user gets exactly the keys those tasks give it (a later task's
+// LinkPlay fills the key store: an allowed user named in the task's keys:
+// or key_file: gets exactly those keys; any other gets exactly the keys the
+// play's authorized_key tasks give it (a later task's
 // options win for the same key, state: absent removes it). An allowed user
 // that gets no key, or a port equal to the main port, is an error at its
 // position in the playbook.
@@ -246,8 +317,12 @@ func (s *SecondarySSHD) LinkPlay(mods []Module, mainPort int) error {
 	}
 	s.store = map[string][]string{}
 	for _, u := range s.allowUsers {
+		if keys, ok := s.taskKeys[u]; ok {
+			s.store[u] = keys
+			continue
+		}
 		if len(byUser[u]) == 0 {
-			bad(s.userNodes[u], "allow_users: %s gets no key from the play's authorized_key tasks; the emergency sshd reads keys only from its own store (%s/%s), which holds what the play gives each user", u, s.KeyDir(), u)
+			bad(s.userNodes[u], "allow_users: %s gets no key from the play's authorized_key tasks (nor from keys: or key_file: on this task); the emergency sshd reads keys only from its own store (%s/%s), which holds what the play gives each user", u, s.KeyDir(), u)
 			continue
 		}
 		for _, e := range byUser[u] {
@@ -324,6 +399,9 @@ func (s *SecondarySSHD) storeContent(user string) string {
 				}
 			}
 		}
+	} else if _, ok := s.taskKeys[user]; ok {
+		fmt.Fprintf(&b, "# The keys the secondary_sshd task gives %s (keys:, key_file:).\n", user)
+		lines = s.store[user]
 	} else {
 		fmt.Fprintf(&b, "# The keys the play's authorized_key tasks give %s.\n", user)
 		lines = s.store[user]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -568,6 +569,20 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	}
 	x.sh(t, "usermod -p '*' bg-ops1", nil)
 	x.mustLogin(t, 2222, "bg-ops1")
+
+	// key_file: on the task: bg-ops1 gets exactly bg-ops2's key on this
+	// port, whatever the play gives it.
+	res = runSecondary(t, x, fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1], listen: %s, key_file: {bg-ops1: %s.pub}}`, x.h.Addr, x.keys["bg-ops2"]))
+	if got := changesOf(res); !strings.Contains(got, "update /etc/breakglass/keys/bg-ops1") {
+		t.Errorf("key_file run: %s", got)
+	}
+	if err := x.login("bg-ops1", 2222); err == nil {
+		t.Error("bg-ops1's own key still logs in on the emergency port after key_file gave it another")
+	}
+	own := x.keys["bg-ops1"]
+	x.keys["bg-ops1"] = x.keys["bg-ops2"]
+	x.mustLogin(t, 2222, "bg-ops1")
+	x.keys["bg-ops1"] = own
 }
 
 // A port someone else holds: the error quotes sshd's own words and says
@@ -585,5 +600,69 @@ func TestSecondaryPortTakenOnHost(t *testing.T) {
 	}
 	if got := x.sh(t, "cat /run/other-sshd.pid >/dev/null && echo other-running", nil); got != "other-running\n" {
 		t.Errorf("the other listener: %q", got)
+	}
+}
+
+// keys: and key_file: on the task give a user exactly those keys on this
+// port (the play's authorized_key tasks are not consulted for that user);
+// a user named in neither gets the play's keys. Every input error has its
+// position.
+func TestSecondaryTaskKeys(t *testing.T) {
+	k1, k2, k3, k4 := testKey(t, 1, "one"), testKey(t, 2, "two"), testKey(t, 3, "three"), testKey(t, 4, "four")
+	dir := t.TempDir()
+	pub := dir + "/bg-ops2.pub"
+	if err := os.WriteFile(pub, []byte("# bg-ops2's key\n\n"+k3+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	priv := dir + "/id_ed25519"
+	if err := os.WriteFile(priv, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mods := []Module{
+		mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops1, key: %q}`, k4)),
+		mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops3, key: %q}`, k4)),
+	}
+	s := mustSecondary(t, fmt.Sprintf("port: 2222\nallow_users: [bg-ops1, bg-ops2, bg-ops3]\nroot_login: true\nkeys:\n  bg-ops1: [%q, %q]\nkey_file: {bg-ops2: %s}\n", k1, k2, pub))
+	if err := s.LinkPlay(mods, 22); err != nil {
+		t.Fatal(err)
+	}
+	for u, want := range map[string][]string{"bg-ops1": {k1, k2}, "bg-ops2": {k3}, "bg-ops3": {k4}} {
+		if got := s.store[u]; !slices.Equal(got, want) {
+			t.Errorf("%s's store: %q, want %q", u, got, want)
+		}
+	}
+	if c := s.storeContent("bg-ops1"); !strings.Contains(c, "# The keys the secondary_sshd task gives bg-ops1 (keys:, key_file:).\n") || strings.Contains(c, k4) {
+		t.Errorf("bg-ops1's file:\n%s", c)
+	}
+	if root := s.storeContent("root"); !strings.Contains(root, k1) || !strings.Contains(root, k3) || !strings.Contains(root, k4) {
+		t.Errorf("root's file:\n%s", root)
+	}
+
+	src := fmt.Sprintf(`port: 2222
+allow_users: [bg-ops1, bg-ops2]
+keys:
+  bg-ops1: ["not a key", %q, %q]
+  stranger: [%q]
+  bg-ops2: []
+key_file: {bg-ops2: %s/missing.pub, bg-ops1: %s}
+`, k1, k1, k2, dir, priv)
+	_, err := sshdDecode(t, "secondary_sshd", src)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"pb.yml:4:13: secondary_sshd: keys: bg-ops1[0]: not a public key",
+		"pb.yml:4:", "keys: bg-ops1[2]: the same key is given to bg-ops1 twice",
+		"pb.yml:5:3: secondary_sshd: keys: stranger is not in allow_users",
+		"pb.yml:6:12: secondary_sshd: keys: bg-ops2: give at least one key",
+		"pb.yml:7:21: secondary_sshd: key_file: open " + dir + "/missing.pub",
+		"secondary_sshd: key_file " + priv + ": line 1: this is a private key; name the .pub file",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "b3Blbn") {
+		t.Error("the error quotes the private key file")
 	}
 }
