@@ -416,6 +416,8 @@ func (s *SecondarySSHD) storeContent(user string) string {
 // sshd: which host keys to copy, and where it listens.
 type secondaryMain struct {
 	HostKeys []string // main host key files that exist, in sshd's order
+	// HostCerts are the main HostCertificate files that exist.
+	HostCerts []string
 	Listen   []netip.AddrPort
 	// Fallback is set when sshd -T failed (a broken main config): host
 	// keys are the copies already made, or, when there are none, the
@@ -424,8 +426,8 @@ type secondaryMain struct {
 }
 
 // render returns the emergency sshd's configuration; hostKeys are the
-// copies it serves.
-func (s *SecondarySSHD) render(hostKeys []string) string {
+// copies it serves, hostCerts the certificate copies it presents.
+func (s *SecondarySSHD) render(hostKeys []string, hostCerts ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Managed by breakglass (secondary_sshd %q): changes made here are overwritten.\n", s.name)
 	b.WriteString("# An emergency sshd that shares nothing with /etc/ssh/sshd_config: no other\n")
@@ -437,6 +439,9 @@ func (s *SecondarySSHD) render(hostKeys []string) string {
 	}
 	for _, k := range hostKeys {
 		fmt.Fprintf(&b, "HostKey %s\n", k)
+	}
+	for _, c := range hostCerts {
+		fmt.Fprintf(&b, "HostCertificate %s\n", c)
 	}
 	fmt.Fprintf(&b, "PidFile %s\n", s.PidFile())
 	fmt.Fprintf(&b, "AllowUsers %s\n", strings.Join(s.users(), " "))
@@ -665,15 +670,21 @@ LC_ALL=C; export LC_ALL
 [ -d /run/systemd/system ] && echo "systemd"
 printf 'sshd %s\n' "$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd)"
 [ -d /run/sshd ] || echo "privsep-missing"
-# bg_same KEY: is the emergency copy of host key KEY the same? (cmp on the
-# host: private keys never leave it)
+# bg_same KEY [NAME]: is the emergency copy of host key (or certificate)
+# KEY, named NAME in $H (default: KEY's name), the same? (cmp on the host:
+# private keys never leave it)
 bg_same() {
-	if cmp -s -- "$1" "$H/${1##*/}" 2>/dev/null; then printf 'hostkey same %s\n' "$1"; else printf 'hostkey differs %s\n' "$1"; fi
+	if cmp -s -- "$1" "$H/${2:-${1##*/}}" 2>/dev/null; then printf 'hostkey same %s\n' "$1"; else printf 'hostkey differs %s\n' "$1"; fi
 }
 if out=$(sshd -T 2>&1); then
-	printf '%s\n' "$out" | awk '$1 == "hostkey" || $1 == "listenaddress" { print "T " $0 }'
+	printf '%s\n' "$out" | awk '$1 == "hostkey" || $1 == "listenaddress" || $1 == "hostcertificate" { print "T " $0 }'
 	printf '%s\n' "$out" | awk '$1 == "hostkey" { print $2 }' | while read -r k; do
 		if [ -f "$k" ]; then printf 'exists %s\n' "$k"; bg_same "$k"; fi
+	done
+	printf '%s\n' "$out" | awk '$1 == "hostcertificate" { print $2 }' | while read -r k; do
+		d=${k##*/}
+		case $d in *-cert.pub) ;; *) d=$d-cert.pub ;; esac
+		if [ -f "$k" ]; then printf 'exists %s\n' "$k"; bg_same "$k" "$d"; fi
 	done
 else
 	echo "sshd-T-failed"
@@ -872,6 +883,11 @@ func (s *SecondarySSHD) mainConfig(f *secondaryFacts) (secondaryMain, error) {
 				m.HostKeys = append(m.HostKeys, k)
 			}
 		}
+		for _, c := range f.T["hostcertificate"] {
+			if f.Exists[c] && !slices.Contains(m.HostCerts, c) {
+				m.HostCerts = append(m.HostCerts, c)
+			}
+		}
 		for _, la := range f.T["listenaddress"] {
 			if ap, err := netip.ParseAddrPort(la); err == nil {
 				m.Listen = append(m.Listen, ap)
@@ -896,7 +912,28 @@ func (s *SecondarySSHD) mainConfig(f *secondaryFacts) (secondaryMain, error) {
 		}
 		names[b] = k
 	}
+	for _, c := range m.HostCerts {
+		if err := txnValidPath(c); err != nil {
+			return m, fmt.Errorf("host certificate %s: %w", c, err)
+		}
+		b := path.Base(certCopyName(c))
+		if other, dup := names[b]; dup {
+			return m, fmt.Errorf("%s and %s have the same file name: the emergency copies would collide", other, c)
+		}
+		names[b] = c
+	}
 	return m, nil
+}
+
+// certCopyName is the name of the emergency copy of host certificate c:
+// its own name, ending in -cert.pub (which tells copies of certificates
+// from copies of keys).
+func certCopyName(c string) string {
+	b := path.Base(c)
+	if !strings.HasSuffix(b, "-cert.pub") {
+		b += "-cert.pub"
+	}
+	return b
 }
 
 // --- plan ---
@@ -913,6 +950,8 @@ type secondaryPlan struct {
 	dirs         [][2]string // path, octal mode: create when missing, then chown root and chmod
 	copyKeys     []string    // main host key files to copy into HostKeyDir
 	hostKeys     []string    // the copies the config serves
+	copyCerts    []string    // main HostCertificate files to copy into HostKeyDir
+	hostCerts    []string    // the certificate copies the config presents
 	storeWrites  []storeWrite
 	storeRemoves []string
 	config       string // the wanted config
@@ -981,11 +1020,15 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 
 	// Host keys: its own copies of the main ones.
 	copies := map[string]sshdFile{}
+	certCopies := map[string]sshdFile{}
 	for p, c := range f.Copies {
 		if c.Link || !c.Regular {
 			return nil, fmt.Errorf("%s is not a regular file: remove it by hand", p)
 		}
-		if !strings.HasSuffix(p, ".pub") {
+		switch {
+		case strings.HasSuffix(p, "-cert.pub"):
+			certCopies[p] = c
+		case !strings.HasSuffix(p, ".pub"):
 			copies[p] = c
 		}
 	}
@@ -1020,6 +1063,39 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 	for c := range copies {
 		serve[c] = true // a copy whose main key is gone stays: that is what it is for
 	}
+	// Host certificates: its own copies of those the main sshd presents
+	// (all it has when the main config does not load).
+	if m.Fallback != "" {
+		for c := range certCopies {
+			p.hostCerts = append(p.hostCerts, c)
+		}
+	}
+	for _, c := range m.HostCerts {
+		dst := s.HostKeyDir() + "/" + certCopyName(c)
+		cur, have := certCopies[dst]
+		why := ""
+		switch {
+		case !have:
+			why = "the emergency sshd's own copy: it presents the same certificate, whatever happens to " + c
+		case !f.HostKeySame[c]:
+			why = "the main host certificate changed"
+		case cur.UID != 0 || cur.GID != 0 || cur.Mode != 0o644:
+			why = fmt.Sprintf("the copy was %d:%d %04o, want root 0644", cur.UID, cur.GID, cur.Mode)
+		}
+		if why != "" {
+			p.copyCerts = append(p.copyCerts, c)
+			add(fmt.Sprintf("copy the host certificate %s to %s (%s)", c, dst, why), dst, "", "")
+		}
+		p.hostCerts = append(p.hostCerts, dst)
+	}
+	for _, c := range f.T["hostcertificate"] {
+		// Listed but gone: the copy stays, as a host key's does.
+		dst := s.HostKeyDir() + "/" + certCopyName(c)
+		if _, have := certCopies[dst]; have && !f.Exists[c] && !slices.Contains(p.hostCerts, dst) {
+			p.hostCerts = append(p.hostCerts, dst)
+		}
+	}
+	slices.Sort(p.hostCerts)
 	for k := range serve {
 		p.hostKeys = append(p.hostKeys, k)
 	}
@@ -1070,7 +1146,7 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 		add(fmt.Sprintf("remove %s/%s (no key of this emergency sshd's users)", s.KeyDir(), name), s.KeyDir()+"/"+name, before, "")
 	}
 
-	p.config = s.render(p.hostKeys)
+	p.config = s.render(p.hostKeys, p.hostCerts...)
 	cfg := s.ConfigPath()
 	summary := fmt.Sprintf("port %d, users %s", s.port, strings.Join(s.users(), " "))
 	switch {
@@ -1087,7 +1163,7 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 		add(fmt.Sprintf("chown root:root, chmod 0644 %s (was %d:%d %04o)", cfg, f.Config.UID, f.Config.GID, f.Config.Mode), cfg, "", "")
 	}
 	// A new host key copy is read only when sshd starts or reloads.
-	reloadKeys := len(p.copyKeys) > 0
+	reloadKeys := len(p.copyKeys)+len(p.copyCerts) > 0
 
 	if f.Systemd {
 		p.unit = s.renderUnit(f.SSHD)
@@ -1363,6 +1439,10 @@ func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *
 				if len(l.Args) == 1 && !strings.HasPrefix(l.Args[0], s.HostKeyDir()+"/") {
 					why = "it serves " + l.Args[0] + ", the main sshd's host key file: regenerating or deleting it changes this port too"
 				}
+			case "hostcertificate":
+				if len(l.Args) == 1 && !strings.HasPrefix(l.Args[0], s.HostKeyDir()+"/") {
+					why = "it presents " + l.Args[0] + ", the main sshd's host certificate file: replacing or deleting it changes this port too"
+				}
 			}
 			if why != "" {
 				add(FindingSecondShared, "risk", s.ConfigPath(), fmt.Sprintf("%s line %d (%s): %s", s.ConfigPath(), l.Line, strings.TrimSpace(l.Keyword+" "+strings.Join(l.Args, " ")), why), apply)
@@ -1499,7 +1579,13 @@ bg_port_holder() {
 	for _, name := range p.storeRemoves {
 		fmt.Fprintf(&b, "rm -f -- %s || bg_fail %s\n", shell.Quote(s.KeyDir()+"/"+name), shell.Quote("remove "+s.KeyDir()+"/"+name))
 	}
-	if len(p.copyKeys)+len(p.storeWrites)+len(p.storeRemoves) > 0 {
+	for _, c := range p.copyCerts {
+		dst := s.HostKeyDir() + "/" + certCopyName(c)
+		tmp := txnTmpPath(dst, "tmp")
+		fmt.Fprintf(&b, "rm -f -- %[2]s\ncp -- %[1]s %[2]s && chown 0:0 %[2]s && chmod 0644 %[2]s || { rm -f -- %[2]s; bg_fail %[4]s; }\nsync -- %[2]s 2>/dev/null\nmv -f -- %[2]s %[3]s || bg_fail %[4]s\n",
+			shell.Quote(c), shell.Quote(tmp), shell.Quote(dst), shell.Quote("copy "+c+" to "+dst))
+	}
+	if len(p.copyKeys)+len(p.copyCerts)+len(p.storeWrites)+len(p.storeRemoves) > 0 {
 		fmt.Fprintf(&b, "sync -- %s %s 2>/dev/null\n", shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()))
 	}
 	if p.writeConfig {
@@ -1520,7 +1606,7 @@ sync -- "${F%/*}" 2>/dev/null
 st=installed-not-running
 `)
 	}
-	if len(p.copyKeys) > 0 && !f.Systemd {
+	if len(p.copyKeys)+len(p.copyCerts) > 0 && !f.Systemd {
 		b.WriteString("keys_changed=1\n")
 	}
 	if f.Systemd {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -230,6 +231,11 @@ func TestSecondaryPlan(t *testing.T) {
 		{name: "privsep dir missing", extra: "privsep-missing\n" + current + "running 77\n", want: []string{"create /run/sshd"}},
 		{name: "port taken by the main sshd", extra: "T listenaddress 0.0.0.0:2222\n", err: "port 2222: the main sshd listens on 0.0.0.0:2222 already"},
 		{name: "no host key", extra: "", err: ""},
+		{name: "host certificate: copied and presented", extra: current + "T hostcertificate /etc/ssh/host-ed25519.cert\nexists /etc/ssh/host-ed25519.cert\nhostkey differs /etc/ssh/host-ed25519.cert\nrunning 77\n",
+			want: []string{"copy the host certificate /etc/ssh/host-ed25519.cert to /etc/breakglass/hostkeys/host-ed25519.cert-cert.pub", "update /etc/ssh/sshd_config_breakglass", "reload the emergency sshd (pid 77)"}},
+		{name: "host certificate in place", extra: strings.Replace(current, sshdB64([]byte(s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ecdsa_key", "/etc/breakglass/hostkeys/ssh_host_ed25519_key"}))),
+			sshdB64([]byte(s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ecdsa_key", "/etc/breakglass/hostkeys/ssh_host_ed25519_key"}, "/etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub"))), 1) +
+			"T hostcertificate /etc/ssh/ssh_host_ed25519_key-cert.pub\nexists /etc/ssh/ssh_host_ed25519_key-cert.pub\nhostkey same /etc/ssh/ssh_host_ed25519_key-cert.pub\ncopy 0 0 644 0 /etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub\nrunning 77\n"},
 		{name: "sysv-rc, fresh", extra: "pid1 init\nsysv-rc\ncron /usr/sbin/cron\n", want: append(fresh[:len(fresh):len(fresh)], "create /etc/init.d/breakglass-sshd (starts the emergency sshd at boot)", "update-rc.d breakglass-sshd defaults: start it at boot in runlevels 2-5 (no systemd here; PID 1 is init)", "start /usr/sbin/sshd")},
 		{name: "sysv-rc, as wanted", extra: "pid1 init\nsysv-rc\n" + current + strings.Replace(secondaryFile(s.InitPath(), s.renderInit("/usr/sbin/sshd")), "file 0 0 644", "file 0 0 755", 1) + rcLinks(s, "2", "3", "4", "5") + "running 77\n"},
 		{name: "sysv-rc, disabled in runlevel 3", extra: "pid1 init\nsysv-rc\n" + current + strings.Replace(secondaryFile(s.InitPath(), s.renderInit("/usr/sbin/sshd")), "file 0 0 644", "file 0 0 755", 1) + rcLinks(s, "2", "4", "5") + "rc-link /etc/rc3.d/K01breakglass-sshd ../init.d/breakglass-sshd\n" + "running 77\n",
@@ -665,4 +671,72 @@ key_file: {bg-ops2: %s/missing.pub, bg-ops1: %s}
 	if strings.Contains(err.Error(), "b3Blbn") {
 		t.Error("the error quotes the private key file")
 	}
+}
+
+// A main sshd that presents a host certificate: the emergency sshd
+// presents its own copy of it, so a client trusting the host CA
+// (@cert-authority) gets in with strict checking; deleting the main
+// certificate changes nothing on the emergency port.
+func TestSecondaryHostCertificateOnHost(t *testing.T) {
+	t.Parallel()
+	x := newSSHDLab(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "host-ca", "-f", dir+"/ca").CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	if err := os.WriteFile(dir+"/host.pub", []byte(x.sh(t, "cat /etc/ssh/ssh_host_ed25519_key.pub", nil)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ssh-keygen", "-q", "-s", dir+"/ca", "-I", x.h.Name, "-h", "-n", x.h.Addr, dir+"/host.pub").CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -s: %v: %s", err, out)
+	}
+	cert, err := os.ReadFile(dir + "/host-cert.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.sh(t, `cat > /etc/ssh/ssh_host_ed25519_key-cert.pub
+echo 'HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub' > /etc/ssh/sshd_config.d/00-cert.conf
+kill -HUP $(cat /run/sshd.pid)`, cert)
+	ca, err := os.ReadFile(dir + "/ca.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKnown := dir + "/known_hosts_ca"
+	if err := os.WriteFile(caKnown, []byte("@cert-authority * "+string(ca)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// presents: the port offers the certificate, and a client that knows
+	// only the CA logs in with strict checking.
+	presents := func(what string) {
+		t.Helper()
+		out, _ := exec.Command("ssh-keyscan", "-c", "-p", "2222", x.h.Addr).CombinedOutput()
+		if !strings.Contains(string(out), "ssh-ed25519-cert-v01@openssh.com") {
+			t.Errorf("%s: port 2222 presents no certificate:\n%s", what, out)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+			"-o", "UserKnownHostsFile="+caKnown, "-o", "GlobalKnownHostsFile=/dev/null", "-p", "2222", "-i", x.keys["bg-ops1"], "bg-ops1@"+x.h.Addr, "id -un").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "bg-ops1" {
+			t.Errorf("%s: login trusting only the host CA: %v: %s", what, err, out)
+		}
+	}
+	task := fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1, bg-ops2], listen: %s}`, x.h.Addr)
+	res := runSecondary(t, x, task)
+	if got := changesOf(res); !strings.Contains(got, "copy the host certificate /etc/ssh/ssh_host_ed25519_key-cert.pub to /etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub") {
+		t.Errorf("first run: %s", got)
+	}
+	if got := x.sh(t, "grep HostCertificate /etc/ssh/sshd_config_breakglass; stat -c '%U %a' /etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub", nil); got != "HostCertificate /etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub\nroot 644\n" {
+		t.Errorf("config and copy: %q", got)
+	}
+	presents("after apply")
+	x.mustLogin(t, 2222, "bg-ops1") // the plain host key, from the lab's known_hosts, still works
+	if res := runSecondary(t, x, task); res.Changed {
+		t.Errorf("second run changed: %s", changesOf(res))
+	}
+	x.sh(t, "rm /etc/ssh/ssh_host_ed25519_key-cert.pub", nil)
+	if res := runSecondary(t, x, task); res.Changed {
+		t.Errorf("run with the main certificate deleted changed: %s", changesOf(res))
+	}
+	presents("with the main certificate deleted")
 }
