@@ -418,7 +418,7 @@ type secondaryMain struct {
 	HostKeys []string // main host key files that exist, in sshd's order
 	// HostCerts are the main HostCertificate files that exist.
 	HostCerts []string
-	Listen   []netip.AddrPort
+	Listen    []netip.AddrPort
 	// Fallback is set when sshd -T failed (a broken main config): host
 	// keys are the copies already made, or, when there are none, the
 	// default host key files that exist.
