@@ -607,6 +607,13 @@ func TestSecondaryPortTakenOnHost(t *testing.T) {
 	if got := x.sh(t, "cat /run/other-sshd.pid >/dev/null && echo other-running", nil); got != "other-running\n" {
 		t.Errorf("the other listener: %q", got)
 	}
+	// Nothing else changed: the holder still has its port, the main sshd
+	// still lets people in, and no emergency sshd half-runs.
+	if got := x.sh(t, "ls /run/sshd-breakglass.pid 2>/dev/null || echo no-pidfile", nil); got != "no-pidfile\n" {
+		t.Errorf("after the failed start: %q", got)
+	}
+	x.mustLogin(t, 0, "admin", "bg-ops1")
+	x.mustLogin(t, 2223, "admin") // the holder, untouched
 }
 
 // keys: and key_file: on the task give a user exactly those keys on this

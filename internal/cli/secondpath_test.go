@@ -268,6 +268,10 @@ func TestSecondPathAuditOnLab(t *testing.T) {
 	if code, _, _ := runCLI(t, f.args("apply", pb)...); code != 0 {
 		t.Fatalf("apply: exit %d", code)
 	}
+	// A second apply changes nothing.
+	if code, out, _ := runCLI(t, f.args("apply", pb)...); code != 0 || !strings.Contains(out, h.Name+" : ok=") || !strings.Contains(out, " changed=0 ") {
+		t.Errorf("second apply: exit %d, want nothing changed:\n%s", code, out)
+	}
 	code, out, _ := runCLI(t, f.args("audit", pb, "--format", "json")...)
 	if code != 0 {
 		t.Fatalf("audit of a healthy host: exit %d", code)
@@ -280,7 +284,8 @@ func TestSecondPathAuditOnLab(t *testing.T) {
 
 	if _, err := h.Exec(context.Background(), `kill "$(cat /run/sshd-breakglass.pid)"
 echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGLjvK0Yk3M0GbhT9eS2j3oWnZVe7yJ4hTQ9O9Wn4tHn intruder' >> /etc/breakglass/keys/bg-ops1
-sed -i 's|^UsePAM no|UsePAM yes|; s|^HostKey /etc/breakglass/hostkeys/|HostKey /etc/ssh/|' /etc/ssh/sshd_config_breakglass`, nil); err != nil {
+sed -i 's|^UsePAM no|UsePAM yes|; s|^HostKey /etc/breakglass/hostkeys/|HostKey /etc/ssh/|' /etc/ssh/sshd_config_breakglass
+echo '# edited by hand' >> /etc/init.d/breakglass-sshd`, nil); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("ssh-keygen", "-R", "["+h.Addr+"]:2222", "-f", f.knownHosts).CombinedOutput(); err != nil {
@@ -300,6 +305,7 @@ sed -i 's|^UsePAM no|UsePAM yes|; s|^HostKey /etc/breakglass/hostkeys/|HostKey /
 		"second-path-not-running": "sshd -f /etc/ssh/sshd_config_breakglass",
 		"second-path-shared":      "UsePAM yes",
 		"second-path-keys-differ": "/etc/breakglass/keys/bg-ops1",
+		"second-path-no-boot":     "/etc/init.d/breakglass-sshd is missing or differs",
 	} {
 		if !strings.Contains(got[id], want) {
 			t.Errorf("finding %s: %q, want %q in it", id, got[id], want)
@@ -322,7 +328,8 @@ sed -i 's|^UsePAM no|UsePAM yes|; s|^HostKey /etc/breakglass/hostkeys/|HostKey /
 	}
 
 	code, out, _ = runCLI(t, f.args("apply", pb, "--check", "--diff")...)
-	for _, want := range []string{"-ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGLjvK0Yk3M0GbhT9eS2j3oWnZVe7yJ4hTQ9O9Wn4tHn intruder", "-UsePAM yes", "+UsePAM no", "record [" + h.Addr + "]:2222"} {
+	for _, want := range []string{"-ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGLjvK0Yk3M0GbhT9eS2j3oWnZVe7yJ4hTQ9O9Wn4tHn intruder", "-UsePAM yes", "+UsePAM no", "record [" + h.Addr + "]:2222",
+		"update /etc/init.d/breakglass-sshd", "-# edited by hand"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("apply --check --diff (exit %d) does not show %q", code, want)
 		}
