@@ -747,3 +747,39 @@ kill -HUP $(cat /run/sshd.pid)`, cert)
 	}
 	presents("with the main certificate deleted")
 }
+
+// Audit says when nothing starts the emergency sshd at boot, with the fix
+// that fits what the host runs.
+func TestSecondaryBootFinding(t *testing.T) {
+	s := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1")
+	current := secondaryConverged(s)
+	init := strings.Replace(secondaryFile(s.InitPath(), s.renderInit("/usr/sbin/sshd")), "file 0 0 644", "file 0 0 755", 1)
+	tests := []struct{ name, facts, want string }{
+		{"systemd, enabled", "systemd\nenabled enabled\nactive active\n", ""},
+		{"systemd, disabled", "systemd\nenabled disabled\nactive active\n", "fix: systemctl enable breakglass-sshd.service"},
+		{"sysv-rc, linked", "pid1 init\nsysv-rc\n" + init + rcLinks(s, "2", "3", "4", "5"), ""},
+		{"sysv-rc, not linked", "pid1 init\nsysv-rc\n" + init, "/etc/init.d/breakglass-sshd is not linked to start in runlevels 2-5 (update-rc.d)"},
+		{"sysv-rc, no script", "pid1 init\nsysv-rc\n" + rcLinks(s, "2", "3", "4", "5"), "/etc/init.d/breakglass-sshd is missing or differs"},
+		{"cron, entry in place", "pid1 tini\ncron /usr/sbin/cron\n" + secondaryFile(s.CronPath(), s.renderCron("/usr/sbin/sshd")), ""},
+		{"cron, no entry", "pid1 tini\ncron /usr/sbin/cron\n", "the @reboot entry /etc/cron.d/breakglass-sshd is missing"},
+		{"nothing at boot", "pid1 tini\n", "this host runs no systemd (PID 1 is tini), has no sysv-rc (/etc/init.d and update-rc.d) and no cron daemon; after a reboot it stays down until the next apply | fix: apt-get install cron, then breakglass apply"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := parseSecondaryT(t, secondaryFactsOut(current+tt.facts+"running 77\n"))
+			p, err := s.plan(f, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			for _, fd := range s.auditFindings(f, p, nil, "web01") {
+				if fd.ID == FindingSecondNoBoot {
+					got = fd.Severity + ": " + fd.Detail + " | fix: " + fd.Fix
+				}
+			}
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) || tt.want != "" && !strings.HasPrefix(got, "risk: ") {
+				t.Errorf("finding %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
