@@ -1202,16 +1202,16 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 	}
 	// Started again at boot by what the host runs at boot.
 	p.boot = f.bootMechanism()
-	fileChange := func(cur *sshdFile, p string, want string) (bool, error) {
+	fileChange := func(cur *sshdFile, file, want string) (bool, error) {
 		switch {
 		case cur == nil:
-			add("create "+p+" (starts the emergency sshd at boot)", p, "", want)
+			add("create "+file+" (starts the emergency sshd at boot)", file, "", want)
 		case cur.Link || !cur.Regular:
-			return false, fmt.Errorf("%s is not a regular file: remove it by hand", p)
+			return false, fmt.Errorf("%s is not a regular file: remove it by hand", file)
 		case cur.Content != want:
-			add("update "+p+" (starts the emergency sshd at boot)", p, cur.Content, want)
-		case cur.UID != 0 || cur.GID != 0 || cur.Mode != bootFileMode(p):
-			add(fmt.Sprintf("chown root:root, chmod %04o %s (was %d:%d %04o)", bootFileMode(p), p, cur.UID, cur.GID, cur.Mode), p, "", "")
+			add("update "+file+" (starts the emergency sshd at boot)", file, cur.Content, want)
+		case cur.UID != 0 || cur.GID != 0 || cur.Mode != bootFileMode(file):
+			add(fmt.Sprintf("chown root:root, chmod %04o %s (was %d:%d %04o)", bootFileMode(file), file, cur.UID, cur.GID, cur.Mode), file, "", "")
 		default:
 			return false, nil
 		}
@@ -1643,6 +1643,9 @@ bg_wait_pidfile "$pid" || bg_fail "$unit did not come back after the reload: $(s
 	} else {
 		if p.writeInit {
 			fmt.Fprintf(&b, "out=$(bg_write %s root 0755 %s 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(s.InitPath()), shell.Quote(p.initFile), shell.Quote("write "+s.InitPath()))
+			// No backup beside it: insserv reads every file in /etc/init.d,
+			// and a second script providing the same service is an error.
+			fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(s.InitPath()+BackupSuffix))
 		}
 		if p.rcEnable {
 			n := shell.Quote(s.InitName())
