@@ -1228,6 +1228,9 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 			add(fmt.Sprintf("update-rc.d %s defaults: start it at boot in runlevels 2-5 (no systemd here; PID 1 is %s)", s.InitName(), orUnknown(f.PID1)), "", "", "")
 		}
 	case bootCron:
+		if strings.Contains(f.SSHD, "%") { // cron turns % into a newline
+			return nil, fmt.Errorf("sshd binary %s: a cron entry cannot run a path with %%", f.SSHD)
+		}
 		p.cronFile = s.renderCron(f.SSHD)
 		if p.writeCron, err = fileChange(f.CronFile, s.CronPath(), p.cronFile); err != nil {
 			return nil, err
