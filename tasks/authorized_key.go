@@ -180,33 +180,7 @@ func NewAuthorizedKey(file string, args *yaml.Node) (Module, error) {
 	}
 	if a.KeyFile != "" {
 		n := moduleArg(args, "key_file")
-		p := a.KeyFile
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(file), p)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			bad(n, "key_file: %v", err)
-		} else {
-			// Never quote the file's lines in errors: it may be a private key.
-			lines := strings.Split(string(data), "\n")
-			found := 0
-			for i, line := range lines {
-				t := strings.TrimSpace(line)
-				if t == "" || strings.HasPrefix(t, "#") {
-					continue
-				}
-				found++
-				if strings.Contains(t, "PRIVATE KEY") {
-					bad(n, "key_file %s: line %d: this is a private key; name the .pub file", a.KeyFile, i+1)
-					break
-				}
-				addKey(n, fmt.Sprintf("key_file %s: line %d", a.KeyFile, i+1), strings.TrimSuffix(line, "\r"))
-			}
-			if found == 0 {
-				bad(n, "key_file %s holds no key", a.KeyFile)
-			}
-		}
+		readKeyFile(file, a.KeyFile, func(format string, v ...any) { bad(n, format, v...) }, func(where, line string) { addKey(n, where, line) })
 	}
 	if a.Key == "" && len(a.Keys) == 0 && a.KeyFile == "" {
 		bad(args, "give key, keys or key_file")
@@ -215,6 +189,37 @@ func NewAuthorizedKey(file string, args *yaml.Node) (Module, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// readKeyFile reads the public keys of key_file p (relative to the
+// playbook file) and passes each line to add; bad reports what is wrong
+// with the file. It never quotes the file's lines: it may be a private key.
+func readKeyFile(file, p string, bad func(format string, v ...any), add func(where, line string)) {
+	full := p
+	if !filepath.IsAbs(full) {
+		full = filepath.Join(filepath.Dir(file), full)
+	}
+	data, err := os.ReadFile(full)
+	if err != nil {
+		bad("key_file: %v", err)
+		return
+	}
+	found := 0
+	for i, line := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		found++
+		if strings.Contains(t, "PRIVATE KEY") {
+			bad("key_file %s: line %d: this is a private key; name the .pub file", p, i+1)
+			return
+		}
+		add(fmt.Sprintf("key_file %s: line %d", p, i+1), strings.TrimSuffix(line, "\r"))
+	}
+	if found == 0 {
+		bad("key_file %s holds no key", p)
+	}
 }
 
 // parsePublicKeyLine parses one public key in authorized_keys format

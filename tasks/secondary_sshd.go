@@ -3,8 +3,10 @@ package tasks
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"regexp"
@@ -62,8 +64,12 @@ type SecondarySSHD struct {
 	portNode  *yaml.Node
 	userNodes map[string]*yaml.Node
 
-	// store is the key lines of each allowed user, from the play's
-	// authorized_key tasks (LinkPlay); linked says LinkPlay ran.
+	// taskKeys are the keys: and key_file: of the task, by user: exactly
+	// that user's keys on this port (the play's authorized_key tasks are
+	// not consulted for that user).
+	taskKeys map[string][]string
+	// store is the key lines of each allowed user, from taskKeys or the
+	// play's authorized_key tasks (LinkPlay); linked says LinkPlay ran.
 	store  map[string][]string
 	linked bool
 	// audit: the run is an audit, which reports the second path's state
@@ -92,6 +98,10 @@ const (
 	// FindingSecondKnownHosts: [addr]:port is not in the known_hosts file,
 	// so plain ssh with strict checking refuses it.
 	FindingSecondKnownHosts = "second-path-known-hosts"
+	// FindingSecondNoBoot: nothing starts the emergency sshd at boot (its
+	// unit is not enabled, its init script or cron entry is missing, or the
+	// host runs neither systemd, sysv-rc nor a cron daemon).
+	FindingSecondNoBoot = "second-path-no-boot"
 	// FindingSecondSudo: without root_login the second path gives root
 	// only through sudo, which it then shares with the main path.
 	FindingSecondSudo = "second-path-needs-sudo"
@@ -124,6 +134,11 @@ type secondaryArgs struct {
 	Name       string   `yaml:"name"`
 	RootLogin  bool     `yaml:"root_login"`
 	UsePAM     bool     `yaml:"use_pam"`
+	// Keys and KeyFile give allowed users their keys on this port
+	// directly (user → public key lines, user → .pub file); a user named
+	// in neither gets the keys the play's authorized_key tasks give it.
+	Keys    map[string][]string `yaml:"keys"`
+	KeyFile map[string]string   `yaml:"key_file"`
 }
 
 var secondaryName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
@@ -186,6 +201,66 @@ func NewSecondarySSHD(file string, args *yaml.Node) (Module, error) {
 			s.userNodes[u] = n
 		}
 	}
+	s.taskKeys = map[string][]string{}
+	taskKey := func(u string, n *yaml.Node, where, line string, seen map[string]bool) {
+		pk, comment, err := parsePublicKeyLine(line)
+		if err != nil {
+			bad(n, "%s: %v", where, err)
+			return
+		}
+		k := newAuthKey(pk, comment, nil)
+		if seen[k.blob] {
+			bad(n, "%s: the same key is given to %s twice", where, u)
+			return
+		}
+		seen[k.blob] = true
+		s.taskKeys[u] = append(s.taskKeys[u], k.line)
+	}
+	seenKeys := map[string]map[string]bool{}
+	userKeyNode := func(arg, u string) (key, val *yaml.Node) {
+		m := sshdArgValue(args, arg)
+		for i := 0; m != nil && m.Kind == yaml.MappingNode && i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == u {
+				return m.Content[i], yamlx.Resolve(m.Content[i+1])
+			}
+		}
+		return m, m
+	}
+	checkUser := func(arg, u string) bool {
+		kn, _ := userKeyNode(arg, u)
+		if !seen[u] {
+			bad(kn, "%s: %s is not in allow_users", arg, u)
+			return false
+		}
+		if seenKeys[u] == nil {
+			seenKeys[u] = map[string]bool{}
+		}
+		return true
+	}
+	for _, u := range slices.Sorted(maps.Keys(a.Keys)) {
+		if !checkUser("keys", u) {
+			continue
+		}
+		_, vn := userKeyNode("keys", u)
+		if len(a.Keys[u]) == 0 {
+			bad(vn, "keys: %s: give at least one key", u)
+		}
+		for i, line := range a.Keys[u] {
+			n := vn
+			if vn != nil && vn.Kind == yaml.SequenceNode && i < len(vn.Content) {
+				n = vn.Content[i]
+			}
+			taskKey(u, n, fmt.Sprintf("keys: %s[%d]", u, i), line, seenKeys[u])
+		}
+	}
+	for _, u := range slices.Sorted(maps.Keys(a.KeyFile)) {
+		if !checkUser("key_file", u) {
+			continue
+		}
+		_, vn := userKeyNode("key_file", u)
+		readKeyFile(file, a.KeyFile[u], func(format string, v ...any) { bad(vn, format, v...) },
+			func(where, line string) { taskKey(u, vn, where, line, seenKeys[u]) })
+	}
 	if err := errs.ErrorOrNil(); err != nil {
 		return nil, err
 	}
@@ -200,8 +275,9 @@ type PlayLinker interface {
 	LinkPlay(mods []Module, mainPort int) error
 }
 
-// LinkPlay fills the key store from the play's authorized_key tasks: each
-// allowed user gets exactly the keys those tasks give it (a later task's
+// LinkPlay fills the key store: an allowed user named in the task's keys:
+// or key_file: gets exactly those keys; any other gets exactly the keys the
+// play's authorized_key tasks give it (a later task's
 // options win for the same key, state: absent removes it). An allowed user
 // that gets no key, or a port equal to the main port, is an error at its
 // position in the playbook.
@@ -242,8 +318,12 @@ func (s *SecondarySSHD) LinkPlay(mods []Module, mainPort int) error {
 	}
 	s.store = map[string][]string{}
 	for _, u := range s.allowUsers {
+		if keys, ok := s.taskKeys[u]; ok {
+			s.store[u] = keys
+			continue
+		}
 		if len(byUser[u]) == 0 {
-			bad(s.userNodes[u], "allow_users: %s gets no key from the play's authorized_key tasks; the emergency sshd reads keys only from its own store (%s/%s), which holds what the play gives each user", u, s.KeyDir(), u)
+			bad(s.userNodes[u], "allow_users: %s gets no key from the play's authorized_key tasks (nor from keys: or key_file: on this task); the emergency sshd reads keys only from its own store (%s/%s), which holds what the play gives each user", u, s.KeyDir(), u)
 			continue
 		}
 		for _, e := range byUser[u] {
@@ -268,6 +348,17 @@ func (s *SecondarySSHD) Unit() string { return s.name + "-sshd.service" }
 
 // UnitPath is the unit file.
 func (s *SecondarySSHD) UnitPath() string { return "/etc/systemd/system/" + s.Unit() }
+
+// InitName is the name of its init script and cron entry where systemd
+// does not run.
+func (s *SecondarySSHD) InitName() string { return s.name + "-sshd" }
+
+// InitPath is the sysv init script that starts it at boot (sysv-rc).
+func (s *SecondarySSHD) InitPath() string { return "/etc/init.d/" + s.InitName() }
+
+// CronPath is the cron entry that starts it at boot (@reboot) where a cron
+// daemon runs but neither systemd nor sysv-rc.
+func (s *SecondarySSHD) CronPath() string { return "/etc/cron.d/" + s.InitName() }
 
 // BaseDir holds the emergency sshd's key store and host keys; only root
 // can change anything in it.
@@ -309,6 +400,9 @@ func (s *SecondarySSHD) storeContent(user string) string {
 				}
 			}
 		}
+	} else if _, ok := s.taskKeys[user]; ok {
+		fmt.Fprintf(&b, "# The keys the secondary_sshd task gives %s (keys:, key_file:).\n", user)
+		lines = s.store[user]
 	} else {
 		fmt.Fprintf(&b, "# The keys the play's authorized_key tasks give %s.\n", user)
 		lines = s.store[user]
@@ -323,7 +417,9 @@ func (s *SecondarySSHD) storeContent(user string) string {
 // sshd: which host keys to copy, and where it listens.
 type secondaryMain struct {
 	HostKeys []string // main host key files that exist, in sshd's order
-	Listen   []netip.AddrPort
+	// HostCerts are the main HostCertificate files that exist.
+	HostCerts []string
+	Listen    []netip.AddrPort
 	// Fallback is set when sshd -T failed (a broken main config): host
 	// keys are the copies already made, or, when there are none, the
 	// default host key files that exist.
@@ -331,8 +427,8 @@ type secondaryMain struct {
 }
 
 // render returns the emergency sshd's configuration; hostKeys are the
-// copies it serves.
-func (s *SecondarySSHD) render(hostKeys []string) string {
+// copies it serves, hostCerts the certificate copies it presents.
+func (s *SecondarySSHD) render(hostKeys []string, hostCerts ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Managed by breakglass (secondary_sshd %q): changes made here are overwritten.\n", s.name)
 	b.WriteString("# An emergency sshd that shares nothing with /etc/ssh/sshd_config: no other\n")
@@ -344,6 +440,9 @@ func (s *SecondarySSHD) render(hostKeys []string) string {
 	}
 	for _, k := range hostKeys {
 		fmt.Fprintf(&b, "HostKey %s\n", k)
+	}
+	for _, c := range hostCerts {
+		fmt.Fprintf(&b, "HostCertificate %s\n", c)
 	}
 	fmt.Fprintf(&b, "PidFile %s\n", s.PidFile())
 	fmt.Fprintf(&b, "AllowUsers %s\n", strings.Join(s.users(), " "))
@@ -404,6 +503,83 @@ WantedBy=multi-user.target
 `, s.name, s.name, s.port, sshd, f, sshd, f, sshd, f)
 }
 
+//go:embed secondary_sshd_init.sh
+var secondaryInitScript string
+
+// renderInit returns the sysv init script that starts the emergency sshd
+// at boot where the host's rc scripts run (sysvinit, OpenRC): the embedded
+// script with this sshd's name, binary, config and pid file.
+func (s *SecondarySSHD) renderInit(sshd string) string {
+	start := strings.Index(secondaryInitScript, "# breakglass:vars\n")
+	end := strings.Index(secondaryInitScript, "# breakglass:end\n")
+	vars := fmt.Sprintf("S=%s\nF=%s\nP=%s\n", shell.Quote(sshd), shell.Quote(s.ConfigPath()), shell.Quote(s.PidFile()))
+	out := secondaryInitScript[:start] + vars + secondaryInitScript[end+len("# breakglass:end\n"):]
+	out = strings.Replace(out, "# Provides:          breakglass-sshd\n", "# Provides:          "+s.InitName()+"\n", 1)
+	out = strings.Replace(out, "# Short-Description: breakglass emergency OpenSSH server\n",
+		fmt.Sprintf("# Short-Description: breakglass emergency OpenSSH server (%s, port %d)\n", s.name, s.port), 1)
+	return strings.Replace(out, "# Managed by breakglass (secondary_sshd):", fmt.Sprintf("# Managed by breakglass (secondary_sshd %q):", s.name), 1)
+}
+
+// renderCron returns the cron entry that starts the emergency sshd at boot
+// (@reboot) where a cron daemon runs but neither systemd nor sysv-rc.
+func (s *SecondarySSHD) renderCron(sshd string) string {
+	return fmt.Sprintf(`# Managed by breakglass (secondary_sshd %q): changes made here are overwritten.
+# Starts the emergency sshd (port %d) when cron starts at boot: this host
+# runs neither systemd nor sysv-rc.
+SHELL=/bin/sh
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+@reboot root mkdir -p -m 0755 /run/sshd && %s -f %s
+`, s.name, s.port, shell.Quote(sshd), shell.Quote(s.ConfigPath()))
+}
+
+// Boot mechanisms where systemd does not run, as the facts detect them.
+const (
+	bootSysv = "sysv-rc" // /etc/init.d and update-rc.d: rc links run at boot
+	bootCron = "cron"    // a cron daemon and /etc/cron.d: @reboot
+)
+
+// bootMechanism is how this host starts the emergency sshd at boot when
+// systemd is not PID 1: sysv-rc where the host has it (its rc scripts run
+// /etc/init.d scripts linked in /etc/rcN.d), else cron's @reboot where a
+// cron daemon is installed, else "" (nothing: a finding).
+func (f *secondaryFacts) bootMechanism() string {
+	switch {
+	case f.Systemd:
+		return ""
+	case f.SysvRC:
+		return bootSysv
+	case f.Cron != "":
+		return bootCron
+	}
+	return ""
+}
+
+// bootFileMode is the mode of a boot file: an init script runs, a cron
+// entry is read.
+func bootFileMode(p string) uint32 {
+	if strings.HasPrefix(p, "/etc/init.d/") {
+		return 0o755
+	}
+	return 0o644
+}
+
+// rcEnabled says the init script is linked to start in runlevels 2-5.
+func (s *SecondarySSHD) rcEnabled(f *secondaryFacts) bool {
+	for _, lvl := range []string{"2", "3", "4", "5"} {
+		ok := false
+		for l, target := range f.RCLinks {
+			if path.Dir(l) == "/etc/rc"+lvl+".d" && strings.HasPrefix(path.Base(l), "S") &&
+				(target == "../init.d/"+s.InitName() || target == s.InitPath()) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // --- facts ---
 
 // secondaryDir is a directory of the store as the facts saw it.
@@ -432,8 +608,15 @@ type secondaryFacts struct {
 	PrivsepDropIn *sshdFile
 	DebianSSH     bool   // ssh.service exists (systemd): it removes /run/sshd when it stops
 	Enabled       string // systemctl is-enabled
-	Active        string // systemctl is-active
-	PID           int    // the running emergency sshd (0: none)
+	// Where systemd is not PID 1: what starts things at boot.
+	PID1       string            // /proc/1/comm
+	SysvRC     bool              // /etc/init.d and update-rc.d
+	Cron       string            // the cron daemon's path, when one is installed with /etc/cron.d
+	InitScript *sshdFile         // InitPath
+	CronFile   *sshdFile         // CronPath
+	RCLinks    map[string]string // /etc/rcN.d/[SK]NNname → its target
+	Active     string            // systemctl is-active
+	PID        int               // the running emergency sshd (0: none)
 }
 
 func (s *SecondarySSHD) factKey() string { return "secondary_sshd:" + s.name }
@@ -469,8 +652,9 @@ bg_wait_pidfile() {
 `
 
 func (s *SecondarySSHD) vars() string {
-	return fmt.Sprintf("F=%s P=%s U=%s unit=%s B=%s K=%s H=%s\n", shell.Quote(s.ConfigPath()), shell.Quote(s.PidFile()),
-		shell.Quote(s.UnitPath()), shell.Quote(s.Unit()), shell.Quote(s.BaseDir()), shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()))
+	return fmt.Sprintf("F=%s P=%s U=%s unit=%s B=%s K=%s H=%s I=%s C=%s\n", shell.Quote(s.ConfigPath()), shell.Quote(s.PidFile()),
+		shell.Quote(s.UnitPath()), shell.Quote(s.Unit()), shell.Quote(s.BaseDir()), shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()),
+		shell.Quote(s.InitPath()), shell.Quote(s.CronPath()))
 }
 
 func (s *SecondarySSHD) query() Query {
@@ -487,15 +671,21 @@ LC_ALL=C; export LC_ALL
 [ -d /run/systemd/system ] && echo "systemd"
 printf 'sshd %s\n' "$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd)"
 [ -d /run/sshd ] || echo "privsep-missing"
-# bg_same KEY: is the emergency copy of host key KEY the same? (cmp on the
-# host: private keys never leave it)
+# bg_same KEY [NAME]: is the emergency copy of host key (or certificate)
+# KEY, named NAME in $H (default: KEY's name), the same? (cmp on the host:
+# private keys never leave it)
 bg_same() {
-	if cmp -s -- "$1" "$H/${1##*/}" 2>/dev/null; then printf 'hostkey same %s\n' "$1"; else printf 'hostkey differs %s\n' "$1"; fi
+	if cmp -s -- "$1" "$H/${2:-${1##*/}}" 2>/dev/null; then printf 'hostkey same %s\n' "$1"; else printf 'hostkey differs %s\n' "$1"; fi
 }
 if out=$(sshd -T 2>&1); then
-	printf '%s\n' "$out" | awk '$1 == "hostkey" || $1 == "listenaddress" { print "T " $0 }'
+	printf '%s\n' "$out" | awk '$1 == "hostkey" || $1 == "listenaddress" || $1 == "hostcertificate" { print "T " $0 }'
 	printf '%s\n' "$out" | awk '$1 == "hostkey" { print $2 }' | while read -r k; do
 		if [ -f "$k" ]; then printf 'exists %s\n' "$k"; bg_same "$k"; fi
+	done
+	printf '%s\n' "$out" | awk '$1 == "hostcertificate" { print $2 }' | while read -r k; do
+		d=${k##*/}
+		case $d in *-cert.pub) ;; *) d=$d-cert.pub ;; esac
+		if [ -f "$k" ]; then printf 'exists %s\n' "$k"; bg_same "$k" "$d"; fi
 	done
 else
 	echo "sshd-T-failed"
@@ -534,6 +724,18 @@ if [ -d /run/systemd/system ]; then
 	printf 'enabled %s\n' "$(systemctl is-enabled "$unit" 2>/dev/null)"
 	printf 'active %s\n' "$(systemctl is-active "$unit" 2>/dev/null)"
 fi
+if [ ! -d /run/systemd/system ]; then
+	printf 'pid1 %s\n' "$(cat /proc/1/comm 2>/dev/null)"
+	if [ -d /etc/init.d ] && command -v update-rc.d >/dev/null 2>&1; then echo "sysv-rc"; fi
+	for c in cron crond cronie; do
+		if c=$(command -v "$c" 2>/dev/null) && [ -d /etc/cron.d ]; then printf 'cron %s\n' "$c"; break; fi
+	done
+	bg_file "$I"
+	bg_file "$C"
+	for l in /etc/rc[0-6S].d/[SK][0-9][0-9]"${I##*/}"; do
+		if [ -L "$l" ]; then printf 'rc-link %s %s\n' "$l" "$(readlink -- "$l")"; fi
+	done
+fi
 if pid=$(bg_secondary_pid); then printf 'running %s\n' "$pid"; fi
 exit 0
 `)
@@ -553,7 +755,7 @@ func (s *SecondarySSHD) Queries() []Query {
 
 func parseSecondaryFacts(out []byte) (any, error) {
 	f := &secondaryFacts{T: map[string][]string{}, Exists: map[string]bool{}, HostKeySame: map[string]bool{},
-		Copies: map[string]sshdFile{}, Dirs: map[string]secondaryDir{}, Store: map[string]sshdFile{}}
+		Copies: map[string]sshdFile{}, Dirs: map[string]secondaryDir{}, Store: map[string]sshdFile{}, RCLinks: map[string]string{}}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	sc.Buffer(make([]byte, 64*1024), 16<<20)
 	header := false
@@ -625,6 +827,15 @@ func parseSecondaryFacts(out []byte) (any, error) {
 			f.Active = rest
 		case "running":
 			f.PID, _ = strconv.Atoi(rest)
+		case "pid1":
+			f.PID1 = rest
+		case "sysv-rc":
+			f.SysvRC = true
+		case "cron":
+			f.Cron = rest
+		case "rc-link":
+			l, target, _ := strings.Cut(rest, " ")
+			f.RCLinks[l] = target
 		case "file", "other":
 			file, err := parseSSHDFile(sc, k, rest)
 			if err != nil {
@@ -637,6 +848,10 @@ func parseSecondaryFacts(out []byte) (any, error) {
 				f.Config = &file
 			case file.Path == secondaryPrivsepDropIn:
 				f.PrivsepDropIn = &file
+			case strings.HasPrefix(file.Path, "/etc/init.d/"):
+				f.InitScript = &file
+			case strings.HasPrefix(file.Path, "/etc/cron.d/"):
+				f.CronFile = &file
 			default:
 				f.Unit = &file
 			}
@@ -669,6 +884,11 @@ func (s *SecondarySSHD) mainConfig(f *secondaryFacts) (secondaryMain, error) {
 				m.HostKeys = append(m.HostKeys, k)
 			}
 		}
+		for _, c := range f.T["hostcertificate"] {
+			if f.Exists[c] && !slices.Contains(m.HostCerts, c) {
+				m.HostCerts = append(m.HostCerts, c)
+			}
+		}
 		for _, la := range f.T["listenaddress"] {
 			if ap, err := netip.ParseAddrPort(la); err == nil {
 				m.Listen = append(m.Listen, ap)
@@ -693,7 +913,28 @@ func (s *SecondarySSHD) mainConfig(f *secondaryFacts) (secondaryMain, error) {
 		}
 		names[b] = k
 	}
+	for _, c := range m.HostCerts {
+		if err := txnValidPath(c); err != nil {
+			return m, fmt.Errorf("host certificate %s: %w", c, err)
+		}
+		b := path.Base(certCopyName(c))
+		if other, dup := names[b]; dup {
+			return m, fmt.Errorf("%s and %s have the same file name: the emergency copies would collide", other, c)
+		}
+		names[b] = c
+	}
 	return m, nil
+}
+
+// certCopyName is the name of the emergency copy of host certificate c:
+// its own name, ending in -cert.pub (which tells copies of certificates
+// from copies of keys).
+func certCopyName(c string) string {
+	b := path.Base(c)
+	if !strings.HasSuffix(b, "-cert.pub") {
+		b += "-cert.pub"
+	}
+	return b
 }
 
 // --- plan ---
@@ -706,21 +947,30 @@ func (s *SecondarySSHD) dirModes() [][2]string {
 type storeWrite struct{ name, content string }
 
 type secondaryPlan struct {
-	mkPrivsep     bool
-	dirs          [][2]string // path, octal mode: create when missing, then chown root and chmod
-	copyKeys      []string    // main host key files to copy into HostKeyDir
-	hostKeys      []string    // the copies the config serves
-	storeWrites   []storeWrite
-	storeRemoves  []string
-	config        string // the wanted config
-	writeConfig   bool
-	unit          string
-	writeUnit     bool
-	writeDropIn   bool
-	enable        bool
-	start         bool // not running: start (systemd: start the unit)
-	reload        bool // running and the config changed
-	restart       bool // systemd: running and the unit changed
+	mkPrivsep    bool
+	dirs         [][2]string // path, octal mode: create when missing, then chown root and chmod
+	copyKeys     []string    // main host key files to copy into HostKeyDir
+	hostKeys     []string    // the copies the config serves
+	copyCerts    []string    // main HostCertificate files to copy into HostKeyDir
+	hostCerts    []string    // the certificate copies the config presents
+	storeWrites  []storeWrite
+	storeRemoves []string
+	config       string // the wanted config
+	writeConfig  bool
+	unit         string
+	writeUnit    bool
+	writeDropIn  bool
+	enable       bool
+	start        bool // not running: start (systemd: start the unit)
+	reload       bool // running and the config changed
+	restart      bool // systemd: running and the unit changed
+	// Where systemd is not PID 1: how it starts at boot.
+	boot          string // bootSysv, bootCron, or "" (nothing on this host starts it: a finding)
+	initFile      string // the wanted init script (sysv-rc)
+	writeInit     bool
+	rcEnable      bool // update-rc.d: link the init script into the runlevels
+	cronFile      string
+	writeCron     bool
 	changes       []Change
 	fallbackNotes string
 }
@@ -771,11 +1021,15 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 
 	// Host keys: its own copies of the main ones.
 	copies := map[string]sshdFile{}
+	certCopies := map[string]sshdFile{}
 	for p, c := range f.Copies {
 		if c.Link || !c.Regular {
 			return nil, fmt.Errorf("%s is not a regular file: remove it by hand", p)
 		}
-		if !strings.HasSuffix(p, ".pub") {
+		switch {
+		case strings.HasSuffix(p, "-cert.pub"):
+			certCopies[p] = c
+		case !strings.HasSuffix(p, ".pub"):
 			copies[p] = c
 		}
 	}
@@ -810,6 +1064,39 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 	for c := range copies {
 		serve[c] = true // a copy whose main key is gone stays: that is what it is for
 	}
+	// Host certificates: its own copies of those the main sshd presents
+	// (all it has when the main config does not load).
+	if m.Fallback != "" {
+		for c := range certCopies {
+			p.hostCerts = append(p.hostCerts, c)
+		}
+	}
+	for _, c := range m.HostCerts {
+		dst := s.HostKeyDir() + "/" + certCopyName(c)
+		cur, have := certCopies[dst]
+		why := ""
+		switch {
+		case !have:
+			why = "the emergency sshd's own copy: it presents the same certificate, whatever happens to " + c
+		case !f.HostKeySame[c]:
+			why = "the main host certificate changed"
+		case cur.UID != 0 || cur.GID != 0 || cur.Mode != 0o644:
+			why = fmt.Sprintf("the copy was %d:%d %04o, want root 0644", cur.UID, cur.GID, cur.Mode)
+		}
+		if why != "" {
+			p.copyCerts = append(p.copyCerts, c)
+			add(fmt.Sprintf("copy the host certificate %s to %s (%s)", c, dst, why), dst, "", "")
+		}
+		p.hostCerts = append(p.hostCerts, dst)
+	}
+	for _, c := range f.T["hostcertificate"] {
+		// Listed but gone: the copy stays, as a host key's does.
+		dst := s.HostKeyDir() + "/" + certCopyName(c)
+		if _, have := certCopies[dst]; have && !f.Exists[c] && !slices.Contains(p.hostCerts, dst) {
+			p.hostCerts = append(p.hostCerts, dst)
+		}
+	}
+	slices.Sort(p.hostCerts)
 	for k := range serve {
 		p.hostKeys = append(p.hostKeys, k)
 	}
@@ -860,7 +1147,7 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 		add(fmt.Sprintf("remove %s/%s (no key of this emergency sshd's users)", s.KeyDir(), name), s.KeyDir()+"/"+name, before, "")
 	}
 
-	p.config = s.render(p.hostKeys)
+	p.config = s.render(p.hostKeys, p.hostCerts...)
 	cfg := s.ConfigPath()
 	summary := fmt.Sprintf("port %d, users %s", s.port, strings.Join(s.users(), " "))
 	switch {
@@ -877,7 +1164,7 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 		add(fmt.Sprintf("chown root:root, chmod 0644 %s (was %d:%d %04o)", cfg, f.Config.UID, f.Config.GID, f.Config.Mode), cfg, "", "")
 	}
 	// A new host key copy is read only when sshd starts or reloads.
-	reloadKeys := len(p.copyKeys) > 0
+	reloadKeys := len(p.copyKeys)+len(p.copyCerts) > 0
 
 	if f.Systemd {
 		p.unit = s.renderUnit(f.SSHD)
@@ -913,6 +1200,42 @@ func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, erro
 			add("reload "+s.Unit()+" (its config or host keys changed)", "", "", "")
 		}
 		return p, nil
+	}
+	// Started again at boot by what the host runs at boot.
+	p.boot = f.bootMechanism()
+	fileChange := func(cur *sshdFile, file, want string) (bool, error) {
+		switch {
+		case cur == nil:
+			add("create "+file+" (starts the emergency sshd at boot)", file, "", want)
+		case cur.Link || !cur.Regular:
+			return false, fmt.Errorf("%s is not a regular file: remove it by hand", file)
+		case cur.Content != want:
+			add("update "+file+" (starts the emergency sshd at boot)", file, cur.Content, want)
+		case cur.UID != 0 || cur.GID != 0 || cur.Mode != bootFileMode(file):
+			add(fmt.Sprintf("chown root:root, chmod %04o %s (was %d:%d %04o)", bootFileMode(file), file, cur.UID, cur.GID, cur.Mode), file, "", "")
+		default:
+			return false, nil
+		}
+		return true, nil
+	}
+	switch p.boot {
+	case bootSysv:
+		p.initFile = s.renderInit(f.SSHD)
+		if p.writeInit, err = fileChange(f.InitScript, s.InitPath(), p.initFile); err != nil {
+			return nil, err
+		}
+		if !s.rcEnabled(f) {
+			p.rcEnable = true
+			add(fmt.Sprintf("update-rc.d %s defaults: start it at boot in runlevels 2-5 (no systemd here; PID 1 is %s)", s.InitName(), orUnknown(f.PID1)), "", "", "")
+		}
+	case bootCron:
+		if strings.Contains(f.SSHD, "%") { // cron turns % into a newline
+			return nil, fmt.Errorf("sshd binary %s: a cron entry cannot run a path with %%", f.SSHD)
+		}
+		p.cronFile = s.renderCron(f.SSHD)
+		if p.writeCron, err = fileChange(f.CronFile, s.CronPath(), p.cronFile); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case f.PID == 0:
@@ -1067,6 +1390,10 @@ func (s *SecondarySSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, e
 		}
 		res.Findings = append(res.Findings, s.commandFinding(pin.Addr, pin.KnownHosts))
 	}
+	if !facts.Systemd && p.boot == "" {
+		fd, _ := s.bootFinding(facts, p, "breakglass apply -i INVENTORY PLAYBOOK --limit "+env.Host)
+		res.Findings = append(res.Findings, fd)
+	}
 	return res, nil
 }
 
@@ -1089,6 +1416,11 @@ func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *
 	case p.start:
 		add(FindingSecondNotRunning, "risk", s.PidFile(), fmt.Sprintf("the emergency sshd %s (port %d) is not running (no sshd -f %s)", s.name, s.port, s.ConfigPath()), shell.Join(f.SSHD, "-f", s.ConfigPath()))
 	}
+	if f.Config != nil {
+		if fd, ok := s.bootFinding(f, p, apply); ok {
+			out = append(out, fd)
+		}
+	}
 	if f.Config != nil && f.Config.Regular {
 		for _, l := range sshdconf.ParseFile(f.Config.Path, f.Config.Content, "") {
 			why := ""
@@ -1110,6 +1442,10 @@ func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *
 			case "hostkey":
 				if len(l.Args) == 1 && !strings.HasPrefix(l.Args[0], s.HostKeyDir()+"/") {
 					why = "it serves " + l.Args[0] + ", the main sshd's host key file: regenerating or deleting it changes this port too"
+				}
+			case "hostcertificate":
+				if len(l.Args) == 1 && !strings.HasPrefix(l.Args[0], s.HostKeyDir()+"/") {
+					why = "it presents " + l.Args[0] + ", the main sshd's host certificate file: replacing or deleting it changes this port too"
 				}
 			}
 			if why != "" {
@@ -1136,6 +1472,41 @@ func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *
 			"root_login: true on the secondary_sshd task lets root in by the allowed users' keys on that port only")
 	}
 	return out
+}
+
+// bootFinding reports when nothing starts the emergency sshd at boot: its
+// unit is not enabled, its init script or cron entry is missing or not
+// linked, or the host runs nothing this task can use (no systemd, no
+// sysv-rc, no cron daemon).
+func (s *SecondarySSHD) bootFinding(f *secondaryFacts, p *secondaryPlan, apply string) (Finding, bool) {
+	fd := Finding{ID: FindingSecondNoBoot, Severity: "risk"}
+	switch {
+	case f.Systemd && f.Enabled != "enabled":
+		fd.Path = s.UnitPath()
+		fd.Detail = fmt.Sprintf("the emergency sshd %s (port %d) does not start at boot: %s is %s, not enabled", s.name, s.port, s.Unit(), orUnknown(f.Enabled))
+		fd.Fix = shell.Join("systemctl", "enable", s.Unit())
+	case f.Systemd:
+		return fd, false
+	case p.boot == "":
+		fd.Path = s.ConfigPath()
+		fd.Detail = fmt.Sprintf("nothing starts the emergency sshd %s (port %d) at boot: this host runs no systemd (PID 1 is %s), has no sysv-rc (/etc/init.d and update-rc.d) and no cron daemon; after a reboot it stays down until the next apply", s.name, s.port, orUnknown(f.PID1))
+		fd.Fix = "apt-get install cron, then " + apply + "  # installs an @reboot entry in " + s.CronPath()
+	case p.writeInit || p.rcEnable:
+		fd.Path = s.InitPath()
+		why := s.InitPath() + " is missing or differs from what apply installs"
+		if !p.writeInit {
+			why = s.InitPath() + " is not linked to start in runlevels 2-5 (update-rc.d)"
+		}
+		fd.Detail = fmt.Sprintf("the emergency sshd %s (port %d) does not start at boot: %s", s.name, s.port, why)
+		fd.Fix = apply
+	case p.writeCron:
+		fd.Path = s.CronPath()
+		fd.Detail = fmt.Sprintf("the emergency sshd %s (port %d) does not start at boot: the @reboot entry %s is missing or differs from what apply installs", s.name, s.port, s.CronPath())
+		fd.Fix = apply
+	default:
+		return fd, false
+	}
+	return fd, true
 }
 
 // commandFinding tells the operator how to use the second way in: the
@@ -1177,6 +1548,9 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 	b.WriteString(s.vars())
 	fmt.Fprintf(&b, "S=%s\n", shell.Quote(f.SSHD))
 	b.WriteString(secondaryFuncs)
+	if p.writeInit || p.writeCron {
+		b.WriteString(nofollowScript) // bg_write
+	}
 	fmt.Fprintf(&b, "port=%d\n", s.port)
 	b.WriteString(`bg_fail() { echo "status ${st:-failed}"; printf '| %s\n' "$@"; exit 0; }
 # bg_sshd_says runs the daemon once in the foreground (-d: it logs to
@@ -1209,7 +1583,13 @@ bg_port_holder() {
 	for _, name := range p.storeRemoves {
 		fmt.Fprintf(&b, "rm -f -- %s || bg_fail %s\n", shell.Quote(s.KeyDir()+"/"+name), shell.Quote("remove "+s.KeyDir()+"/"+name))
 	}
-	if len(p.copyKeys)+len(p.storeWrites)+len(p.storeRemoves) > 0 {
+	for _, c := range p.copyCerts {
+		dst := s.HostKeyDir() + "/" + certCopyName(c)
+		tmp := txnTmpPath(dst, "tmp")
+		fmt.Fprintf(&b, "rm -f -- %[2]s\ncp -- %[1]s %[2]s && chown 0:0 %[2]s && chmod 0644 %[2]s || { rm -f -- %[2]s; bg_fail %[4]s; }\nsync -- %[2]s 2>/dev/null\nmv -f -- %[2]s %[3]s || bg_fail %[4]s\n",
+			shell.Quote(c), shell.Quote(tmp), shell.Quote(dst), shell.Quote("copy "+c+" to "+dst))
+	}
+	if len(p.copyKeys)+len(p.copyCerts)+len(p.storeWrites)+len(p.storeRemoves) > 0 {
 		fmt.Fprintf(&b, "sync -- %s %s 2>/dev/null\n", shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()))
 	}
 	if p.writeConfig {
@@ -1230,7 +1610,7 @@ sync -- "${F%/*}" 2>/dev/null
 st=installed-not-running
 `)
 	}
-	if len(p.copyKeys) > 0 && !f.Systemd {
+	if len(p.copyKeys)+len(p.copyCerts) > 0 && !f.Systemd {
 		b.WriteString("keys_changed=1\n")
 	}
 	if f.Systemd {
@@ -1265,6 +1645,24 @@ bg_wait_pidfile "$pid" || bg_fail "$unit did not come back after the reload: $(s
 `)
 		}
 	} else {
+		if p.writeInit {
+			fmt.Fprintf(&b, "out=$(bg_write %s root 0755 %s 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(s.InitPath()), shell.Quote(p.initFile), shell.Quote("write "+s.InitPath()))
+			// No backup beside it: insserv reads every file in /etc/init.d,
+			// and a second script providing the same service is an error.
+			fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(s.InitPath()+BackupSuffix))
+		}
+		if p.rcEnable {
+			n := shell.Quote(s.InitName())
+			fmt.Fprintf(&b, `out=$(update-rc.d %[1]s defaults 2>&1 && update-rc.d %[1]s enable 2>&1) || bg_fail "update-rc.d %[2]s failed" "$out"
+for l in 2 3 4 5; do
+	set -- /etc/rc$l.d/S[0-9][0-9]%[1]s
+	[ -L "$1" ] || bg_fail "update-rc.d %[2]s did not link it into runlevel $l" "$out"
+done
+`, n, s.InitName())
+		}
+		if p.writeCron {
+			fmt.Fprintf(&b, "out=$(bg_write %s root 0644 %s 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(s.CronPath()), shell.Quote(p.cronFile), shell.Quote("write "+s.CronPath()))
+		}
 		// Decided again here from what runs now, not from the facts: the
 		// daemon may have died or come up since.
 		b.WriteString(`if pid=$(bg_secondary_pid); then

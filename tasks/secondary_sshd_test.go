@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -231,6 +233,20 @@ func TestSecondaryPlan(t *testing.T) {
 		{name: "privsep dir missing", extra: "privsep-missing\n" + current + "running 77\n", want: []string{"create /run/sshd"}},
 		{name: "port taken by the main sshd", extra: "T listenaddress 0.0.0.0:2222\n", err: "port 2222: the main sshd listens on 0.0.0.0:2222 already"},
 		{name: "no host key", extra: "", err: ""},
+		{name: "host certificate: copied and presented", extra: current + "T hostcertificate /etc/ssh/host-ed25519.cert\nexists /etc/ssh/host-ed25519.cert\nhostkey differs /etc/ssh/host-ed25519.cert\nrunning 77\n",
+			want: []string{"copy the host certificate /etc/ssh/host-ed25519.cert to /etc/breakglass/hostkeys/host-ed25519.cert-cert.pub", "update /etc/ssh/sshd_config_breakglass", "reload the emergency sshd (pid 77)"}},
+		{name: "host certificate in place", extra: strings.Replace(current, sshdB64([]byte(s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ecdsa_key", "/etc/breakglass/hostkeys/ssh_host_ed25519_key"}))),
+			sshdB64([]byte(s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ecdsa_key", "/etc/breakglass/hostkeys/ssh_host_ed25519_key"}, "/etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub"))), 1) +
+			"T hostcertificate /etc/ssh/ssh_host_ed25519_key-cert.pub\nexists /etc/ssh/ssh_host_ed25519_key-cert.pub\nhostkey same /etc/ssh/ssh_host_ed25519_key-cert.pub\ncopy 0 0 644 0 /etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub\nrunning 77\n"},
+		{name: "sysv-rc, fresh", extra: "pid1 init\nsysv-rc\ncron /usr/sbin/cron\n", want: append(fresh[:len(fresh):len(fresh)], "create /etc/init.d/breakglass-sshd (starts the emergency sshd at boot)", "update-rc.d breakglass-sshd defaults: start it at boot in runlevels 2-5 (no systemd here; PID 1 is init)", "start /usr/sbin/sshd")},
+		{name: "sysv-rc, as wanted", extra: "pid1 init\nsysv-rc\n" + current + strings.Replace(secondaryFile(s.InitPath(), s.renderInit("/usr/sbin/sshd")), "file 0 0 644", "file 0 0 755", 1) + rcLinks(s, "2", "3", "4", "5") + "running 77\n"},
+		{name: "sysv-rc, disabled in runlevel 3", extra: "pid1 init\nsysv-rc\n" + current + strings.Replace(secondaryFile(s.InitPath(), s.renderInit("/usr/sbin/sshd")), "file 0 0 644", "file 0 0 755", 1) + rcLinks(s, "2", "4", "5") + "rc-link /etc/rc3.d/K01breakglass-sshd ../init.d/breakglass-sshd\n" + "running 77\n",
+			want: []string{"update-rc.d breakglass-sshd defaults"}},
+		{name: "sysv-rc, script edited and world-writable", extra: "pid1 init\nsysv-rc\n" + current + strings.Replace(secondaryFile(s.InitPath(), "#!/bin/sh\n"), "file 0 0 644", "file 0 0 777", 1) + rcLinks(s, "2", "3", "4", "5") + "running 77\n",
+			want: []string{"update /etc/init.d/breakglass-sshd (starts the emergency sshd at boot)"}},
+		{name: "cron only, fresh", extra: "pid1 tini\ncron /usr/sbin/cron\n" + current + "running 77\n", want: []string{"create /etc/cron.d/breakglass-sshd (starts the emergency sshd at boot)"}},
+		{name: "cron only, as wanted", extra: "pid1 tini\ncron /usr/sbin/cron\n" + current + secondaryFile(s.CronPath(), s.renderCron("/usr/sbin/sshd")) + "running 77\n"},
+		{name: "cron entry a link", extra: "pid1 tini\ncron /usr/sbin/cron\n" + current + "other 1 /etc/cron.d/breakglass-sshd\n", err: "/etc/cron.d/breakglass-sshd is not a regular file"},
 		{name: "systemd, fresh", extra: "systemd\ndebian-ssh\nenabled disabled\nactive inactive\n", want: append(fresh[:len(fresh):len(fresh)], "create /etc/systemd/system/breakglass-sshd.service", "keep /run/sshd when ssh.service stops", "enable breakglass-sshd.service", "start breakglass-sshd.service (was inactive)")},
 		{name: "systemd, as wanted", extra: "systemd\ndebian-ssh\n" + current + secondaryFile(s.UnitPath(), unit) + secondaryFile(secondaryPrivsepDropIn, secondaryPrivsepConf) + "enabled enabled\nactive active\nrunning 9\n"},
 		{name: "systemd, config changed", extra: "systemd\n" + strings.Replace(current, sshdB64([]byte(s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ecdsa_key", "/etc/breakglass/hostkeys/ssh_host_ed25519_key"}))), sshdB64([]byte("x\n")), 1) + secondaryFile(s.UnitPath(), unit) + "enabled enabled\nactive active\nrunning 9\n", want: []string{"update /etc/ssh/sshd_config_breakglass", "reload breakglass-sshd.service"}},
@@ -402,6 +418,36 @@ func (x *sshdLab) secondary(t *testing.T, src string) *SecondarySSHD {
 	return s
 }
 
+// rcLinks is the facts' rc-link lines of S links in the given runlevels.
+func rcLinks(s *SecondarySSHD, levels ...string) string {
+	var b strings.Builder
+	for _, l := range levels {
+		fmt.Fprintf(&b, "rc-link /etc/rc%s.d/S01%s ../init.d/%s\n", l, s.InitName(), s.InitName())
+	}
+	return b.String()
+}
+
+// auditSecondary runs the task as audit does (check mode, findings) and
+// returns the second path's findings: id → details.
+func auditSecondary(t *testing.T, x *sshdLab, src string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := x.secondary(t, src)
+	s.Audit()
+	res, err := s.Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}, Check: true})
+	if err != nil {
+		t.Fatalf("secondary_sshd audit: %v", err)
+	}
+	out := map[string]string{}
+	for _, f := range res.Findings {
+		if strings.HasPrefix(f.ID, "second-path") {
+			out[f.ID] += f.Detail + " | fix: " + f.Fix + "\n"
+		}
+	}
+	return out
+}
+
 func changesOf(res *Result) string {
 	var s []string
 	for _, c := range res.Changes {
@@ -432,6 +478,37 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	}
 	if res := runSecondary(t, x, task); res.Changed {
 		t.Errorf("second run changed: %s", changesOf(res))
+	}
+
+	// Started again at boot: no systemd here, so apply installed an init
+	// script and linked it with update-rc.d into runlevels 2-5, which
+	// sysvinit's rc (or OpenRC) runs at boot. The boot: the emergency sshd
+	// dies, /run is empty (no pid file, no /run/sshd), and the S link of
+	// runlevel 2 runs as rc runs it: "start", init's bare environment.
+	t.Logf("first run: %s", changesOf(res))
+	if got := x.sh(t, "stat -c '%U %a' /etc/init.d/breakglass-sshd; for l in 2 3 4 5; do readlink /etc/rc$l.d/S[0-9][0-9]breakglass-sshd; done", nil); got != "root 755\n"+strings.Repeat("../init.d/breakglass-sshd\n", 4) {
+		t.Errorf("init script and rc links: %q", got)
+	}
+	x.sh(t, `pid=$(cat /run/sshd-breakglass.pid) && kill -KILL "$pid" && while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; rm -rf /run/sshd-breakglass.pid /run/sshd`, nil)
+	if err := x.login("bg-ops1", 2222); err == nil {
+		t.Fatal("the emergency sshd still answers after it was killed")
+	}
+	x.sh(t, `for s in /etc/rc2.d/S[0-9][0-9]*; do case $s in *breakglass-sshd) env -i PATH=/sbin:/usr/sbin:/bin:/usr/bin RUNLEVEL=2 PREVLEVEL=N "$s" start; esac; done`, nil)
+	x.mustLogin(t, 2222, "bg-ops1", "bg-ops2")
+	x.mustLogin(t, 0, "admin") // the init script made /run/sshd again
+	if res := runSecondary(t, x, task); res.Changed {
+		t.Errorf("run after the boot changed: %s", changesOf(res))
+	}
+	// Unlinked: audit says it does not start at boot; apply links it again.
+	x.sh(t, "update-rc.d -f breakglass-sshd remove >/dev/null 2>&1; ls /etc/rc2.d | grep breakglass || :", nil)
+	if fd := auditSecondary(t, x, task); !strings.Contains(fd[FindingSecondNoBoot], "not linked to start in runlevels 2-5") {
+		t.Errorf("audit with the rc links removed: %q", fd[FindingSecondNoBoot])
+	}
+	if got := changesOf(runSecondary(t, x, task)); !strings.Contains(got, "update-rc.d breakglass-sshd defaults") {
+		t.Errorf("run with the rc links removed: %s", got)
+	}
+	if fd := auditSecondary(t, x, task); fd[FindingSecondNoBoot] != "" {
+		t.Errorf("audit after the repair: %q", fd[FindingSecondNoBoot])
 	}
 
 	// Break the main sshd: it refuses everyone; the emergency one does not care.
@@ -500,6 +577,20 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	}
 	x.sh(t, "usermod -p '*' bg-ops1", nil)
 	x.mustLogin(t, 2222, "bg-ops1")
+
+	// key_file: on the task: bg-ops1 gets exactly bg-ops2's key on this
+	// port, whatever the play gives it.
+	res = runSecondary(t, x, fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1], listen: %s, key_file: {bg-ops1: %s.pub}}`, x.h.Addr, x.keys["bg-ops2"]))
+	if got := changesOf(res); !strings.Contains(got, "update /etc/breakglass/keys/bg-ops1") {
+		t.Errorf("key_file run: %s", got)
+	}
+	if err := x.login("bg-ops1", 2222); err == nil {
+		t.Error("bg-ops1's own key still logs in on the emergency port after key_file gave it another")
+	}
+	own := x.keys["bg-ops1"]
+	x.keys["bg-ops1"] = x.keys["bg-ops2"]
+	x.mustLogin(t, 2222, "bg-ops1")
+	x.keys["bg-ops1"] = own
 }
 
 // A port someone else holds: the error quotes sshd's own words and says
@@ -517,5 +608,180 @@ func TestSecondaryPortTakenOnHost(t *testing.T) {
 	}
 	if got := x.sh(t, "cat /run/other-sshd.pid >/dev/null && echo other-running", nil); got != "other-running\n" {
 		t.Errorf("the other listener: %q", got)
+	}
+	// Nothing else changed: the holder still has its port, the main sshd
+	// still lets people in, and no emergency sshd half-runs.
+	if got := x.sh(t, "ls /run/sshd-breakglass.pid 2>/dev/null || echo no-pidfile", nil); got != "no-pidfile\n" {
+		t.Errorf("after the failed start: %q", got)
+	}
+	x.mustLogin(t, 0, "admin", "bg-ops1")
+	x.mustLogin(t, 2223, "admin") // the holder, untouched
+}
+
+// keys: and key_file: on the task give a user exactly those keys on this
+// port (the play's authorized_key tasks are not consulted for that user);
+// a user named in neither gets the play's keys. Every input error has its
+// position.
+func TestSecondaryTaskKeys(t *testing.T) {
+	k1, k2, k3, k4 := testKey(t, 1, "one"), testKey(t, 2, "two"), testKey(t, 3, "three"), testKey(t, 4, "four")
+	dir := t.TempDir()
+	pub := dir + "/bg-ops2.pub"
+	if err := os.WriteFile(pub, []byte("# bg-ops2's key\n\n"+k3+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	priv := dir + "/id_ed25519"
+	if err := os.WriteFile(priv, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mods := []Module{
+		mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops1, key: %q}`, k4)),
+		mustAuthorizedKey(t, fmt.Sprintf(`{user: bg-ops3, key: %q}`, k4)),
+	}
+	s := mustSecondary(t, fmt.Sprintf("port: 2222\nallow_users: [bg-ops1, bg-ops2, bg-ops3]\nroot_login: true\nkeys:\n  bg-ops1: [%q, %q]\nkey_file: {bg-ops2: %s}\n", k1, k2, pub))
+	if err := s.LinkPlay(mods, 22); err != nil {
+		t.Fatal(err)
+	}
+	for u, want := range map[string][]string{"bg-ops1": {k1, k2}, "bg-ops2": {k3}, "bg-ops3": {k4}} {
+		if got := s.store[u]; !slices.Equal(got, want) {
+			t.Errorf("%s's store: %q, want %q", u, got, want)
+		}
+	}
+	if c := s.storeContent("bg-ops1"); !strings.Contains(c, "# The keys the secondary_sshd task gives bg-ops1 (keys:, key_file:).\n") || strings.Contains(c, k4) {
+		t.Errorf("bg-ops1's file:\n%s", c)
+	}
+	if root := s.storeContent("root"); !strings.Contains(root, k1) || !strings.Contains(root, k3) || !strings.Contains(root, k4) {
+		t.Errorf("root's file:\n%s", root)
+	}
+
+	src := fmt.Sprintf(`port: 2222
+allow_users: [bg-ops1, bg-ops2]
+keys:
+  bg-ops1: ["not a key", %q, %q]
+  stranger: [%q]
+  bg-ops2: []
+key_file: {bg-ops2: %s/missing.pub, bg-ops1: %s}
+`, k1, k1, k2, dir, priv)
+	_, err := sshdDecode(t, "secondary_sshd", src)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"pb.yml:4:13: secondary_sshd: keys: bg-ops1[0]: not a public key",
+		"pb.yml:4:", "keys: bg-ops1[2]: the same key is given to bg-ops1 twice",
+		"pb.yml:5:3: secondary_sshd: keys: stranger is not in allow_users",
+		"pb.yml:6:12: secondary_sshd: keys: bg-ops2: give at least one key",
+		"pb.yml:7:21: secondary_sshd: key_file: open " + dir + "/missing.pub",
+		"secondary_sshd: key_file " + priv + ": line 1: this is a private key; name the .pub file",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "b3Blbn") {
+		t.Error("the error quotes the private key file")
+	}
+}
+
+// A main sshd that presents a host certificate: the emergency sshd
+// presents its own copy of it, so a client trusting the host CA
+// (@cert-authority) gets in with strict checking; deleting the main
+// certificate changes nothing on the emergency port.
+func TestSecondaryHostCertificateOnHost(t *testing.T) {
+	t.Parallel()
+	x := newSSHDLab(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "host-ca", "-f", dir+"/ca").CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	if err := os.WriteFile(dir+"/host.pub", []byte(x.sh(t, "cat /etc/ssh/ssh_host_ed25519_key.pub", nil)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ssh-keygen", "-q", "-s", dir+"/ca", "-I", x.h.Name, "-h", "-n", x.h.Addr, dir+"/host.pub").CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -s: %v: %s", err, out)
+	}
+	cert, err := os.ReadFile(dir + "/host-cert.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.sh(t, `cat > /etc/ssh/ssh_host_ed25519_key-cert.pub
+echo 'HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub' > /etc/ssh/sshd_config.d/00-cert.conf
+kill -HUP $(cat /run/sshd.pid)`, cert)
+	ca, err := os.ReadFile(dir + "/ca.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKnown := dir + "/known_hosts_ca"
+	if err := os.WriteFile(caKnown, []byte("@cert-authority * "+string(ca)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// presents: the port offers the certificate, and a client that knows
+	// only the CA logs in with strict checking.
+	presents := func(what string) {
+		t.Helper()
+		out, _ := exec.Command("ssh-keyscan", "-c", "-p", "2222", x.h.Addr).CombinedOutput()
+		if !strings.Contains(string(out), "ssh-ed25519-cert-v01@openssh.com") {
+			t.Errorf("%s: port 2222 presents no certificate:\n%s", what, out)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+			"-o", "UserKnownHostsFile="+caKnown, "-o", "GlobalKnownHostsFile=/dev/null", "-p", "2222", "-i", x.keys["bg-ops1"], "bg-ops1@"+x.h.Addr, "id -un").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "bg-ops1" {
+			t.Errorf("%s: login trusting only the host CA: %v: %s", what, err, out)
+		}
+	}
+	task := fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1, bg-ops2], listen: %s}`, x.h.Addr)
+	res := runSecondary(t, x, task)
+	if got := changesOf(res); !strings.Contains(got, "copy the host certificate /etc/ssh/ssh_host_ed25519_key-cert.pub to /etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub") {
+		t.Errorf("first run: %s", got)
+	}
+	if got := x.sh(t, "grep HostCertificate /etc/ssh/sshd_config_breakglass; stat -c '%U %a' /etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub", nil); got != "HostCertificate /etc/breakglass/hostkeys/ssh_host_ed25519_key-cert.pub\nroot 644\n" {
+		t.Errorf("config and copy: %q", got)
+	}
+	presents("after apply")
+	x.mustLogin(t, 2222, "bg-ops1") // the plain host key, from the lab's known_hosts, still works
+	if res := runSecondary(t, x, task); res.Changed {
+		t.Errorf("second run changed: %s", changesOf(res))
+	}
+	x.sh(t, "rm /etc/ssh/ssh_host_ed25519_key-cert.pub", nil)
+	if res := runSecondary(t, x, task); res.Changed {
+		t.Errorf("run with the main certificate deleted changed: %s", changesOf(res))
+	}
+	presents("with the main certificate deleted")
+}
+
+// Audit says when nothing starts the emergency sshd at boot, with the fix
+// that fits what the host runs.
+func TestSecondaryBootFinding(t *testing.T) {
+	s := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1")
+	current := secondaryConverged(s)
+	init := strings.Replace(secondaryFile(s.InitPath(), s.renderInit("/usr/sbin/sshd")), "file 0 0 644", "file 0 0 755", 1)
+	tests := []struct{ name, facts, want string }{
+		{"systemd, enabled", "systemd\nenabled enabled\nactive active\n", ""},
+		{"systemd, disabled", "systemd\nenabled disabled\nactive active\n", "fix: systemctl enable breakglass-sshd.service"},
+		{"sysv-rc, linked", "pid1 init\nsysv-rc\n" + init + rcLinks(s, "2", "3", "4", "5"), ""},
+		{"sysv-rc, not linked", "pid1 init\nsysv-rc\n" + init, "/etc/init.d/breakglass-sshd is not linked to start in runlevels 2-5 (update-rc.d)"},
+		{"sysv-rc, no script", "pid1 init\nsysv-rc\n" + rcLinks(s, "2", "3", "4", "5"), "/etc/init.d/breakglass-sshd is missing or differs"},
+		{"cron, entry in place", "pid1 tini\ncron /usr/sbin/cron\n" + secondaryFile(s.CronPath(), s.renderCron("/usr/sbin/sshd")), ""},
+		{"cron, no entry", "pid1 tini\ncron /usr/sbin/cron\n", "the @reboot entry /etc/cron.d/breakglass-sshd is missing"},
+		{"nothing at boot", "pid1 tini\n", "this host runs no systemd (PID 1 is tini), has no sysv-rc (/etc/init.d and update-rc.d) and no cron daemon; after a reboot it stays down until the next apply | fix: apt-get install cron, then breakglass apply"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := parseSecondaryT(t, secondaryFactsOut(current+tt.facts+"running 77\n"))
+			p, err := s.plan(f, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			for _, fd := range s.auditFindings(f, p, nil, "web01") {
+				if fd.ID == FindingSecondNoBoot {
+					got = fd.Severity + ": " + fd.Detail + " | fix: " + fd.Fix
+				}
+			}
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) || tt.want != "" && !strings.HasPrefix(got, "risk: ") {
+				t.Errorf("finding %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -270,6 +270,40 @@ func TestSecondarySSHDOnSystemdHost(t *testing.T) {
 			if res := runSecondary(t, x, task); res.Changed {
 				t.Errorf("second run changed: %s", changesOf(res))
 			}
+			// Healthy: audit reports nothing but that root needs sudo here
+			// (no root_login).
+			if fd := auditSecondary(t, x, task); len(fd) != 1 || fd[FindingSecondSudo] == "" {
+				t.Errorf("audit of a healthy second path: %q", fd)
+			}
+			// Disabled, its unit edited: audit says it does not start at
+			// boot, check mode with diff shows the unit's change, apply
+			// puts both back.
+			x.sh(t, "systemctl disable --quiet "+unit+" && echo '# edited by hand' >> /etc/systemd/system/"+unit, nil)
+			if fd := auditSecondary(t, x, task); !strings.Contains(fd[FindingSecondNoBoot], "systemctl enable "+unit) {
+				t.Errorf("audit with the unit disabled: %q", fd)
+			}
+			cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+			res, err := x.secondary(t, task).Run(cctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}, Check: true, Diff: true})
+			ccancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var unitDiff *Change
+			for i, c := range res.Changes {
+				if c.Path == "/etc/systemd/system/"+unit {
+					unitDiff = &res.Changes[i]
+				}
+			}
+			if unitDiff == nil || !strings.Contains(unitDiff.Before, "# edited by hand") || strings.Contains(unitDiff.After, "# edited by hand") || !strings.Contains(unitDiff.After, "Restart=always") ||
+				!strings.Contains(changesOf(res), "enable "+unit) {
+				t.Errorf("check --diff: %s, unit change %+v", changesOf(res), unitDiff)
+			}
+			if got := x.sh(t, "systemctl is-enabled "+unit+" || :; grep -c 'edited by hand' /etc/systemd/system/"+unit+" || :", nil); got != "disabled\n1\n" {
+				t.Errorf("check mode changed the host: %q", got)
+			}
+			if got := changesOf(runSecondary(t, x, task)); !strings.Contains(got, "update /etc/systemd/system/"+unit) || !strings.Contains(got, "enable "+unit) {
+				t.Errorf("repair run: %s", got)
+			}
 
 			steps := []struct {
 				name, script string

@@ -78,7 +78,7 @@ func TestCatalog(t *testing.T) {
 	}
 	// Ids the modules report themselves.
 	for _, id := range []string{tasks.FindingSecondNotRunning, tasks.FindingSecondShared, tasks.FindingSecondKeys,
-		tasks.FindingSecondKnownHosts, tasks.FindingSecondSudo, "emergency-access"} {
+		tasks.FindingSecondKnownHosts, tasks.FindingSecondSudo, tasks.FindingSecondNoBoot, "emergency-access"} {
 		if _, ok := lookupCheck(id); !ok {
 			t.Errorf("tasks reports %q, which is not in Catalog", id)
 		}
