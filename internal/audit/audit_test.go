@@ -772,3 +772,25 @@ func TestSocketOverridesPort(t *testing.T) {
 		}
 	}
 }
+
+func TestSocketCovers(t *testing.T) {
+	socket := socketListens("127.0.0.5:22 (Stream) [::]:2222 (Stream)")
+	for _, c := range []struct {
+		listen string
+		want   bool
+	}{
+		{"127.0.0.5:22", true},
+		{"127.0.0.1:22", false},
+		{"0.0.0.0:22", false},
+		{"127.0.0.5:2200", false},
+		{"10.1.2.3:2222", true},
+		{"[::1]:2222", true},
+	} {
+		if got := socketCovers(socket, c.listen); got != c.want {
+			t.Errorf("socket %v, listen %s: %v, want %v", socket, c.listen, got, c.want)
+		}
+	}
+	if !socketCovers(socketListens("0.0.0.0:22 (Stream)"), "127.0.0.1:22") || socketCovers(socketListens("0.0.0.0:22 (Stream)"), "[::1]:22") {
+		t.Error("the IPv4 wildcard covers IPv4 only")
+	}
+}
