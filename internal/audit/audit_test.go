@@ -748,6 +748,12 @@ func TestSocketOverridesPort(t *testing.T) {
 		h.SocketActivated, h.SocketListen = active, listen
 		for _, f := range judge(t, h, "admin", func(uf *tasks.UserFacts, _ *UserExtras) {
 			uf.SSHD.Values["port"] = ports
+			// sshd -T prints a listenaddress per port, on the
+			// recorded host's ListenAddress.
+			uf.SSHD.Values["listenaddress"] = nil
+			for _, p := range ports {
+				uf.SSHD.Values["listenaddress"] = append(uf.SSHD.Values["listenaddress"], "127.1.2.3:"+p)
+			}
 		}) {
 			if f.ID == "socket-overrides-port" {
 				return true
@@ -766,6 +772,7 @@ func TestSocketOverridesPort(t *testing.T) {
 		{true, "[::]:22 (Stream) 0.0.0.0:22 (Stream) ", []string{"22"}, false},
 		{true, "127.1.2.3:22 (Stream) ", []string{"2200"}, true},
 		{true, "127.1.2.3:22 (Stream) ", []string{"22", "2200"}, true},
+		{true, "127.9.9.9:22 (Stream) ", []string{"22"}, true}, // ListenAddress elsewhere
 	} {
 		if got := has(tc.active, tc.listen, tc.ports...); got != tc.want {
 			t.Errorf("socket %v %q, Port %q: finding %v, want %v", tc.active, tc.listen, tc.ports, got, tc.want)
