@@ -1004,7 +1004,7 @@ func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings [
 			return
 		}
 		err := proveLogin(ctx, env.Dial, l, p)
-		if err != nil && droppedBeforeAuth(err) && ctx.Err() == nil {
+		if err != nil && droppedBeforeAuth(err) && !errors.Is(err, ErrLoginPenalised) && ctx.Err() == nil {
 			select {
 			case <-time.After(proveRetryDelay):
 				err = proveLogin(ctx, env.Dial, l, p)

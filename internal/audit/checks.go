@@ -443,7 +443,7 @@ func (c *checker) penalties(users []auditedUser) {
 		}
 		client := u.uf.Conn.Client
 		exempt := cfg.Get("persourcepenaltyexemptlist")
-		if penaltyExempt(client, exempt) {
+		if tasks.PenaltyExempt(client, exempt) {
 			return
 		}
 		list := exempt
@@ -455,25 +455,6 @@ func (c *checker) penalties(users []auditedUser) {
 			fmt.Sprintf("exempt the controller, e.g. breakglass apply with sshd: {settings: {PerSourcePenaltyExemptList: %s}}", shell.Quote(client)))
 		return
 	}
-}
-
-// penaltyExempt reports whether addr is in list, sshd's comma-separated
-// addresses and CIDR blocks.
-func penaltyExempt(addr, list string) bool {
-	a, err := netip.ParseAddr(addr)
-	if err != nil {
-		return false
-	}
-	for _, e := range strings.Split(list, ",") {
-		e = strings.TrimSpace(e)
-		if p, err := netip.ParsePrefix(e); err == nil && p.Contains(a) {
-			return true
-		}
-		if b, err := netip.ParseAddr(e); err == nil && b == a {
-			return true
-		}
-	}
-	return false
 }
 
 // socketPorts reports where sshd's configuration says sshd listens but

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -74,16 +72,8 @@ var (
 )
 
 // closedBeforeAuth reports whether err is a dial that sshd ended before any
-// authentication: the TCP connection was accepted, then closed or reset
-// during the SSH handshake (how sshd drops a penalised or surplus
-// connection), not refused, timed out or failed on the host key.
-func closedBeforeAuth(err error) bool {
-	var de *transport.DialError
-	if !errors.As(err, &de) || de.Stage != transport.StageHandshake {
-		return false
-	}
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
-}
+// authentication (how it drops a penalised or surplus connection).
+func closedBeforeAuth(err error) bool { return tasks.ClosedInHandshake(err) }
 
 func isLoginRefused(err error) bool {
 	var de *transport.DialError
