@@ -141,6 +141,11 @@ func (p Penalties) wait(refusals int) time.Duration {
 	return min(p.Max, p.Min+time.Duration(refusals+2)*p.AuthFail) + penaltySlack
 }
 
+// PenaltyWait is how long a login closed before authentication is worth
+// trying again under OpenSSH's default penalties, after refusals refused
+// logins from this address (for a dialer that has no sshd -T to read).
+func PenaltyWait(refusals int) time.Duration { return defaultPenalties.wait(refusals) }
+
 // penaltySlack and penaltyRetryEvery: a penalised login is dialled again
 // every penaltyRetryEvery (a connection sshd closes earns no penalty), for
 // the penalty's bound plus penaltySlack.
