@@ -255,8 +255,8 @@ func exampleOnKind(t *testing.T, k lab.Kind) {
 	before := penaltyDrops(t, h)
 	code, out, _ = runCLI(t, f.args("recover", pb, "--user", "admin", "--yes", "--format", "json")...)
 	r = decodeReport(t, out)
-	if code != 0 {
-		t.Errorf("recover under penalties: exit %d", code)
+	if code != 0 || len(r.Hosts) != 1 || r.Hosts[0].Status != report.StatusChanged {
+		t.Errorf("recover under penalties: exit %d, %+v", code, r.Hosts)
 	}
 	if drops := penaltyDrops(t, h) - before; drops == 0 {
 		t.Errorf("sshd never dropped a connection for a penalty during recover: the test proves nothing\n%s", journal(t, h))
