@@ -244,6 +244,15 @@ func (g *loginGate) keyOf(user, keyFile string, p Path) gateKey {
 	return k
 }
 
+// ForgetRefusals lets logins refused so far be made again: the runner
+// calls it after a task changed the host, which may have fixed them.
+// The refusals still count towards how long a penalty can last.
+func (g *loginGate) ForgetRefusals() {
+	g.mu.Lock()
+	clear(g.refused)
+	g.mu.Unlock()
+}
+
 // penalties reads PerSourcePenalties from any user's effective sshd
 // configuration the run gathered, else assumes OpenSSH's defaults.
 func (g *loginGate) penalties() Penalties {

@@ -167,3 +167,28 @@ func TestLoginGateWaitsOutPenalty(t *testing.T) {
 		t.Errorf("penalties off: %v after %d tries", err, host.cut-cuts)
 	}
 }
+
+// TestLoginGateForgetsRefusalsAfterAChange: a refused login is not made
+// again, until a task changes the host (which may have fixed it).
+func TestLoginGateForgetsRefusalsAfterAChange(t *testing.T) {
+	host := &penaltyHost{refuse: map[string]bool{"bg-ops2": true}, authfail: time.Millisecond, min: time.Hour}
+	g := GateLogins(host, nil, "192.0.2.7", 22)
+	login := func() error {
+		_, _, err := g.Login(context.Background(), "bg-ops2", "k", Path{Name: "direct"})
+		return err
+	}
+	if err := login(); !loginRefused(err) {
+		t.Fatalf("first login: %v", err)
+	}
+	if err := login(); !errors.Is(err, ErrLoginNotRepeated) || LoginStatus(err) != "not-repeated" {
+		t.Fatalf("second login: %v", err)
+	}
+	g.(interface{ ForgetRefusals() }).ForgetRefusals()
+	host.refuse["bg-ops2"] = false
+	if err := login(); err != nil {
+		t.Fatalf("after the change: %v", err)
+	}
+	if len(host.calls) != 2 {
+		t.Errorf("logins that reached sshd: %q", host.calls)
+	}
+}

@@ -372,6 +372,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 				}
 				if oc.Result.Changed || len(oc.Result.Changes) > 0 {
 					tr.Status = report.StatusChanged
+					forgetRefusals(env, o)
 				}
 			}
 			if oc.Err == nil {
@@ -426,6 +427,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			}
 			if res.Changed || len(res.Changes) > 0 {
 				tr.Status = report.StatusChanged
+				forgetRefusals(env, o)
 			}
 			tr.RolledBack = res.RolledBack
 			for _, f := range res.Findings {
@@ -668,4 +670,13 @@ func portOf(addr string) int {
 		return 22
 	}
 	return n
+}
+
+// forgetRefusals lets the host's fresh logins try again the logins sshd
+// refused before a task changed the host: the change may have fixed them
+// (tasks.GateLogins never repeats a refused login otherwise).
+func forgetRefusals(env *tasks.Env, o Options) {
+	if f, ok := env.Dial.(interface{ ForgetRefusals() }); ok && !o.Check {
+		f.ForgetRefusals()
+	}
 }
