@@ -192,3 +192,20 @@ func TestLoginGateForgetsRefusalsAfterAChange(t *testing.T) {
 		t.Errorf("logins that reached sshd: %q", host.calls)
 	}
 }
+
+// TestProveAccessPutsLikelyRefusalsLast: the transaction's proof makes
+// the logins of users whose facts show a lockout cause after the others.
+func TestProveAccessPutsLikelyRefusalsLast(t *testing.T) {
+	host := &penaltyHost{refuse: map[string]bool{"gone": true}, authfail: time.Millisecond, min: time.Hour}
+	facts := &Facts{}
+	// MaxStartups 3 lets one proof login run at a time.
+	facts.Set(UserFactsKey("gone"), &UserFacts{Name: "gone", SSHD: SSHDConfig{Values: map[string][]string{"maxstartups": {"3:30:100"}}}})
+	env := &Env{ControlUser: "admin", Dial: host, Facts: facts, MinWorking: 1,
+		Logins: []Login{{User: "gone", KeyFile: "/k"}, {User: "bg-ops1", KeyFile: "/k"}}}
+	if _, err := ProveAccess(context.Background(), env, Path{Name: "direct"}, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(host.calls, " "); got != "admin/direct bg-ops1/direct gone/direct" {
+		t.Errorf("order of the proof logins: %s", got)
+	}
+}
