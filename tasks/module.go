@@ -210,6 +210,9 @@ type Access struct {
 	Sudo  *bool // nil when sudo was not checked
 	Error string
 	MS    int64
+	// Status is LoginStatus of the login's error: "penalised",
+	// "not-repeated" or "".
+	Status string
 	// SourcePort is the client port of the login's connection (0 when
 	// unknown, e.g. through a jump host), known from the TCP connect on,
 	// so also for a refused login: audit finds that one connection's

@@ -903,14 +903,25 @@ func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings [
 	logins := append([]Login{{User: env.ControlUser}}, env.Logins...)
 	results := make([]attempt, len(logins))
 	parallel, limits := proveParallel(env, settings)
-	eachLogin(len(logins), parallel, func(i int) {
+	// The logins likely to get in first (see VerifyAccess.Run): a user
+	// whose facts show a lockout cause goes last, so that its refusal
+	// cannot get this address penalised before the others are proven.
+	order := make([]int, len(logins))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return order[a] == 0 || (order[b] != 0 && lockoutHint(env, logins[order[a]].User) == "" && lockoutHint(env, logins[order[b]].User) != "")
+	})
+	eachLogin(len(logins), parallel, func(n int) {
+		i := order[n]
 		l := logins[i]
 		if err := ctx.Err(); err != nil {
 			results[i] = attempt{l, err}
 			return
 		}
 		err := proveLogin(ctx, env.Dial, l, p)
-		if err != nil && droppedBeforeAuth(err) && ctx.Err() == nil {
+		if err != nil && droppedBeforeAuth(err) && !errors.Is(err, ErrLoginPenalised) && ctx.Err() == nil {
 			select {
 			case <-time.After(proveRetryDelay):
 				err = proveLogin(ctx, env.Dial, l, p)

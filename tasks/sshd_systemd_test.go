@@ -81,8 +81,16 @@ func TestSSHDOnSystemdHostRollsBackLockout(t *testing.T) {
 }
 
 func TestSSHDOnSystemdHostCommitLeavesNoUnit(t *testing.T) {
-	t.Parallel()
-	x := newSystemdSSHDLab(t, lab.Trixie)
+	for _, k := range lab.SystemdKinds() {
+		t.Run(string(k), func(t *testing.T) {
+			t.Parallel()
+			sshdCommitLeavesNoUnit(t, k)
+		})
+	}
+}
+
+func sshdCommitLeavesNoUnit(t *testing.T, k lab.Kind) {
+	x := newSystemdSSHDLab(t, k)
 	start := time.Now()
 	res, err := runSSHD(t, x, `{settings: {LogLevel: VERBOSE}, revert_after: 10}`)
 	if err != nil {
@@ -131,8 +139,16 @@ func (d slowDialer) Login(ctx context.Context, user, keyFile string, p Path) (Ru
 // is armed before that). The host must restore itself, through its
 // systemd revert unit, within the deadline.
 func TestSSHDOnSystemdHostSurvivesKilledRun(t *testing.T) {
-	t.Parallel()
-	x := newSystemdSSHDLab(t, lab.Trixie)
+	for _, k := range lab.SystemdKinds() {
+		t.Run(string(k), func(t *testing.T) {
+			t.Parallel()
+			sshdSurvivesKilledRun(t, k)
+		})
+	}
+}
+
+func sshdSurvivesKilledRun(t *testing.T, k lab.Kind) {
+	x := newSystemdSSHDLab(t, k)
 	const revertAfter = 10 * time.Second
 	const dropin = SSHDDropInDir + "/00-breakglass.conf"
 

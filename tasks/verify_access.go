@@ -151,59 +151,127 @@ func init() {
 // Run makes every login. Failed logins are rows in the result; the task
 // fails when fewer users than min_working (default: all of them) passed on
 // every path (and sudo, when asked).
+//
+// Every login comes from this controller's address, which OpenSSH ≥ 9.8
+// penalises for each refusal (see loginGate), so the logins are ordered
+// and limited so that one locked-out user cannot cut the others: one wave
+// per path, each user's logins in path order; in each wave the users
+// likely to get in go first, and a user refused before, or whose facts
+// already show a lockout cause, goes last; env.Dial (GateLogins) never
+// makes a refused login again and waits out a penalty as long as it can
+// last.
 func (v *VerifyAccess) Run(ctx context.Context, _ Runner, env *Env) (*Result, error) {
 	if env.Dial == nil {
 		return nil, errors.New("verify_access: no way to open fresh logins here")
 	}
-	type job struct {
-		i     int
-		login VerifyLogin
-		path  Path
+	rows := make([]Access, len(v.Logins)*len(v.Paths))
+	doubt := make([]bool, len(v.Logins))
+	for i, l := range v.Logins {
+		doubt[i] = lockoutHint(env, l.User) != ""
 	}
-	var jobs []job
-	for _, l := range v.Logins {
-		for _, p := range v.Paths {
-			jobs = append(jobs, job{len(jobs), l, p.Path})
+	for pi, p := range v.Paths {
+		order := make([]int, len(v.Logins))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool { return !doubt[order[a]] && doubt[order[b]] })
+		eachLogin(len(order), v.Parallel, func(n int) {
+			i := order[n]
+			l := v.Logins[i]
+			row := &rows[i*len(v.Paths)+pi]
+			if err := ctx.Err(); err != nil {
+				*row = Access{User: l.User, Path: p.Name, Error: err.Error()}
+				return
+			}
+			*row = v.login(ctx, env, l, p.Path)
+		})
+		for i := range v.Logins {
+			if r := rows[i*len(v.Paths)+pi]; !r.OK && r.Status != "penalised" {
+				doubt[i] = true
+			}
 		}
 	}
-	rows := make([]Access, len(jobs))
-	eachLogin(len(jobs), v.Parallel, func(i int) {
-		j := jobs[i]
-		if err := ctx.Err(); err != nil {
-			rows[i] = Access{User: j.login.User, Path: j.path.Name, Error: err.Error()}
-			return
-		}
-		rows[i] = v.login(ctx, env, j.login, j.path)
-	})
 
 	working := map[string]bool{}
 	for _, l := range v.Logins {
 		working[l.User] = true
 	}
+	cut := map[string]bool{}
 	for _, r := range rows {
 		if !r.OK || (r.Sudo != nil && !*r.Sudo) {
 			working[r.User] = false
+			if r.Status == "penalised" {
+				cut[r.User] = true
+			}
 		}
 	}
 	n := 0
-	var broken []string
+	var broken, penalised []string
 	for u, ok := range working {
-		if ok {
+		switch {
+		case ok:
 			n++
-		} else {
+		case cut[u]:
+			penalised = append(penalised, u)
+		default:
 			broken = append(broken, u)
 		}
 	}
 	sort.Strings(broken)
+	sort.Strings(penalised)
 	need := len(v.Logins)
 	if v.MinWorking != nil {
 		need = *v.MinWorking
 	}
 	res := &Result{Access: rows}
 	if n < need {
-		return res, fmt.Errorf("%d of %d break-glass users can log in on every path, fewer than min_working %d (failing: %s)", n, len(v.Logins), need, strings.Join(broken, ", "))
+		msg := fmt.Sprintf("%d of %d break-glass users can log in on every path, fewer than min_working %d", n, len(v.Logins), need)
+		if len(broken) > 0 {
+			msg += " (failing: " + strings.Join(broken, ", ") + ")"
+		}
+		if len(penalised) > 0 {
+			msg += " (not proven, their logins cut by sshd's PerSourcePenalties for this address: " + strings.Join(penalised, ", ") + ")"
+		}
+		return res, errors.New(msg)
 	}
 	return res, nil
+}
+
+// lockoutHint returns a lockout cause the facts this run gathered already
+// show for user ("" when none, or when they were not gathered): such a
+// user's logins go after the others', since sshd will likely refuse them
+// and penalise this address for it. It only orders the logins; audit
+// judges the causes.
+func lockoutHint(env *Env, user string) string {
+	if env.Facts == nil {
+		return ""
+	}
+	v, ok := env.Facts.Get(UserFactsKey(user))
+	if !ok {
+		return ""
+	}
+	uf, ok := v.(*UserFacts)
+	if !ok {
+		return ""
+	}
+	switch {
+	case !uf.Exists:
+		return "no such user"
+	case uf.Shadow != nil && uf.Shadow.Expire >= 0 && uf.Today >= uf.Shadow.Expire:
+		return "account expired"
+	}
+	if uf.SSHDKnown() != nil || !uf.SSHD.StrictModes {
+		return ""
+	}
+	for i := range uf.KeyFiles {
+		walk, _ := uf.StrictModesWalk(&uf.KeyFiles[i])
+		for _, st := range walk {
+			if st.Exists && (st.Mode&0o022 != 0 || (st.UID != 0 && st.UID != uf.UID)) {
+				return "StrictModes refuses " + st.Path
+			}
+		}
+	}
+	return ""
 }
 
 func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Path) (a Access) {
@@ -227,6 +295,7 @@ func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Pat
 	a.SourcePort = int(port.Load())
 	if err != nil {
 		a.Error = err.Error()
+		a.Status = LoginStatus(err)
 		return a
 	}
 	defer closeFn()

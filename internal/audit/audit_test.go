@@ -727,6 +727,12 @@ func TestSocketOverridesPort(t *testing.T) {
 		h.SocketActivated, h.SocketListen = active, listen
 		for _, f := range judge(t, h, "admin", func(uf *tasks.UserFacts, _ *UserExtras) {
 			uf.SSHD.Values["port"] = ports
+			// sshd -T prints a listenaddress per port, on the
+			// recorded host's ListenAddress.
+			uf.SSHD.Values["listenaddress"] = nil
+			for _, p := range ports {
+				uf.SSHD.Values["listenaddress"] = append(uf.SSHD.Values["listenaddress"], "127.1.2.3:"+p)
+			}
 		}) {
 			if f.ID == "socket-overrides-port" {
 				return true
@@ -745,9 +751,32 @@ func TestSocketOverridesPort(t *testing.T) {
 		{true, "[::]:22 (Stream) 0.0.0.0:22 (Stream) ", []string{"22"}, false},
 		{true, "127.1.2.3:22 (Stream) ", []string{"2200"}, true},
 		{true, "127.1.2.3:22 (Stream) ", []string{"22", "2200"}, true},
+		{true, "127.9.9.9:22 (Stream) ", []string{"22"}, true}, // ListenAddress elsewhere
 	} {
 		if got := has(tc.active, tc.listen, tc.ports...); got != tc.want {
 			t.Errorf("socket %v %q, Port %q: finding %v, want %v", tc.active, tc.listen, tc.ports, got, tc.want)
 		}
+	}
+}
+
+func TestSocketCovers(t *testing.T) {
+	socket := socketListens("127.0.0.5:22 (Stream) [::]:2222 (Stream)")
+	for _, c := range []struct {
+		listen string
+		want   bool
+	}{
+		{"127.0.0.5:22", true},
+		{"127.0.0.1:22", false},
+		{"0.0.0.0:22", false},
+		{"127.0.0.5:2200", false},
+		{"10.1.2.3:2222", true},
+		{"[::1]:2222", true},
+	} {
+		if got := socketCovers(socket, c.listen); got != c.want {
+			t.Errorf("socket %v, listen %s: %v, want %v", socket, c.listen, got, c.want)
+		}
+	}
+	if !socketCovers(socketListens("0.0.0.0:22 (Stream)"), "127.0.0.1:22") || socketCovers(socketListens("0.0.0.0:22 (Stream)"), "[::1]:22") {
+		t.Error("the IPv4 wildcard covers IPv4 only")
 	}
 }

@@ -55,7 +55,7 @@ var Catalog = []Check{
 	{"config-invalid", "daemon", "sshd -t fails: the next restart starts no sshd", "command: move the broken drop-in aside"},
 	{"config-pending", "daemon", "configuration changed after the running sshd read it", "command: validate, then reload"},
 	{"penalty-not-exempt", "daemon", "OpenSSH ≥ 9.8 PerSourcePenalties on and this controller's address not exempt: refused logins get every later connection from it closed before authentication", "command: a PerSourcePenaltyExemptList drop-in (sshd module)"},
-	{"socket-overrides-port", "daemon", "socket activation: sshd_config's Port is not where ssh.socket listens; the socket decides now, the port changes when the socket is rewritten", "person: make ListenStream and Port agree"},
+	{"socket-overrides-port", "daemon", "socket activation: sshd_config's Port or ListenAddress (address and port) is not where ssh.socket listens; the socket decides now, the listener changes when the socket is rewritten", "person: make ListenStream agree with Port and ListenAddress"},
 	{"privsep-dir", "daemon", "sshd's privilege separation directory is missing", "command (recover runs it): install -d"},
 	{"sudo-no-rule", "sudo", "no sudo rule, or only rules that ask for a password a key-only user lacks", "command: a validated sudoers drop-in"},
 	{"sudo-negated", "sudo", "sudo -l -U lists rules, but sudo -l -U USER true (the probe's command) is refused: a later rule takes it away (!ALL, !/usr/bin/true, a later drop-in)", "person: remove the negation (line named) or move the user's rule after it"},

@@ -447,7 +447,7 @@ func (c *checker) penalties(users []auditedUser) {
 		}
 		client := u.uf.Conn.Client
 		exempt := cfg.Get("persourcepenaltyexemptlist")
-		if penaltyExempt(client, exempt) {
+		if tasks.PenaltyExempt(client, exempt) {
 			return
 		}
 		list := exempt
@@ -461,57 +461,82 @@ func (c *checker) penalties(users []auditedUser) {
 	}
 }
 
-// penaltyExempt reports whether addr is in list, sshd's comma-separated
-// addresses and CIDR blocks.
-func penaltyExempt(addr, list string) bool {
-	a, err := netip.ParseAddr(addr)
-	if err != nil {
-		return false
-	}
-	for _, e := range strings.Split(list, ",") {
-		e = strings.TrimSpace(e)
-		if p, err := netip.ParsePrefix(e); err == nil && p.Contains(a) {
-			return true
-		}
-		if b, err := netip.ParseAddr(e); err == nil && b == a {
-			return true
-		}
-	}
-	return false
-}
-
-// socketPorts reports a Port that sshd's configuration sets but the
-// socket unit does not listen on, under socket activation: ssh.socket's
+// socketPorts reports where sshd's configuration says sshd listens but
+// the socket unit does not, under socket activation: ssh.socket's
 // ListenStream decides where sshd listens, and what sshd_config says
+// (Port, ListenAddress; sshd -T prints both as listenaddress ADDR:PORT)
 // takes effect only when something rewrites the socket from it (Ubuntu's
-// generator, at boot or daemon-reload), so the port changes then.
+// generator, at boot or daemon-reload), so the listener changes then.
 func (c *checker) socketPorts(users []auditedUser) {
 	if !c.h.SocketActivated {
 		return
 	}
-	socket := map[string]bool{}
-	for _, f := range strings.Fields(c.h.SocketListen) {
-		if i := strings.LastIndex(f, ":"); i >= 0 && strings.Trim(f[i+1:], "0123456789") == "" && f[i+1:] != "" {
-			socket[f[i+1:]] = true
-		}
-	}
+	socket := socketListens(c.h.SocketListen)
 	for _, u := range users {
 		if u.uf.SSHDKnown() != nil {
 			continue
 		}
+		listens := u.uf.SSHD.Values["listenaddress"]
+		if len(listens) == 0 {
+			// No listenaddress printed: judge the ports alone.
+			for _, p := range u.uf.SSHD.Values["port"] {
+				listens = append(listens, "[::]:"+p)
+			}
+		}
 		var missing []string
-		for _, p := range u.uf.SSHD.Values["port"] {
-			if !socket[p] {
-				missing = append(missing, p)
+		for _, l := range listens {
+			if !socketCovers(socket, l) {
+				missing = append(missing, l)
 			}
 		}
 		if len(missing) == 0 {
 			return
 		}
+		evidence := setting(c.conf, "port", u.uf.SSHD.Values["port"]...)
+		if len(u.uf.SSHD.Values["listenaddress"]) > 0 {
+			evidence += "; " + setting(c.conf, "listenaddress", u.uf.SSHD.Values["listenaddress"]...)
+		}
 		c.add("", "socket-overrides-port", SeverityRisk, "ssh.socket",
-			fmt.Sprintf("sshd is socket-activated (ssh.socket, ssh.service not enabled) and the socket listens on %s, but sshd's configuration says Port %s (%s): the socket decides, so sshd_config's Port and ListenAddress do nothing now, and the port changes when the socket is rewritten from them (at boot or daemon-reload on Ubuntu)",
-				strings.TrimSpace(c.h.SocketListen), strings.Join(missing, ", "), setting(c.conf, "port", u.uf.SSHD.Values["port"]...)),
-			"make them agree: set ListenStream in a ssh.socket drop-in to the port sshd_config names (or the other way round), then systemctl daemon-reload && systemctl restart ssh.socket")
+			fmt.Sprintf("sshd is socket-activated (ssh.socket, ssh.service not enabled) and the socket listens on %s, but sshd's configuration says it listens on %s (%s): the socket decides, so sshd_config's Port and ListenAddress do nothing now, and the listener changes when the socket is rewritten from them (at boot or daemon-reload on Ubuntu)",
+				strings.TrimSpace(c.h.SocketListen), strings.Join(missing, ", "), evidence),
+			"make them agree: set ListenStream in a ssh.socket drop-in to the addresses and port sshd_config names (or the other way round), then systemctl daemon-reload && systemctl restart ssh.socket")
 		return
 	}
+}
+
+// socketListens reads the stream addresses of a socket unit's Listen
+// property ("127.0.0.5:22 (Stream) [::]:2222 (Stream)").
+func socketListens(listen string) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, f := range strings.Fields(listen) {
+		if ap, err := netip.ParseAddrPort(f); err == nil {
+			out = append(out, ap)
+		}
+	}
+	return out
+}
+
+// socketCovers reports whether a socket listening on socket accepts what
+// sshd would listen on at listen (sshd -T's ADDR:PORT): the same port,
+// and the same address or a wildcard one. The IPv6 wildcard takes IPv4
+// too, as Linux binds it by default (BindIPv6Only=both).
+func socketCovers(socket []netip.AddrPort, listen string) bool {
+	l, err := netip.ParseAddrPort(listen)
+	if err != nil {
+		return true // nothing to judge
+	}
+	for _, s := range socket {
+		if s.Port() != l.Port() {
+			continue
+		}
+		switch {
+		case s.Addr() == l.Addr().Unmap():
+			return true
+		case s.Addr().IsUnspecified() && s.Addr().Is6():
+			return true
+		case s.Addr().IsUnspecified() && l.Addr().Unmap().Is4():
+			return true
+		}
+	}
+	return false
 }

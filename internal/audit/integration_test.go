@@ -484,4 +484,25 @@ func TestSocketActivationOnKinds(t *testing.T) {
 	if got := audit(); !slices.Contains(got, " socket-overrides-port risk ssh.socket") {
 		t.Errorf("Port 2200 beside a socket on 22: %q", got)
 	}
+	// The same port on another address: the socket does not listen there
+	// either.
+	if out, err := h.Exec(ctx, "rm /etc/ssh/sshd_config.d/50-port.conf && printf 'ListenAddress 127.0.0.1\\n' >/etc/ssh/sshd_config.d/50-listen.conf", nil); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	res, err := New(Options{}).Run(ctx, h.Runner(), labEnv(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, f := range res.Findings {
+		if f.ID == "socket-overrides-port" {
+			found = true
+			if !strings.Contains(f.Detail, "127.0.0.1:22") || !strings.Contains(f.Detail, "50-listen.conf") {
+				t.Errorf("ListenAddress 127.0.0.1 beside a socket on %s:22: the finding does not name the address and its line: %s", h.Addr, f.Detail)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("ListenAddress 127.0.0.1 beside a socket on %s:22: %q", h.Addr, keysOf(res.Findings))
+	}
 }

@@ -25,6 +25,11 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 	rows, _ := v.([]tasks.Access)
 	var todo []tasks.Access
 	for _, a := range rows {
+		if a.Status == "not-repeated" {
+			// Not made: sshd refused the same login earlier in the run,
+			// and that row is judged.
+			continue
+		}
 		sudoOnly := a.OK && a.Sudo != nil && !*a.Sudo
 		if a.OK && !sudoOnly {
 			continue
@@ -62,7 +67,7 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 			which = fmt.Sprintf("client port %d", a.SourcePort)
 		}
 		l := logs[attemptKey(a)]
-		if penalised(l) {
+		if penalised(l) || a.Status == "penalised" {
 			// OpenSSH ≥ 9.8 dropped the connection for this address's
 			// earlier refusals: says nothing about this user.
 			c.add(a.User, "login-penalised", SeverityRisk, "",

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -28,6 +26,8 @@ type fallbackDialer struct {
 	jobs map[string]*runner.Job
 	// first replaces the plain dial of the inventory's target (recover).
 	first func(ctx context.Context, t transport.Target) (runner.Conn, error)
+	// probe replaces dialProbe (tests).
+	probe func(ctx context.Context, t transport.Target, user, key string, path tasks.Path) (runner.Conn, error)
 }
 
 func newFallbackDialer(d *transport.Dialer, p *plan, jobs []*runner.Job) *fallbackDialer {
@@ -74,16 +74,8 @@ var (
 )
 
 // closedBeforeAuth reports whether err is a dial that sshd ended before any
-// authentication: the TCP connection was accepted, then closed or reset
-// during the SSH handshake (how sshd drops a penalised or surplus
-// connection), not refused, timed out or failed on the host key.
-func closedBeforeAuth(err error) bool {
-	var de *transport.DialError
-	if !errors.As(err, &de) || de.Stage != transport.StageHandshake {
-		return false
-	}
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
-}
+// authentication (how it drops a penalised or surplus connection).
+func closedBeforeAuth(err error) bool { return tasks.ClosedInHandshake(err) }
 
 func isLoginRefused(err error) bool {
 	var de *transport.DialError
@@ -145,6 +137,25 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 		return nil, firstErr
 	}
 	errs := []string{firstErr.Error()}
+	type way struct {
+		user, key string
+		path      tasks.Path
+	}
+	got := func(c runner.Conn, w way) runner.Conn {
+		if f.first != nil {
+			return c
+		}
+		f.remember(t.Name, c)
+		return &fellBack{Conn: c, note: fmt.Sprintf("the control user %s cannot log in (%v); reached the host as break-glass user %s via %s instead", t.User, firstErr, w.user, w.path.Name)}
+	}
+	probe := f.probe
+	if probe == nil {
+		probe = f.dialProbe
+	}
+	// Each way in is tried once, in the playbook's order; a refused one is
+	// never tried again (another refusal only adds to this address's
+	// penalty). Those closed before authentication are tried again below.
+	var cut []way
 	for _, vt := range job.Fallback {
 		v, ok := vt.Mod.(tasks.LoginSource)
 		if !ok {
@@ -153,20 +164,51 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 		logins, _ := v.SafetyLogins(f.plan.pb.Dir)
 		for _, l := range logins {
 			for _, p := range v.WaysIn() {
-				c, err := f.dialProbe(ctx, t, l.User, l.KeyFile, p)
+				w := way{l.User, l.KeyFile, p}
+				c, err := probe(ctx, t, w.user, w.key, w.path)
 				if err == nil {
-					if f.first != nil {
-						return c, nil
-					}
-					f.remember(t.Name, c)
-					return &fellBack{Conn: c, note: fmt.Sprintf("the control user %s cannot log in (%v); reached the host as break-glass user %s via %s instead", t.User, firstErr, l.User, p.Name)}, nil
+					return got(c, w), nil
 				}
 				errs = append(errs, err.Error())
+				if tasks.ClosedInHandshake(err) {
+					cut = append(cut, w)
+				}
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
 			}
 		}
+	}
+	// No way in got in, and some were closed before authentication: sshd
+	// may be penalising this address (OpenSSH >= 9.8), for the refusal of
+	// the inventory's user just now among others. A penalty ends by
+	// itself: try those again as long as one can last, within the dial's
+	// deadline.
+	end := time.Now().Add(tasks.PenaltyWait(1))
+	for len(cut) > 0 {
+		next := time.Now().Add(preauthRetryDelay)
+		if dl, ok := ctx.Deadline(); next.After(end) || ok && time.Until(dl) < preauthRetryDelay+preauthRetryMargin {
+			errs = append(errs, fmt.Sprintf("%d way(s) in were closed before authentication until %s: this address may be penalised by sshd's PerSourcePenalties for refused logins", len(cut), time.Now().Format("15:04:05")))
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(preauthRetryDelay):
+		}
+		var still []way
+		for _, w := range cut {
+			c, err := probe(ctx, t, w.user, w.key, w.path)
+			if err == nil {
+				return got(c, w), nil
+			}
+			if tasks.ClosedInHandshake(err) {
+				still = append(still, w)
+			} else {
+				errs = append(errs, err.Error())
+			}
+		}
+		cut = still
 	}
 	return nil, &transport.DialError{Target: t.Name, Stage: transport.StageAuth, Err: errors.New("no way in: " + strings.Join(errs, "; "))}
 }

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakglass/breakglass/internal/playbook"
 	"github.com/breakglass/breakglass/internal/runner"
 	"github.com/breakglass/breakglass/internal/transport"
+	"github.com/breakglass/breakglass/tasks"
 )
 
 func TestClosedBeforeAuth(t *testing.T) {
@@ -84,5 +86,63 @@ func TestDialRetriesClosedBeforeAuth(t *testing.T) {
 	f.jobs = map[string]*runner.Job{}
 	if _, err := f.Dial(ctx, transport.Target{Name: "h"}); err == nil || *n != 1 {
 		t.Errorf("connection refused: err %v after %d dials, want 1 dial and the error", err, *n)
+	}
+}
+
+// TestFallbackWaitsOutPenalty: when the control user is refused and the
+// break-glass ways in are closed before authentication (sshd penalising
+// the address, e.g. for that very refusal), the fallback tries the cut
+// ones again until one gets in; a refused way in is never tried again.
+func TestFallbackWaitsOutPenalty(t *testing.T) {
+	defer func(d, m time.Duration) { preauthRetryDelay, preauthRetryMargin = d, m }(preauthRetryDelay, preauthRetryMargin)
+	preauthRetryDelay, preauthRetryMargin = 10*time.Millisecond, 50*time.Millisecond
+	closed := &transport.DialError{Target: "h", Stage: transport.StageHandshake, Err: fmt.Errorf("ssh: handshake failed: %w", io.EOF)}
+	denied := &transport.DialError{Target: "h", Stage: transport.StageAuth, Err: errors.New("ssh: unable to authenticate")}
+	v := &tasks.VerifyAccess{
+		Logins: []tasks.VerifyLogin{{User: "bg-ops1", KeyFile: "/k1"}, {User: "bg-ops2", KeyFile: "/k2"}},
+		Paths:  []tasks.VerifyPath{{Path: tasks.Path{Name: "direct"}}},
+	}
+	dialer := func(cuts int) (*fallbackDialer, map[string]int) {
+		calls := map[string]int{}
+		f := &fallbackDialer{
+			plan: &plan{pb: &playbook.Playbook{Dir: "/"}},
+			jobs: map[string]*runner.Job{"h": {Name: "h", Fallback: []runner.Task{{Module: "verify_access", Mod: v}}}},
+			first: func(context.Context, transport.Target) (runner.Conn, error) {
+				calls["admin"]++
+				return nil, denied
+			},
+			probe: func(_ context.Context, _ transport.Target, user, _ string, _ tasks.Path) (runner.Conn, error) {
+				calls[user]++
+				if user == "bg-ops2" {
+					return nil, fmt.Errorf("%s via direct: %w", user, denied)
+				}
+				if calls[user] <= cuts {
+					return nil, fmt.Errorf("%s via direct: %w", user, closed)
+				}
+				return ownLogin{}, nil
+			},
+		}
+		return f, calls
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	f, calls := dialer(3)
+	if _, err := f.Dial(ctx, transport.Target{Name: "h", User: "admin"}); err != nil {
+		t.Fatalf("cut 3 times: %v (calls %v)", err, calls)
+	}
+	if calls["admin"] != 1 || calls["bg-ops1"] != 4 || calls["bg-ops2"] != 1 {
+		t.Errorf("logins made: %v, want admin 1, bg-ops1 4 (3 cut), bg-ops2 1 (refused, never again)", calls)
+	}
+
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	f, calls = dialer(1 << 30)
+	_, err := f.Dial(short, transport.Target{Name: "h", User: "admin"})
+	if err == nil || !strings.Contains(err.Error(), "PerSourcePenalties") || calls["bg-ops1"] < 2 || calls["bg-ops2"] != 1 {
+		t.Errorf("always cut: err %v, calls %v", err, calls)
+	}
+	if short.Err() != nil {
+		t.Errorf("the retries ran into the deadline instead of stopping before it")
 	}
 }

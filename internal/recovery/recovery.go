@@ -135,6 +135,9 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 	}
 	a := m.prove(ctx, env)
 	res.Access = append(res.Access, a)
+	if a.Status == "penalised" {
+		return res, fmt.Errorf("%w: the fixes are applied, but %s's proving login was cut by sshd's penalty for this address's refused logins, so it is not proven: run recover again once the penalty has passed (or exempt this controller with PerSourcePenaltyExemptList)", tasks.ErrLoginPenalised, m.o.User)
+	}
 	if !a.OK {
 		msg := a.Error
 		if len(manual) > 0 {
@@ -257,9 +260,13 @@ func (m *Module) prove(ctx context.Context, env *tasks.Env) (a tasks.Access) {
 		a.Error = "no way to open fresh logins"
 		return a
 	}
+	// env.Dial waits out a penalty sshd holds against this address (the
+	// refusals recover diagnoses earn one on OpenSSH ≥ 9.8) as long as it
+	// can last, then reports the login as penalised, not refused.
 	c, closeFn, err := env.Dial.Login(ctx, m.o.User, m.o.KeyFile, tasks.Path{Name: "direct"})
 	if err != nil {
 		a.Error = err.Error()
+		a.Status = tasks.LoginStatus(err)
 		return a
 	}
 	defer closeFn()

@@ -98,6 +98,11 @@ type Access struct {
 	Sudo  *bool  `json:"sudo,omitempty"`
 	Error string `json:"error,omitempty"`
 	MS    int64  `json:"ms"`
+	// Status says why a failed login proves nothing about the user:
+	// "penalised" (sshd closed it before authentication for this
+	// address's PerSourcePenalties) or "not-repeated" (sshd refused the
+	// same login earlier in the run, so it was not made again).
+	Status string `json:"status,omitempty"`
 }
 
 // Summary counts hosts by status.

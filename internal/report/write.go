@@ -96,7 +96,13 @@ func WriteHost(w io.Writer, h *Host, o TextOptions) error {
 	}
 	for _, a := range h.Access {
 		res := "ok"
-		if !a.OK {
+		switch {
+		case a.OK:
+		case a.Status == "penalised":
+			res = "PENALISED"
+		case a.Status == "not-repeated":
+			res = "NOT-REPEATED"
+		default:
 			res = "FAILED"
 		}
 		sudo := ""

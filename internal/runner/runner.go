@@ -253,7 +253,7 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 	env.ServerAddr = hostOf(conn.RemoteAddr())
 	env.ServerPort = portOf(conn.RemoteAddr())
 	if o.Logins != nil {
-		env.Dial = o.Logins(job)
+		env.Dial = tasks.GateLogins(o.Logins(job), env.Facts, job.Target.Host, job.Target.Port)
 	}
 	env.Logins, env.MinWorking = safetyLogins(job, o.Dir)
 
@@ -372,6 +372,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 				}
 				if oc.Result.Changed || len(oc.Result.Changes) > 0 {
 					tr.Status = report.StatusChanged
+					forgetRefusals(env, o)
 				}
 			}
 			if oc.Err == nil {
@@ -426,13 +427,14 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			}
 			if res.Changed || len(res.Changes) > 0 {
 				tr.Status = report.StatusChanged
+				forgetRefusals(env, o)
 			}
 			tr.RolledBack = res.RolledBack
 			for _, f := range res.Findings {
 				h.Findings = append(h.Findings, report.Finding{ID: f.ID, Severity: f.Severity, User: f.User, Path: f.Path, Detail: f.Detail, Fix: f.Fix})
 			}
 			for _, a := range res.Access {
-				h.Access = append(h.Access, report.Access{User: a.User, Path: a.Path, OK: a.OK, Sudo: a.Sudo, Error: a.Error, MS: a.MS})
+				h.Access = append(h.Access, report.Access{User: a.User, Path: a.Path, OK: a.OK, Sudo: a.Sudo, Error: a.Error, MS: a.MS, Status: a.Status})
 			}
 			if len(res.Access) > 0 {
 				prev, _ := env.Facts.Get(tasks.FactAccess)
@@ -490,7 +492,7 @@ func runLogins(ctx context.Context, job *Job, h *report.Host, o Options) {
 	}
 	env := &tasks.Env{Host: job.Name, ControlUser: job.Target.User, Dir: o.Dir, Facts: &tasks.Facts{}}
 	if o.Logins != nil {
-		env.Dial = o.Logins(job)
+		env.Dial = tasks.GateLogins(o.Logins(job), env.Facts, job.Target.Host, job.Target.Port)
 	}
 	env.Logins, env.MinWorking = safetyLogins(job, o.Dir)
 	var r tasks.Runner = timed{noControl{}, o.Timeout, &h.RoundTrips}
@@ -668,4 +670,13 @@ func portOf(addr string) int {
 		return 22
 	}
 	return n
+}
+
+// forgetRefusals lets the host's fresh logins try again the logins sshd
+// refused before a task changed the host: the change may have fixed them
+// (tasks.GateLogins never repeats a refused login otherwise).
+func forgetRefusals(env *tasks.Env, o Options) {
+	if f, ok := env.Dial.(interface{ ForgetRefusals() }); ok && !o.Check {
+		f.ForgetRefusals()
+	}
 }
