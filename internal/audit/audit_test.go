@@ -743,3 +743,30 @@ func TestSocketOverridesPort(t *testing.T) {
 		}
 	}
 }
+
+// TestTooLargeKeyFilePath: a key file too large for breakglass to read is
+// still read by sshd, and StrictModes still judges its path: the
+// group-writable home that ssh_permissions repairs is a finding here too
+// (it was not, when audit skipped the walk of such a file).
+func TestTooLargeKeyFilePath(t *testing.T) {
+	h := hostOf(t, "groupwrite")
+	h.SSHDVersion = "OpenSSH_9.6p1, OpenSSL 3.2.2" // upstream: group-write refused
+	fs := judge(t, h, "bob", func(uf *tasks.UserFacts, _ *UserExtras) {
+		for i := range uf.KeyFiles {
+			uf.KeyFiles[i].TooLarge, uf.KeyFiles[i].Content = tasks.KeyFileMax+1, nil
+		}
+	})
+	var large, unsafe bool
+	for _, f := range fs {
+		large = large || f.ID == "key-file-too-large"
+		if f.ID == "unsafe-path" && f.Path == "/home/bob" {
+			unsafe = true
+			if !slices.Equal(f.Action, []string{"bg_chmod", "go-w", "/home/bob", "bob"}) {
+				t.Errorf("action %q", f.Action)
+			}
+		}
+	}
+	if !large || !unsafe {
+		t.Errorf("key-file-too-large %v, unsafe-path /home/bob %v; want both: %v", large, unsafe, fs)
+	}
+}
