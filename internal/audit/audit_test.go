@@ -770,3 +770,33 @@ func TestTooLargeKeyFilePath(t *testing.T) {
 		t.Errorf("key-file-too-large %v, unsafe-path /home/bob %v; want both: %v", large, unsafe, fs)
 	}
 }
+
+// TestOwnerAndModeBothFixed: a directory both owned by someone else and
+// writable by others needs two repairs, each its own finding with its own
+// action; with one finding per path, recover chowned it and left it
+// writable, so the user stayed locked out.
+func TestOwnerAndModeBothFixed(t *testing.T) {
+	h := hostOf(t, "groupwrite")
+	h.SSHDVersion = "OpenSSH_9.6p1, OpenSSL 3.2.2"
+	fs := judge(t, h, "bob", func(uf *tasks.UserFacts, _ *UserExtras) {
+		for i := range uf.KeyFiles {
+			kf := &uf.KeyFiles[i]
+			kf.Walk = slices.Clone(kf.Walk)
+			for j := range kf.Walk {
+				if kf.Walk[j].Path == "/home/bob/.ssh" {
+					kf.Walk[j].UID, kf.Walk[j].Mode = 4242, kf.Walk[j].Mode&^0o7777|0o777
+				}
+			}
+		}
+	})
+	var got [][]string
+	for _, f := range fs {
+		if f.ID == "unsafe-path" && f.Path == "/home/bob/.ssh" {
+			got = append(got, f.Action)
+		}
+	}
+	want := [][]string{{"bg_chown", "bob", "/home/bob/.ssh"}, {"bg_chmod", "go-w", "/home/bob/.ssh", "bob"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("actions for /home/bob/.ssh: %q, want %q", got, want)
+	}
+}

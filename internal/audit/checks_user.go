@@ -449,10 +449,16 @@ func (c *checker) keyFiles(u auditedUser) {
 		problems            []keyProblem
 		valid, usable, cmts int
 		states              []string
-		seen                = map[[2]string]bool{}
+		seen                = map[[3]string]bool{}
 	)
 	add := func(p keyProblem) {
-		k := [2]string{p.id, p.path}
+		// One finding per problem and path, but a component both owned
+		// by someone else and writable gets both fixes (a finding's
+		// action is one command, and recover runs each).
+		k := [3]string{p.id, p.path}
+		if len(p.action) > 0 {
+			k[2] = p.action[0]
+		}
 		if !seen[k] {
 			seen[k] = true
 			problems = append(problems, p)

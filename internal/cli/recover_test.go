@@ -10,8 +10,10 @@ import (
 )
 
 // TestRecoverOnLab locks admin out three ways, one per host — the original
-// incident (home chmod 777), an expired account, and admin dropped from
-// AllowUsers — and recovers it through the break-glass users.
+// incident (home chmod 777, here with ~/.ssh also chowned to another uid
+// and chmod 777: two repairs of one directory), an expired account, and
+// admin dropped from AllowUsers — and recovers it through the break-glass
+// users.
 func TestRecoverOnLab(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -25,7 +27,7 @@ func TestRecoverOnLab(t *testing.T) {
 	}
 	hosts := f.lab.Hosts
 	breaks := []string{
-		"chmod 777 /home/admin",
+		"chmod 777 /home/admin /home/admin/.ssh && chown 4242 /home/admin/.ssh",
 		"chage -E 1 admin",
 		"printf 'AllowUsers bg-ops1 bg-ops2\\n' > /etc/ssh/sshd_config.d/10-locked.conf && kill -HUP $(cat /run/sshd.pid) && sleep 0.5",
 	}
