@@ -1,14 +1,13 @@
 package tasks
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/wire"
 )
 
 // Batchable is implemented by modules whose changes are shell steps
@@ -143,23 +142,28 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 		}
 		return outcomes
 	}
-	nonce, err := factsNonce()
+	script, err := wire.New()
 	if err != nil {
 		return fail(0, err)
 	}
-	var script strings.Builder
-	script.WriteString("{\n")
-	script.WriteString(applyPrelude)
+	script.WriteString("{\n" + applyPrelude)
 	total := 0
 	for _, e := range entries {
 		for _, s := range e.steps {
+			// Each step is a part of the script's own shell: set -e
+			// stops the script in the step that fails, which then has
+			// begun and not ended.
+			i := script.Begin()
 			if s.okLine != "" {
-				fmt.Fprintf(&script, "bg_step() {\nset +e\n%s\n}\nbg_out=$(bg_step </dev/null) || :\nprintf '@@breakglass-out %s %d\\n%%s\\n@@breakglass-outend %s %d\\n' \"$bg_out\"\n", s.cmd, nonce, total, nonce, total)
-				fmt.Fprintf(&script, "case \"\n$bg_out\n\" in *%s*) ;; *) exit 1 ;; esac\n", shell.Quote("\n"+s.okLine+"\n"))
+				// The step's output is its report; the step completed
+				// only when it holds okLine.
+				script.WriteString(fmt.Sprintf("bg_step() {\nset +e\n%s\n}\nbg_out=$(bg_step </dev/null) || :\nprintf '%%s' \"$bg_out\"\nbg_rc=1\ncase \"\n$bg_out\n\" in *%s*) bg_rc=0 ;; esac", s.cmd, shell.Quote("\n"+s.okLine+"\n")))
+				script.End(i, "$bg_rc")
+				script.WriteString(`[ "$bg_rc" = 0 ] || exit 1`)
 			} else {
-				fmt.Fprintf(&script, "%s\n", s.cmd)
+				script.WriteString(s.cmd)
+				script.End(i, "0")
 			}
-			fmt.Fprintf(&script, "printf '@@breakglass-done %s %d\\n'\n", nonce, total)
 			total++
 		}
 	}
@@ -171,21 +175,24 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 	}
 	refresh := refreshQueries(env, wanted)
 	if len(refresh) > 0 {
-		script.WriteString("set +e\n")
+		script.WriteString("set +e")
 		script.WriteString(factsPrelude(ConnOf(env), knownFacts(env), QueryUsers(refresh)...))
-		for i, q := range refresh {
-			fmt.Fprintf(&script, "printf '\\n@@breakglass-facts %s %d\\n'\n(\n%s\n) </dev/null\nprintf '\\n@@breakglass-facts-end %s %d %%d\\n' $?\n",
-				nonce, i, q.Script, nonce, i)
+		for _, q := range refresh {
+			script.Part(q.Script)
 		}
 	}
-	script.WriteString("}\n")
-	out, runErr := r.Run(ctx, "/bin/sh -s", []byte(script.String()))
+	script.WriteString("}")
+	out, runErr := r.Run(ctx, "/bin/sh -s", script.Bytes())
 	if env.Facts != nil {
 		env.Facts.Delete(stale...)
 	}
-	done := bytes.Count(out, []byte("@@breakglass-done "+nonce+" "))
+	parts := script.Split(out)
+	done := 0
+	for done < total && parts[done].OK() {
+		done++
+	}
 	if runErr == nil && done == total {
-		storeRefreshed(env, refresh, out, nonce)
+		storeRefreshed(env, refresh, parts[total:])
 		return outcomes
 	}
 	if env.Facts != nil {
@@ -211,8 +218,8 @@ func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
 			outcomes[i].Err = fmt.Errorf("%s: %s: %w", st.change.What, st.unfinished, runErr)
 		}
 		if st := e.steps[done]; st.report != nil {
-			if body, ok := stepOutput(out, nonce, global); ok {
-				if err := st.report(body); err != nil {
+			if p := parts[global]; p.Done {
+				if err := st.report(p.Out); err != nil {
 					outcomes[i].Err = err
 					var rb interface{ RolledBackChange() bool }
 					res.RolledBack = errors.As(err, &rb) && rb.RolledBackChange()
@@ -250,20 +257,4 @@ func (b *Batch) Queued(task int) bool {
 		}
 	}
 	return false
-}
-
-// stepOutput is what the okLine step with global index i printed.
-func stepOutput(out []byte, nonce string, i int) ([]byte, bool) {
-	start := []byte(fmt.Sprintf("@@breakglass-out %s %d\n", nonce, i))
-	end := []byte(fmt.Sprintf("\n@@breakglass-outend %s %d\n", nonce, i))
-	a := bytes.Index(out, start)
-	if a < 0 {
-		return nil, false
-	}
-	body := out[a+len(start):]
-	b := bytes.Index(body, end)
-	if b < 0 {
-		return nil, false
-	}
-	return body[:b], true
 }

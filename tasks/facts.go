@@ -1,12 +1,9 @@
 package tasks
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	_ "embed"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/sshdconf"
+	"github.com/breakglass/breakglass/internal/wire"
 )
 
 // Host facts shared by the user, authorized_key and ssh_permissions modules
@@ -927,36 +925,34 @@ func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Q
 		miss = append(miss, i)
 	}
 	if len(miss) > 0 {
-		nonce, err := factsNonce()
+		script, err := wire.New()
 		if err != nil {
 			return nil, err
 		}
-		var script bytes.Buffer
 		var missing []Query
 		for _, i := range miss {
 			missing = append(missing, qs[i])
 		}
 		script.WriteString(factsPrelude(conn, knownFacts(env), QueryUsers(missing)...))
 		for _, i := range miss {
-			fmt.Fprintf(&script, "printf '%%s\\n' '@@breakglass-fact %s %d'\n(\n%s\n) </dev/null\nprintf '\\n@@breakglass-end %s %d %%s\\n' \"$?\"\n", nonce, i, qs[i].Script, nonce, i)
+			script.Part(qs[i].Script)
 		}
 		out, err := r.Run(ctx, "/bin/sh -s", script.Bytes())
 		if err != nil {
 			return nil, fmt.Errorf("gather %s: %w", qs[miss[0]].Key, err)
 		}
-		parts, err := splitFactsOutput(out, nonce)
-		if err != nil {
-			return nil, err
-		}
-		for _, i := range miss {
-			p, ok := parts[i]
-			if !ok {
+		parts := script.Split(out)
+		for j, i := range miss {
+			p := parts[j]
+			switch {
+			case !p.Begun:
 				return nil, fmt.Errorf("gather %s: no output", qs[i].Key)
+			case !p.Done:
+				return nil, fmt.Errorf("gather %s: truncated output", qs[i].Key)
+			case p.Status != 0:
+				return nil, fmt.Errorf("gather %s: exit status %d", qs[i].Key, p.Status)
 			}
-			if p.status != "0" {
-				return nil, fmt.Errorf("gather %s: exit status %s", qs[i].Key, p.status)
-			}
-			v, err := qs[i].Parse(p.out)
+			v, err := qs[i].Parse(p.Out)
 			if err != nil {
 				return nil, fmt.Errorf("gather %s: %w", qs[i].Key, err)
 			}
@@ -970,60 +966,6 @@ func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Q
 		}
 	}
 	return vals, nil
-}
-
-type factChunk struct {
-	out    []byte
-	status string
-}
-
-// splitFactsOutput cuts the output of a batch of queries at the markers gatherFacts
-// printed around each.
-func splitFactsOutput(out []byte, nonce string) (map[int]factChunk, error) {
-	parts := map[int]factChunk{}
-	begin := []byte("@@breakglass-fact " + nonce + " ")
-	end := []byte("\n@@breakglass-end " + nonce + " ")
-	for len(out) > 0 {
-		s := bytes.Index(out, begin)
-		if s < 0 {
-			break
-		}
-		out = out[s+len(begin):]
-		nl := bytes.IndexByte(out, '\n')
-		if nl < 0 {
-			return nil, errors.New("gather: truncated output")
-		}
-		i, err := strconv.Atoi(string(out[:nl]))
-		if err != nil {
-			return nil, errors.New("gather: bad marker")
-		}
-		out = out[nl+1:]
-		e := bytes.Index(out, end)
-		if e < 0 {
-			return nil, errors.New("gather: truncated output")
-		}
-		body := out[:e]
-		out = out[e+len(end):]
-		nl = bytes.IndexByte(out, '\n')
-		if nl < 0 {
-			nl = len(out)
-		}
-		idx, status, _ := strings.Cut(string(out[:nl]), " ")
-		if idx != strconv.Itoa(i) {
-			return nil, errors.New("gather: mismatched markers")
-		}
-		parts[i] = factChunk{out: body, status: status}
-		out = out[nl:]
-	}
-	return parts, nil
-}
-
-func factsNonce() (string, error) {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("nonce: %w", err)
-	}
-	return hex.EncodeToString(b), nil
 }
 
 // gatherUserFacts returns the facts of users names, gathered for this run's
@@ -1221,21 +1163,12 @@ func refreshQueries(env *Env, staleKeys []string) []Query {
 // storeRefreshed parses the facts printed after the apply steps and keeps
 // those that parse; the others stay forgotten and are gathered again when
 // needed.
-func storeRefreshed(env *Env, qs []Query, out []byte, nonce string) {
-	text := string(out)
+func storeRefreshed(env *Env, qs []Query, parts []wire.Part) {
 	for i, q := range qs {
-		start := fmt.Sprintf("\n@@breakglass-facts %s %d\n", nonce, i)
-		end := fmt.Sprintf("\n@@breakglass-facts-end %s %d 0\n", nonce, i)
-		a := strings.Index(text, start)
-		if a < 0 {
+		if !parts[i].OK() {
 			continue
 		}
-		body := text[a+len(start):]
-		b := strings.Index(body, end)
-		if b < 0 {
-			continue
-		}
-		if v, err := q.Parse([]byte(body[:b])); err == nil {
+		if v, err := q.Parse(parts[i].Out); err == nil {
 			env.Facts.Set(q.Key, v)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/sshdconf"
+	"github.com/breakglass/breakglass/internal/wire"
 )
 
 // testConn is the connection the recorded facts in testdata/userfacts were
@@ -77,11 +77,6 @@ func newFakeRunner() *fakeRunner {
 	return &fakeRunner{users: map[string][]byte{}, paths: map[string]PathStat{}, groups: map[string]bool{}, failAfter: -1}
 }
 
-var (
-	factMarker = regexp.MustCompile(`(?m)^printf '%s\\n' '@@breakglass-fact (\w+) (\d+)'\n\(\n`)
-	doneMarker = regexp.MustCompile(`printf '@@breakglass-done (\w+) (\d+)\\n'`)
-)
-
 func (f *fakeRunner) Run(_ context.Context, cmd string, stdin []byte) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -89,11 +84,13 @@ func (f *fakeRunner) Run(_ context.Context, cmd string, stdin []byte) ([]byte, e
 	switch {
 	case cmd == "/bin/sh -s" && strings.HasPrefix(string(stdin), "{\n"+applyPrelude):
 		var out strings.Builder
-		for i, m := range doneMarker.FindAllStringSubmatch(string(stdin), -1) {
+		nonce, bodies, _ := wire.Parse(stdin)
+		for i := range stepBodies(bodies) {
 			if f.failAfter >= 0 && i >= f.failAfter {
+				out.WriteString(wire.Begun(nonce, i, ""))
 				return []byte(out.String()), errors.New("exit status 1: fake failure")
 			}
-			fmt.Fprintf(&out, "@@breakglass-done %s %s\n", m[1], m[2])
+			out.WriteString(wire.Reply(nonce, i, "", 0))
 		}
 		return []byte(out.String()), nil
 	case cmd == "/bin/sh -s":
@@ -104,13 +101,11 @@ func (f *fakeRunner) Run(_ context.Context, cmd string, stdin []byte) ([]byte, e
 
 func (f *fakeRunner) answerFacts(batch string) ([]byte, error) {
 	var out strings.Builder
-	locs := factMarker.FindAllStringSubmatchIndex(batch, -1)
-	if len(locs) == 0 {
+	nonce, scripts, ok := wire.Parse([]byte(batch))
+	if !ok {
 		return nil, errors.New("fake runner: not a fact batch")
 	}
-	for _, loc := range locs {
-		nonce, idx := batch[loc[2]:loc[3]], batch[loc[4]:loc[5]]
-		script := batch[loc[1]:]
+	for idx, script := range scripts {
 		var body string
 		switch {
 		case strings.HasPrefix(script, "u="):
@@ -137,9 +132,21 @@ func (f *fakeRunner) answerFacts(batch string) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("fake runner: unknown query %.40q", script)
 		}
-		fmt.Fprintf(&out, "@@breakglass-fact %s %s\n%s\n@@breakglass-end %s %s 0\n", nonce, idx, body, nonce, idx)
+		out.WriteString(wire.Reply(nonce, idx, body, 0))
 	}
 	return []byte(out.String()), nil
+}
+
+// stepBodies are the bodies of an apply script's steps: the parts before
+// the users' facts it reads again (which fakes leave unanswered, so they
+// are gathered again).
+func stepBodies(bodies []string) []string {
+	for i, b := range bodies {
+		if strings.HasPrefix(b, "u=") {
+			return bodies[:i]
+		}
+	}
+	return bodies
 }
 
 // applied returns the apply scripts the runner ran.

@@ -1,17 +1,9 @@
 // ssh_permissions: make every path sshd's StrictModes check walks
 // acceptable, with the smallest change.
 //
-// What sshd checks (OpenSSH auth2-pubkey.c, auth.c auth_openfile, misc.c
-// safe_path): it opens each entry of the user's effective
-// AuthorizedKeysFile as the user, resolves symlinks (realpath), and accepts
-// the file only if it is a regular file owned by the user or root and not
-// writable by group or others; then it walks up the resolved path, and
-// every directory up to and including the user's (resolved) home
-// directory, or up to / for a file outside home, must be owned by the user
-// or root and not writable by group or others. On any failure sshd ignores
-// the whole file: the client sees its key rejected, and only the server's
-// log says why ("Authentication refused: bad ownership or modes for
-// directory /home/bob").
+// What sshd checks, and which component needs which repair, is judged
+// once for apply, audit and recover: UserFacts.StrictModes in
+// strictmodes.go.
 //
 // Repairs, each reported as a change with the mode or owner before and
 // after:
@@ -32,10 +24,10 @@
 // Strict by design: Debian's OpenSSH (and Ubuntu's, which inherits the
 // patch) tolerates a group-writable file or directory when the group has
 // no member but the owner; upstream OpenSSH and RHEL refuse any group
-// write. breakglass does not mirror that exception: it removes group
-// write wherever sshd looks, so what it leaves is accepted by upstream
-// OpenSSH and every distribution's sshd, and stays accepted if the group
-// gains a member. It also checks with StrictModes off, which may be turned
+// write. breakglass repairs what that exception accepts all the same
+// (audit reports it as a risk): it removes group write wherever sshd
+// looks, so what it leaves is accepted by upstream OpenSSH and every
+// distribution's sshd, and stays accepted if the group gains a member. It also checks with StrictModes off, which may be turned
 // on again at any time.
 
 package tasks
@@ -132,13 +124,6 @@ func (p *SSHPermissions) plan(env *Env, facts []any) (*Plan, error) {
 	return &Plan{Steps: steps, Stale: stale}, nil
 }
 
-// permFix is one repair of one path.
-type permFix struct {
-	op   string // "chmod" or "chown"
-	path string
-	arg  string // chown: the new owner
-}
-
 // planPermissions computes the repairs for every user. A user that does
 // not exist is skipped in check mode (a user task before this one would
 // create it) and an error otherwise.
@@ -146,18 +131,18 @@ func planPermissions(ufs []*UserFacts, check bool) ([]hostStep, error) {
 	var (
 		steps []hostStep
 		errs  []error
-		done  = map[[2]string]permFix{} // op, path → fix
+		done  = map[[2]string]PermFix{} // op, path → fix
 	)
-	add := func(f permFix, ch Change, cmd string) error {
-		k := [2]string{f.op, f.path}
+	add := func(f PermFix, ch Change) error {
+		k := [2]string{f.Op, f.Path}
 		if prev, dup := done[k]; dup {
-			if prev != f {
-				return fmt.Errorf("%s must belong to %s for one user and to %s for another: sshd cannot accept both", f.path, prev.arg, f.arg)
+			if f.Op == "chown" && prev.Arg != f.Arg {
+				return fmt.Errorf("%s must belong to %s for one user and to %s for another: sshd cannot accept both", f.Path, prev.Arg, f.Arg)
 			}
 			return nil
 		}
 		done[k] = f
-		steps = append(steps, hostStep{change: ch, cmd: cmd})
+		steps = append(steps, hostStep{change: ch, cmd: shell.Join(f.Argv()...)})
 		return nil
 	}
 	for _, uf := range ufs {
@@ -195,40 +180,28 @@ func planPermissions(ufs []*UserFacts, check bool) ([]hostStep, error) {
 				errs = append(errs, fmt.Errorf("user %s: cannot expand or resolve AuthorizedKeysFile %q", uf.Name, kf.Pattern))
 				continue
 			}
-			walk, inHome := uf.StrictModesWalk(kf)
-			for j := len(walk) - 1; j >= 0; j-- {
-				c := walk[j]
-				if !c.Exists {
-					continue
+			v, err := uf.StrictModes(kf, nil)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("user %s: %w", uf.Name, err))
+				continue
+			}
+			// From the top down: a directory is made safe before what is
+			// in it.
+			for j := len(v.Walk) - 1; j >= 0; j-- {
+				c := v.Walk[j]
+				if c.SharedSticky {
+					errs = append(errs, fmt.Errorf("user %s: %s is a shared sticky directory (mode %04o) that sshd walks for %s; breakglass will not change it: move the key file", uf.Name, c.Path, c.Perm(), kf.Real))
 				}
-				isFile := j == 0
-				switch {
-				case isFile && !c.IsRegular():
-					errs = append(errs, fmt.Errorf("user %s: %s is not a regular file: sshd will not read keys from it; move it away", uf.Name, c.Path))
-					continue
-				case !isFile && !c.IsDir():
-					errs = append(errs, fmt.Errorf("user %s: %s is not a directory", uf.Name, c.Path))
-					continue
-				}
-				if c.UID != 0 && c.UID != uf.UID {
-					owner := uf.Name
-					if !isFile && !inHome {
-						owner = "root"
-					}
-					f := permFix{op: "chown", path: c.Path, arg: owner}
-					ch := Change{What: fmt.Sprintf("chown %s %s (owner uid %d -> %s): sshd accepts only %s or root", owner, c.Path, c.UID, owner, uf.Name), Path: c.Path}
-					if err := add(f, ch, shell.Join("bg_chown", owner, c.Path)); err != nil {
+				own, mod := c.Fix(uf.Name)
+				if own != nil {
+					ch := Change{What: fmt.Sprintf("chown %s %s (owner uid %d -> %s): sshd accepts only %s or root", own.Arg, c.Path, c.UID, own.Arg, uf.Name), Path: c.Path}
+					if err := add(*own, ch); err != nil {
 						errs = append(errs, err)
 					}
 				}
-				if perm := c.Perm(); perm&0o022 != 0 {
-					if !isFile && !inHome && perm&0o1000 != 0 {
-						errs = append(errs, fmt.Errorf("user %s: %s is a shared sticky directory (mode %04o) that sshd walks for %s; breakglass will not change it: move the key file", uf.Name, c.Path, perm, kf.Real))
-						continue
-					}
-					f := permFix{op: "chmod", path: c.Path, arg: "go-w"}
-					ch := Change{What: fmt.Sprintf("chmod go-w %s (%04o -> %04o)", c.Path, perm, perm&^0o022), Path: c.Path}
-					if err := add(f, ch, shell.Join("bg_chmod", "go-w", c.Path, uf.Name)); err != nil {
+				if mod != nil {
+					ch := Change{What: fmt.Sprintf("chmod go-w %s (%04o -> %04o)", c.Path, c.Perm(), c.Perm()&^0o022), Path: c.Path}
+					if err := add(*mod, ch); err != nil {
 						errs = append(errs, err)
 					}
 				}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/breakglass/breakglass/internal/lab"
+	"github.com/breakglass/breakglass/internal/wire"
 	"github.com/breakglass/breakglass/internal/yamlx"
 )
 
@@ -226,8 +226,6 @@ func sudoersFake(state string, install string) *scriptRecorder {
 	}}
 }
 
-var stepOutMarker = regexp.MustCompile(`@@breakglass-out (\w+) (\d+)`)
-
 // sudoersReply answers as a host would: a fact batch with state as every
 // query's output; an apply script (one round trip of steps, the install
 // transaction first) with install as the transaction's report, and the
@@ -236,26 +234,27 @@ var stepOutMarker = regexp.MustCompile(`@@breakglass-out (\w+) (\d+)`)
 // was lost during the install.
 func sudoersReply(stdin []byte, state, install string, runErr error) ([]byte, error) {
 	s := string(stdin)
-	if m := stepOutMarker.FindStringSubmatch(s); m != nil {
+	nonce, bodies, ok := wire.Parse(stdin)
+	if !ok {
+		return nil, fmt.Errorf("fake host: neither facts nor an apply script: %.60q", s)
+	}
+	if strings.HasPrefix(s, "{\n"+applyPrelude) {
 		if runErr != nil {
 			return nil, runErr
 		}
-		nonce := m[1]
-		out := fmt.Sprintf("@@breakglass-out %s 0\n%s\n@@breakglass-outend %s 0\n", nonce, strings.TrimSuffix(install, "\n"), nonce)
+		report := strings.TrimSuffix(install, "\n")
 		if !strings.Contains("\n"+install+"\n", "\nstatus ok\n") {
-			return []byte(out), errors.New("exit status 1")
+			return []byte(wire.Reply(nonce, 0, report, 1)), errors.New("exit status 1")
 		}
-		for i := range doneMarker.FindAllStringSubmatch(s, -1) {
-			out += fmt.Sprintf("@@breakglass-done %s %d\n", nonce, i)
+		out := wire.Reply(nonce, 0, report, 0)
+		for i := 1; i < len(stepBodies(bodies)); i++ {
+			out += wire.Reply(nonce, i, "", 0)
 		}
 		return []byte(out), nil
 	}
 	var out strings.Builder
-	for _, loc := range factMarker.FindAllStringSubmatch(s, -1) {
-		fmt.Fprintf(&out, "@@breakglass-fact %s %s\n%s\n@@breakglass-end %s %s 0\n", loc[1], loc[2], state, loc[1], loc[2])
-	}
-	if out.Len() == 0 {
-		return nil, fmt.Errorf("fake host: neither facts nor an apply script: %.60q", s)
+	for i := range bodies {
+		out.WriteString(wire.Reply(nonce, i, state, 0))
 	}
 	return []byte(out.String()), nil
 }

@@ -780,3 +780,60 @@ func TestSocketCovers(t *testing.T) {
 		t.Error("the IPv4 wildcard covers IPv4 only")
 	}
 }
+
+// TestTooLargeKeyFilePath: a key file too large for breakglass to read is
+// still read by sshd, and StrictModes still judges its path: the
+// group-writable home that ssh_permissions repairs is a finding here too
+// (it was not, when audit skipped the walk of such a file).
+func TestTooLargeKeyFilePath(t *testing.T) {
+	h := hostOf(t, "groupwrite")
+	h.SSHDVersion = "OpenSSH_9.6p1, OpenSSL 3.2.2" // upstream: group-write refused
+	fs := judge(t, h, "bob", func(uf *tasks.UserFacts, _ *UserExtras) {
+		for i := range uf.KeyFiles {
+			uf.KeyFiles[i].TooLarge, uf.KeyFiles[i].Content = tasks.KeyFileMax+1, nil
+		}
+	})
+	var large, unsafe bool
+	for _, f := range fs {
+		large = large || f.ID == "key-file-too-large"
+		if f.ID == "unsafe-path" && f.Path == "/home/bob" {
+			unsafe = true
+			if !slices.Equal(f.Action, []string{"bg_chmod", "go-w", "/home/bob", "bob"}) {
+				t.Errorf("action %q", f.Action)
+			}
+		}
+	}
+	if !large || !unsafe {
+		t.Errorf("key-file-too-large %v, unsafe-path /home/bob %v; want both: %v", large, unsafe, fs)
+	}
+}
+
+// TestOwnerAndModeBothFixed: a directory both owned by someone else and
+// writable by others needs two repairs, each its own finding with its own
+// action; with one finding per path, recover chowned it and left it
+// writable, so the user stayed locked out.
+func TestOwnerAndModeBothFixed(t *testing.T) {
+	h := hostOf(t, "groupwrite")
+	h.SSHDVersion = "OpenSSH_9.6p1, OpenSSL 3.2.2"
+	fs := judge(t, h, "bob", func(uf *tasks.UserFacts, _ *UserExtras) {
+		for i := range uf.KeyFiles {
+			kf := &uf.KeyFiles[i]
+			kf.Walk = slices.Clone(kf.Walk)
+			for j := range kf.Walk {
+				if kf.Walk[j].Path == "/home/bob/.ssh" {
+					kf.Walk[j].UID, kf.Walk[j].Mode = 4242, kf.Walk[j].Mode&^0o7777|0o777
+				}
+			}
+		}
+	})
+	var got [][]string
+	for _, f := range fs {
+		if f.ID == "unsafe-path" && f.Path == "/home/bob/.ssh" {
+			got = append(got, f.Action)
+		}
+	}
+	want := [][]string{{"bg_chown", "bob", "/home/bob/.ssh"}, {"bg_chmod", "go-w", "/home/bob/.ssh", "bob"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("actions for /home/bob/.ssh: %q, want %q", got, want)
+	}
+}

@@ -450,10 +450,16 @@ func (c *checker) keyFiles(u auditedUser) {
 		problems            []keyProblem
 		valid, usable, cmts int
 		states              []string
-		seen                = map[[2]string]bool{}
+		seen                = map[[3]string]bool{}
 	)
 	add := func(p keyProblem) {
-		k := [2]string{p.id, p.path}
+		// One finding per problem and path, but a component both owned
+		// by someone else and writable gets both fixes (a finding's
+		// action is one command, and recover runs each).
+		k := [3]string{p.id, p.path}
+		if len(p.action) > 0 {
+			k[2] = p.action[0]
+		}
 		if !seen[k] {
 			seen[k] = true
 			problems = append(problems, p)
@@ -477,6 +483,8 @@ func (c *checker) keyFiles(u auditedUser) {
 		if kf.TooLarge > 0 {
 			states = append(states, fmt.Sprintf("%s is %d bytes (not read)", kf.Path, kf.TooLarge))
 			valid++ // unknown
+			// sshd judges its path all the same.
+			c.strictModes(uf, kf, add)
 			add(keyProblem{id: "key-file-too-large", path: kf.Real, severity: SeverityRisk,
 				detail: fmt.Sprintf("%s is %d bytes, more than the %d breakglass reads of a key file: its keys were not checked", kf.Real, kf.TooLarge, tasks.KeyFileMax),
 				fix:    fmt.Sprintf("look at what fills %s; an authorized_keys file holds one short line per key", kf.Real)})
@@ -502,57 +510,14 @@ func (c *checker) keyFiles(u auditedUser) {
 				fix:    fmt.Sprintf("%s  # then install the keys in %s", shell.Join("mv", "--", kf.Real, kf.Real+".not-a-file"), kf.Real)})
 			continue
 		}
-		fileOK := true
-		walk, inHome := uf.StrictModesWalk(kf)
-		for j, comp := range walk {
-			if !comp.Exists {
-				continue
-			}
-			isFile := j == 0
-			where := "inside home"
-			if !inHome {
-				where = "on the way to / (the file is outside home)"
-			}
-			if comp.UID != 0 && comp.UID != uf.UID {
-				owner := name
-				if !isFile && !inHome {
-					owner = "root"
-				}
-				fileOK = fileOK && !cfg.StrictModes
-				add(keyProblem{id: "unsafe-path", path: comp.Path, blocks: cfg.StrictModes,
-					detail: fmt.Sprintf("%s, which StrictModes checks for %s (%s): sshd accepts only %s or root as owner, and ignores %s (\"bad ownership or modes\")", describe(comp, names), kf.Real, where, name, kf.Real),
-					fix:    shell.Join("chown", owner, comp.Path), action: []string{"bg_chown", owner, comp.Path}})
-			}
-			if perm := comp.Perm(); perm&0o022 != 0 {
-				fix, action := shell.Join("chmod", "go-w", comp.Path), []string{"bg_chmod", "go-w", comp.Path, name}
-				if !isFile && !inHome && perm&0o1000 != 0 {
-					fix, action = fmt.Sprintf("move %s out of the shared sticky directory %s (and set AuthorizedKeysFile accordingly)", kf.Real, comp.Path), nil
-				}
-				if cfg.StrictModes && c.debianGroupWriteOK(comp, uf) {
-					// Debian's sshd accepts it now: a risk, not a lockout.
-					add(keyProblem{id: "unsafe-path", path: comp.Path, blocks: true, severity: SeverityRisk,
-						detail: fmt.Sprintf("%s is writable by its group, which StrictModes checks for %s (%s); this host's sshd (Debian's build: %s) accepts group-write while the group's only member is %s, but upstream OpenSSH and RHEL refuse it (\"bad ownership or modes\"), and so will this sshd once the group gains another member", describe(comp, names), kf.Real, where, c.h.SSHDVersion, name),
-						fix:    fix, action: action})
-					continue
-				}
-				fileOK = fileOK && !cfg.StrictModes
-				add(keyProblem{id: "unsafe-path", path: comp.Path, blocks: cfg.StrictModes,
-					detail: fmt.Sprintf("%s is writable by group or others, which StrictModes checks for %s (%s): sshd ignores %s (\"bad ownership or modes\")", describe(comp, names), kf.Real, where, kf.Real),
-					fix:    fix, action: action})
-			}
-		}
+		v, refused := c.strictModes(uf, kf, add)
+		fileOK := !refused
 		// Readability as the user, once the ownership repairs above are
 		// made: a file owned by someone else is unreadable too, and the
 		// chown fixes both.
-		repaired := slices.Clone(kf.Walk)
-		for j := range repaired {
-			if comp := &repaired[j]; cfg.StrictModes && comp.Exists && comp.UID != 0 && comp.UID != uf.UID {
-				if j == 0 || inHome && j < len(walk) {
-					comp.UID = uf.UID
-				} else if j < len(walk) {
-					comp.UID = 0
-				}
-			}
+		repaired := kf.Walk
+		if cfg.StrictModes && v != nil {
+			repaired = v.Repaired(kf, uf)
 		}
 		if p, ok := readable(uf, repaired); !ok {
 			fileOK = false
@@ -632,6 +597,48 @@ func (c *checker) keyFiles(u auditedUser) {
 	c.add(name, "key-absent", SeverityLockout, target, detail, fix)
 }
 
+// strictModes adds the unsafe-path problems of key file kf (a regular
+// file) from the one StrictModes judgement (tasks.UserFacts.StrictModes),
+// each with its typed fix, and reports whether sshd, with StrictModes on
+// as configured, ignores the file. v is nil when the walk cannot be
+// judged (not reached for a regular file: its parents are directories).
+func (c *checker) strictModes(uf *tasks.UserFacts, kf *tasks.KeyFile, add func(keyProblem)) (v *tasks.StrictModesVerdict, refused bool) {
+	v, err := uf.StrictModes(kf, c.debianGroups())
+	if err != nil {
+		return nil, false
+	}
+	strict, name, names := uf.SSHD.StrictModes, uf.Name, c.h.UIDNames
+	where := "inside home"
+	if !v.InHome {
+		where = "on the way to / (the file is outside home)"
+	}
+	for _, comp := range v.Walk {
+		own, mod := comp.Fix(name)
+		if own != nil {
+			add(keyProblem{id: "unsafe-path", path: comp.Path, blocks: strict,
+				detail: fmt.Sprintf("%s, which StrictModes checks for %s (%s): sshd accepts only %s or root as owner, and ignores %s (\"bad ownership or modes\")", describe(comp.PathStat, names), kf.Real, where, name, kf.Real),
+				fix:    own.Text(), action: own.Argv()})
+		}
+		if !comp.Writable() {
+			continue
+		}
+		p := keyProblem{id: "unsafe-path", path: comp.Path, blocks: strict,
+			detail: fmt.Sprintf("%s is writable by group or others, which StrictModes checks for %s (%s): sshd ignores %s (\"bad ownership or modes\")", describe(comp.PathStat, names), kf.Real, where, kf.Real)}
+		if mod != nil {
+			p.fix, p.action = mod.Text(), mod.Argv()
+		} else { // a shared sticky directory: no chmod
+			p.fix = fmt.Sprintf("move %s out of the shared sticky directory %s (and set AuthorizedKeysFile accordingly)", kf.Real, comp.Path)
+		}
+		if comp.DebianAccepted && strict {
+			// Debian's sshd accepts it now: a risk, not a lockout.
+			p.severity = SeverityRisk
+			p.detail = fmt.Sprintf("%s is writable by its group, which StrictModes checks for %s (%s); this host's sshd (Debian's build: %s) accepts group-write while the group's only member is %s, but upstream OpenSSH and RHEL refuse it (\"bad ownership or modes\"), and so will this sshd once the group gains another member", describe(comp.PathStat, names), kf.Real, where, c.h.SSHDVersion, name)
+		}
+		add(p)
+	}
+	return v, strict && v.Refused()
+}
+
 // readable reports whether uf can traverse every directory of walk (the
 // key file, then each parent up to /) and read the file; when not, it
 // returns the first component, from /, that stops it. ACLs are not
@@ -702,38 +709,11 @@ func (c *checker) selinux(u auditedUser) {
 		shell.Join("restorecon", "-RF", dir))
 }
 
-// debianGroupWriteOK reports whether Debian's sshd accepts st although it
-// is group-writable (Debian's user-group-modes patch, secure_permissions):
-// not world-writable, and its group has exactly one member, uf itself:
-// every account whose primary group it is is uf, and its member list is
-// empty or only st's owner. False when this sshd is not Debian's or the
-// groups were not read.
-func (c *checker) debianGroupWriteOK(st tasks.PathStat, uf *tasks.UserFacts) bool {
-	h := c.h
-	if !strings.Contains(h.SSHDVersion, "openssh-server=") {
-		return false // not a Debian or Ubuntu package
+// debianGroups returns what Debian's sshd reads to accept a
+// group-writable path, or nil when this host's sshd is not Debian's.
+func (c *checker) debianGroups() *tasks.DebianGroups {
+	if !tasks.DebianSSHD(c.h.SSHDVersion) {
+		return nil
 	}
-	if st.Perm()&0o002 != 0 || st.Perm()&0o020 == 0 || h.PrimaryGID == nil || h.GroupMembers == nil {
-		return false
-	}
-	members, ok := h.GroupMembers[st.GID]
-	if !ok {
-		return false
-	}
-	n := 0
-	for uid, gid := range h.PrimaryGID {
-		if gid == st.GID {
-			n++
-			if uid != uf.UID {
-				return false
-			}
-		}
-	}
-	if len(members) > 0 {
-		n++
-		if owner, ok := h.UIDNames[st.UID]; !ok || members[0] != owner || len(members) > 1 {
-			return false
-		}
-	}
-	return n > 0
+	return &tasks.DebianGroups{PrimaryGID: c.h.PrimaryGID, Members: c.h.GroupMembers, UIDNames: c.h.UIDNames}
 }

@@ -347,16 +347,19 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 			defer cancel()
 			m := New(Options{Users: users})
 			qs := m.Queries()
-			script, mark := runner.GatherScript("", qs)
+			script, err := runner.GatherScript("", qs)
+			if err != nil {
+				t.Fatal(err)
+			}
 			session := "SSH_CONNECTION=" + shell.Quote("127.0.0.1 40000 "+h.Addr+" 22") + " SUDO_USER=admin; export SSH_CONNECTION SUDO_USER; /bin/sh -s"
-			out, err := h.Exec(ctx, session, script)
+			out, err := h.Exec(ctx, session, script.Bytes())
 			if err != nil {
 				t.Fatal(err)
 			}
 			env := labEnv(h)
-			for i, part := range runner.SplitGathered(out, mark, len(qs)) {
-				if part.RC != 0 {
-					t.Fatalf("query %s: exit %d", qs[i].Key, part.RC)
+			for i, part := range script.Split(out) {
+				if !part.OK() {
+					t.Fatalf("query %s: done %v, exit %d", qs[i].Key, part.Done, part.Status)
 				}
 				v, err := qs[i].Parse(part.Out)
 				if err != nil {

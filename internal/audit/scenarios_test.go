@@ -159,7 +159,7 @@ bg_reload`,
 				fixes: map[string]string{
 					"admin unsafe-path /home/admin/.ssh":                 "chmod go-w /home/admin/.ssh",
 					"bob shell-missing /nonexistent/shell":               "usermod -s /bin/bash bob",
-					"carol unsafe-path /home/carol/.ssh/authorized_keys": "chown carol /home/carol/.ssh/authorized_keys",
+					"carol unsafe-path /home/carol/.ssh/authorized_keys": "chown -h carol /home/carol/.ssh/authorized_keys",
 					"erin account-locked /etc/shadow":                    "usermod -p '*' erin  # key-only; to keep a password instead: usermod -U erin",
 				},
 				details: map[string][]string{

@@ -10,9 +10,10 @@ import (
 )
 
 // TestRecoverOnLab locks admin out four ways, one per host — the original
-// incident (home chmod 777), an expired account, admin dropped from
-// AllowUsers, and admin on a pam_listfile deny list — and recovers it
-// through the break-glass users.
+// incident (home chmod 777, here with ~/.ssh also chowned to another uid
+// and chmod 777: two repairs of one directory), an expired account, admin
+// dropped from AllowUsers, and admin on a pam_listfile deny list — and
+// recovers it through the break-glass users.
 func TestRecoverOnLab(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -26,7 +27,7 @@ func TestRecoverOnLab(t *testing.T) {
 	}
 	hosts := f.lab.Hosts
 	breaks := []string{
-		"chmod 777 /home/admin",
+		"chmod 777 /home/admin /home/admin/.ssh && chown 4242 /home/admin/.ssh",
 		"chage -E 1 admin",
 		"printf 'AllowUsers bg-ops1 bg-ops2\\n' > /etc/ssh/sshd_config.d/10-locked.conf && kill -HUP $(cat /run/sshd.pid) && sleep 0.5",
 		"sed -i '1i account required pam_listfile.so item=user sense=deny file=/etc/ssh/denied onerr=succeed' /etc/pam.d/sshd && printf 'ghost\\nadmin\\nadmins\\n' >/etc/ssh/denied",

@@ -6,8 +6,6 @@ package runner
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/breakglass/breakglass/internal/report"
 	"github.com/breakglass/breakglass/internal/transport"
+	"github.com/breakglass/breakglass/internal/wire"
 	"github.com/breakglass/breakglass/tasks"
 )
 
@@ -580,13 +579,16 @@ func gather(ctx context.Context, r tasks.Runner, ts []Task, env *tasks.Env) {
 	if len(qs) == 0 {
 		return
 	}
-	script, mark := GatherScript(tasks.FactsPrelude(tasks.ConnOf(env), tasks.QueryUsers(qs)...), qs)
-	out, err := r.Run(ctx, "/bin/sh -s", script)
+	script, err := GatherScript(tasks.FactsPrelude(tasks.ConnOf(env), tasks.QueryUsers(qs)...), qs)
 	if err != nil {
 		return
 	}
-	for i, part := range SplitGathered(out, mark, len(qs)) {
-		if part.RC != 0 {
+	out, err := r.Run(ctx, "/bin/sh -s", script.Bytes())
+	if err != nil {
+		return
+	}
+	for i, part := range script.Split(out) {
+		if !part.OK() {
 			continue
 		}
 		v, err := qs[i].Parse(part.Out)
@@ -598,51 +600,19 @@ func gather(ctx context.Context, r tasks.Runner, ts []Task, env *tasks.Env) {
 }
 
 // GatherScript joins queries into one shell script after prelude (see
-// tasks.FactsPrelude); each query runs in a subshell (a fork, not a new
-// shell) with stdin from /dev/null, and is followed by a marker line with
-// its exit status.
-func GatherScript(prelude string, qs []tasks.Query) (script []byte, mark string) {
-	var b strings.Builder
-	var buf [12]byte
-	_, _ = rand.Read(buf[:])
-	mark = "@@breakglass-" + hex.EncodeToString(buf[:])
-	b.WriteString(prelude)
-	for i, q := range qs {
-		fmt.Fprintf(&b, "(\n%s\n) </dev/null\nprintf '\\n%s %d %%d\\n' $?\n", q.Script, mark, i)
+// tasks.FactsPrelude), each query one part of the wire framing: run in a
+// subshell (a fork, not a new shell) with stdin from /dev/null, its
+// output and exit status cut out by Split.
+func GatherScript(prelude string, qs []tasks.Query) (*wire.Script, error) {
+	s, err := wire.New()
+	if err != nil {
+		return nil, err
 	}
-	return []byte(b.String()), mark
-}
-
-// Gathered is one query's output.
-type Gathered struct {
-	Out []byte
-	RC  int
-}
-
-// SplitGathered splits the output of GatherScript into n parts. A part
-// whose marker is missing gets RC -1.
-func SplitGathered(out []byte, mark string, n int) []Gathered {
-	parts := make([]Gathered, n)
-	for i := range parts {
-		parts[i].RC = -1
+	s.WriteString(prelude)
+	for _, q := range qs {
+		s.Part(q.Script)
 	}
-	s := string(out)
-	sep := "\n" + mark + " "
-	for {
-		k := strings.Index(s, sep)
-		if k < 0 {
-			return parts
-		}
-		body := s[:k]
-		rest := s[k+len(sep):]
-		line, after, _ := strings.Cut(rest, "\n")
-		var idx, rc int
-		if _, err := fmt.Sscanf(line, "%d %d", &idx, &rc); err != nil || idx < 0 || idx >= n {
-			return parts
-		}
-		parts[idx] = Gathered{Out: []byte(body), RC: rc}
-		s = after
-	}
+	return s, nil
 }
 
 func diff(c tasks.Change, on bool) string {

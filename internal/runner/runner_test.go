@@ -193,18 +193,21 @@ func TestFactsInOneRoundTrip(t *testing.T) {
 
 func TestSplitGatheredFailedQuery(t *testing.T) {
 	qs := []tasks.Query{{Key: "ok", Script: "echo fine"}, {Key: "bad", Script: "echo partial; exit 3"}}
-	script, mark := GatherScript("", qs)
+	script, err := GatherScript("", qs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	x := exec.Command("/bin/sh", "-s")
-	x.Stdin = bytes.NewReader(script)
+	x.Stdin = bytes.NewReader(script.Bytes())
 	out, err := x.Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts := SplitGathered(out, mark, 2)
-	if string(parts[0].Out) != "fine\n" || parts[0].RC != 0 || parts[1].RC != 3 {
+	parts := script.Split(out)
+	if string(parts[0].Out) != "fine\n" || !parts[0].OK() || !parts[1].Done || parts[1].Status != 3 || string(parts[1].Out) != "partial\n" {
 		t.Fatalf("parts: %+v", parts)
 	}
-	if strings.Contains(string(script), "\x00") {
+	if strings.Contains(script.String(), "\x00") {
 		t.Fatal("NUL in script")
 	}
 }
