@@ -53,7 +53,10 @@ func TestSSHDRollbackKilledOnLab(t *testing.T) {
 				}
 				cancel()
 			}()
-			_, err := h.Exec(ctx, "until pgrep -f 'revert[.]sh (rollback|abort)' >/dev/null; do sleep 0.01; done", nil)
+			// The rollback is held (SIGSTOP) as soon as it starts, so the
+			// signal reaches a run that is still waiting for it: a
+			// rollback is quick, and a run that ended first tests nothing.
+			_, err := h.Exec(ctx, "until p=$(pgrep -f 'revert[.]sh (rollback|abort)'); do sleep 0.01; done; kill -STOP $p", nil)
 			cancel()
 			if err != nil {
 				select {
@@ -67,8 +70,12 @@ func TestSSHDRollbackKilledOnLab(t *testing.T) {
 				}
 				t.Fatalf("the rollback never ran: %v", err)
 			}
-			if err := cmd.Process.Signal(sig); err != nil {
+			sigErr := cmd.Process.Signal(sig)
+			if _, err := h.Exec(context.Background(), "pkill -CONT -f 'revert[.]sh (rollback|abort)' || true", nil); err != nil {
 				t.Fatal(err)
+			}
+			if sigErr != nil {
+				t.Fatalf("signal %v: %v (the run ended while its rollback was held)\nstdout:\n%s", sig, sigErr, out.String())
 			}
 			// The revert was armed before the rollback began.
 			by := time.Now().Add(deadline)
