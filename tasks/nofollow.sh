@@ -160,6 +160,38 @@ bg_mkparents() (
 	done
 )
 
+# bg_copy_root SRC DST MODE: copy root's file SRC (a host key, a host
+# certificate) to DST, root's with MODE, through a temp file beside DST
+# (whose directory must be root's). SRC is read only where no user can
+# steer the read: links on its way are followed only where root alone made
+# them (bg_resolve, from resolve.sh, which the script must include), its
+# directory can be changed by root alone, and SRC itself is no link (read
+# with O_NOFOLLOW). A path a user could change is refused, not read.
+# shellcheck disable=SC2154 # bg_real, bg_link, bg_target: set by bg_resolve
+bg_copy_root() (
+	if ! bg_resolve "$1"; then
+		echo "breakglass: $1 is reached through $bg_link (to $bg_target), a link a user could have made: not read" >&2
+		exit 1
+	fi
+	bg_pin "$(bg_dir "$bg_real")" || exit 1
+	if ! bg_trusted; then
+		echo "breakglass: not reading $bg_real: its directory can be changed by users" >&2
+		exit 1
+	fi
+	b=${bg_real##*/}
+	bg_nolink "$b" "$bg_real" || exit 1
+	if [ ! -f "./$b" ]; then
+		echo "breakglass: $bg_real is not a regular file" >&2
+		exit 1
+	fi
+	t=$(mktemp -- "$2.breakglass-tmp.XXXXXX") || exit 1
+	if dd if="./$b" of="$t" iflag=nofollow,nonblock bs=65536 2>/dev/null && chown 0:0 -- "$t" && chmod "$3" -- "$t" && sync -- "$t" && mv -fT -- "$t" "$2"; then
+		exit 0
+	fi
+	rm -f -- "$t"
+	exit 1
+)
+
 # bg_write FILE OWNER MODE CONTENT: write CONTENT atomically: a temp file
 # in the same directory, owner and mode set, fsync, the previous version
 # kept as FILE.breakglass.bak (a hard link to the old inode), rename over

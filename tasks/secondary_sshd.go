@@ -1548,8 +1548,9 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 	b.WriteString(s.vars())
 	fmt.Fprintf(&b, "S=%s\n", shell.Quote(f.SSHD))
 	b.WriteString(secondaryFuncs)
-	if p.writeInit || p.writeCron {
-		b.WriteString(nofollowScript) // bg_write
+	if p.writeInit || p.writeCron || len(p.copyKeys)+len(p.copyCerts) > 0 {
+		b.WriteString(resolveScript)  // bg_resolve, for bg_copy_root
+		b.WriteString(nofollowScript) // bg_write, bg_copy_root
 	}
 	fmt.Fprintf(&b, "port=%d\n", s.port)
 	b.WriteString(`bg_fail() { echo "status ${st:-failed}"; printf '| %s\n' "$@"; exit 0; }
@@ -1571,11 +1572,11 @@ bg_port_holder() {
 		fmt.Fprintf(&b, "if [ -L %[1]s ] || { [ -e %[1]s ] && [ ! -d %[1]s ]; }; then bg_fail %[2]s; fi\n[ -d %[1]s ] || mkdir -m %[3]s -- %[1]s || bg_fail %[4]s\nchown 0:0 -- %[1]s && chmod %[3]s -- %[1]s || bg_fail %[5]s\n",
 			d, shell.Quote(dm[0]+" is not a directory"), dm[1], shell.Quote("create "+dm[0]), shell.Quote("chown/chmod "+dm[0]))
 	}
+	// Host keys and certificates are read only where no user can steer
+	// the read (bg_copy_root): a certificate copy is world-readable.
 	for _, k := range p.copyKeys {
 		dst := s.HostKeyDir() + "/" + path.Base(k)
-		tmp := txnTmpPath(dst, "tmp")
-		fmt.Fprintf(&b, "rm -f -- %[2]s\ncp -- %[1]s %[2]s && chown 0:0 %[2]s && chmod 0600 %[2]s || { rm -f -- %[2]s; bg_fail %[4]s; }\nsync -- %[2]s 2>/dev/null\nmv -f -- %[2]s %[3]s || bg_fail %[4]s\n",
-			shell.Quote(k), shell.Quote(tmp), shell.Quote(dst), shell.Quote("copy "+k+" to "+dst))
+		fmt.Fprintf(&b, "out=$(bg_copy_root %s %s 0600 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(k), shell.Quote(dst), shell.Quote("copy "+k+" to "+dst))
 	}
 	for _, w := range p.storeWrites {
 		b.WriteString(s.writeFileShell(s.KeyDir()+"/"+w.name, w.content, false))
@@ -1585,9 +1586,7 @@ bg_port_holder() {
 	}
 	for _, c := range p.copyCerts {
 		dst := s.HostKeyDir() + "/" + certCopyName(c)
-		tmp := txnTmpPath(dst, "tmp")
-		fmt.Fprintf(&b, "rm -f -- %[2]s\ncp -- %[1]s %[2]s && chown 0:0 %[2]s && chmod 0644 %[2]s || { rm -f -- %[2]s; bg_fail %[4]s; }\nsync -- %[2]s 2>/dev/null\nmv -f -- %[2]s %[3]s || bg_fail %[4]s\n",
-			shell.Quote(c), shell.Quote(tmp), shell.Quote(dst), shell.Quote("copy "+c+" to "+dst))
+		fmt.Fprintf(&b, "out=$(bg_copy_root %s %s 0644 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(c), shell.Quote(dst), shell.Quote("copy "+c+" to "+dst))
 	}
 	if len(p.copyKeys)+len(p.copyCerts)+len(p.storeWrites)+len(p.storeRemoves) > 0 {
 		fmt.Fprintf(&b, "sync -- %s %s 2>/dev/null\n", shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()))

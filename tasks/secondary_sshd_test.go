@@ -748,6 +748,21 @@ kill -HUP $(cat /run/sshd.pid)`, cert)
 		t.Errorf("run with the main certificate deleted changed: %s", changesOf(res))
 	}
 	presents("with the main certificate deleted")
+
+	// A certificate the main config names in a directory a user can
+	// write: the user swaps it for a link to /etc/shadow. The copy is
+	// world-readable, so root must refuse to read it, never copy it.
+	x.sh(t, `useradd -m -s /bin/sh mallory && mkdir -m 1777 /srv/certs
+setpriv --reuid=mallory --regid=mallory --init-groups -- ln -s /etc/shadow /srv/certs/stolen-cert.pub
+echo 'HostCertificate /srv/certs/stolen-cert.pub' > /etc/ssh/sshd_config.d/00-cert.conf`, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := x.secondary(t, task).Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}}); err == nil || !strings.Contains(err.Error(), "a link a user could have made") {
+		t.Errorf("a user's link as host certificate: err %v, want a refusal", err)
+	}
+	if got := x.sh(t, "grep -rl \"$(head -n 1 /etc/shadow)\" /etc/breakglass || true", nil); got != "" {
+		t.Errorf("/etc/shadow was copied where the emergency sshd presents it: %s", got)
+	}
 }
 
 // Audit says when nothing starts the emergency sshd at boot, with the fix
