@@ -611,6 +611,7 @@ type secondaryFacts struct {
 	// Where systemd is not PID 1: what starts things at boot.
 	PID1       string            // /proc/1/comm
 	SysvRC     bool              // /etc/init.d and update-rc.d
+	CronRuns   bool              // a cron daemon runs now
 	Cron       string            // the cron daemon's path, when one is installed with /etc/cron.d
 	InitScript *sshdFile         // InitPath
 	CronFile   *sshdFile         // CronPath
@@ -730,6 +731,7 @@ if [ ! -d /run/systemd/system ]; then
 	for c in cron crond cronie; do
 		if c=$(command -v "$c" 2>/dev/null) && [ -d /etc/cron.d ]; then printf 'cron %s\n' "$c"; break; fi
 	done
+	if pgrep -x cron >/dev/null 2>&1 || pgrep -x crond >/dev/null 2>&1; then echo "cron-running"; fi
 	bg_file "$I"
 	bg_file "$C"
 	for l in /etc/rc[0-6S].d/[SK][0-9][0-9]"${I##*/}"; do
@@ -829,6 +831,8 @@ func parseSecondaryFacts(out []byte) (any, error) {
 			f.PID, _ = strconv.Atoi(rest)
 		case "pid1":
 			f.PID1 = rest
+		case "cron-running":
+			f.CronRuns = true
 		case "sysv-rc":
 			f.SysvRC = true
 		case "cron":
@@ -1503,6 +1507,20 @@ func (s *SecondarySSHD) bootFinding(f *secondaryFacts, p *secondaryPlan, apply s
 		fd.Path = s.CronPath()
 		fd.Detail = fmt.Sprintf("the emergency sshd %s (port %d) does not start at boot: the @reboot entry %s is missing or differs from what apply installs", s.name, s.port, s.CronPath())
 		fd.Fix = apply
+	// In place, but is it run? sysv-rc's scripts run only under sysvinit's
+	// init (a container's PID 1 — tini, a shell — runs none), and an
+	// @reboot entry only when a cron daemon starts.
+	case p.boot == bootSysv && f.PID1 != "" && f.PID1 != "init":
+		// info, not risk: some container inits (my_init, s6) do run the
+		// rc scripts, and only the host's owner knows whether this one does.
+		fd.Severity = "info"
+		fd.Path = s.InitPath()
+		fd.Detail = fmt.Sprintf("the emergency sshd %s (port %d) may not start at boot: %s is installed and linked, but PID 1 is %s, not sysvinit's init, and runs the rc scripts only if it was made to; after a restart it stays down until the next apply", s.name, s.port, s.InitPath(), f.PID1)
+		fd.Fix = "have PID 1 (" + f.PID1 + ") run " + shell.Join(s.InitPath(), "start") + " when the host starts, or run the host under an init"
+	case p.boot == bootCron && !f.CronRuns:
+		fd.Path = s.CronPath()
+		fd.Detail = fmt.Sprintf("the emergency sshd %s (port %d) may not start at boot: the @reboot entry %s is in place, but no cron daemon runs now (PID 1 is %s), and @reboot runs only when one starts", s.name, s.port, s.CronPath(), orUnknown(f.PID1))
+		fd.Fix = "start " + path.Base(f.Cron) + " when the host starts (it runs the @reboot entry then)"
 	default:
 		return fd, false
 	}
@@ -1661,6 +1679,10 @@ done
 		}
 		if p.writeCron {
 			fmt.Fprintf(&b, "out=$(bg_write %s root 0644 %s 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(s.CronPath()), shell.Quote(p.cronFile), shell.Quote("write "+s.CronPath()))
+			// No backup beside it either: Debian's cron skips names with
+			// dots, but cronie runs every file in /etc/cron.d whose name
+			// does not start with a dot, the old @reboot line included.
+			fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(s.CronPath()+BackupSuffix))
 		}
 		// Decided again here from what runs now, not from the facts: the
 		// daemon may have died or come up since.

@@ -507,7 +507,9 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	if got := changesOf(runSecondary(t, x, task)); !strings.Contains(got, "update-rc.d breakglass-sshd defaults") {
 		t.Errorf("run with the rc links removed: %s", got)
 	}
-	if fd := auditSecondary(t, x, task); fd[FindingSecondNoBoot] != "" {
+	// Linked again; what is left is that this host's PID 1 (the lab's
+	// shell) is no sysvinit and may never run it.
+	if fd := auditSecondary(t, x, task); !strings.Contains(fd[FindingSecondNoBoot], "is installed and linked, but PID 1 is bash, not sysvinit's init") {
 		t.Errorf("audit after the repair: %q", fd[FindingSecondNoBoot])
 	}
 
@@ -777,7 +779,9 @@ func TestSecondaryBootFinding(t *testing.T) {
 		{"sysv-rc, linked", "pid1 init\nsysv-rc\n" + init + rcLinks(s, "2", "3", "4", "5"), ""},
 		{"sysv-rc, not linked", "pid1 init\nsysv-rc\n" + init, "/etc/init.d/breakglass-sshd is not linked to start in runlevels 2-5 (update-rc.d)"},
 		{"sysv-rc, no script", "pid1 init\nsysv-rc\n" + rcLinks(s, "2", "3", "4", "5"), "/etc/init.d/breakglass-sshd is missing or differs"},
-		{"cron, entry in place", "pid1 tini\ncron /usr/sbin/cron\n" + secondaryFile(s.CronPath(), s.renderCron("/usr/sbin/sshd")), ""},
+		{"sysv-rc, linked, PID 1 no init", "pid1 tini\nsysv-rc\n" + init + rcLinks(s, "2", "3", "4", "5"), "info: the emergency sshd breakglass (port 2222) may not start at boot: /etc/init.d/breakglass-sshd is installed and linked, but PID 1 is tini"},
+		{"cron, entry in place", "pid1 tini\ncron /usr/sbin/cron\ncron-running\n" + secondaryFile(s.CronPath(), s.renderCron("/usr/sbin/sshd")), ""},
+		{"cron, entry in place, no cron running", "pid1 tini\ncron /usr/sbin/cron\n" + secondaryFile(s.CronPath(), s.renderCron("/usr/sbin/sshd")), "no cron daemon runs now (PID 1 is tini), and @reboot runs only when one starts | fix: start cron when the host starts"},
 		{"cron, no entry", "pid1 tini\ncron /usr/sbin/cron\n", "the @reboot entry /etc/cron.d/breakglass-sshd is missing"},
 		{"nothing at boot", "pid1 tini\n", "this host runs no systemd (PID 1 is tini), has no sysv-rc (/etc/init.d and update-rc.d) and no cron daemon; after a reboot it stays down until the next apply | fix: apt-get install cron, then breakglass apply"},
 	}
@@ -794,7 +798,7 @@ func TestSecondaryBootFinding(t *testing.T) {
 					got = fd.Severity + ": " + fd.Detail + " | fix: " + fd.Fix
 				}
 			}
-			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) || tt.want != "" && !strings.HasPrefix(got, "risk: ") {
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) || tt.want != "" && !strings.HasPrefix(got, "risk: ") && !strings.HasPrefix(got, "info: ") {
 				t.Errorf("finding %q, want %q", got, tt.want)
 			}
 		})

@@ -375,6 +375,11 @@ func TestSecondPathAuditOnLab(t *testing.T) {
 		t.Fatalf("audit of a healthy host: exit %d", code)
 	}
 	for _, fd := range decodeReport(t, out).Hosts[0].Findings {
+		// The lab's PID 1 is a shell, no sysvinit: that the init script
+		// may never run at boot is all audit may say (info).
+		if fd.ID == "second-path-no-boot" && fd.Severity == "info" && strings.Contains(fd.Detail, "PID 1 is bash, not sysvinit's init") {
+			continue
+		}
 		if strings.HasPrefix(fd.ID, "second-path") {
 			t.Errorf("finding on a healthy second path: %+v", fd)
 		}
