@@ -239,7 +239,8 @@ bg_dropline() (
 	fi
 	t=$(mktemp -- "./.$b.breakglass.XXXXXX")
 	trap 'rm -f -- "$t"' EXIT
-	if awk -v x="$2" '{ l = $0; sub(/\r$/, "", l) } l == x { n++; next } { print } END { exit n ? 0 : 3 }' "./$b" >"$t"; then
+	# The name through the environment: awk -v would read escapes in it.
+	if BG_NAME=$2 awk '{ l = $0; sub(/\r$/, "", l) } l == ENVIRON["BG_NAME"] { n++; next } { print } END { exit n ? 0 : 3 }' "./$b" >"$t"; then
 		chown --reference="./$b" -- "$t"
 		chmod --reference="./$b" -- "$t"
 		sync -- "$t"

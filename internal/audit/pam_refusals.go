@@ -614,9 +614,14 @@ func (c *checker) pamListfile(u auditedUser) {
 		if mode, ok := c.h.TxtMode[file]; ok && (mode&0o170000 != 0o100000 || mode&0o002 != 0) {
 			// pam_listfile refuses to trust it, whatever it lists and
 			// whatever onerr says.
+			fix := shell.Join("chmod", "o-w", file) + "  # if it is the list meant; or remove line " + strconv.Itoa(e.Line) + " of " + e.File
+			if mode&0o170000 != 0o100000 {
+				// A link or something else: chmod would act on what it
+				// points at; a person must put the list itself there.
+				fix = "replace " + file + " with a regular file holding the list meant (root's, not world-writable), or remove line " + strconv.Itoa(e.Line) + " of " + e.File
+			}
 			c.add(uf.Name, "pam-listfile", SeverityLockout, file,
-				fmt.Sprintf("pam_listfile (%s) refuses every login while %s is world-writable or not a regular file (mode %06o: \"%s is either world writable or not a normal file\")", e, file, mode, file),
-				shell.Join("chmod", "o-w", file)+"  # if it is the list meant; or remove line "+strconv.Itoa(e.Line)+" of "+e.File)
+				fmt.Sprintf("pam_listfile (%s) refuses every login while %s is world-writable or not a regular file (mode %06o: \"%s is either world writable or not a normal file\")", e, file, mode, file), fix)
 			return
 		}
 		content, read := c.h.AccessConf[file]
@@ -634,7 +639,7 @@ func (c *checker) pamListfile(u auditedUser) {
 		switch {
 		case sense == "deny" && found != "":
 			rule := fmt.Sprintf("%s:%d: %s", file, line, found)
-			fix := fmt.Sprintf("sed -i %s %s  # removes line %d (%s); or remove line %d of %s", shell.Quote(strconv.Itoa(line)+"d"), shell.Quote(file), line, found, e.Line, e.File)
+			fix := fmt.Sprintf("remove the line %q from %s (line %d when audit read it); or remove line %d of %s", found, file, line, e.Line, e.File)
 			c.add(uf.Name, "pam-listfile", SeverityLockout, file,
 				fmt.Sprintf("pam_listfile (%s) refuses %s: its %s %s is listed at %s (sense=deny)", e, uf.Name, item, found, rule), fix)
 			if item == "user" && found == uf.Name {

@@ -470,7 +470,7 @@ printf 'erin\nghost\n' >/etc/ssh/denied`,
 				lab.Bookworm: {"mia pam-limits lockout /etc/security/limits.d/bg.conf"},
 			},
 			fixes: map[string]string{
-				"erin pam-listfile /etc/ssh/denied": "sed -i 1d /etc/ssh/denied  # removes line 1 (erin); or remove line 2 of /etc/pam.d/sshd",
+				"erin pam-listfile /etc/ssh/denied": "remove the line \"erin\" from /etc/ssh/denied (line 1 when audit read it); or remove line 2 of /etc/pam.d/sshd",
 			},
 			details: map[string][]string{
 				"bob pam-time /etc/security/time.conf":           {"/etc/pam.d/sshd:1: account required pam_time.so", "sshd;*;bob;!Al0000-2400"},
