@@ -190,7 +190,7 @@ type Change struct {
 // Finding is one audit result: something that locks a user out now
 // (SeverityLockout), will later (SeverityRisk), or is worth knowing.
 type Finding struct {
-	ID       string // stable check id from LOCKOUTS.md, e.g. "unsafe-path"
+	ID       string // stable check id from docs/lockouts.md, e.g. "unsafe-path"
 	Severity string // "lockout", "risk" or "info"
 	User     string
 	Path     string

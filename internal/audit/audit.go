@@ -1,6 +1,6 @@
 // Package audit finds what would keep a user from logging in to a host,
 // or from becoming root there, judged as sshd, PAM and sudo judge it: every
-// cause in LOCKOUTS.md that can be read off the host, by its stable check
+// cause in docs/lockouts.md that can be read off the host, by its stable check
 // id, with the evidence and the exact command that fixes it.
 //
 // It is read-only: it reads facts (one round trip, shared with the other
@@ -27,7 +27,7 @@ import (
 	"github.com/breakglass/breakglass/tasks"
 )
 
-// Severities (DESIGN.md §6).
+// Severities (docs/design.md §6).
 const (
 	SeverityLockout = "lockout" // blocks a login (or sudo) now
 	SeverityRisk    = "risk"    // will block one later

@@ -26,7 +26,7 @@ Every finding of ` + "`breakglass audit`" + ` and ` + "`recover`" + ` carries on
 (` + "`lockout`" + `: refused now, on this host; ` + "`risk`" + `: refused later, or by other sshd builds;
 ` + "`info`" + `), the evidence (file and line, key line, module line and its own rule) and the fix.
 "recover runs it" marks the fixes ` + "`recover`" + ` applies as typed actions; the rest are shown.
-The causes and how sshd, PAM and sudo judge them are in the shared LOCKOUTS.md.
+How the code keeps the product contract is in design.md.
 
 `
 

@@ -12,7 +12,7 @@ import (
 
 // The attacks of issue 15: alice, an ordinary user without sudo, plants
 // symlinks in the directories she owns (~, ~/.ssh) and waits for root to
-// follow them. DESIGN.md §5: breakglass never follows a symlink inside a
+// follow them. docs/design.md §5: breakglass never follows a symlink inside a
 // directory an ordinary user owns; it fails the task, or reports the link,
 // and touches nothing outside the user's own files.
 

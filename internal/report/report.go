@@ -10,7 +10,7 @@ import (
 // Version is the version of the JSON report format.
 const Version = 1
 
-// Host statuses (DESIGN.md §7).
+// Host statuses (docs/design.md §7).
 const (
 	StatusOK          = "ok"
 	StatusChanged     = "changed"
@@ -26,7 +26,7 @@ const (
 	SeverityInfo    = "info"
 )
 
-// Exit codes (DESIGN.md §2), bits so a scheduler can tell them apart.
+// Exit codes (docs/design.md §2), bits so a scheduler can tell them apart.
 const (
 	ExitOK          = 0
 	ExitUsage       = 1
@@ -171,7 +171,7 @@ func (h *Host) derive() string {
 	return StatusOK
 }
 
-// ExitCode is the process exit code for the report (DESIGN.md §2): 2 when a
+// ExitCode is the process exit code for the report (docs/design.md §2): 2 when a
 // host failed, 4 when a host was unreachable, 6 for both.
 func (r *Report) ExitCode() int {
 	code := ExitOK

@@ -175,7 +175,7 @@ func WriteText(w io.Writer, r *Report, o TextOptions) error {
 	return WriteRecap(w, r, o)
 }
 
-// WriteJSON writes the versioned JSON report (DESIGN.md §7).
+// WriteJSON writes the versioned JSON report (docs/design.md §7).
 func WriteJSON(w io.Writer, r *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -8,7 +8,7 @@ import (
 
 // MaxOutput bounds what breakglass keeps of one command's standard output
 // on a host. Whatever a host returns, a run holds at most this much of it
-// per host at a time (DESIGN.md §5: memory is bounded whatever a host
+// per host at a time (docs/design.md §5: memory is bounded whatever a host
 // returns). It is generous for real use: the facts of hundreds of users
 // with their keys are a few MiB. A command that writes more fails with an
 // *OutputLimitError; what it wrote is dropped, and breakglass stops
