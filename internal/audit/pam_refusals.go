@@ -287,12 +287,8 @@ func (c *checker) limitsFor(e pamEntry, uf *tasks.UserFacts) limitsVerdict {
 					if inGID(hi) {
 						src = limitGroup
 					}
-				case rangeMin:
-					if uf.GID >= lo {
-						src = limitGroup
-					}
-				case rangeMM:
-					if uf.GID >= lo && uf.GID <= hi {
+				default: // a range of gids: the primary group's
+					if idInRange(rng, lo, hi, uf.GID) {
 						src = limitGroup
 					}
 				}
@@ -306,23 +302,11 @@ func (c *checker) limitsFor(e pamEntry, uf *tasks.UserFacts) limitsVerdict {
 					src = limitAllGroup
 				}
 			default:
-				switch rng {
-				case rangeNone:
-					if domain == "*" {
-						src = limitDefault
-					}
-				case rangeOne:
-					if uf.UID == hi {
-						src = limitUser
-					}
-				case rangeMin:
-					if uf.UID >= lo {
-						src = limitUser
-					}
-				case rangeMM:
-					if uf.UID >= lo && uf.UID <= hi {
-						src = limitUser
-					}
+				switch {
+				case rng == rangeNone && domain == "*":
+					src = limitDefault
+				case rng != rangeNone && idInRange(rng, lo, hi, uf.UID):
+					src = limitUser
 				}
 			}
 			if len(f) == 2 && strings.HasPrefix(f[1], "-") {
@@ -374,6 +358,20 @@ const (
 	rangeMin  // N:
 	rangeMM   // N:M
 )
+
+// idInRange reports whether id is in a range form of limitRange: :N is N
+// alone, N: is N and up, N:M is N to M.
+func idInRange(kind, lo, hi, id int) bool {
+	switch kind {
+	case rangeOne:
+		return id == hi
+	case rangeMin:
+		return id >= lo
+	case rangeMM:
+		return id >= lo && id <= hi
+	}
+	return false
+}
 
 func limitRange(domain string) (kind, lo, hi int, ok bool) {
 	r := strings.TrimLeft(domain[:1], "@%") + domain[1:]
