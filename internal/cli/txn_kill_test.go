@@ -56,7 +56,9 @@ func TestSSHDRollbackKilledOnLab(t *testing.T) {
 			// The rollback is held (SIGSTOP) as soon as it starts, so the
 			// signal reaches a run that is still waiting for it: a
 			// rollback is quick, and a run that ended first tests nothing.
-			_, err := h.Exec(ctx, "until p=$(pgrep -f 'revert[.]sh (rollback|abort)'); do sleep 0.01; done; kill -STOP $p", nil)
+			// (Its short-lived subshells match too: until every process
+			// found is stopped, it looks again.)
+			_, err := h.Exec(ctx, "until p=$(pgrep -f 'revert[.]sh (rollback|abort)') && kill -STOP $p 2>/dev/null; do sleep 0.01; done", nil)
 			cancel()
 			if err != nil {
 				select {
