@@ -54,3 +54,32 @@ func TestControlLoginFallbackOnLab(t *testing.T) {
 		t.Errorf("admin still locked out after the apply that fell back: %v %q", err, got)
 	}
 }
+
+// TestFallbackSaysWhyNoSessionOnLab: when the control user is locked out
+// and every break-glass login is accepted by sshd but its session does not
+// run the probe (a shell that prints nothing and succeeds), the host is
+// unreachable and the error says what each login answered, not "<nil>".
+func TestFallbackSaysWhyNoSessionOnLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Parallel()
+	f := newFleet(t, 1, "", nil)
+	dir := exampleDir(t)
+	pb := filepath.Join(dir, "playbook.yml")
+	if code, _, _ := runCLI(t, f.args("apply", pb, "--format", "json")...); code != 0 {
+		t.Fatalf("first apply: exit %d", code)
+	}
+	h := f.lab.Hosts[0]
+	if _, err := h.Exec(context.Background(), "chmod 777 /home/admin && usermod -s /bin/true bg-ops1 && usermod -s /bin/true bg-ops2", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := runCLI(t, f.args("audit", pb, "--format", "json")...)
+	r := decodeReport(t, out)
+	if r.Hosts[0].Status != report.StatusUnreachable {
+		t.Fatalf("audit reached the host with no working way in: status %s, findings %+v", r.Hosts[0].Status, r.Hosts[0].Findings)
+	}
+	if e := r.Hosts[0].Error; strings.Contains(e, "<nil>") || !strings.Contains(e, `bg-ops1 via direct: no working session: logged in, but the probe answered ""`) {
+		t.Errorf("the error does not say what the break-glass login answered: %s", e)
+	}
+}
