@@ -15,16 +15,7 @@ import (
 // through tasks.LoginSource), say so with a control-login-failed finding,
 // and apply repairs admin's home; admin logs in again afterwards.
 func TestControlLoginFallbackOnLab(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
-	t.Parallel()
-	f := newFleet(t, 1, "", nil)
-	dir := exampleDir(t)
-	pb := filepath.Join(dir, "playbook.yml")
-	if code, _, _ := runCLI(t, f.args("apply", pb, "--format", "json")...); code != 0 {
-		t.Fatalf("first apply: exit %d", code)
-	}
+	f, pb := appliedExample(t)
 	h := f.lab.Hosts[0]
 	if _, err := h.Exec(context.Background(), "chmod 777 /home/admin", nil); err != nil {
 		t.Fatal(err)
@@ -60,16 +51,7 @@ func TestControlLoginFallbackOnLab(t *testing.T) {
 // run the probe (a shell that prints nothing and succeeds), the host is
 // unreachable and the error says what each login answered, not "<nil>".
 func TestFallbackSaysWhyNoSessionOnLab(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
-	t.Parallel()
-	f := newFleet(t, 1, "", nil)
-	dir := exampleDir(t)
-	pb := filepath.Join(dir, "playbook.yml")
-	if code, _, _ := runCLI(t, f.args("apply", pb, "--format", "json")...); code != 0 {
-		t.Fatalf("first apply: exit %d", code)
-	}
+	f, pb := appliedExample(t)
 	h := f.lab.Hosts[0]
 	if _, err := h.Exec(context.Background(), "chmod 777 /home/admin && usermod -s /bin/true bg-ops1 && usermod -s /bin/true bg-ops2", nil); err != nil {
 		t.Fatal(err)
@@ -82,4 +64,20 @@ func TestFallbackSaysWhyNoSessionOnLab(t *testing.T) {
 	if e := r.Hosts[0].Error; strings.Contains(e, "<nil>") || !strings.Contains(e, `bg-ops1 via direct: no working session: logged in, but the probe answered ""`) {
 		t.Errorf("the error does not say what the break-glass login answered: %s", e)
 	}
+}
+
+// appliedExample starts one lab host (skipping under -short) and applies
+// the example playbook to it, returning the fleet and the playbook's path.
+func appliedExample(t *testing.T) (*fleet, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Parallel()
+	f := newFleet(t, 1, "", nil)
+	pb := filepath.Join(exampleDir(t), "playbook.yml")
+	if code, _, _ := runCLI(t, f.args("apply", pb, "--format", "json")...); code != 0 {
+		t.Fatalf("first apply: exit %d", code)
+	}
+	return f, pb
 }
