@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,4 +288,69 @@ func TestSSHDFactsStartups(t *testing.T) {
 	if n, why := proveParallel(env, nil); n != LoginParallel || why != "sshd MaxStartups 10:30:100" {
 		t.Errorf("proveParallel: %d (%s)", n, why)
 	}
+}
+
+// TestProveOutcomes: the prover names each way a probe login ends, with
+// the messages the reports show.
+func TestProveOutcomes(t *testing.T) {
+	refused := &transport.DialError{Target: "h", Stage: transport.StageAuth, Err: errors.New("ssh: unable to authenticate")}
+	closed := &transport.DialError{Target: "h", Stage: transport.StageHandshake, Err: io.EOF}
+	for _, c := range []struct {
+		name    string
+		err     error  // the dial's
+		out     string // the probe's answer
+		runErr  error
+		want    Outcome
+		sudo    bool
+		message string
+	}{
+		{name: "ok sudo", out: "motd\nbreakglass-probe user=bg sudo=ok\n", want: ProbeOK, sudo: true},
+		{name: "ok no sudo", out: "breakglass-probe user=bg sudo=no\n", want: ProbeOK},
+		{name: "refused", err: refused, want: ProbeRefused, message: "unable to authenticate"},
+		{name: "dropped", err: closed, want: ProbeDropped, message: "EOF"},
+		{name: "penalised", err: fmt.Errorf("%w: cut: %w", ErrLoginPenalised, closed), want: ProbePenalised, message: "PerSourcePenalties"},
+		{name: "not repeated", err: fmt.Errorf("%w: refused earlier", ErrLoginNotRepeated), want: ProbeNotRepeated, message: "not tried again"},
+		{name: "no login", err: errors.New("key file: no such file"), want: ProbeNoLogin, message: "key file"},
+		{name: "command failed", runErr: errors.New("exit status 1"), want: ProbeNoSession, message: "logged in, but the command failed: exit status 1"},
+		{name: "nologin", out: "This account is currently not available.\n", want: ProbeNoSession, message: `logged in, but the probe answered "This account is currently not available."`},
+		{name: "wrong user", out: "breakglass-probe user=root sudo=ok\n", want: ProbeWrongUser, message: `logged in as "root", not "bg"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := proveDialer{err: c.err, r: answerRunner{c.out, c.runErr}}
+			pr := Prove(context.Background(), d, "bg", "/k", Path{Name: "direct"})
+			if pr.Outcome != c.want || pr.OK() != (c.want == ProbeOK) || pr.Sudo != c.sudo {
+				t.Fatalf("outcome %v ok %v sudo %v (err %v), want %v sudo %v", pr.Outcome, pr.OK(), pr.Sudo, pr.Err, c.want, c.sudo)
+			}
+			if (pr.Err == nil) != (c.message == "") || pr.Err != nil && !strings.Contains(pr.Err.Error(), c.message) {
+				t.Fatalf("error %v, want one saying %q", pr.Err, c.message)
+			}
+			if c.err != nil && !errors.Is(pr.Err, c.err) {
+				t.Fatalf("error %v does not wrap the dial's %v", pr.Err, c.err)
+			}
+		})
+	}
+}
+
+type proveDialer struct {
+	err error
+	r   Runner
+}
+
+func (d proveDialer) Login(ctx context.Context, user, keyFile string, p Path) (Runner, func() error, error) {
+	if d.err != nil {
+		return nil, nil, d.err
+	}
+	return d.r, func() error { return nil }, nil
+}
+
+type answerRunner struct {
+	out string
+	err error
+}
+
+func (a answerRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	if cmd != VerifyCommand {
+		return nil, errors.New("unexpected command " + cmd)
+	}
+	return []byte(a.out), a.err
 }

@@ -862,15 +862,15 @@ func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings [
 			results[i] = attempt{l, err}
 			return
 		}
-		err := proveLogin(ctx, env.Dial, l, p)
-		if err != nil && droppedBeforeAuth(err) && !errors.Is(err, ErrLoginPenalised) && ctx.Err() == nil {
+		pr := Prove(ctx, env.Dial, l.User, l.KeyFile, p)
+		if pr.Outcome == ProbeDropped && ctx.Err() == nil {
 			select {
 			case <-time.After(proveRetryDelay):
-				err = proveLogin(ctx, env.Dial, l, p)
+				pr = Prove(ctx, env.Dial, l.User, l.KeyFile, p)
 			case <-ctx.Done():
 			}
 		}
-		results[i] = attempt{l, err}
+		results[i] = attempt{l, pr.Err}
 	})
 	dropped := func(err error) string {
 		if droppedBeforeAuth(err) {
@@ -980,26 +980,6 @@ func proveParallel(env *Env, settings []sshdSetting) (int, string) {
 func droppedBeforeAuth(err error) bool {
 	var de *transport.DialError
 	return errors.As(err, &de) && (de.Stage == transport.StageConnect || de.Stage == transport.StageHandshake)
-}
-
-func proveLogin(ctx context.Context, d LoginDialer, l Login, p Path) error {
-	r, closeFn, err := d.Login(ctx, l.User, l.KeyFile, p)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	out, err := r.Run(ctx, VerifyCommand, nil)
-	if err != nil {
-		return fmt.Errorf("logged in, but the command failed: %w", err)
-	}
-	user, _, ok := ParseProbe(out)
-	switch {
-	case !ok:
-		return fmt.Errorf("logged in, but the probe answered %q", probeFirstLine(string(out)))
-	case user != l.User:
-		return fmt.Errorf("logged in as %q, not %q", user, l.User)
-	}
-	return nil
 }
 
 // --- keywords ---

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -100,16 +99,6 @@ func (p *VerifyPath) UnmarshalYAML(n *yaml.Node) error {
 	}
 	return nil
 }
-
-// ProbeOutputPrefix starts the one line the probe command prints.
-const ProbeOutputPrefix = "breakglass-probe"
-
-// VerifyCommand is what a verify login runs: one line with the user name
-// (as sshd set LOGNAME for the account it authenticated; id -un when it is
-// unset) and whether sudo works without a password, the same line probe
-// keys' forced command prints. It forks only for sudo, like the plain
-// `id -un; sudo -n true` it is measured against.
-const VerifyCommand = `printf '` + ProbeOutputPrefix + ` user=%s sudo=' "${LOGNAME:-$(id -un)}"; if sudo -n true </dev/null >/dev/null 2>&1; then echo ok; else echo no; fi`
 
 var _ Module = (*VerifyAccess)(nil)
 
@@ -290,33 +279,17 @@ func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Pat
 		a.Error = fmt.Sprintf("key file: %v", err)
 		return a
 	}
-	var port atomic.Int64
-	r, closeFn, err := env.Dial.Login(WithSourcePort(ctx, func(p int) { port.Store(int64(p)) }), l.User, key, p)
-	a.SourcePort = int(port.Load())
-	if err != nil {
-		a.Error = err.Error()
-		a.Status = LoginStatus(err)
-		return a
-	}
-	defer closeFn()
-	out, err := r.Run(ctx, VerifyCommand, nil)
-	if err != nil {
-		a.Error = fmt.Sprintf("logged in, but the command failed: %v", err)
-		return a
-	}
-	user, sudo, ok := ParseProbe(out)
-	if !ok {
-		a.Error = fmt.Sprintf("logged in, but the probe answered %q", probeFirstLine(string(out)))
-		return a
-	}
-	if user != l.User {
-		a.Error = fmt.Sprintf("logged in as %q, not %q", user, l.User)
+	pr := Prove(ctx, env.Dial, l.User, key, p)
+	a.SourcePort = pr.SourcePort
+	if pr.Err != nil {
+		a.Error = pr.Err.Error()
+		a.Status = LoginStatus(pr.Err)
 		return a
 	}
 	a.OK = true
 	if v.Sudo {
-		a.Sudo = &sudo
-		if !sudo {
+		a.Sudo = &pr.Sudo
+		if !pr.Sudo {
 			a.Error = "sudo -n true failed"
 		}
 	}
@@ -350,39 +323,6 @@ func eachLogin(n, limit int, login func(i int)) {
 	}
 	close(next)
 	wg.Wait()
-}
-
-// ParseProbe reads the probe command's line.
-func ParseProbe(out []byte) (user string, sudo, ok bool) {
-	for _, line := range strings.Split(string(out), "\n") {
-		rest, found := strings.CutPrefix(strings.TrimSpace(line), ProbeOutputPrefix+" ")
-		if !found {
-			continue
-		}
-		var u, s string
-		for _, f := range strings.Fields(rest) {
-			if k, val, ok := strings.Cut(f, "="); ok {
-				switch k {
-				case "user":
-					u = val
-				case "sudo":
-					s = val
-				}
-			}
-		}
-		if u != "" {
-			return u, s == "ok", true
-		}
-	}
-	return "", false, false
-}
-
-func probeFirstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
 }
 
 // SafetyLogins returns the logins this task proves, with key files made

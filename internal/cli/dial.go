@@ -232,11 +232,9 @@ func (f *fallbackDialer) dialProbe(ctx context.Context, t transport.Target, user
 	if err != nil {
 		return nil, fmt.Errorf("%s via %s: %w", user, path.Name, err)
 	}
-	// The probe prints two short lines: nothing more is read.
-	out, err := c.Run(transport.WithOutputLimit(ctx, probeLimit), tasks.VerifyCommand, nil)
-	if u, _, ok := tasks.ParseProbe(out); err != nil || !ok || u != user {
+	if pr := tasks.ProveOn(ctx, c, user); !pr.OK() {
 		c.Close()
-		return nil, fmt.Errorf("%s via %s: logged in, but no working session (%v)", user, path.Name, err)
+		return nil, fmt.Errorf("%s via %s: no working session: %w", user, path.Name, pr.Err)
 	}
 	return c, nil
 }

@@ -263,21 +263,11 @@ func (m *Module) prove(ctx context.Context, env *tasks.Env) (a tasks.Access) {
 	// env.Dial waits out a penalty sshd holds against this address (the
 	// refusals recover diagnoses earn one on OpenSSH ≥ 9.8) as long as it
 	// can last, then reports the login as penalised, not refused.
-	c, closeFn, err := env.Dial.Login(ctx, m.o.User, m.o.KeyFile, tasks.Path{Name: "direct"})
-	if err != nil {
-		a.Error = err.Error()
-		a.Status = tasks.LoginStatus(err)
-		return a
-	}
-	defer closeFn()
-	out, err := c.Run(ctx, tasks.VerifyCommand, nil)
-	if err != nil {
-		a.Error = fmt.Sprintf("logged in, but the command failed: %v", err)
-		return a
-	}
-	user, _, ok := tasks.ParseProbe(out)
-	if !ok || user != m.o.User {
-		a.Error = fmt.Sprintf("logged in, but the probe answered %q", strings.TrimSpace(string(out)))
+	pr := tasks.Prove(ctx, env.Dial, m.o.User, m.o.KeyFile, tasks.Path{Name: "direct"})
+	a.SourcePort = pr.SourcePort
+	if pr.Err != nil {
+		a.Error = pr.Err.Error()
+		a.Status = tasks.LoginStatus(pr.Err)
 		return a
 	}
 	a.OK = true
