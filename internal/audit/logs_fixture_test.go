@@ -83,6 +83,9 @@ func TestLogsRecorded(t *testing.T) {
 					if !strings.Contains(l, "127.0.0.1 port "+m[1]) || strings.Contains(l, "Accepted") {
 						t.Errorf("%s: line %q is not of connection %s", u, l, m[1])
 					}
+					if strings.ContainsAny(l, "\r\n") {
+						t.Errorf("%s: line %q ends in a control character", u, l)
+					}
 					if strings.Contains(l, "sshd-session[") != journald {
 						t.Errorf("%s: line %q: journald's form %v", u, l, journald)
 					}
@@ -111,6 +114,7 @@ func TestLogsEdgeCases(t *testing.T) {
 		{"empty", "", map[string][]string{}},
 		{"stray lines", "Welcome\nlogbob 4242 x\n\nlog bob 4242 sshd[9]: Connection closed by authenticating user bob 127.0.0.1 port 4242 [preauth]\n",
 			map[string][]string{"bob 4242": {"sshd[9]: Connection closed by authenticating user bob 127.0.0.1 port 4242 [preauth]"}}},
+		{"sshd -E's line ends", "log bob 4242 a\r\nlog bob 4242 b\r\n", map[string][]string{"bob 4242": {"a", "b"}}},
 		{"cut off", "log bob 4242 sshd[9]: Conn", map[string][]string{"bob 4242": {"sshd[9]: Conn"}}},
 		{"no newline at the end, a line with spaces", "log bob 4242 a  b ", map[string][]string{"bob 4242": {"a  b "}}},
 	} {
