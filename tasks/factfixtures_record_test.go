@@ -3,12 +3,14 @@ package tasks
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/breakglass/breakglass/internal/lab"
+	"github.com/breakglass/breakglass/internal/shell"
 )
 
 var recordFacts = flag.Bool("record", false, "run every fact query on lab hosts and save its output under testdata/facts (TestRecordFacts)")
@@ -19,7 +21,24 @@ type factRecording struct {
 	dir, name   string // testdata/facts/DIR/NAME.KIND.txt
 	setup, undo string
 	query       func(t *testing.T) Query
-	systemd     bool // recorded on a trixie host too: the output differs under systemd
+	systemd     bool   // recorded on a trixie host too: the output differs under systemd
+	as          string // run by this user in a login shell (su -), not root
+}
+
+// probeQuery is VerifyCommand as a query: what a verify login prints.
+func probeQuery() Query {
+	return Query{Key: "probe", Script: VerifyCommand, Parse: func(out []byte) (any, error) {
+		u, sudo, ok := ParseProbe(out)
+		if !ok {
+			return nil, fmt.Errorf("no probe line in %q", out)
+		}
+		return probeFacts{User: u, Sudo: sudo}, nil
+	}}
+}
+
+type probeFacts struct {
+	User string
+	Sudo bool
 }
 
 // recorderSecondary is the emergency sshd whose facts are recorded.
@@ -49,6 +68,11 @@ func factRecordings() []factRecording {
 		{dir: "sudoers", name: "empty", setup: ": >/etc/sudoers.d/ops && chown 1000:1000 /etc/sudoers.d/ops && chmod 0644 /etc/sudoers.d/ops", undo: "rm -f /etc/sudoers.d/ops", query: sudoers},
 		{dir: "sudoers", name: "directory", setup: "mkdir -m 0755 /etc/sudoers.d/ops", undo: "rmdir /etc/sudoers.d/ops", query: sudoers},
 		{dir: "sudoers", name: "symlink", setup: "printf 'root ALL=(ALL) ALL\\n' >/srv/x && ln -s /srv/x /etc/sudoers.d/ops", undo: "rm -f /etc/sudoers.d/ops /srv/x", query: sudoers},
+		{dir: "probe", name: "sudo", as: "admin", query: q(probeQuery())},
+		{dir: "probe", name: "nosudo", as: "bg-rec1", setup: "useradd -m -s /bin/bash bg-rec1", undo: "userdel -r bg-rec1 2>/dev/null", query: q(probeQuery())},
+		{dir: "probe", name: "sudopassword", as: "bg-rec2",
+			setup: "useradd -m -s /bin/bash bg-rec2 && printf 'bg-rec2 ALL=(ALL) ALL\\n' >/etc/sudoers.d/bg-rec2 && chmod 0440 /etc/sudoers.d/bg-rec2",
+			undo:  "userdel -r bg-rec2 2>/dev/null; rm -f /etc/sudoers.d/bg-rec2", query: q(probeQuery())},
 		{dir: "sshd", name: "default", systemd: true, query: q(sshdQuery())},
 		{dir: "sshd", name: "dropin", systemd: true,
 			setup: "printf 'MaxStartups 3:50:9\\nPerSourceMaxStartups 2\\n' >/etc/ssh/sshd_config.d/10-bg.conf && ln -s /srv/x /etc/ssh/sshd_config.d/20-link.conf && printf 'LogLevel INFO\\n' >/srv/x && mkdir /etc/ssh/sshd_config.d/30-dir",
@@ -84,7 +108,13 @@ func TestRecordFacts(t *testing.T) {
 					}
 				}
 				qq := rc.query(t)
-				out, err := h.Runner().Run(ctx, "/bin/sh -s", []byte(qq.Script))
+				var out []byte
+				var err error
+				if rc.as != "" {
+					out, err = h.Exec(ctx, "su - "+shell.Quote(rc.as)+" -s /bin/sh -c "+shell.Quote(qq.Script), nil)
+				} else {
+					out, err = h.Runner().Run(ctx, "/bin/sh -s", []byte(qq.Script))
+				}
 				if err != nil {
 					t.Fatalf("%s/%s: %v", rc.dir, rc.name, err)
 				}
