@@ -42,6 +42,9 @@ func TestRecordedKinds(t *testing.T) {
 			if h.LimitsCount != "logind" || len(h.Logins) != 0 {
 				bad = append(bad, "pam_limits count")
 			}
+			if h.NrOpen != 1048576 {
+				bad = append(bad, "nr_open")
+			}
 			if h.PAMDir != "/lib/x86_64-linux-gnu/security" || !h.PAMModules["pam_limits.so"] || h.PAMFiles["sshd"] == nil {
 				bad = append(bad, "pam")
 			}
