@@ -20,7 +20,7 @@ var recordFacts = flag.Bool("record", false, "run every fact query on lab hosts 
 type factRecording struct {
 	dir, name   string // testdata/facts/DIR/NAME.KIND.txt
 	setup, undo string
-	query       func(t *testing.T) Query
+	query       func(t *testing.T, h *lab.Host) Query
 	systemd     bool   // recorded on a trixie host too: the output differs under systemd
 	as          string // run by this user in a login shell (su -), not root
 }
@@ -47,11 +47,17 @@ func recorderSecondary(t *testing.T) *SecondarySSHD {
 }
 
 func factRecordings() []factRecording {
-	q := func(qq Query) func(*testing.T) Query { return func(*testing.T) Query { return qq } }
-	sudoers := func(t *testing.T) Query {
+	q := func(qq Query) func(*testing.T, *lab.Host) Query { return func(*testing.T, *lab.Host) Query { return qq } }
+	sudoers := func(t *testing.T, _ *lab.Host) Query {
 		return mustSudoers(t, "{name: ops, users: [bg-ops9]}").query()
 	}
-	secondary := func(t *testing.T) Query { return recorderSecondary(t).query() }
+	secondary := func(t *testing.T, _ *lab.Host) Query { return recorderSecondary(t).query() }
+	// The user facts as verify_access's login from 127.0.0.1 sees them.
+	userFacts := func(name string) func(*testing.T, *lab.Host) Query {
+		return func(_ *testing.T, h *lab.Host) Query {
+			return UserFactsQuery(name, Conn{Client: "127.0.0.1", Server: h.Addr, Port: 22})
+		}
+	}
 	return []factRecording{
 		{dir: "path", name: "binsh", query: q(PathQuery("/bin/sh"))},
 		{dir: "path", name: "dir", query: q(PathQuery("/root"))},
@@ -73,6 +79,8 @@ func factRecordings() []factRecording {
 		{dir: "probe", name: "sudopassword", as: "bg-rec2",
 			setup: "useradd -m -s /bin/bash bg-rec2 && printf 'bg-rec2 ALL=(ALL) ALL\\n' >/etc/sudoers.d/bg-rec2 && chmod 0440 /etc/sudoers.d/bg-rec2",
 			undo:  "userdel -r bg-rec2 2>/dev/null; rm -f /etc/sudoers.d/bg-rec2", query: q(probeQuery())},
+		{dir: "userfacts", name: "admin", systemd: true, query: userFacts("admin")},
+		{dir: "userfacts", name: "ghost", systemd: true, query: userFacts("ghost")},
 		{dir: "sshd", name: "default", systemd: true, query: q(sshdQuery())},
 		{dir: "sshd", name: "dropin", systemd: true,
 			setup: "printf 'MaxStartups 3:50:9\\nPerSourceMaxStartups 2\\n' >/etc/ssh/sshd_config.d/10-bg.conf && ln -s /srv/x /etc/ssh/sshd_config.d/20-link.conf && printf 'LogLevel INFO\\n' >/srv/x && mkdir /etc/ssh/sshd_config.d/30-dir",
@@ -107,7 +115,7 @@ func TestRecordFacts(t *testing.T) {
 						t.Fatalf("%s/%s setup: %v", rc.dir, rc.name, err)
 					}
 				}
-				qq := rc.query(t)
+				qq := rc.query(t, h)
 				var out []byte
 				var err error
 				if rc.as != "" {

@@ -130,7 +130,59 @@ func factFixtures() []factFixture {
 			return strings.Join(bad, "; ")
 		}
 	}
+	userFacts := func(name string, systemd bool) func(any) string {
+		return func(v any) string {
+			u := v.(*UserFacts)
+			var bad []string
+			if u.Name != name || u.Today != 20794 || u.Conn.Client != "127.0.0.1" || !strings.HasPrefix(u.Conn.Server, "127.") || u.Conn.Port != 22 {
+				bad = append(bad, "name, day or connection")
+			}
+			if u.SSHDKnown() != nil || !u.SSHD.StrictModes || u.SSHD.Get("pubkeyauthentication") != "yes" || u.SSHD.Get("listenaddress") != u.Conn.Server+":22" {
+				bad = append(bad, "sshd")
+			}
+			// OpenSSH 10 runs the session in its own binary.
+			if (u.SSHD.Get("sshdsessionpath") == "/usr/lib/openssh/sshd-session") != systemd {
+				bad = append(bad, "sshd-session")
+			}
+			home := "/home/" + name
+			if u.Home != home || u.HomeReal != home || u.HomeLink != nil || len(u.KeyFiles) != 2 {
+				bad = append(bad, "home or key files")
+				return strings.Join(bad, "; ")
+			}
+			for i, pat := range []string{".ssh/authorized_keys", ".ssh/authorized_keys2"} {
+				k := u.KeyFiles[i]
+				if k.Pattern != pat || k.Path != home+"/"+pat || k.Real != k.Path || len(k.Walk) != 5 || k.Walk[4] != (PathStat{Path: "/", Exists: true, Mode: 0o40755}) || k.Walk[3] != (PathStat{Path: "/home", Exists: true, Mode: 0o40755}) {
+					bad = append(bad, "key file "+pat)
+				}
+			}
+			if !u.Exists {
+				if u.UID != -1 || u.Shadow != nil || u.HomeStat.Exists || u.KeyFiles[0].Walk[0].Exists || u.KeyFiles[0].Content != nil {
+					bad = append(bad, "missing user")
+				}
+				return strings.Join(bad, "; ")
+			}
+			k := u.KeyFiles[0]
+			if u.UID < 1000 || u.GID != u.UID || u.Shell != "/bin/bash" || u.ShellStat != (PathStat{Path: "/bin/bash", Exists: true, Mode: 0o100755}) || !reflect.DeepEqual(u.Groups, []string{name}) {
+				bad = append(bad, "passwd")
+			}
+			if u.Shadow == nil || *u.Shadow != (Shadow{Password: PasswordStar, LastChange: 19000, Max: 99999, Inactive: -1, Expire: -1}) {
+				bad = append(bad, "shadow")
+			}
+			if u.HomeStat != (PathStat{Path: home, Exists: true, UID: u.UID, GID: u.GID, Mode: 0o40700}) ||
+				k.Walk[0] != (PathStat{Path: k.Path, Exists: true, UID: u.UID, GID: u.GID, Mode: 0o100600}) ||
+				k.Walk[1] != (PathStat{Path: home + "/.ssh", Exists: true, UID: u.UID, GID: u.GID, Mode: 0o40700}) ||
+				!strings.HasPrefix(string(k.Content), "ssh-ed25519 ") || !strings.HasSuffix(string(k.Content), " admin@breakglass-lab\n") ||
+				u.KeyFiles[1].Walk[0].Exists || u.KeyFiles[1].Content != nil {
+				bad = append(bad, "stat or content")
+			}
+			return strings.Join(bad, "; ")
+		}
+	}
 	return []factFixture{
+		{file: "userfacts/admin.namespace.txt", parse: UserFactsQuery("admin", Conn{}).Parse, check: userFacts("admin", false)},
+		{file: "userfacts/admin.trixie.txt", parse: UserFactsQuery("admin", Conn{}).Parse, check: userFacts("admin", true)},
+		{file: "userfacts/ghost.namespace.txt", parse: UserFactsQuery("ghost", Conn{}).Parse, check: userFacts("ghost", false)},
+		{file: "userfacts/ghost.trixie.txt", parse: UserFactsQuery("ghost", Conn{}).Parse, check: userFacts("ghost", true)},
 		{file: "path/binsh.namespace.txt", parse: path("/bin/sh"), want: PathStat{Path: "/bin/sh", Exists: true, Mode: 0o100755}},
 		{file: "path/dir.namespace.txt", parse: path("/root"), want: PathStat{Path: "/root", Exists: true, Mode: 0o40700}},
 		{file: "path/missing.namespace.txt", parse: path("/nonexistent/shell"), want: PathStat{Path: "/nonexistent/shell"}},
