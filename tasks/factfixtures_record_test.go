@@ -47,7 +47,9 @@ func recorderSecondary(t *testing.T) *SecondarySSHD {
 }
 
 func factRecordings() []factRecording {
-	q := func(qq Query) func(*testing.T, *lab.Host) Query { return func(*testing.T, *lab.Host) Query { return qq } }
+	q := func(qq Query) func(*testing.T, *lab.Host) Query {
+		return func(*testing.T, *lab.Host) Query { return qq }
+	}
 	sudoers := func(t *testing.T, _ *lab.Host) Query {
 		return mustSudoers(t, "{name: ops, users: [bg-ops9]}").query()
 	}
