@@ -69,7 +69,10 @@ if [ -n "$bg_secdir" ] && [ -f "$bg_secdir/pam_limits.so" ]; then
 			if kill -0 "$bg_p" 2>/dev/null; then printf 'login %s utmp 1\n' "$bg_n"; else printf 'login %s utmp 0\n' "$bg_n"; fi
 		done
 	fi
-	read -r bg_nro _ </proc/sys/fs/nr_open 2>/dev/null && printf 'nr-open %s\n' "$bg_nro"
+	# cat, not read: dash's read takes one byte at a time, and a sysctl
+	# file answers a read past offset 0 with end of file (read got "1"
+	# and failed, so nr-open was never printed).
+	bg_nro=$(cat /proc/sys/fs/nr_open 2>/dev/null) && printf 'nr-open %s\n' "$bg_nro"
 fi
 bg_txt='/etc/security/access.conf /etc/security/faillock.conf /etc/security/time.conf /etc/security/limits.conf'
 # pam_securetty's list, when there is one (its mode decides too)

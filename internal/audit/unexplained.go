@@ -152,7 +152,8 @@ done
 	}
 	logs := map[string][]string{}
 	for _, l := range strings.Split(string(out), "\n") {
-		rest, ok := strings.CutPrefix(l, "log ")
+		// sshd -E FILE ends its lines in "\r\n".
+		rest, ok := strings.CutPrefix(strings.TrimSuffix(l, "\r"), "log ")
 		if !ok {
 			continue
 		}
