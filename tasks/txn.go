@@ -491,45 +491,21 @@ func (t *Txn) beginScript() []byte {
 	fmt.Fprintf(&b, "# breakglass transaction %s: begin (%s)\n", t.ID, t.spec.What)
 	b.WriteString(txnPrelude)
 	fmt.Fprintf(&b, "S=%s T=%s\n", shell.Quote(t.root), shell.Quote(t.Dir()))
-	b.WriteString(`bg_fail() { echo "status failed"; printf '| %s\n' "$@"; exit 0; }
-# Another armed transaction (a live sleeper and no claim) would restore its
-# own backups over this change: refuse.
-for d in "$S"/*/; do
-	[ -d "$d" ] || continue
-	{ [ -e "${d}claim" ] || [ -L "${d}claim" ]; } && continue
-	pid=$(cat "${d}pid" 2>/dev/null) || continue
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		echo "status busy"
-		echo "| $(basename "$d") (pid $pid)"
-		exit 0
-	fi
-done
-mkdir -p "$S" || bg_fail "create $S"
-chmod 0700 "${S%/*}" "$S" || bg_fail "chmod $S"
-mkdir -m 0700 "$T" "$T/files" || bg_fail "create $T"
-`)
+	// The files travel as data, one "INDEX PATH BACKUP" line each: their
+	// paths passed txnValidPath, so they are words.
+	var files strings.Builder
 	for i, f := range t.spec.Files {
-		fmt.Fprintf(&b, `f=%s bak=%s
-if [ -e "$f" ] || [ -L "$f" ]; then
-	cp -a -- "$f" "$T/files/%d" || bg_fail "copy $f"
-	{ cp -a -- "$f" "$bak.tmp" && mv -f -- "$bak.tmp" "$bak"; } || bg_fail "back up $f to $bak"
-	sync -- "$bak" 2>/dev/null
-	echo "file %d present"
-else
-	echo "file %d absent"
-fi
-`, shell.Quote(f), shell.Quote(txnTmpPath(f, "bak")), i, i, i)
+		fmt.Fprintf(&files, "%d %s %s\n", i, f, txnTmpPath(f, "bak"))
 	}
-	b.WriteString(`# Keep the newest transactions that ended (or were never armed: a run
-# that died first), with their copies.
-ls -1 "$S" | sort -r | tail -n +` + strconv.Itoa(txnKeep+1) + ` | while read -r old; do
-	case $old in *[!0-9TZa-f-]*|'') continue ;; esac
-	if [ -f "$S/$old/done" ] || [ ! -e "$S/$old/revert.sh" ]; then rm -rf -- "${S:?}/$old"; fi
-done
-echo "status begun"
-`)
+	fmt.Fprintf(&b, "keep=%d files=%s\n", txnKeep, shell.Quote(files.String()))
+	b.WriteString(txnBeginScript)
 	return txnScript(b.String())
 }
+
+// txnBeginScript is txn_begin.sh: the begin script after its header.
+//
+//go:embed txn_begin.sh
+var txnBeginScript string
 
 // installRevert is shell that writes revert.sh into the transaction's directory.
 func (t *Txn) installRevert() string {
@@ -545,31 +521,15 @@ func (t *Txn) armScript() []byte {
 	fmt.Fprintf(&b, "# breakglass transaction %s: arm the revert (%s)\n", t.ID, t.spec.What)
 	b.WriteString(txnPrelude)
 	fmt.Fprintf(&b, "T=%s unit=%s\n", shell.Quote(t.Dir()), shell.Quote("breakglass-revert-"+t.ID))
-	b.WriteString(`[ -d "$T/files" ] || { echo "status failed"; echo "| $T is gone"; exit 0; }
-`)
-	b.WriteString(t.installRevert() + "\n")
-	b.WriteString(`# Detach it from this session: with systemd, a transient unit (outside the
-# session's scope, so logind cannot kill it with the session); otherwise
-# its own session and process group, immune to SIGHUP, stdio on /dev/null.
-if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
-	systemd-run --quiet --collect --unit="$unit" --description="breakglass revert $unit" /bin/sh "$T/revert.sh" arm >/dev/null 2>&1 ||
-		{ echo "status failed"; echo "| systemd-run failed"; exit 0; }
-else
-	setsid nohup /bin/sh "$T/revert.sh" arm </dev/null >/dev/null 2>&1 &
-fi
-i=0
-while [ ! -s "$T/pid" ]; do
-	i=$((i + 1))
-	if [ "$i" -gt 200 ]; then echo "status failed"; echo "| the revert did not start within 10s"; exit 0; fi
-	sleep 0.05
-done
-pid=$(cat "$T/pid")
-kill -0 "$pid" 2>/dev/null || { echo "status failed"; echo "| the revert (pid $pid) exited at once: $(tail -n 5 "$T/revert.log" 2>/dev/null)"; exit 0; }
-echo "status armed"
-echo "| pid $pid"
-`)
+	b.WriteString("bg_install_revert() {\n" + t.installRevert() + "\n}\n")
+	b.WriteString(txnArmScript)
 	return txnScript(b.String())
 }
+
+// txnArmScript is txn_arm.sh: the arm script after its header.
+//
+//go:embed txn_arm.sh
+var txnArmScript string
 
 // revertScript is revert.sh: every way a transaction ends, on the host.
 func (t *Txn) revertScript() string {
