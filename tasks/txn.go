@@ -547,34 +547,19 @@ func (t *Txn) revertScript() string {
 	}
 	b.WriteString(txnPrelude)
 	fmt.Fprintf(&b, "T=%s deadline=%d\n", shell.Quote(t.Dir()), int(t.spec.Deadline/time.Second))
-	b.WriteString(`bg_restore_files() {
-	rc=0
-`)
+	// The files travel as data, one "INDEX EXISTED PATH RESTORE-TEMP"
+	// line each (EXISTED 1: restore the backup, 0: remove the file); their
+	// paths passed txnValidPath, so they are words.
+	var files strings.Builder
 	for i, f := range t.spec.Files {
-		q := shell.Quote(f)
+		had := 0
 		if t.existed != nil && t.existed[i] {
-			tmp := shell.Quote(txnTmpPath(f, "restore")) + `".$$"`
-			fmt.Fprintf(&b, `	{ rm -f -- %s && cp -a -- "$T/files/%d" %s && { sync -- %s 2>/dev/null || :; } && mv -f -- %s %s; } || { echo "| restore %s failed"; rc=1; }
-`, tmp, i, tmp, tmp, tmp, q, f)
-		} else {
-			fmt.Fprintf(&b, `	if [ -e %s ] || [ -L %s ]; then rm -f -- %s || { echo "| remove %s failed"; rc=1; }; fi
-`, q, q, q, f)
+			had = 1
 		}
+		fmt.Fprintf(&files, "%d %d %s %s\n", i, had, f, txnTmpPath(f, "restore"))
 	}
-	b.WriteString(`	sync
-	return $rc
-}
-# bg_clean_tmp PID removes what restorer PID left half-copied.
-bg_clean_tmp() {
-	:
-`)
-	for i, f := range t.spec.Files {
-		if t.existed != nil && t.existed[i] {
-			fmt.Fprintf(&b, "\trm -f -- %s\".$1\"\n", shell.Quote(txnTmpPath(f, "restore")))
-		}
-	}
-	b.WriteString(`}
-bg_after_restore() {
+	fmt.Fprintf(&b, "files=%s\n", shell.Quote(files.String()))
+	b.WriteString(`bg_after_restore() {
 	:
 `)
 	if s := strings.TrimSpace(t.spec.AfterRestore); s != "" {

@@ -1,8 +1,8 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2154 # T, deadline: set by Txn.revertScript before this script
-# revert.sh's fixed part, after its header (Txn.revertScript: the prelude,
-# T and deadline, and bg_restore_files, bg_clean_tmp and bg_after_restore,
-# which carry the transaction's files and its after-restore step).
+# shellcheck disable=SC2154 # T, deadline, files: set by Txn.revertScript before this script
+# revert.sh's fixed part, after its header (Txn.revertScript: the prelude;
+# T, deadline and files, one "INDEX EXISTED PATH RESTORE-TEMP" line per
+# file; and bg_after_restore, the step that puts the restore in effect).
 # Usage: revert.sh arm|commit|cancel|rollback|abort|restore|redo PID
 #   arm       (detached) sleep, then restore; a rollback or abort asking
 #             for a restore (SIGUSR1) ends the sleep early
@@ -70,6 +70,32 @@ bg_stop_sleeper() {
 	kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
 	i=0
 	while bg_alive "$pid" && [ "$i" -lt 40 ]; do i=$((i + 1)); sleep 0.05; done
+}
+# bg_restore_files puts every file back as it was at the begin: the copy
+# in $T/files (through a temp file and a rename) where it existed, else no
+# file at all.
+bg_restore_files() {
+	rc=0
+	while read -r n had f tmp; do
+		[ -n "$f" ] || continue
+		if [ "$had" = 1 ]; then
+			{ rm -f -- "$tmp.$$" && cp -a -- "$T/files/$n" "$tmp.$$" && { sync -- "$tmp.$$" 2>/dev/null || :; } && mv -f -- "$tmp.$$" "$f"; } || { echo "| restore $f failed"; rc=1; }
+		elif [ -e "$f" ] || [ -L "$f" ]; then
+			rm -f -- "$f" || { echo "| remove $f failed"; rc=1; }
+		fi
+	done <<BREAKGLASS_FILES
+$files
+BREAKGLASS_FILES
+	sync
+	return $rc
+}
+# bg_clean_tmp PID removes what restorer PID left half-copied.
+bg_clean_tmp() {
+	while read -r n had f tmp; do
+		if [ "$had" = 1 ]; then rm -f -- "$tmp.$1"; fi
+	done <<BREAKGLASS_FILES
+$files
+BREAKGLASS_FILES
 }
 # bg_restore WHO: restore, put in effect unless WHO is abort, record the
 # outcome in $T/result.
