@@ -480,11 +480,11 @@ func txnValidPath(p string) error {
 	return nil
 }
 
-const txnPrelude = `set -u
-umask 077
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-LC_ALL=C; export LC_ALL
-`
+// txnPrelude is txn_prelude.sh: the settings every transaction script
+// (and the other scripts that change sshd's files) starts with.
+//
+//go:embed txn_prelude.sh
+var txnPrelude string
 
 func (t *Txn) beginScript() []byte {
 	var b strings.Builder
