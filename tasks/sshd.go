@@ -324,45 +324,21 @@ const sshdFactsKey = "sshd:config"
 // PATH" and the content in base64 then "end" for a regular file (symlinks
 // followed; LINK is 1 when PATH itself is a link), "other LINK PATH" for
 // anything else that exists, and nothing for a missing path.
-const sshdFileFunc = `bg_file() {
-	l=0; [ -L "$1" ] && l=1
-	if [ -f "$1" ]; then
-		printf 'file %s %s %s\n' "$(stat -L -c '%u %g %a' -- "$1")" "$l" "$1"
-		base64 -- "$1" 2>/dev/null
-		echo "end"
-	elif [ -e "$1" ] || [ -L "$1" ]; then
-		printf 'other %s %s\n' "$l" "$1"
-	fi
-}
-`
+//
+//go:embed sshd_file.sh
+var sshdFileFunc string
 
 // sshdFactsScript prints the config files (base64), the effective PidFile
 // and the running daemon's command line. It changes nothing.
 var sshdFactsScript = `# breakglass sshd: facts
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 LC_ALL=C; export LC_ALL
-echo "breakglass-sshd-facts 1"
-[ -d /run/systemd/system ] && echo "systemd"
-[ -d /run/sshd ] || echo "privsep-missing"
-` + sshdconf.Shell + sshdFileFunc + `bg_file /etc/ssh/sshd_config
-if [ -d /etc/ssh/sshd_config.d ]; then
-	echo "dropin-dir"
-	for f in /etc/ssh/sshd_config.d/*; do
-		[ -e "$f" ] || [ -L "$f" ] || continue
-		bg_file "$f"
-	done
-fi
-if out=$(sshd -T 2>&1); then
-	printf '%s\n' "$out" | awk '$1 == "maxstartups" || $1 == "persourcemaxstartups" { print $1, $2 }'
-	pf=$(bg_sshd_pidfile "$out")
-else
-	echo "sshd-T-failed"
-	printf '%s\n' "$out" | sed 's/^/| /'
-	pf=$(bg_sshd_pidfile "")
-fi
-printf 'pidfile %s\n' "$pf"
-if pid=$(bg_sshd_pid "$pf"); then printf 'daemon %s %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"; fi
-`
+` + sshdconf.Shell + sshdFileFunc + sshdFactsBody
+
+// sshdFactsBody is sshd_facts.sh: the facts script after its functions.
+//
+//go:embed sshd_facts.sh
+var sshdFactsBody string
 
 func sshdQuery() Query {
 	return Query{Key: sshdFactsKey, Script: string(txnScript(sshdFactsScript)), Parse: parseSSHDFacts}
