@@ -953,15 +953,9 @@ func factsPrelude(c Conn, k known, users ...string) string {
 // sshdSharedScript sets bg_sshd_shared=1 and bg_sshd_out to sshd -T's
 // output when it cannot depend on the user: no Match block in the files
 // sshd reads (sshdconf.Shell's bg_sshd_nomatch).
-const sshdSharedScript = `bg_sshd_shared= bg_sshd_out=
-if [ -n "$bg_client" ] && bg_sshd_nomatch </dev/null; then
-	if bg_sshd_out=$(sshd -T -C "user=root,host=$bg_client,addr=$bg_client,laddr=$bg_server,lport=$bg_port" 2>/dev/null </dev/null); then
-		bg_sshd_shared=1
-	else
-		bg_sshd_out=
-	fi
-fi
-`
+//
+//go:embed sshd_shared.sh
+var sshdSharedScript string
 
 // knownFacts returns what facts gathered earlier in this run tell: sshd
 // -T's output for this run's connection when it is the same for every

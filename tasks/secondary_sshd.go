@@ -624,33 +624,22 @@ func (s *SecondarySSHD) factKey() string { return "secondary_sshd:" + s.name }
 
 // secondaryFuncs finds the running emergency sshd: the pid in its PidFile
 // when that process runs `sshd ... -f CONFIG`, else any such listener.
-const secondaryFuncs = `bg_is_ours() {
-	c=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-	case "$c " in *sshd*" -f $F "*) return 0 ;; esac
-	return 1
-}
-bg_secondary_pid() {
-	pid=$(cat "$P" 2>/dev/null)
-	case $pid in ''|*[!0-9]*) pid= ;; esac
-	if [ -n "$pid" ] && bg_is_ours "$pid"; then echo "$pid"; return 0; fi
-	for d in /proc/[0-9]*; do
-		p=${d#/proc/}
-		case $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) in *"[listener]"*) bg_is_ours "$p" && { echo "$p"; return 0; } ;; esac
-	done
-	return 1
-}
-# bg_wait_pidfile PID: wait until the daemon wrote its PidFile (it does so
-# after binding its port) and runs; PID, when given, must stay alive.
-bg_wait_pidfile() {
-	i=0
-	while [ ! -s "$P" ]; do
-		if [ -n "$1" ] && ! kill -0 "$1" 2>/dev/null; then return 1; fi
-		i=$((i + 1)); [ "$i" -le 200 ] || return 1
-		sleep 0.05
-	done
-	bg_is_ours "$(cat "$P")"
-}
-`
+//
+//go:embed secondary.sh
+var secondaryFuncs string
+
+// secondaryFactsScript is secondary_facts.sh: the facts query after its
+// settings, bg_file and secondaryFuncs.
+//
+//go:embed secondary_facts.sh
+var secondaryFactsScript string
+
+// secondaryApplyScript is secondary_apply.sh: the apply script's functions
+// (bg_fail, bg_install_config, bg_unit_restart, bg_unit_reload,
+// bg_rc_enable, bg_rc_start, …), defined after its settings.
+//
+//go:embed secondary_apply.sh
+var secondaryApplyScript string
 
 func (s *SecondarySSHD) vars() string {
 	return fmt.Sprintf("F=%s P=%s U=%s unit=%s B=%s K=%s H=%s I=%s C=%s\n", shell.Quote(s.ConfigPath()), shell.Quote(s.PidFile()),
@@ -668,79 +657,7 @@ LC_ALL=C; export LC_ALL
 	b.WriteString(sshdFileFunc)
 	b.WriteString(secondaryFuncs)
 	fmt.Fprintf(&b, "dropin=%s\n", shell.Quote(secondaryPrivsepDropIn))
-	b.WriteString(`echo "breakglass-secondary-facts 1"
-[ -d /run/systemd/system ] && echo "systemd"
-printf 'sshd %s\n' "$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd)"
-[ -d /run/sshd ] || echo "privsep-missing"
-# bg_same KEY [NAME]: is the emergency copy of host key (or certificate)
-# KEY, named NAME in $H (default: KEY's name), the same? (cmp on the host:
-# private keys never leave it)
-bg_same() {
-	if cmp -s -- "$1" "$H/${2:-${1##*/}}" 2>/dev/null; then printf 'hostkey same %s\n' "$1"; else printf 'hostkey differs %s\n' "$1"; fi
-}
-if out=$(sshd -T 2>&1); then
-	printf '%s\n' "$out" | awk '$1 == "hostkey" || $1 == "listenaddress" || $1 == "hostcertificate" { print "T " $0 }'
-	printf '%s\n' "$out" | awk '$1 == "hostkey" { print $2 }' | while read -r k; do
-		if [ -f "$k" ]; then printf 'exists %s\n' "$k"; bg_same "$k"; fi
-	done
-	printf '%s\n' "$out" | awk '$1 == "hostcertificate" { print $2 }' | while read -r k; do
-		d=${k##*/}
-		case $d in *-cert.pub) ;; *) d=$d-cert.pub ;; esac
-		if [ -f "$k" ]; then printf 'exists %s\n' "$k"; bg_same "$k" "$d"; fi
-	done
-else
-	echo "sshd-T-failed"
-	printf '%s\n' "$out" | sed 's/^/| /'
-	for k in /etc/ssh/ssh_host_ecdsa_key /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_rsa_key; do
-		if [ -f "$k" ]; then printf 'exists %s\n' "$k"; bg_same "$k"; fi
-	done
-fi
-for d in "$B" "$K" "$H"; do
-	if [ -L "$d" ]; then printf 'dir link %s\n' "$d"
-	elif [ -d "$d" ]; then printf 'dir %s %s\n' "$(stat -c '%u %g %a' -- "$d")" "$d"
-	elif [ -e "$d" ]; then printf 'dir other %s\n' "$d"
-	fi
-done
-if [ -d "$H" ] && [ ! -L "$H" ]; then
-	for c in "$H"/*; do
-		[ -e "$c" ] || [ -L "$c" ] || continue
-		l=0; [ -L "$c" ] && l=1
-		if [ -f "$c" ]; then printf 'copy %s %s %s\n' "$(stat -L -c '%u %g %a' -- "$c")" "$l" "$c"; else printf 'copy-other %s %s\n' "$l" "$c"; fi
-	done
-fi
-if [ -d "$K" ] && [ ! -L "$K" ]; then
-	for f in "$K"/* "$K"/.[!.]*; do
-		[ -e "$f" ] || [ -L "$f" ] || continue
-		printf 'store\n'
-		bg_file "$f"
-	done
-fi
-bg_file "$F"
-if [ -d /run/systemd/system ]; then
-	bg_file "$U"
-	bg_file "$dropin"
-	for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
-		if [ -f "$d/ssh.service" ]; then echo "debian-ssh"; break; fi
-	done
-	printf 'enabled %s\n' "$(systemctl is-enabled "$unit" 2>/dev/null)"
-	printf 'active %s\n' "$(systemctl is-active "$unit" 2>/dev/null)"
-fi
-if [ ! -d /run/systemd/system ]; then
-	printf 'pid1 %s\n' "$(cat /proc/1/comm 2>/dev/null)"
-	if [ -d /etc/init.d ] && command -v update-rc.d >/dev/null 2>&1; then echo "sysv-rc"; fi
-	for c in cron crond cronie; do
-		if c=$(command -v "$c" 2>/dev/null) && [ -d /etc/cron.d ]; then printf 'cron %s\n' "$c"; break; fi
-	done
-	if pgrep -x cron >/dev/null 2>&1 || pgrep -x crond >/dev/null 2>&1; then echo "cron-running"; fi
-	bg_file "$I"
-	bg_file "$C"
-	for l in /etc/rc[0-6S].d/[SK][0-9][0-9]"${I##*/}"; do
-		if [ -L "$l" ]; then printf 'rc-link %s %s\n' "$l" "$(readlink -- "$l")"; fi
-	done
-fi
-if pid=$(bg_secondary_pid); then printf 'running %s\n' "$pid"; fi
-exit 0
-`)
+	b.WriteString(secondaryFactsScript)
 	return Query{Key: s.factKey(), Script: string(txnScript(b.String())), Parse: parseSecondaryFacts}
 }
 
@@ -1571,20 +1488,7 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 		b.WriteString(nofollowScript) // bg_write, bg_copy_root
 	}
 	fmt.Fprintf(&b, "port=%d\n", s.port)
-	b.WriteString(`bg_fail() { echo "status ${st:-failed}"; printf '| %s\n' "$@"; exit 0; }
-# bg_sshd_says runs the daemon once in the foreground (-d: it logs to
-# stderr, where a daemon's words are lost without syslog) to quote why it
-# does not start; timeout ends it should it start after all.
-bg_sshd_says() {
-	timeout 3 "$S" -d -f "$F" -o PidFile=none </dev/null 2>&1 | grep -iE 'bind|fatal|error|cannot|missing' | head -n 3 | tr '\n' ' '
-}
-# bg_port_holder says who listens on the port already, where ss can tell.
-bg_port_holder() {
-	h=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n 3) || return 0
-	[ -z "$h" ] || printf 'port %s is held by: %s' "$port" "$(printf '%s' "$h" | tr -s ' \n' ' ;')"
-}
-[ -d /run/sshd ] || mkdir -m 0755 /run/sshd || bg_fail "create /run/sshd"
-`)
+	b.WriteString(secondaryApplyScript) // bg_fail and the steps below; creates /run/sshd
 	for _, dm := range p.dirs {
 		d := shell.Quote(dm[0])
 		fmt.Fprintf(&b, "if [ -L %[1]s ] || { [ -e %[1]s ] && [ ! -d %[1]s ]; }; then bg_fail %[2]s; fi\n[ -d %[1]s ] || mkdir -m %[3]s -- %[1]s || bg_fail %[4]s\nchown 0:0 -- %[1]s && chmod %[3]s -- %[1]s || bg_fail %[5]s\n",
@@ -1612,20 +1516,7 @@ bg_port_holder() {
 	if p.writeConfig {
 		tmp := shell.Quote(txnTmpPath(s.ConfigPath(), "tmp"))
 		fmt.Fprintf(&b, "tmp=%s\nrm -f -- \"$tmp\"\n", tmp)
-		b.WriteString(txnHeredoc([]byte(p.config), `"$tmp"`, `|| bg_fail "write $tmp"`) + `
-chown 0:0 "$tmp" && chmod 0644 "$tmp" || bg_fail "chown/chmod $tmp"
-if ! out=$("$S" -t -f "$tmp" 2>&1); then
-	rm -f -- "$tmp"
-	echo "status invalid"
-	printf '%s\n' "$out" | sed 's/^/| /'
-	exit 0
-fi
-if [ -f "$F" ]; then cp -a -- "$F" "$F.breakglass-bak" || bg_fail "back up $F"; fi
-sync -- "$tmp" 2>/dev/null
-mv -f -- "$tmp" "$F" || bg_fail "rename $tmp to $F"
-sync -- "${F%/*}" 2>/dev/null
-st=installed-not-running
-`)
+		b.WriteString(txnHeredoc([]byte(p.config), `"$tmp"`, `|| bg_fail "write $tmp"`) + "\nbg_install_config\n")
 	}
 	if len(p.copyKeys)+len(p.copyCerts) > 0 && !f.Systemd {
 		b.WriteString("keys_changed=1\n")
@@ -1650,16 +1541,9 @@ st=installed-not-running
 		}
 		switch {
 		case p.start, p.restart:
-			b.WriteString(`rm -f -- "$P"
-out=$(systemctl restart "$unit" 2>&1) || bg_fail "systemctl restart $unit failed: $out" "$(systemctl status --no-pager "$unit" 2>&1 | tail -n 5)"
-bg_wait_pidfile "" || bg_fail "$unit did not come up: $(systemctl status --no-pager "$unit" 2>&1 | tail -n 5)" "$(bg_port_holder)"
-`)
+			b.WriteString("bg_unit_restart\n")
 		case p.reload:
-			b.WriteString(`pid=$(bg_secondary_pid) || pid=
-rm -f -- "$P"
-out=$(systemctl reload "$unit" 2>&1) || bg_fail "systemctl reload $unit failed: $out"
-bg_wait_pidfile "$pid" || bg_fail "$unit did not come back after the reload: $(systemctl status --no-pager "$unit" 2>&1 | tail -n 5)"
-`)
+			b.WriteString("bg_unit_reload\n")
 		}
 	} else {
 		if p.writeInit {
@@ -1669,13 +1553,7 @@ bg_wait_pidfile "$pid" || bg_fail "$unit did not come back after the reload: $(s
 			fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(s.InitPath()+BackupSuffix))
 		}
 		if p.rcEnable {
-			n := shell.Quote(s.InitName())
-			fmt.Fprintf(&b, `out=$(update-rc.d %[1]s defaults 2>&1 && update-rc.d %[1]s enable 2>&1) || bg_fail "update-rc.d %[2]s failed" "$out"
-for l in 2 3 4 5; do
-	set -- /etc/rc$l.d/S[0-9][0-9]%[1]s
-	[ -L "$1" ] || bg_fail "update-rc.d %[2]s did not link it into runlevel $l" "$out"
-done
-`, n, s.InitName())
+			b.WriteString("bg_rc_enable\n")
 		}
 		if p.writeCron {
 			fmt.Fprintf(&b, "out=$(bg_write %s root 0644 %s 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(s.CronPath()), shell.Quote(p.cronFile), shell.Quote("write "+s.CronPath()))
@@ -1684,20 +1562,7 @@ done
 			// does not start with a dot, the old @reboot line included.
 			fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(s.CronPath()+BackupSuffix))
 		}
-		// Decided again here from what runs now, not from the facts: the
-		// daemon may have died or come up since.
-		b.WriteString(`if pid=$(bg_secondary_pid); then
-	if [ "${st-}" = installed-not-running ] || [ -n "${keys_changed-}" ]; then
-		rm -f -- "$P"
-		kill -HUP "$pid" || bg_fail "kill -HUP $pid failed"
-		bg_wait_pidfile "$pid" || bg_fail "the emergency sshd (pid $pid) did not come back after the reload"
-	fi
-else
-	rm -f -- "$P"
-	out=$("$S" -f "$F" 2>&1 </dev/null) || bg_fail "$S -f $F failed: $out" "$(bg_port_holder)"
-	bg_wait_pidfile "" || bg_fail "$S -f $F did not write $P: it is not running${out:+: $out}" "$(bg_sshd_says)" "$(bg_port_holder)"
-fi
-`)
+		b.WriteString("bg_rc_start\n")
 	}
 	b.WriteString("echo \"status ok\"\n")
 	return txnScript(b.String())

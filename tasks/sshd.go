@@ -324,45 +324,21 @@ const sshdFactsKey = "sshd:config"
 // PATH" and the content in base64 then "end" for a regular file (symlinks
 // followed; LINK is 1 when PATH itself is a link), "other LINK PATH" for
 // anything else that exists, and nothing for a missing path.
-const sshdFileFunc = `bg_file() {
-	l=0; [ -L "$1" ] && l=1
-	if [ -f "$1" ]; then
-		printf 'file %s %s %s\n' "$(stat -L -c '%u %g %a' -- "$1")" "$l" "$1"
-		base64 -- "$1" 2>/dev/null
-		echo "end"
-	elif [ -e "$1" ] || [ -L "$1" ]; then
-		printf 'other %s %s\n' "$l" "$1"
-	fi
-}
-`
+//
+//go:embed sshd_file.sh
+var sshdFileFunc string
 
 // sshdFactsScript prints the config files (base64), the effective PidFile
 // and the running daemon's command line. It changes nothing.
 var sshdFactsScript = `# breakglass sshd: facts
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 LC_ALL=C; export LC_ALL
-echo "breakglass-sshd-facts 1"
-[ -d /run/systemd/system ] && echo "systemd"
-[ -d /run/sshd ] || echo "privsep-missing"
-` + sshdconf.Shell + sshdFileFunc + `bg_file /etc/ssh/sshd_config
-if [ -d /etc/ssh/sshd_config.d ]; then
-	echo "dropin-dir"
-	for f in /etc/ssh/sshd_config.d/*; do
-		[ -e "$f" ] || [ -L "$f" ] || continue
-		bg_file "$f"
-	done
-fi
-if out=$(sshd -T 2>&1); then
-	printf '%s\n' "$out" | awk '$1 == "maxstartups" || $1 == "persourcemaxstartups" { print $1, $2 }'
-	pf=$(bg_sshd_pidfile "$out")
-else
-	echo "sshd-T-failed"
-	printf '%s\n' "$out" | sed 's/^/| /'
-	pf=$(bg_sshd_pidfile "")
-fi
-printf 'pidfile %s\n' "$pf"
-if pid=$(bg_sshd_pid "$pf"); then printf 'daemon %s %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"; fi
-`
+` + sshdconf.Shell + sshdFileFunc + sshdFactsBody
+
+// sshdFactsBody is sshd_facts.sh: the facts script after its functions.
+//
+//go:embed sshd_facts.sh
+var sshdFactsBody string
 
 func sshdQuery() Query {
 	return Query{Key: sshdFactsKey, Script: string(txnScript(sshdFactsScript)), Parse: parseSSHDFacts}
@@ -751,14 +727,14 @@ func sshdStartFunc(args []string) string {
 // sshdAfterRestore validates the restored configuration and reloads sshd,
 // starting it when a reload killed it.
 func sshdAfterRestore(daemonArgs []string) string {
-	return sshdStartFunc(daemonArgs) + sshdReloadFuncs + `[ -d /run/sshd ] || mkdir -m 0755 /run/sshd
-if ! out=$(sshd -t 2>&1); then
-	echo "sshd -t rejects the restored configuration, so sshd was not reloaded: $out"
-	return 1
-fi
-bg_sshd_reload start
-`
+	return sshdStartFunc(daemonArgs) + sshdReloadFuncs + sshdAfterRestoreScript
 }
+
+// sshdAfterRestoreScript is sshd_after_restore.sh: the body of the
+// transaction's bg_after_restore after sshd's functions.
+//
+//go:embed sshd_after_restore.sh
+var sshdAfterRestoreScript string
 
 // sshdInstallScript writes the new file atomically, validates the whole
 // configuration with sshd -t and reloads sshd. It prints "status
@@ -770,31 +746,17 @@ func sshdInstallScript(id string, p *sshdPlan, daemonArgs []string) []byte {
 	b.WriteString(txnPrelude)
 	b.WriteString(sshdStartFunc(daemonArgs))
 	b.WriteString(sshdReloadFuncs)
-	fmt.Fprintf(&b, "f=%s tmp=%s dir=%s\n", shell.Quote(p.path), shell.Quote(txnTmpPath(p.path, "tmp")), shell.Quote(path.Dir(p.path)))
-	b.WriteString(`bg_fail() { echo "status failed"; printf '| %s\n' "$@"; rm -f -- "$tmp"; exit 0; }
-if [ ! -d "$dir" ]; then mkdir -p -m 0755 -- "$dir" || bg_fail "create $dir"; fi
-if [ ! -d /run/sshd ]; then mkdir -m 0755 /run/sshd && echo "| created /run/sshd (sshd's privilege separation directory)"; fi
-rm -f -- "$tmp"
-`)
-	b.WriteString(txnHeredoc([]byte(p.want), `"$tmp"`, `|| bg_fail "write $tmp"`) + "\n")
-	fmt.Fprintf(&b, `chown 0:0 "$tmp" && chmod %04o "$tmp" || bg_fail "chown/chmod $tmp"
-sync -- "$tmp" 2>/dev/null
-mv -f -- "$tmp" "$f" || bg_fail "rename $tmp to $f"
-sync -- "$dir" 2>/dev/null
-if ! out=$(sshd -t 2>&1); then
-	echo "status invalid"
-	printf '%%s\n' "$out" | sed 's/^/| /'
-	exit 0
-fi
-if ! out=$(bg_sshd_reload 2>&1); then
-	echo "status reload-failed"
-	printf '%%s\n' "$out" | sed 's/^/| /'
-	exit 0
-fi
-echo "status reloaded"
-`, p.mode)
+	fmt.Fprintf(&b, "f=%s tmp=%s dir=%s mode=%04o\n", shell.Quote(p.path), shell.Quote(txnTmpPath(p.path, "tmp")), shell.Quote(path.Dir(p.path)), p.mode)
+	// bg_write_tmp carries the new file, base64 in its here-document.
+	b.WriteString("bg_write_tmp() {\n" + txnHeredoc([]byte(p.want), `"$tmp"`, `|| bg_fail "write $tmp"`) + "\n}\n")
+	b.WriteString(sshdInstallBody)
 	return txnScript(b.String())
 }
+
+// sshdInstallBody is sshd_install.sh: the install script after its header.
+//
+//go:embed sshd_install.sh
+var sshdInstallBody string
 
 // --- proving access ---
 

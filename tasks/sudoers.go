@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -486,147 +487,50 @@ func parseSudoersStatus(out []byte) sudoersStatus {
 	return st
 }
 
-// heredocDelim returns a random here-document delimiter that occurs
-// nowhere in content.
-func heredocDelim(content string) (string, error) {
-	for i := 0; i < 8; i++ {
-		var b [12]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return "", fmt.Errorf("random delimiter: %w", err)
-		}
-		d := "BREAKGLASS_" + hex.EncodeToString(b[:])
-		if !strings.Contains(content, d) {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("no here-document delimiter avoids the content")
-}
-
-// script is the whole transaction, run by /bin/sh -s in one round trip.
-// It reports on stdout and exits 0 when it ran to the end, whatever the
-// outcome, so that outcomes never depend on how a runner reports exit
-// statuses.
+// script is the whole transaction, run by /bin/sh -s in one round trip:
+// a header that sets the values of this run, then sudoers.sh. It reports
+// on stdout and exits 0 when it ran to the end, whatever the outcome.
 func (s *Sudoers) script(p sudoersPlan, controlUser string) ([]byte, error) {
-	var b strings.Builder
-	b.WriteString(`PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-LC_ALL=C; export LC_ALL
-umask 077
-`)
 	var rb [6]byte
 	if _, err := rand.Read(rb[:]); err != nil {
 		return nil, fmt.Errorf("random name: %w", err)
 	}
 	run := hex.EncodeToString(rb[:])
+	var b strings.Builder
 	fmt.Fprintf(&b, "d=%s\nf=%s\ntmp=%s\nnew=%s\nold=%s\nbak=%s\n", shell.Quote(SudoersDir), shell.Quote(s.Path()),
 		shell.Quote(s.tmpPath("tmp", run)), shell.Quote(s.tmpPath("new", run)), shell.Quote(s.tmpPath("old", run)), shell.Quote(s.backupPath()))
-	// The restore puts the previous state back only while the drop-in is
-	// still as this run left it: never over (or removing) another run's.
+	mode := "none"
 	switch {
 	case p.install:
-		b.WriteString("ours() { [ -e \"$new\" ] && [ \"$f\" -ef \"$new\" ]; }\n")
+		mode = "install"
 	case p.remove:
-		b.WriteString("ours() { [ ! -e \"$f\" ] && [ ! -L \"$f\" ]; }\n")
-	default:
-		b.WriteString("ours() { false; }\n")
+		mode = "remove"
 	}
-	b.WriteString(`had=0
-trap 'rm -f -- "$tmp" "$new" "$old"' EXIT
-report() {
-	printf 'status %s\nstage %s\n' "$1" "$2"
-	while IFS= read -r l; do printf '| %s\n' "$l"; done <<BREAKGLASS_REPORT
-$3
-BREAKGLASS_REPORT
-}
-restore() {
-	rm -f -- "$tmp"
-	if ! ours; then echo 'restored other'; return; fi
-	if [ "$had" = 1 ]; then mv -f -- "$old" "$f"; else rm -f -- "$f"; fi
-	if [ $? = 0 ]; then echo 'restored ok'; else echo 'restored failed'; fi
-	sync -- "$d" 2>/dev/null || sync
-}
-command -v visudo >/dev/null 2>&1 || { report failed precheck "visudo not found: is sudo installed?"; exit 0; }
-[ -d "$d" ] || { report failed precheck "$d does not exist"; exit 0; }
-`)
+	fmt.Fprintf(&b, "mode=%s\n", mode)
+	if p.install {
+		// sudo -l -U confirms the privilege for every user; user names
+		// are checked, so they are words.
+		fmt.Fprintf(&b, "content=%s\nwant=%s\nusers=%s\n", shell.Quote(s.content), shell.Quote(s.privilege()), shell.Quote(strings.Join(s.users, " ")))
+	}
 	// The control user's sudo can change only when the file was there
 	// before (its rules go or change) or the new rules name the user or a
 	// group: sudo applies a rule only to the users and groups it lists. A
 	// new file for other users cannot touch it, so the check (two logins
 	// through runuser and sudo, the slowest part) is left out then.
-	ctrl := controlUser != "" && controlUser != "root" && shell.ValidUser(controlUser) == nil &&
-		(p.existed || p.remove || len(s.groups) > 0 || slices.Contains(s.users, controlUser))
-	if ctrl {
-		// Whether the control user has passwordless sudo now; the change
-		// must not take it away (it would cut this run's own become).
-		fmt.Fprintf(&b, "cu=%s\n", shell.Quote(controlUser))
-		b.WriteString(`ctrl() { command -v runuser >/dev/null 2>&1 && runuser -u "$cu" -- sudo -n true </dev/null >/dev/null 2>&1; }
-ctrl_before=0; if ctrl; then ctrl_before=1; fi
-`)
+	cu := ""
+	if controlUser != "" && controlUser != "root" && shell.ValidUser(controlUser) == nil &&
+		(p.existed || p.remove || len(s.groups) > 0 || slices.Contains(s.users, controlUser)) {
+		cu = controlUser
 	}
-	b.WriteString(`if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then report failed precheck "$f is not a regular file; remove it by hand"; exit 0; fi
-if [ -f "$f" ]; then
-	ln -f -- "$f" "$old" || { report failed precheck "cannot back up $f to $old"; exit 0; }
-	had=1
-else
-	[ ! -e "$bak" ] && [ ! -L "$bak" ] || rm -f -- "$bak"
-fi
-`)
-	switch {
-	case p.install:
-		delim, err := heredocDelim(s.content)
-		if err != nil {
-			return nil, err
-		}
-		// install writes, chowns and chmods in one process.
-		fmt.Fprintf(&b, "[ ! -e \"$tmp\" ] && [ ! -L \"$tmp\" ] || rm -f -- \"$tmp\"\ninstall -m 0440 -o 0 -g 0 /dev/stdin \"$tmp\" <<'%s' || { rm -f -- \"$tmp\"; report failed precheck \"cannot write $tmp with owner root and mode 0440\"; exit 0; }\n%s%s\n", delim, s.content, delim)
-		b.WriteString(`if ! out=$(visudo -cf "$tmp" </dev/null 2>&1); then rm -f -- "$tmp"; report failed visudo-file "$out"; exit 0; fi
-ln -f -- "$tmp" "$new" || { rm -f -- "$tmp"; report failed precheck "cannot link $tmp to $new"; exit 0; }
-if ! { sync -- "$tmp" && mv -f -- "$tmp" "$f"; }; then restore; report failed install "cannot install $f"; exit 0; fi
-`)
-	case p.remove:
-		b.WriteString(`rm -f -- "$f" || { report failed install "cannot remove $f"; exit 0; }
-sync -- "$d" 2>/dev/null || sync
-`)
-	}
-	// Whether the tree was valid before the change tells the operator whose
-	// fault a failure is: after the restore the tree is as it was. It may
-	// be invalid because of the very file this task repairs (wrong owner
-	// or mode, broken content).
-	b.WriteString(`if ! out=$(visudo -c </dev/null 2>&1); then
-	restore
-	if ! visudo -c </dev/null >/dev/null 2>&1; then out="the sudoers tree was invalid before this change already, fix it first:
-$out"; fi
-	report failed visudo-tree "$out"; exit 0
-fi
-`)
-	if p.install {
-		// sudo -l -U exits 0 even for a user who may run nothing: read
-		// its text. Long lines wrap at whitespace, so compare with all
-		// whitespace squeezed to single spaces.
-		fmt.Fprintf(&b, "want=%s\n", shell.Quote(s.privilege()))
-		for _, u := range s.users {
-			fmt.Fprintf(&b, "u=%s\n", shell.Quote(u))
-			b.WriteString(`out=$(sudo -l -U "$u" </dev/null 2>&1); rc=$?
-set -f; set -- $out; set +f; got="$*"
-case "$rc $got " in
-0\ *"$want "*|0\ *"$want,"*) ;;
-0\ *) restore; report failed confirm "sudo -l -U $u does not list \"$want\" (is $d included by /etc/sudoers?):
-$out"; exit 0 ;;
-*) restore; report failed confirm "sudo -l -U $u failed (exit $rc):
-$out"; exit 0 ;;
-esac
-`)
-		}
-	}
-	if ctrl {
-		b.WriteString(`if [ "$ctrl_before" = 1 ] && ! ctrl; then restore; report failed control "$cu could run sudo -n true before this change and cannot after it"; exit 0; fi
-`)
-	}
-	// The previous version is kept under the name the README promises.
-	b.WriteString(`if [ "$had" = 1 ]; then mv -f -- "$old" "$bak" || true; fi
-report ok done ''
-`)
+	fmt.Fprintf(&b, "cu=%s\n", shell.Quote(cu))
+	b.WriteString(sudoersScript)
 	return []byte(b.String()), nil
 }
+
+// sudoersScript is sudoers.sh, the transaction after its header.
+//
+//go:embed sudoers.sh
+var sudoersScript string
 
 // ListUsers names the accounts this rule is for, for audit.
 func (s *Sudoers) ListUsers() []string { return s.users }

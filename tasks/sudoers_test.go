@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/breakglass/breakglass/internal/lab"
+	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/wire"
 	"github.com/breakglass/breakglass/internal/yamlx"
 )
@@ -457,22 +458,16 @@ func TestSudoersScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := string(script)
-	// the data travels in a quoted here-document whose delimiter is not
-	// in the content
-	i := strings.Index(sc, "<<'")
-	if i < 0 {
-		t.Fatalf("no quoted here-document:\n%s", sc)
-	}
-	delim, _, _ := strings.Cut(sc[i+3:], "'")
-	if !strings.Contains(sc, "\n"+s.content+delim+"\n") || strings.Contains(s.content, delim) {
-		t.Errorf("content not framed by %q:\n%s", delim, sc)
+	// the data travels in one quoted variable that gives back its bytes
+	if want := "\ncontent=" + shell.Quote(s.content) + "\n"; !strings.Contains(sc, want) {
+		t.Errorf("script lacks %q:\n%s", want, sc)
 	}
 	for _, w := range []string{
 		"tmp=/etc/sudoers.d/.bg.breakglass-tmp.", // a name sudo ignores, this run's own
 		"old=/etc/sudoers.d/.bg.breakglass-old.", "new=/etc/sudoers.d/.bg.breakglass-new.",
-		`visudo -cf "$tmp"`, `visudo -c `, `install -m 0440 -o 0 -g 0 /dev/stdin "$tmp" <<'`,
+		`visudo -cf "$tmp"`, `visudo -c `, `printf '%s' "$content" | install -m 0440 -o 0 -g 0 /dev/stdin "$tmp"`,
 		`sync -- "$tmp" && mv -f -- "$tmp" "$f"`,
-		`sudo -l -U "$u"`, "u=bg-ops1\n", "u=bg-ops2\n", "want='(ALL) NOPASSWD: ALL'",
+		`sudo -l -U "$u"`, "users='bg-ops1 bg-ops2'\n", "mode=install\n", "want='(ALL) NOPASSWD: ALL'",
 		"cu=admin\n",
 	} {
 		if !strings.Contains(sc, w) {
@@ -489,20 +484,20 @@ func TestSudoersScript(t *testing.T) {
 	// no control-user check when connected as root or unknown
 	for _, cu := range []string{"", "root"} {
 		script, _ := s.script(sudoersPlan{install: true, existed: true}, cu)
-		if strings.Contains(string(script), "runuser") {
+		if scriptVar(string(script), "cu=") != "''" {
 			t.Errorf("control user %q: script checks it", cu)
 		}
 	}
 	// nor when a new file's rules name neither the control user nor a
 	// group: sudo cannot apply them to the control user
-	if script, _ := s.script(sudoersPlan{install: true}, "admin"); strings.Contains(string(script), "runuser") {
+	if script, _ := s.script(sudoersPlan{install: true}, "admin"); scriptVar(string(script), "cu=") != "''" {
 		t.Error("a new file for other users: script checks the control user")
 	}
 	for _, src := range []string{
 		"{name: bg, users: [bg-ops1, admin], nopasswd: true}",
 		"{name: bg, groups: [wheel], nopasswd: true}",
 	} {
-		if script, _ := mustSudoers(t, src).script(sudoersPlan{install: true}, "admin"); !strings.Contains(string(script), "runuser") {
+		if script, _ := mustSudoers(t, src).script(sudoersPlan{install: true}, "admin"); scriptVar(string(script), "cu=") != "admin" {
 			t.Errorf("%s: a new file naming the control user or a group, but no check", src)
 		}
 	}
@@ -516,14 +511,6 @@ func scriptVar(script, v string) string {
 		}
 	}
 	return ""
-}
-
-func TestSudoersHeredocDelim(t *testing.T) {
-	content := "BREAKGLASS_\nx\n"
-	d, err := heredocDelim(content)
-	if err != nil || strings.Contains(content, d) || !strings.HasPrefix(d, "BREAKGLASS_") || len(d) < 20 {
-		t.Errorf("delimiter %q err %v", d, err)
-	}
 }
 
 // --- on real hosts ---

@@ -71,7 +71,7 @@ func TestTxnScriptsParse(t *testing.T) {
 		sshdShellSyntax(t, name, sc)
 	}
 	rs := tx.revertScript()
-	for _, want := range []string{`cp -a -- "$T/files/0" /etc/ssh/.a.breakglass-restore`, `mv -f -- /etc/ssh/.a.breakglass-restore".$$" /etc/ssh/a`, `rm -f -- /etc/ssh/b`, "deadline=60", "bg_sshd_reload start"} {
+	for _, want := range []string{"files='0 1 /etc/ssh/a /etc/ssh/.a.breakglass-restore\n1 0 /etc/ssh/b /etc/ssh/.b.breakglass-restore\n'\n", `cp -a -- "$T/files/$n" "$tmp.$$"`, `mv -f -- "$tmp.$$" "$f"`, `rm -f -- "$f"`, "deadline=60", "bg_sshd_reload start"} {
 		if !strings.Contains(rs, want) {
 			t.Errorf("revert script lacks %q", want)
 		}

@@ -1,0 +1,102 @@
+# shellcheck shell=sh
+# shellcheck disable=SC2154 # d f tmp new old bak mode content want users cu: set by the header
+# The sudoers drop-in install transaction, run by /bin/sh -s in one round
+# trip after a header (Sudoers.script) that sets:
+#   d f       the drop-in directory and the drop-in
+#   tmp new old  this run's own temporary names (sudo ignores them)
+#   bak       the backup name the README promises
+#   mode      install, remove or none
+#   content   the new drop-in (mode install)
+#   want      the privilege sudo -l -U must list (mode install)
+#   users     the users to confirm it for, one per word (mode install)
+#   cu        the control user whose passwordless sudo must survive; empty
+#             when it cannot change or is not checked
+# It reports on stdout ("status", "stage", "| " lines) and exits 0 when it
+# ran to the end, whatever the outcome.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+LC_ALL=C; export LC_ALL
+umask 077
+# The restore puts the previous state back only while the drop-in is
+# still as this run left it: never over (or removing) another run's.
+# shellcheck disable=SC3013 # -ef: dash and bash both have it
+case $mode in
+install) ours() { [ -e "$new" ] && [ "$f" -ef "$new" ]; } ;;
+remove) ours() { [ ! -e "$f" ] && [ ! -L "$f" ]; } ;;
+*) ours() { false; } ;;
+esac
+had=0
+trap 'rm -f -- "$tmp" "$new" "$old"' EXIT
+report() {
+	printf 'status %s\nstage %s\n' "$1" "$2"
+	while IFS= read -r l; do printf '| %s\n' "$l"; done <<BREAKGLASS_REPORT
+$3
+BREAKGLASS_REPORT
+}
+restore() {
+	rm -f -- "$tmp"
+	if ! ours; then echo 'restored other'; return; fi
+	if [ "$had" = 1 ]; then mv -f -- "$old" "$f"; else rm -f -- "$f"; fi
+	# shellcheck disable=SC2181 # the status of either branch above
+	if [ $? = 0 ]; then echo 'restored ok'; else echo 'restored failed'; fi
+	sync -- "$d" 2>/dev/null || sync
+}
+command -v visudo >/dev/null 2>&1 || { report failed precheck "visudo not found: is sudo installed?"; exit 0; }
+[ -d "$d" ] || { report failed precheck "$d does not exist"; exit 0; }
+if [ -n "$cu" ]; then
+	# Whether the control user has passwordless sudo now; the change
+	# must not take it away (it would cut this run's own become).
+	ctrl() { command -v runuser >/dev/null 2>&1 && runuser -u "$cu" -- sudo -n true </dev/null >/dev/null 2>&1; }
+	ctrl_before=0; if ctrl; then ctrl_before=1; fi
+fi
+if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then report failed precheck "$f is not a regular file; remove it by hand"; exit 0; fi
+if [ -f "$f" ]; then
+	ln -f -- "$f" "$old" || { report failed precheck "cannot back up $f to $old"; exit 0; }
+	had=1
+else
+	[ ! -e "$bak" ] && [ ! -L "$bak" ] || rm -f -- "$bak"
+fi
+case $mode in
+install)
+	[ ! -e "$tmp" ] && [ ! -L "$tmp" ] || rm -f -- "$tmp"
+	# install writes, chowns and chmods in one process.
+	printf '%s' "$content" | install -m 0440 -o 0 -g 0 /dev/stdin "$tmp" || { rm -f -- "$tmp"; report failed precheck "cannot write $tmp with owner root and mode 0440"; exit 0; }
+	if ! out=$(visudo -cf "$tmp" </dev/null 2>&1); then rm -f -- "$tmp"; report failed visudo-file "$out"; exit 0; fi
+	ln -f -- "$tmp" "$new" || { rm -f -- "$tmp"; report failed precheck "cannot link $tmp to $new"; exit 0; }
+	if ! { sync -- "$tmp" && mv -f -- "$tmp" "$f"; }; then restore; report failed install "cannot install $f"; exit 0; fi
+	;;
+remove)
+	rm -f -- "$f" || { report failed install "cannot remove $f"; exit 0; }
+	sync -- "$d" 2>/dev/null || sync
+	;;
+esac
+# Whether the tree was valid before the change tells the operator whose
+# fault a failure is: after the restore the tree is as it was. It may be
+# invalid because of the very file this task repairs (wrong owner or mode,
+# broken content).
+if ! out=$(visudo -c </dev/null 2>&1); then
+	restore
+	if ! visudo -c </dev/null >/dev/null 2>&1; then out="the sudoers tree was invalid before this change already, fix it first:
+$out"; fi
+	report failed visudo-tree "$out"; exit 0
+fi
+if [ "$mode" = install ]; then
+	# sudo -l -U exits 0 even for a user who may run nothing: read its
+	# text. Long lines wrap at whitespace, so compare with all whitespace
+	# squeezed to single spaces.
+	for u in $users; do
+		out=$(sudo -l -U "$u" </dev/null 2>&1); rc=$?
+		# shellcheck disable=SC2086 # split on purpose, globbing off
+		set -f; set -- $out; set +f; got="$*"
+		case "$rc $got " in
+		0\ *"$want "*|0\ *"$want,"*) ;;
+		0\ *) restore; report failed confirm "sudo -l -U $u does not list \"$want\" (is $d included by /etc/sudoers?):
+$out"; exit 0 ;;
+		*) restore; report failed confirm "sudo -l -U $u failed (exit $rc):
+$out"; exit 0 ;;
+		esac
+	done
+fi
+if [ -n "$cu" ] && [ "$ctrl_before" = 1 ] && ! ctrl; then restore; report failed control "$cu could run sudo -n true before this change and cannot after it"; exit 0; fi
+# The previous version is kept under the name the README promises.
+if [ "$had" = 1 ]; then mv -f -- "$old" "$bak" || true; fi
+report ok 'done' ''
