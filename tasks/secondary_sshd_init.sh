@@ -50,7 +50,19 @@ start)
 	# /run is empty after a boot: sshd needs its privilege separation dir.
 	[ -d /run/sshd ] || mkdir -m 0755 /run/sshd || exit 1
 	"$S" -t -f "$F" || exit 1
-	"$S" -f "$F"
+	rm -f -- "$P"
+	"$S" -f "$F" || exit 1
+	# sshd returns once it forked; it writes its PidFile after binding the
+	# port. Wait for that, so "started" means it answers (at most 10 s).
+	i=0
+	until running; do
+		i=$((i + 1))
+		if [ "$i" -gt 100 ]; then
+			echo "emergency sshd ($F) did not come up" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
 	;;
 stop)
 	do_stop
