@@ -121,6 +121,21 @@ var portRe = regexp.MustCompile(`(?: port |\]:)(\d+)\b`)
 // refusedLogin tries to log in to h as user with key, which sshd must
 // refuse, over a connection whose client port it returns (as
 // verify_access records it).
+// bobAttempts makes bob's older, successful connection, then the refused
+// attempt verify_access made (its client port, returned), then a later
+// refused one.
+func bobAttempts(t *testing.T, l *lab.Lab, h *lab.Host, keys *testKeys) int {
+	t.Helper()
+	if err := sshLogin(t, l, h, "bob", keys.key(t, "bob")); err != nil {
+		t.Fatalf("bob with his own key: %v", err)
+	}
+	port := refusedLogin(t, l, h, "bob", l.AdminKey)
+	if err := sshLogin(t, l, h, "bob", l.AdminKey); err == nil {
+		t.Fatal("bob logs in with admin's key")
+	}
+	return port
+}
+
 func refusedLogin(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) int {
 	t.Helper()
 	pem, err := os.ReadFile(key)
@@ -386,17 +401,8 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 		if out, err := h.Exec(ctx, script, nil); err != nil {
 			t.Fatalf("setup: %v\n%s", err, out)
 		}
-		// An older, successful connection of bob, then the refused
-		// attempt verify_access made (its client port known), then a
-		// later refused one: only the lines of the one attempt are its
-		// evidence.
-		if err := sshLogin(t, l, h, "bob", keys.key(t, "bob")); err != nil {
-			t.Fatalf("bob with his own key: %v", err)
-		}
-		port := refusedLogin(t, l, h, "bob", l.AdminKey)
-		if err := sshLogin(t, l, h, "bob", l.AdminKey); err == nil {
-			t.Fatal("bob logs in with admin's key")
-		}
+		// Only the lines of the one attempt are its evidence.
+		port := bobAttempts(t, l, h, keys)
 		// journald may write the refused attempts' lines a moment after
 		// the client gave up: audit reads the log as it is then.
 		if out, err := h.Exec(ctx, `for i in $(seq 200); do

@@ -49,13 +49,7 @@ func TestRecordLogs(t *testing.T) {
 			// bob: an older accepted login, the refused attempt asked about
 			// (its port known), a later refused one. carol: refused, port
 			// unknown. ghost: never tried.
-			if err := sshLogin(t, l, h, "bob", keys.key(t, "bob")); err != nil {
-				t.Fatalf("bob with his own key: %v", err)
-			}
-			port := refusedLogin(t, l, h, "bob", l.AdminKey)
-			if err := sshLogin(t, l, h, "bob", l.AdminKey); err == nil {
-				t.Fatal("bob logs in with admin's key")
-			}
+			port := bobAttempts(t, l, h, keys)
 			if err := sshLogin(t, l, h, "carol", l.AdminKey); err == nil {
 				t.Fatal("carol logs in with admin's key")
 			}
