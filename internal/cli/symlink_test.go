@@ -108,6 +108,20 @@ func plant(t *testing.T, h *lab.Host, file bool, target string) string {
 	return "/home/alice/.ssh"
 }
 
+// unharmed checks what an attack through alice's link to target must
+// leave: no file outside alice's own changed (before: fingerprint), nothing
+// of /etc/shadow's marker in what breakglass printed, admin still in.
+func unharmed(t *testing.T, f *fleet, h *lab.Host, cmd, target, before, printed string) {
+	t.Helper()
+	if after := fingerprint(t, h); after != before {
+		t.Errorf("%s: %s changed files outside alice's own through her link to %s:\nbefore:\n%s\nafter:\n%s", h.Name, cmd, target, before, after)
+	}
+	if strings.Contains(printed, "bgsymlinktest") {
+		t.Errorf("%s: %s printed /etc/shadow's content", h.Name, cmd)
+	}
+	adminIntact(t, f, h)
+}
+
 // adminIntact checks the control user still gets in with a fresh login and
 // sudo, and that sudoers is valid.
 func adminIntact(t *testing.T, f *fleet, h *lab.Host) {
@@ -163,13 +177,7 @@ func applyAttacked(t *testing.T, f *fleet, pb string, file bool, target string) 
 	if h := r[clean.Name]; h == nil || (h.Status != report.StatusOK && h.Status != report.StatusChanged) {
 		t.Errorf("%s (no link): want ok or changed, got %+v", clean.Name, h)
 	}
-	if after := fingerprint(t, attacked); after != before {
-		t.Errorf("%s: apply changed files outside alice's own through her link to %s:\nbefore:\n%s\nafter:\n%s", attacked.Name, target, before, after)
-	}
-	if strings.Contains(out+stderr, "bgsymlinktest") {
-		t.Errorf("apply printed /etc/shadow's content")
-	}
-	adminIntact(t, f, attacked)
+	unharmed(t, f, attacked, "apply", target, before, out+stderr)
 }
 
 // TestSymlinkApplyAuthorizedKey: an authorized_key task for alice must not
@@ -285,13 +293,7 @@ func TestSymlinkRecover(t *testing.T) {
 			before := fingerprint(t, h)
 			_, out, stderr := runCLI(t, f.args("recover", pb, "--user", "alice", "--key", priv, "--yes", "--format", "json")...)
 			decodeReport(t, out)
-			if after := fingerprint(t, h); after != before {
-				t.Errorf("recover changed files outside alice's own through her link to %s:\nbefore:\n%s\nafter:\n%s", target, before, after)
-			}
-			if strings.Contains(out+stderr, "bgsymlinktest") {
-				t.Errorf("recover printed /etc/shadow's content")
-			}
-			adminIntact(t, f, h)
+			unharmed(t, f, h, "recover", target, before, out+stderr)
 		})
 	}
 }
