@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/internal/shell"
 )
 
@@ -392,11 +393,11 @@ var txnKillDelays = []time.Duration{0, 2 * time.Millisecond, 5 * time.Millisecon
 func txnLocalOnly(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/run/systemd/system"); err == nil {
-		t.Skip("systemd runs here: the armed revert would be a systemd unit of this machine; the lab tests cover the protocol")
+		lab.Skip(t, "systemd runs here: the armed revert would be a systemd unit of this machine; the lab tests cover the protocol")
 	}
 	for _, c := range []string{"setsid", "nohup"} {
 		if _, err := exec.LookPath(c); err != nil {
-			t.Skipf("no %s here", c)
+			lab.Skip(t, "no %s here", c)
 		}
 	}
 }

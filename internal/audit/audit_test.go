@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/tasks"
 )
 
@@ -520,7 +521,7 @@ func TestGrantsOthers(t *testing.T) {
 // and without (sshd -E FILE).
 func TestAttemptLines(t *testing.T) {
 	if _, err := exec.LookPath("awk"); err != nil {
-		t.Skipf("SKIP: no awk: %v", err)
+		lab.Skip(t, "no awk: %v", err)
 	}
 	tests := []struct {
 		name, log, port string

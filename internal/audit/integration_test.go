@@ -234,7 +234,7 @@ func labEnv(h *lab.Host) *tasks.Env {
 // proves that the lockouts are real (and that the control logins work).
 func TestLabScenarios(t *testing.T) {
 	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skipf("SKIP: no ssh client: %v", err)
+		lab.Skip(t, "no ssh client: %v", err)
 	}
 	runLabScenarios(t, lab.New(t, len(labHosts)+1), *record)
 }
@@ -244,7 +244,7 @@ func TestLabScenarios(t *testing.T) {
 // which must give the same diagnoses as the namespace hosts.
 func TestLabScenariosOnKinds(t *testing.T) {
 	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skipf("SKIP: no ssh client: %v", err)
+		lab.Skip(t, "no ssh client: %v", err)
 	}
 	// One kind at a time: each systemd host's init, journald and logind
 	// hold inotify instances, and two kinds' hosts at once (30) exceed

@@ -23,7 +23,7 @@ import (
 func sshTo(t *testing.T, l *Lab, h *Host, cmd string) (string, error) {
 	t.Helper()
 	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skipf("SKIP: no ssh client (apt-get install openssh-client): %v", err)
+		Skip(t, "no ssh client (apt-get install openssh-client): %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
