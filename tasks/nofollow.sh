@@ -184,6 +184,9 @@ bg_copy_root() (
 		echo "breakglass: $bg_real is not a regular file" >&2
 		exit 1
 	fi
+	# A run killed here before left its temp file: the host lock makes
+	# any such file a dead run's.
+	rm -f -- "$2".breakglass-tmp.??????
 	t=$(mktemp -- "$2.breakglass-tmp.XXXXXX") || exit 1
 	if dd if="./$b" of="$t" iflag=nofollow,nonblock bs=65536 2>/dev/null && chown 0:0 -- "$t" && chmod "$3" -- "$t" && sync -- "$t" && mv -fT -- "$t" "$2"; then
 		exit 0
