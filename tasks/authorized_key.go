@@ -341,7 +341,7 @@ func (a *AuthorizedKey) plan(env *Env, facts []any) (*Plan, error) {
 	}
 	if content != nil {
 		old := uf.KeyFiles[0].Content
-		p.Guard = func(ctx context.Context, env *Env) error { return a.guardRemoval(ctx, env, old, content) }
+		p.Guard = a.removalGuard(env, old, content)
 	}
 	if pred := predictFacts(uf, steps, uf.KeyFiles[0].Real, content); pred != nil {
 		p.Known = map[string]any{UserFactsKey(a.user): pred}
@@ -349,13 +349,13 @@ func (a *AuthorizedKey) plan(env *Env, facts []any) (*Plan, error) {
 	return p, nil
 }
 
-// guardRemoval is the lockout guard of removing key lines (exclusive,
-// state absent): when the new content no longer holds the key a
-// break-glass login of the playbook uses for this user (or that key cannot
-// be read), fresh logins must first prove that the control user and
-// min_working of the logins left still get in. It runs before the file is
-// written, so a refusal changes nothing.
-func (a *AuthorizedKey) guardRemoval(ctx context.Context, env *Env, old, content []byte) error {
+// removalGuard is the lockout guard of removing key lines (exclusive,
+// state absent), or nil when none is needed: when the new content no
+// longer holds the key a break-glass login of the playbook uses for this
+// user (or that key cannot be read), fresh logins must first prove that
+// the control user and min_working of the logins left still get in. It is
+// proven before the file is written, so a refusal changes nothing.
+func (a *AuthorizedKey) removalGuard(env *Env, old, content []byte) *Guard {
 	if env.MinWorking <= 0 {
 		return nil
 	}
@@ -368,7 +368,7 @@ func (a *AuthorizedKey) guardRemoval(ctx context.Context, env *Env, old, content
 		return nil
 	}
 	var lost []string
-	leftOut := map[Login]bool{}
+	g := &Guard{}
 	for _, l := range env.Logins {
 		if l.User != a.user {
 			continue
@@ -382,18 +382,13 @@ func (a *AuthorizedKey) guardRemoval(ctx context.Context, env *Env, old, content
 		default:
 			continue
 		}
-		leftOut[l] = true
+		g.LeftOut = append(g.LeftOut, l)
 	}
 	if len(lost) == 0 {
 		return nil
 	}
-	if env.Dial == nil {
-		return fmt.Errorf("user %s: keys not removed: they hold the break-glass key %s, and there is no way to open fresh logins here to prove the ways in left", a.user, strings.Join(lost, ", "))
-	}
-	if err := proveWithout(ctx, env, func(l Login) bool { return leftOut[l] }); err != nil {
-		return fmt.Errorf("user %s: keys not removed: they hold the break-glass key %s; without it %w", a.user, strings.Join(lost, ", "), err)
-	}
-	return nil
+	g.Refusal = fmt.Sprintf("user %s: keys not removed: they hold the break-glass key %s", a.user, strings.Join(lost, ", "))
+	return g
 }
 
 // keyBlobs returns the wire forms of the keys of an authorized_keys file.

@@ -588,7 +588,10 @@ func TestAuthorizedKeyRemovalGuard(t *testing.T) {
 			if tc.noDial {
 				env.Dial = nil
 			}
-			err := tc.m.guardRemoval(context.Background(), env, tc.old, tc.new)
+			var err error
+			if g := tc.m.removalGuard(env, tc.old, tc.new); g != nil {
+				err = g.prove(context.Background(), env)
+			}
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("refused: %v", err)

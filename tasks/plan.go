@@ -1,6 +1,10 @@
 package tasks
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"slices"
+)
 
 // Plan is what a module will do on one host, decided from gathered facts
 // alone: the module does no I/O to make it. Executing it (execute) is the
@@ -16,10 +20,37 @@ type Plan struct {
 	// module knows exactly: kept (not read again) once the steps
 	// complete, forgotten when they do not. It replaces Stale.
 	Known map[string]any
-	// Guard, when set, runs before the steps outside check mode and stops
-	// them with its error: the lockout guard of a removal, which proves the
-	// remaining ways in with fresh logins.
-	Guard func(ctx context.Context, env *Env) error
+	// Guard, when set, is proven before the steps outside check mode and
+	// stops them when it fails: the lockout guard of a removal.
+	Guard *Guard
+}
+
+// Guard is the lockout guard of a change that takes ways in away (a
+// user's removal, a break-glass key's): before it is made, fresh logins on
+// the direct path must prove that the control user and env.MinWorking of
+// the playbook's break-glass logins, LeftOut left out, still get in. With
+// no min_working there is nothing to prove.
+type Guard struct {
+	// LeftOut are the break-glass logins the change takes away.
+	LeftOut []Login
+	// Refusal starts the error when the proof fails: what is not done
+	// and why it matters ("user bg-old: not removed").
+	Refusal string
+}
+
+// prove runs the guard's fresh logins; its error says why the change was
+// refused.
+func (g *Guard) prove(ctx context.Context, env *Env) error {
+	if env.MinWorking <= 0 {
+		return nil
+	}
+	if env.Dial == nil {
+		return fmt.Errorf("%s: no way to open fresh logins here, so the ways in left afterwards could not be proven", g.Refusal)
+	}
+	if err := proveWithout(ctx, env, func(l Login) bool { return slices.Contains(g.LeftOut, l) }); err != nil {
+		return fmt.Errorf("%s: without it %w", g.Refusal, err)
+	}
+	return nil
 }
 
 // planner is a module that plans from facts with no I/O; runPlanner
@@ -56,7 +87,7 @@ func runPlanner(ctx context.Context, r Runner, env *Env, m planner) (*Result, er
 // and its steps (see applySteps).
 func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) {
 	if p.Guard != nil && len(p.Steps) > 0 && !env.Check {
-		if err := p.Guard(ctx, env); err != nil {
+		if err := p.Guard.prove(ctx, env); err != nil {
 			return nil, err
 		}
 	}

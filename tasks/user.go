@@ -222,25 +222,22 @@ func (u *User) plan(env *Env, vals []any) (*Plan, error) {
 	}
 	p := &Plan{Steps: steps, Stale: stale}
 	if u.State == "absent" {
-		p.Guard = u.proveOthers
+		p.Guard = u.removalGuard(env)
 	}
 	return p, nil
 }
 
-// proveOthers is the lockout guard of a removal: before the account goes,
-// fresh logins must prove that the control user and min_working of the
-// playbook's break-glass users, this one left out, still get in.
-func (u *User) proveOthers(ctx context.Context, env *Env) error {
-	if env.MinWorking <= 0 {
-		return nil
+// removalGuard is the lockout guard of a removal: before the account
+// goes, fresh logins must prove that the control user and min_working of
+// the playbook's break-glass users, this one left out, still get in.
+func (u *User) removalGuard(env *Env) *Guard {
+	g := &Guard{Refusal: "user " + u.Name + ": not removed"}
+	for _, l := range env.Logins {
+		if l.User == u.Name {
+			g.LeftOut = append(g.LeftOut, l)
+		}
 	}
-	if env.Dial == nil {
-		return fmt.Errorf("user %s: not removed: no way to open fresh logins here, so the ways in left afterwards could not be proven", u.Name)
-	}
-	if err := proveWithout(ctx, env, func(l Login) bool { return l.User == u.Name }); err != nil {
-		return fmt.Errorf("user %s: not removed: without it %w", u.Name, err)
-	}
-	return nil
+	return g
 }
 
 // proveWithout is the guard of a change that takes ways in away: fresh

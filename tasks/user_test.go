@@ -439,7 +439,7 @@ func TestUserAbsentProvesOthers(t *testing.T) {
 			saved := proveRetryDelay
 			proveRetryDelay = 0
 			defer func() { proveRetryDelay = saved }()
-			err := u.proveOthers(context.Background(), env)
+			err := u.removalGuard(env).prove(context.Background(), env)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -448,7 +448,8 @@ func TestUserAbsentProvesOthers(t *testing.T) {
 			}
 		})
 	}
-	if err := u.proveOthers(context.Background(), &Env{ControlUser: "admin", Logins: logins, MinWorking: 1}); err == nil {
+	env := &Env{ControlUser: "admin", Logins: logins, MinWorking: 1}
+	if err := u.removalGuard(env).prove(context.Background(), env); err == nil {
 		t.Error("removal allowed with no way to open fresh logins")
 	}
 }
