@@ -23,6 +23,25 @@ type Plan struct {
 	// Guard, when set, is proven before the steps outside check mode and
 	// stops them when it fails: the lockout guard of a removal.
 	Guard *Guard
+	// Ops are the plan's operations that are not shell steps, run after
+	// the steps in order: a transaction, fresh logins, one script whose
+	// output is judged. A plan with ops never joins a batch.
+	Ops []Op
+	// Findings are what the plan found from the facts alone (audit mode,
+	// accounts the task relies on).
+	Findings []Finding
+}
+
+// Op is one typed operation of a plan beyond its shell steps. Each kind
+// is data (what to run, what to prove, how to read the answer); run is
+// how the executor carries it out on one host, adding what it did to res.
+type Op interface {
+	// String describes the op, for golden plans (never a secret).
+	String() string
+	// ReadOnly reports whether the op changes nothing on any host, so it
+	// runs in check mode too (fresh logins, a known_hosts lookup).
+	ReadOnly() bool
+	run(ctx context.Context, r Runner, env *Env, res *Result) error
 }
 
 // Guard is the lockout guard of a change that takes ways in away (a
@@ -91,8 +110,24 @@ func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) 
 			return nil, err
 		}
 	}
+	var res *Result
+	var err error
 	if p.Known != nil {
-		return applyStepsKnowing(ctx, r, env, p.Steps, p.Known)
+		res, err = applyStepsKnowing(ctx, r, env, p.Steps, p.Known)
+	} else {
+		res, err = applySteps(ctx, r, env, p.Steps, p.Stale...)
 	}
-	return applySteps(ctx, r, env, p.Steps, p.Stale...)
+	if err != nil || len(p.Ops) == 0 && len(p.Findings) == 0 {
+		return res, err
+	}
+	res.Findings = append(res.Findings, p.Findings...)
+	for _, op := range p.Ops {
+		if env.Check && !op.ReadOnly() {
+			continue
+		}
+		if err := op.run(ctx, r, env, res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }

@@ -150,6 +150,34 @@ func renderSteps(steps []hostStep) string {
 	return b.String()
 }
 
+// renderPlan writes a whole plan: its steps (renderSteps), the guard, the
+// facts it makes stale or knows, its ops and its findings.
+func renderPlan(p *Plan) string {
+	var b strings.Builder
+	b.WriteString(renderSteps(p.Steps))
+	if g := p.Guard; g != nil {
+		fmt.Fprintf(&b, "guard: prove the ways in without %d login(s) %v, else %q\n", len(g.LeftOut), g.LeftOut, g.Refusal)
+	}
+	if len(p.Stale) > 0 {
+		fmt.Fprintf(&b, "stale: %s\n", strings.Join(p.Stale, " "))
+	}
+	if len(p.Known) > 0 {
+		keys := make([]string, 0, len(p.Known))
+		for k := range p.Known {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		fmt.Fprintf(&b, "known: %s\n", strings.Join(keys, " "))
+	}
+	for _, op := range p.Ops {
+		fmt.Fprintf(&b, "op (read-only %v):\n%s", op.ReadOnly(), indent(op.String()))
+	}
+	for _, f := range p.Findings {
+		fmt.Fprintf(&b, "finding %s %s %s %s: %s\n  fix: %s\n", f.ID, f.Severity, f.User, f.Path, f.Detail, f.Fix)
+	}
+	return b.String()
+}
+
 var hereTag = regexp.MustCompile(`BREAKGLASS_[0-9a-f]{16,}`)
 
 var runName = regexp.MustCompile(`(\.breakglass-(?:tmp|new|old))\.[0-9a-f]{12}`)
