@@ -57,11 +57,12 @@ type Env struct {
 	// update it after it changes the host.
 	Facts *Facts
 
-	// Batch, when set, queues the changes of batchable tasks (see
-	// Batchable) instead of running them; BatchTask is the runner's id of
-	// the task running now, which Batch.Flush reports outcomes by.
-	Batch     *Batch
-	BatchTask int
+	// batch, when set, queues the steps of a plan that may join a batch
+	// instead of running them; batchTask is the runner's id of the task
+	// whose plan runs now, which Flush reports outcomes by. Set by
+	// Executor.
+	batch     *stepBatch
+	batchTask int
 }
 
 // Login is a user and the private key file it logs in with.

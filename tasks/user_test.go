@@ -457,11 +457,27 @@ func TestUserAbsentProvesOthers(t *testing.T) {
 // TestUserAbsentNotBatched: a removal's guard needs every earlier change
 // made before it proves the ways left, so it never joins a batch.
 func TestUserAbsentNotBatched(t *testing.T) {
-	if _, ok := CanBatch(mustUser(t, `{name: bg-old, state: absent}`)); ok {
-		t.Error("user removal is batchable")
-	}
-	if _, ok := CanBatch(mustUser(t, `{name: bg-new}`)); !ok {
-		t.Error("user creation is not batchable")
+	env := &Env{ControlUser: "admin"}
+	for src, want := range map[string]bool{`{name: alice, state: absent}`: false, `{name: alice}`: true} {
+		u := mustUser(t, src)
+		var vals []any
+		for _, q := range u.queries(Conn{}) {
+			switch {
+			case q.Key == UserFactsKey("alice"):
+				vals = append(vals, recordedFacts(t, "existing", "alice"))
+			case strings.HasPrefix(q.Key, PathFactsKey("")):
+				vals = append(vals, PathStat{Path: strings.TrimPrefix(q.Key, PathFactsKey("")), Exists: true, Mode: 0o100755})
+			default:
+				vals = append(vals, true)
+			}
+		}
+		p, err := u.plan(env, vals)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if p.MayBatch() != want {
+			t.Errorf("%s: batchable %v, want %v", src, p.MayBatch(), want)
+		}
 	}
 }
 
