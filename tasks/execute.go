@@ -2,7 +2,7 @@ package tasks
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 
 	"github.com/breakglass/breakglass/internal/wire"
 )
