@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/breakglass/breakglass/internal/wire"
 )
 
 func mustCommand(t *testing.T, src string) *Command {
@@ -99,16 +101,31 @@ func TestCommandCheckMode(t *testing.T) {
 		{"both", "{cmd: '" + secret + "', creates: /done, removes: /old}", map[string]bool{"/done": false, "/old": true}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The fake host answers the guards' queries, gathered in one
+			// round trip, and nothing else.
 			rec := &scriptRecorder{reply: func(cmd string, stdin []byte) ([]byte, error) {
-				for p, ok := range tc.exists {
-					if strings.Contains(string(stdin), p) {
-						if ok {
-							return []byte("yes\n"), nil
+				nonce, bodies, ok := wire.Parse(stdin)
+				if !ok {
+					return nil, errors.New("unexpected script")
+				}
+				var out strings.Builder
+				for i, body := range bodies {
+					found := false
+					for p, yes := range tc.exists {
+						if strings.Contains(body, p) {
+							found = true
+							answer := "no\n"
+							if yes {
+								answer = "yes\n"
+							}
+							out.WriteString(wire.Reply(nonce, i, answer, 0))
 						}
-						return []byte("no\n"), nil
+					}
+					if !found {
+						return nil, errors.New("unexpected query")
 					}
 				}
-				return nil, errors.New("unexpected script")
+				return []byte(out.String()), nil
 			}}
 			res, err := mustCommand(t, tc.src).Run(context.Background(), rec, &Env{Check: true})
 			if err != nil {
@@ -296,5 +313,50 @@ func TestCommandOnHost(t *testing.T) {
 	var ce *CommandError
 	if !errors.As(err, &ce) || ce.Status != 7 || !strings.Contains(ce.Stderr, "no such thing") {
 		t.Fatalf("failure: %v", err)
+	}
+}
+
+// countingShell is scLocalShell counting its round trips.
+type countingShell struct {
+	scLocalShell
+	n int
+}
+
+func (c *countingShell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	c.n++
+	return c.scLocalShell.Run(ctx, cmd, stdin)
+}
+
+// Outside check mode the guards' facts were gathered before the play's
+// earlier tasks ran: a guard path one of them removed (or made) must not
+// skip the command. The host decides, in the one round trip that runs it.
+func TestCommandApplyDecidesOnHost(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "done")
+	c := mustCommand(t, fmt.Sprintf("{cmd: 'touch %s', creates: %s}", marker, marker))
+	env := &Env{Facts: &Facts{}}
+	// The runner's gather saw the marker; an earlier task removed it since.
+	env.Facts.Set(commandExistsKey(marker), true)
+	sh := &countingShell{}
+	res, err := c.Run(ctx, sh, env)
+	if err != nil || !res.Changed {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the command did not run: %v", err)
+	}
+	if sh.n != 1 {
+		t.Errorf("%d round trips, want 1", sh.n)
+	}
+	if _, ok := env.Facts.Get(commandExistsKey(marker)); ok {
+		t.Error("the guard's fact outlived the command that ran")
+	}
+
+	// And the other way: the facts say it runs, the host says skip.
+	env.Facts.Set(commandExistsKey(marker), false)
+	sh.n = 0
+	if res, err = c.Run(ctx, sh, env); err != nil || res.Changed || len(res.Changes) != 0 || sh.n != 1 {
+		t.Errorf("again: res %+v err %v round trips %d", res, err, sh.n)
 	}
 }
