@@ -118,6 +118,29 @@ func TestPlansGolden(t *testing.T) {
 			return b.String(), nil
 		}
 	}
+	// verify_access: the facts other tasks gathered (recorded user facts,
+	// "file:user") only order the logins; the playbook is in /play.
+	verify := func(src string, users ...string) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			v, err := decodeVerify(t, src)
+			if err != nil {
+				return "", err
+			}
+			env := &Env{Dir: "/play", Facts: &Facts{}}
+			for _, u := range users {
+				file, name, _ := strings.Cut(u, ":")
+				env.Facts.Set(UserFactsKey(name), recordedFacts(t, file, name))
+			}
+			if qs := v.queries(ConnOf(env)); len(qs) > 0 {
+				t.Errorf("verify_access gathers %d facts: verify would take another round trip", len(qs))
+			}
+			p, err := v.plan(env, nil)
+			if err != nil {
+				return "", err
+			}
+			return renderPlan(p), nil
+		}
+	}
 	const recordedKeyBlob = recordedKey
 	for _, tc := range []planCase{
 		{"user-create", user(`{name: ghost, shell: /bin/bash, groups: [sudo], comment: "On call"}`, "missing", "ghost")},
@@ -151,6 +174,9 @@ func TestPlansGolden(t *testing.T) {
 		{"command-creates-absent", command(`{cmd: "touch /etc/x", creates: /etc/x}`, "no")},
 		{"command-removes-absent", command(`{cmd: "rm /etc/y", removes: /etc/y}`, "dangling")},
 		{"command-both-guards", command(`{cmd: "mv /etc/y /etc/x", creates: /etc/x, removes: /etc/y}`, "no", "yes")},
+		{"verify-defaults", verify(`{logins: [{user: bg-ops1, key_file: keys/ops1}, {user: bg-ops2, key_file: keys/ops2}]}`)},
+		{"verify-likely-refused-last", verify(`{sudo: true, min_working: 1, parallel: 3, logins: [{user: ghost, key_file: k}, {user: bob, key_file: k}, {user: alice, key_file: /keys/alice}], paths: [direct, {port: 2222}, {jump: bastion}, {address: 192.0.2.7}]}`,
+			"missing:ghost", "incident:bob", "existing:alice")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.plan(t)
