@@ -163,7 +163,7 @@ func (c *Command) plan(env *Env, facts []any) (*Plan, error) {
 		keys = append(keys, q.Key)
 	}
 	return &Plan{Ops: []Op{&commandOp{
-		summary: c.summary(), cmd: c.cmd, creates: c.creates, removes: c.removes, chdir: c.chdir, stale: keys,
+		summary: c.summary(), cmd: c.cmd, creates: c.creates, removes: c.removes, chdir: c.chdir, guards: keys,
 	}}}, nil
 }
 
@@ -173,9 +173,10 @@ func (c *Command) plan(env *Env, facts []any) (*Plan, error) {
 type commandOp struct {
 	summary                      string // the command on one line, for messages
 	cmd, creates, removes, chdir string
-	// stale are the guard facts: whatever the command touched is
-	// unknown once it ran.
-	stale []string
+	// guards are the guards' fact keys (creates, then removes, those
+	// set): once the command ran, command.sh reads them again in the same
+	// round trip, so that a later task plans without another.
+	guards []string
 }
 
 func (*commandOp) ReadOnly() bool { return false }
@@ -220,7 +221,15 @@ func (o *commandOp) run(ctx context.Context, r Runner, env *Env, res *Result) er
 		return fmt.Errorf("command %q: chdir %s: no such directory, or not one", o.summary, o.chdir)
 	}
 	if env.Facts != nil {
-		env.Facts.Delete(o.stale...)
+		// Whatever the command touched is unknown: its guards are what
+		// command.sh saw after it, or forgotten.
+		for i, k := range o.guards {
+			if len(co.guards) == len(o.guards) {
+				env.Facts.Set(k, co.guards[i])
+			} else {
+				env.Facts.Delete(k)
+			}
+		}
 	}
 	what := fmt.Sprintf("ran: %s (exit %d)", o.summary, co.status)
 	if co.stdout != "" {
@@ -256,11 +265,14 @@ type commandOutput struct {
 	outcome        string // "skip", "nochdir" or "ran"
 	status         int
 	stdout, stderr string
+	// guards are whether the guard paths (creates, then removes, those
+	// set) exist once the command ran.
+	guards []bool
 }
 
 // parseCommandOutput reads what command.sh prints: "skip", "nochdir", or
 // "ran STATUS" followed by two frames "NAME SIZE HEAD TAIL\n" + HEAD+TAIL
-// bytes + "\n".
+// bytes + "\n", then a line "guard yes|no" per guard path.
 func parseCommandOutput(out []byte) (commandOutput, error) {
 	var o commandOutput
 	line, rest, _ := strings.Cut(string(out), "\n")
@@ -302,6 +314,15 @@ func parseCommandOutput(out []byte) (commandOutput, error) {
 		text += after[head : head+tail]
 		*dst = strings.ToValidUTF8(text, "\uFFFD")
 		rest = after[head+tail+1:]
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(rest, "\n"), "\n") {
+		switch line {
+		case "":
+		case "guard yes", "guard no":
+			o.guards = append(o.guards, line == "guard yes")
+		default:
+			return o, fmt.Errorf("unexpected output %q", line)
+		}
 	}
 	return o, nil
 }

@@ -10,7 +10,8 @@
 # The guards are tested here, when the command runs, whatever the facts
 # said: an earlier task may have changed them. It prints "skip",
 # "nochdir", or "ran STATUS" followed by two frames (stdout, stderr), each
-# "NAME SIZE HEAD TAIL\n" then HEAD+TAIL bytes then "\n" (parseCommandOutput).
+# "NAME SIZE HEAD TAIL\n" then HEAD+TAIL bytes then "\n", then "guard yes"
+# or "guard no" for each guard path set (parseCommandOutput).
 if [ -n "$creates" ] && [ -e "$creates" ]; then echo skip; exit 0; fi
 if [ -n "$removes" ] && [ ! -e "$removes" ]; then echo skip; exit 0; fi
 t=$(mktemp -d) || exit 1
@@ -35,3 +36,8 @@ emit() {
 }
 emit stdout "$t/out"
 emit stderr "$t/err"
+# The guards as the command left them, for the facts of later tasks.
+for g in "$creates" "$removes"; do
+	if [ -z "$g" ]; then continue; fi
+	if [ -e "$g" ]; then echo 'guard yes'; else echo 'guard no'; fi
+done

@@ -252,14 +252,19 @@ func TestCommandGuardInjection(t *testing.T) {
 }
 
 func TestParseCommandOutput(t *testing.T) {
-	for _, bad := range []string{"", "ran x\n", "ran 0\nstdout 5 5 0\nab", "ran 0\nstdout 1 1 0\na\n", "what\n"} {
+	for _, bad := range []string{"", "ran x\n", "ran 0\nstdout 5 5 0\nab", "ran 0\nstdout 1 1 0\na\n", "what\n",
+		"ran 0\nstdout 0 0 0\n\nstderr 0 0 0\n\nguard maybe\n"} {
 		if o, err := parseCommandOutput([]byte(bad)); err == nil {
 			t.Errorf("%q: accepted as %+v", bad, o)
 		}
 	}
 	o, err := parseCommandOutput([]byte("ran 1\nstdout 3 3 0\na\nb\nstderr 10 2 3\nxxyyy\n"))
-	if err != nil || o.status != 1 || o.stdout != "a\nb" || o.stderr != "xx\n[... 5 bytes left out ...]\nyyy" {
+	if err != nil || o.status != 1 || o.stdout != "a\nb" || o.stderr != "xx\n[... 5 bytes left out ...]\nyyy" || o.guards != nil {
 		t.Errorf("%+v %v", o, err)
+	}
+	o, err = parseCommandOutput([]byte("ran 0\nstdout 0 0 0\n\nstderr 0 0 0\n\nguard yes\nguard no\n"))
+	if err != nil || len(o.guards) != 2 || !o.guards[0] || o.guards[1] {
+		t.Errorf("guards: %+v %v", o, err)
 	}
 }
 
@@ -349,12 +354,26 @@ func TestCommandApplyDecidesOnHost(t *testing.T) {
 	if sh.n != 1 {
 		t.Errorf("%d round trips, want 1", sh.n)
 	}
-	if _, ok := env.Facts.Get(commandExistsKey(marker)); ok {
-		t.Error("the guard's fact outlived the command that ran")
+	// The guard's fact is read again in the same round trip.
+	if v, _ := env.Facts.Get(commandExistsKey(marker)); v != true {
+		t.Errorf("the guard's fact after the command: %v, want true", v)
+	}
+
+	// So a later command guarded by the same path plans without
+	// gathering it again.
+	sh.n = 0
+	rm := mustCommand(t, fmt.Sprintf("{cmd: 'rm %s', removes: %s}", marker, marker))
+	if res, err = rm.Run(ctx, sh, env); err != nil || !res.Changed || sh.n != 1 {
+		t.Errorf("rm: res %+v err %v round trips %d, want 1", res, err, sh.n)
+	}
+	if v, _ := env.Facts.Get(commandExistsKey(marker)); v != false {
+		t.Errorf("the guard's fact after rm: %v, want false", v)
 	}
 
 	// And the other way: the facts say it runs, the host says skip.
-	env.Facts.Set(commandExistsKey(marker), false)
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	sh.n = 0
 	if res, err = c.Run(ctx, sh, env); err != nil || res.Changed || len(res.Changes) != 0 || sh.n != 1 {
 		t.Errorf("again: res %+v err %v round trips %d", res, err, sh.n)
