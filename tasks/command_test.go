@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/breakglass/breakglass/internal/wire"
 )
 
 func mustCommand(t *testing.T, src string) *Command {
@@ -99,16 +101,31 @@ func TestCommandCheckMode(t *testing.T) {
 		{"both", "{cmd: '" + secret + "', creates: /done, removes: /old}", map[string]bool{"/done": false, "/old": true}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The fake host answers the guards' queries, gathered in one
+			// round trip, and nothing else.
 			rec := &scriptRecorder{reply: func(cmd string, stdin []byte) ([]byte, error) {
-				for p, ok := range tc.exists {
-					if strings.Contains(string(stdin), p) {
-						if ok {
-							return []byte("yes\n"), nil
+				nonce, bodies, ok := wire.Parse(stdin)
+				if !ok {
+					return nil, errors.New("unexpected script")
+				}
+				var out strings.Builder
+				for i, body := range bodies {
+					found := false
+					for p, yes := range tc.exists {
+						if strings.Contains(body, p) {
+							found = true
+							answer := "no\n"
+							if yes {
+								answer = "yes\n"
+							}
+							out.WriteString(wire.Reply(nonce, i, answer, 0))
 						}
-						return []byte("no\n"), nil
+					}
+					if !found {
+						return nil, errors.New("unexpected query")
 					}
 				}
-				return nil, errors.New("unexpected script")
+				return []byte(out.String()), nil
 			}}
 			res, err := mustCommand(t, tc.src).Run(context.Background(), rec, &Env{Check: true})
 			if err != nil {
@@ -235,14 +252,19 @@ func TestCommandGuardInjection(t *testing.T) {
 }
 
 func TestParseCommandOutput(t *testing.T) {
-	for _, bad := range []string{"", "ran x\n", "ran 0\nstdout 5 5 0\nab", "ran 0\nstdout 1 1 0\na\n", "what\n"} {
+	for _, bad := range []string{"", "ran x\n", "ran 0\nstdout 5 5 0\nab", "ran 0\nstdout 1 1 0\na\n", "what\n",
+		"ran 0\nstdout 0 0 0\n\nstderr 0 0 0\n\nguard maybe\n"} {
 		if o, err := parseCommandOutput([]byte(bad)); err == nil {
 			t.Errorf("%q: accepted as %+v", bad, o)
 		}
 	}
 	o, err := parseCommandOutput([]byte("ran 1\nstdout 3 3 0\na\nb\nstderr 10 2 3\nxxyyy\n"))
-	if err != nil || o.status != 1 || o.stdout != "a\nb" || o.stderr != "xx\n[... 5 bytes left out ...]\nyyy" {
+	if err != nil || o.status != 1 || o.stdout != "a\nb" || o.stderr != "xx\n[... 5 bytes left out ...]\nyyy" || o.guards != nil {
 		t.Errorf("%+v %v", o, err)
+	}
+	o, err = parseCommandOutput([]byte("ran 0\nstdout 0 0 0\n\nstderr 0 0 0\n\nguard yes\nguard no\n"))
+	if err != nil || len(o.guards) != 2 || !o.guards[0] || o.guards[1] {
+		t.Errorf("guards: %+v %v", o, err)
 	}
 }
 
@@ -296,5 +318,64 @@ func TestCommandOnHost(t *testing.T) {
 	var ce *CommandError
 	if !errors.As(err, &ce) || ce.Status != 7 || !strings.Contains(ce.Stderr, "no such thing") {
 		t.Fatalf("failure: %v", err)
+	}
+}
+
+// countingShell is scLocalShell counting its round trips.
+type countingShell struct {
+	scLocalShell
+	n int
+}
+
+func (c *countingShell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	c.n++
+	return c.scLocalShell.Run(ctx, cmd, stdin)
+}
+
+// Outside check mode the guards' facts were gathered before the play's
+// earlier tasks ran: a guard path one of them removed (or made) must not
+// skip the command. The host decides, in the one round trip that runs it.
+func TestCommandApplyDecidesOnHost(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "done")
+	c := mustCommand(t, fmt.Sprintf("{cmd: 'touch %s', creates: %s}", marker, marker))
+	env := &Env{Facts: &Facts{}}
+	// The runner's gather saw the marker; an earlier task removed it since.
+	env.Facts.Set(commandExistsKey(marker), true)
+	sh := &countingShell{}
+	res, err := c.Run(ctx, sh, env)
+	if err != nil || !res.Changed {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the command did not run: %v", err)
+	}
+	if sh.n != 1 {
+		t.Errorf("%d round trips, want 1", sh.n)
+	}
+	// The guard's fact is read again in the same round trip.
+	if v, _ := env.Facts.Get(commandExistsKey(marker)); v != true {
+		t.Errorf("the guard's fact after the command: %v, want true", v)
+	}
+
+	// So a later command guarded by the same path plans without
+	// gathering it again.
+	sh.n = 0
+	rm := mustCommand(t, fmt.Sprintf("{cmd: 'rm %s', removes: %s}", marker, marker))
+	if res, err = rm.Run(ctx, sh, env); err != nil || !res.Changed || sh.n != 1 {
+		t.Errorf("rm: res %+v err %v round trips %d, want 1", res, err, sh.n)
+	}
+	if v, _ := env.Facts.Get(commandExistsKey(marker)); v != false {
+		t.Errorf("the guard's fact after rm: %v, want false", v)
+	}
+
+	// And the other way: the facts say it runs, the host says skip.
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh.n = 0
+	if res, err = c.Run(ctx, sh, env); err != nil || res.Changed || len(res.Changes) != 0 || sh.n != 1 {
+		t.Errorf("again: res %+v err %v round trips %d", res, err, sh.n)
 	}
 }

@@ -44,6 +44,12 @@ type Op interface {
 	run(ctx context.Context, r Runner, env *Env, res *Result) error
 }
 
+// wouldChanger is an op that changes a host and says, for check mode
+// (where it does not run), what it would change.
+type wouldChanger interface {
+	wouldChange() []Change
+}
+
 // Guard is the lockout guard of a change that takes ways in away (a
 // user's removal, a break-glass key's): before it is made, fresh logins on
 // the direct path must prove that the control user and env.MinWorking of
@@ -123,6 +129,11 @@ func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) 
 	res.Findings = append(res.Findings, p.Findings...)
 	for _, op := range p.Ops {
 		if env.Check && !op.ReadOnly() {
+			if w, ok := op.(wouldChanger); ok {
+				ch := w.wouldChange()
+				res.Changes = append(res.Changes, ch...)
+				res.Changed = res.Changed || len(ch) > 0
+			}
 			continue
 		}
 		if err := op.run(ctx, r, env, res); err != nil {

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"os"
@@ -77,15 +78,67 @@ func TestPlansGolden(t *testing.T) {
 			return b.String(), nil
 		}
 	}
-	command := func(src string, exists ...string) func(t *testing.T) (string, error) {
+	// command: each guard's fact is a recorded output of its query
+	// (testdata/facts/command_exists: yes or no); the plan in check mode,
+	// then outside it when that differs.
+	command := func(src string, recorded ...string) func(t *testing.T) (string, error) {
 		return func(t *testing.T) (string, error) {
 			m, err := decodeTask(t, NewCommand, src)
 			if err != nil {
 				return "", err
 			}
 			c := m.(*Command)
-			run := c.wouldRun(func(p string) bool { return slices.Contains(exists, p) })
-			return fmt.Sprintf("check mode runs it: %v\nscript:\n%s", run, indent(string(c.script()))), nil
+			var facts []any
+			for i, q := range c.queries(Conn{}) {
+				out, err := os.ReadFile(filepath.Join("testdata", "facts", "command_exists", recorded[i]+".namespace.txt"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := q.Parse(out)
+				if err != nil {
+					t.Fatalf("%s: %v", q.Key, err)
+				}
+				facts = append(facts, v)
+			}
+			var b strings.Builder
+			var plans [2]string
+			for i, check := range []bool{true, false} {
+				p, err := c.plan(&Env{Check: check}, facts)
+				if err != nil {
+					return b.String(), err
+				}
+				plans[i] = renderPlan(p)
+			}
+			fmt.Fprintf(&b, "check mode:\n%s", indent(cmp.Or(plans[0], "(no change)\n")))
+			if plans[1] == plans[0] {
+				b.WriteString("apply: the same\n")
+			} else {
+				fmt.Fprintf(&b, "apply:\n%s", indent(plans[1]))
+			}
+			return b.String(), nil
+		}
+	}
+	// verify_access: the facts other tasks gathered (recorded user facts,
+	// "file:user") only order the logins; the playbook is in /play.
+	verify := func(src string, users ...string) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			v, err := decodeVerify(t, src)
+			if err != nil {
+				return "", err
+			}
+			env := &Env{Dir: "/play", Facts: &Facts{}}
+			for _, u := range users {
+				file, name, _ := strings.Cut(u, ":")
+				env.Facts.Set(UserFactsKey(name), recordedFacts(t, file, name))
+			}
+			if qs := v.queries(ConnOf(env)); len(qs) > 0 {
+				t.Errorf("verify_access gathers %d facts: verify would take another round trip", len(qs))
+			}
+			p, err := v.plan(env, nil)
+			if err != nil {
+				return "", err
+			}
+			return renderPlan(p), nil
 		}
 	}
 	const recordedKeyBlob = recordedKey
@@ -117,8 +170,13 @@ func TestPlansGolden(t *testing.T) {
 		{"sudoers-absent", sudoers(`{name: breakglass, state: absent}`, "present 0 0 440 regular file\nold\n")},
 		{"sudoers-directory", sudoers(`{name: breakglass, users: [bg-ops1]}`, "present 0 0 755 directory\n")},
 		{"command-plain", command(`{cmd: "systemctl restart ssh"}`)},
-		{"command-creates-present", command(`{cmd: "touch /etc/x", creates: /etc/x, chdir: /tmp}`, "/etc/x")},
-		{"command-removes-absent", command(`{cmd: "rm /etc/y", removes: /etc/y}`)},
+		{"command-creates-present", command(`{cmd: "touch /etc/x", creates: /etc/x, chdir: /tmp}`, "yes")},
+		{"command-creates-absent", command(`{cmd: "touch /etc/x", creates: /etc/x}`, "no")},
+		{"command-removes-absent", command(`{cmd: "rm /etc/y", removes: /etc/y}`, "dangling")},
+		{"command-both-guards", command(`{cmd: "mv /etc/y /etc/x", creates: /etc/x, removes: /etc/y}`, "no", "yes")},
+		{"verify-defaults", verify(`{logins: [{user: bg-ops1, key_file: keys/ops1}, {user: bg-ops2, key_file: keys/ops2}]}`)},
+		{"verify-likely-refused-last", verify(`{sudo: true, min_working: 1, parallel: 3, logins: [{user: ghost, key_file: k}, {user: bob, key_file: k}, {user: alice, key_file: /keys/alice}], paths: [direct, {port: 2222}, {jump: bastion}, {address: 192.0.2.7}]}`,
+			"missing:ghost", "incident:bob", "existing:alice")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.plan(t)
