@@ -400,7 +400,7 @@ func TestUnexplainedReplay(t *testing.T) {
 			return ans, nil
 		}
 		switch {
-		case bytes.Contains(stdin, []byte("for a in admin:4242;")):
+		case bytes.Contains(stdin, []byte("\nbg_attempts=admin:4242\n")):
 			logCalls++
 			return []byte("log admin 4242 2026-11-25T15:00:00 sshd[9]: Connection closed by authenticating user admin 127.0.0.1 port 4242 [preauth]\n"), nil
 		}
@@ -604,7 +604,7 @@ Accepted publickey for admin from 127.0.0.1 port 4011 ssh2
 		},
 	}
 	for _, tc := range tests {
-		cmd := exec.Command("awk", "-v", "u=bob", "-v", "p="+tc.port, "-v", "ip=127.0.0.1", attemptAwk)
+		cmd := exec.Command("/bin/sh", "-c", attemptScript+`bg_attempt "$@"`, "sh", "bob", tc.port, "127.0.0.1")
 		cmd.Stdin = strings.NewReader(tc.log)
 		out, err := cmd.Output()
 		if err != nil {
@@ -720,7 +720,7 @@ func TestPenalisedLoginReplay(t *testing.T) {
 			return ans, nil
 		}
 		switch {
-		case bytes.Contains(stdin, []byte("for a in admin:4030;")):
+		case bytes.Contains(stdin, []byte("\nbg_attempts=admin:4030\n")):
 			return []byte("log admin 4030 T h sshd[1]: drop connection #0 from [127.0.0.1]:4030 on [127.1.1.1]:22 penalty: failed authentication\n"), nil
 		}
 		return nil, errors.New("unexpected command")
