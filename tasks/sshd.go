@@ -640,7 +640,7 @@ func (s *SSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
 		return &Result{RolledBack: !rb.Failed && !rb.Running && !rb.CommitUnknown}, rb
 	}
 
-	out, err := r.Run(ctx, "/bin/sh -s", sshdInstallScript(txn.ID, p, facts.DaemonArgs))
+	out, err := r.Run(ctx, "/bin/sh -s", sshdInstallScript(txn.ID, p))
 	if err != nil {
 		return failed(txn.RollbackOrPending(ctx, fmt.Errorf("installing the new file did not finish: %w", err)))
 	}
@@ -698,36 +698,21 @@ func sshdForgetFacts(env *Env) {
 }
 
 // sshdReloadFuncs are the shell functions that reload the main sshd and
-// wait until it listens again (with sshdconf.Shell, which finds it).
-// bg_sshd_start must be defined too.
+// wait until it listens again, starting it when asked (bg_sshd_start),
+// with sshdconf.Shell, which finds it.
 var sshdReloadFuncs = sshdconf.Shell + sshdReloadScript
 
+// sshdReloadScript is sshd_reload.sh: bg_sshd_reload and bg_sshd_start.
+//
 //go:embed sshd_reload.sh
 var sshdReloadScript string
 
-// sshdStartFunc defines bg_sshd_start: the daemon's own command line
-// when it was known, else plain sshd (which daemonizes).
-func sshdStartFunc(args []string) string {
-	if len(args) == 0 {
-		return `bg_sshd_start() { s=$(command -v sshd || echo /usr/sbin/sshd); "$s" </dev/null; }
-`
-	}
-	fg := false
-	for _, a := range args {
-		if a == "-D" {
-			fg = true
-		}
-	}
-	if fg {
-		return "bg_sshd_start() { setsid " + shell.Join(args...) + " </dev/null >/dev/null 2>&1 & }\n"
-	}
-	return "bg_sshd_start() { " + shell.Join(args...) + " </dev/null; }\n"
-}
-
 // sshdAfterRestore validates the restored configuration and reloads sshd,
-// starting it when a reload killed it.
+// starting it when a reload killed it: with the daemon's own command line
+// daemonArgs when it was known (its words are the function's positional
+// parameters, quoted), else plain sshd (which daemonizes).
 func sshdAfterRestore(daemonArgs []string) string {
-	return sshdStartFunc(daemonArgs) + sshdReloadFuncs + sshdAfterRestoreScript
+	return "set -- " + shell.Join(daemonArgs...) + "\n" + sshdReloadFuncs + sshdAfterRestoreScript
 }
 
 // sshdAfterRestoreScript is sshd_after_restore.sh: the body of the
@@ -740,11 +725,10 @@ var sshdAfterRestoreScript string
 // configuration with sshd -t and reloads sshd. It prints "status
 // reloaded", "status invalid" (sshd -t's words follow), "status
 // reload-failed" or "status failed".
-func sshdInstallScript(id string, p *sshdPlan, daemonArgs []string) []byte {
+func sshdInstallScript(id string, p *sshdPlan) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# breakglass sshd: install %s (transaction %s)\n", p.path, id)
 	b.WriteString(txnPrelude)
-	b.WriteString(sshdStartFunc(daemonArgs))
 	b.WriteString(sshdReloadFuncs)
 	fmt.Fprintf(&b, "f=%s tmp=%s dir=%s mode=%04o\n", shell.Quote(p.path), shell.Quote(txnTmpPath(p.path, "tmp")), shell.Quote(path.Dir(p.path)), p.mode)
 	// bg_write_tmp carries the new file, base64 in its here-document.

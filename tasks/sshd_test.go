@@ -604,10 +604,10 @@ func TestSSHDScriptsParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	scripts := map[string][]byte{
-		"facts":                       []byte(sshdQuery().Script),
-		"install":                     sshdInstallScript("x", p, f.DaemonArgs),
-		"install with no daemon args": sshdInstallScript("x", p, nil),
-		"after restore":               []byte("f() {\n" + sshdAfterRestore([]string{"/usr/sbin/sshd", "-D"}) + "}\n"),
+		"facts":                         []byte(sshdQuery().Script),
+		"install":                       sshdInstallScript("x", p),
+		"after restore, no daemon args": []byte("f() {\n" + sshdAfterRestore(nil) + "}\n"),
+		"after restore":                 []byte("f() {\n" + sshdAfterRestore([]string{"/usr/sbin/sshd", "-D"}) + "}\n"),
 	}
 	for name, sc := range scripts {
 		sshdShellSyntax(t, name, sc)
@@ -1053,4 +1053,40 @@ func TestAuthorizedKeyGuardOnLab(t *testing.T) {
 		t.Error("bg-ops1 still logs in with the removed key")
 	}
 	x.mustLogin(t, 0, "admin", "bg-ops2")
+}
+
+// TestSSHDStartArgs: the after-restore step starts sshd again with its
+// own command line, word for word (the header's set -- is data, quoted),
+// in the background when -D keeps it in the foreground.
+func TestSSHDStartArgs(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("no setsid")
+	}
+	for _, fg := range []bool{false, true} {
+		out := filepath.Join(t.TempDir(), "out")
+		// A stand-in for sshd: it writes its arguments, one a line.
+		args := []string{"/bin/sh", "-c", `printf '%s\n' "$@" >"$0.tmp" && mv "$0.tmp" "$0"`, out, "-E", "/var/log/a*.log", "it's $HOME"}
+		if fg {
+			args = append(args, "-D")
+		}
+		header, _, _ := strings.Cut(sshdAfterRestore(args), "\n")
+		if !strings.HasPrefix(header, "set -- ") {
+			t.Fatalf("after restore starts with %q, want its set -- header", header)
+		}
+		script := "f() {\n" + header + "\n" + sshdReloadFuncs + "bg_sshd_start \"$@\"\n}\nf\n"
+		if b, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+			t.Fatalf("fg %v: %v: %s", fg, err, b)
+		}
+		want := strings.Join(args[4:], "\n") + "\n"
+		var got []byte
+		for i := 0; i < 100; i++ {
+			if got, _ = os.ReadFile(out); got != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if string(got) != want {
+			t.Errorf("fg %v: sshd started with %q, want %q", fg, got, want)
+		}
+	}
 }
