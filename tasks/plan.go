@@ -44,6 +44,14 @@ type Op interface {
 	run(ctx context.Context, r Runner, env *Env, res *Result) error
 }
 
+// planned is an op that knows from the plan alone what it changes (a
+// transaction's files): check mode, which does not run it, reports those
+// changes. Its run reports them itself, once they are made.
+type planned interface {
+	Op
+	planned() []Change
+}
+
 // Guard is the lockout guard of a change that takes ways in away (a
 // user's removal, a break-glass key's): before it is made, fresh logins on
 // the direct path must prove that the control user and env.MinWorking of
@@ -123,6 +131,10 @@ func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) 
 	res.Findings = append(res.Findings, p.Findings...)
 	for _, op := range p.Ops {
 		if env.Check && !op.ReadOnly() {
+			if c, ok := op.(planned); ok && len(c.planned()) > 0 {
+				res.Changed = true
+				res.Changes = append(res.Changes, c.planned()...)
+			}
 			continue
 		}
 		if err := op.run(ctx, r, env, res); err != nil {
