@@ -268,12 +268,7 @@ var hereTag = regexp.MustCompile(`BREAKGLASS_[0-9a-f]{16,}`)
 
 var runName = regexp.MustCompile(`(\.breakglass-(?:tmp|new|old))\.[0-9a-f]{12}`)
 
-func indent(s string) string {
-	if s == "" {
-		return ""
-	}
-	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
-}
+func indent(s string) string { return indentLines(s) }
 
 func planGolden(t *testing.T, name, got string) {
 	t.Helper()
