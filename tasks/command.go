@@ -185,9 +185,9 @@ func (*commandOp) ReadOnly() bool { return false }
 // rest is command.sh.
 func (o *commandOp) String() string { return o.header() + "# then command.sh\n" }
 
-// wouldChange is what check mode reports: the plan holds the op only
+// planned is what check mode reports: the plan holds the op only
 // when the guards let the command run.
-func (o *commandOp) wouldChange() []Change {
+func (o *commandOp) planned() []Change {
 	return []Change{{What: "would run: " + o.summary}}
 }
 

@@ -44,10 +44,12 @@ type Op interface {
 	run(ctx context.Context, r Runner, env *Env, res *Result) error
 }
 
-// wouldChanger is an op that changes a host and says, for check mode
-// (where it does not run), what it would change.
-type wouldChanger interface {
-	wouldChange() []Change
+// planned is an op that knows from the plan alone what it changes (a
+// transaction's files): check mode, which does not run it, reports those
+// changes. Its run reports them itself, once they are made.
+type planned interface {
+	Op
+	planned() []Change
 }
 
 // Guard is the lockout guard of a change that takes ways in away (a
@@ -129,10 +131,9 @@ func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) 
 	res.Findings = append(res.Findings, p.Findings...)
 	for _, op := range p.Ops {
 		if env.Check && !op.ReadOnly() {
-			if w, ok := op.(wouldChanger); ok {
-				ch := w.wouldChange()
-				res.Changes = append(res.Changes, ch...)
-				res.Changed = res.Changed || len(ch) > 0
+			if c, ok := op.(planned); ok && len(c.planned()) > 0 {
+				res.Changed = true
+				res.Changes = append(res.Changes, c.planned()...)
 			}
 			continue
 		}
