@@ -305,7 +305,7 @@ func TestAuthorizedKeyRunControlKey(t *testing.T) {
 	env.ControlKey = keyOnly(recordedKey)
 	env.Check = true
 	m := mustAuthorizedKey(t, fmt.Sprintf("{user: alice, key: %q, exclusive: true}", testKey(t, 1, "")))
-	res, err := m.Run(context.Background(), newFakeRunner(), env)
+	res, err := runModule(context.Background(), newFakeRunner(), env, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestAuthorizedKeyRunControlKey(t *testing.T) {
 		t.Errorf("changes %+v", res.Changes)
 	}
 	env.ControlKey = "not a key"
-	if _, err := m.Run(context.Background(), newFakeRunner(), env); err == nil {
+	if _, err := runModule(context.Background(), newFakeRunner(), env, m); err == nil {
 		t.Error("a malformed control key was accepted")
 	}
 }
@@ -408,7 +408,7 @@ func TestAuthorizedKeyCheckModeChangesNothing(t *testing.T) {
 	env := testEnv(recordedFacts(t, "incident", "bob"))
 	env.Check = true
 	m := mustAuthorizedKey(t, fmt.Sprintf("{user: bob, keys: [%q, %q]}", recordedKey, testKey(t, 1, "")))
-	res, err := m.Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +416,7 @@ func TestAuthorizedKeyCheckModeChangesNothing(t *testing.T) {
 		t.Errorf("check mode: %d calls, result %+v", len(r.calls), res)
 	}
 	env.Check = false
-	if _, err := m.Run(context.Background(), r, env); err != nil {
+	if _, err := runModule(context.Background(), r, env, m); err != nil {
 		t.Fatal(err)
 	}
 	applied := r.applied()

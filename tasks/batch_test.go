@@ -124,7 +124,7 @@ useradd -m -s /bin/sh worn && mkdir -p /home/worn/.ssh && chmod 0755 /home/worn/
 	for i, user := range []string{"fresh", "worn"} {
 		m := benchModuleT(t, NewAuthorizedKey, fmt.Sprintf("{user: %s, key: %q}", user, testKey(t, i+1, user)))
 		env.Facts = &Facts{}
-		res, err := m.Run(context.Background(), h.Runner(), env)
+		res, err := runModule(context.Background(), h.Runner(), env, m)
 		if err != nil || !res.Changed {
 			t.Fatalf("%s: %v %+v", user, err, res)
 		}
@@ -170,7 +170,7 @@ func TestBatchedSudoersOnLab(t *testing.T) {
 	run := func(task int, m Module) {
 		t.Helper()
 		env.batchTask = task
-		if _, err := m.Run(context.Background(), labRunner{h, r}, env); err != nil {
+		if _, err := runModule(context.Background(), labRunner{h, r}, env, m); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -91,7 +91,7 @@ func commandExistsQuery(path string) Query {
 	}
 }
 
-// Queries implements Gatherer: whether the guard paths exist.
+// Queries implements Module: whether the guard paths exist.
 func (c *Command) Queries() []Query {
 	var qs []Query
 	if c.creates != "" {
@@ -128,11 +128,6 @@ func (c *Command) summary() string {
 		s = string(r[:117]) + "..."
 	}
 	return s
-}
-
-// Run implements Module.
-func (c *Command) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	return runPlanner(ctx, r, env, c)
 }
 
 // plan implements planner: the guard facts decide whether the command

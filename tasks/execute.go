@@ -13,9 +13,7 @@ import (
 // host's facts (Env.Facts) and the steps queued for one round trip.
 //
 // A module that plans (every playbook module) is run through Plan and
-// Execute; a module that only implements Module (audit, recover: programs
-// that read the host and prove logins as they go) is run by its own Run,
-// after Flush.
+// Execute; a Program (audit, recover) is run by its own Run, after Flush.
 type Executor struct {
 	r     Runner
 	env   *Env
@@ -45,11 +43,7 @@ func (x *Executor) Gather(ctx context.Context, mods []Module) {
 	var qs []Query
 	seen := map[string]bool{}
 	for _, m := range mods {
-		g, ok := m.(Gatherer)
-		if !ok {
-			continue
-		}
-		for _, q := range g.Queries() {
+		for _, q := range m.Queries() {
 			if !seen[q.Key] {
 				seen[q.Key] = true
 				qs = append(qs, q)
@@ -84,8 +78,7 @@ func (x *Executor) Gather(ctx context.Context, mods []Module) {
 // Stale reports whether steps queued for the batch make a fact m plans
 // from stale: the runner flushes them before it plans m.
 func (x *Executor) Stale(m Module) bool {
-	g, ok := m.(Gatherer)
-	return ok && x.batch.stales(g.Queries())
+	return x.batch.stales(m.Queries())
 }
 
 // Plan returns m's plan from the host's facts: those already known, the
@@ -137,10 +130,8 @@ func (x *Executor) Flush(ctx context.Context, later []Module) []TaskOutcome {
 	if later != nil {
 		want := map[string]bool{}
 		for _, m := range later {
-			if g, ok := m.(Gatherer); ok {
-				for _, q := range g.Queries() {
-					want[q.Key] = true
-				}
+			for _, q := range m.Queries() {
+				want[q.Key] = true
 			}
 		}
 		x.batch.Want = func(k string) bool { return want[k] }

@@ -97,13 +97,6 @@ type Query struct {
 	Parse  func(out []byte) (any, error)
 }
 
-// Gatherer is implemented by modules that read host state. Before the first
-// task, the runner runs the queries of every task of a host in one round
-// trip and stores the results in Facts.
-type Gatherer interface {
-	Queries() []Query
-}
-
 // Facts is a host's state gathered in one round trip. A module that changes
 // the host deletes the keys its change makes stale, so the next task
 // gathers them again.
@@ -160,10 +153,25 @@ func (f *Facts) Set(key string, v any) {
 	f.data[key] = v
 }
 
-// Module is one decoded task of one host.
+// Module is one decoded task of one host. A playbook module plans: it
+// names the facts it reads and makes a Plan from them with no I/O (the
+// planner methods; every playbook module is in this package), and the
+// runner executes that plan (Executor). A task that is not planned is a
+// Program.
 type Module interface {
-	// Run plans and, unless env.Check, applies. It reports what changed
-	// (or would change in check mode).
+	// Queries returns the facts the task reads: the runner gathers those
+	// of every task of a host in one round trip before the first task and
+	// keeps them in Env.Facts. None: nil.
+	Queries() []Query
+}
+
+// Program is a task that reads the host and makes its logins as it goes
+// instead of planning (audit, recover): the runner runs it once the steps
+// queued before it have run.
+type Program interface {
+	Module
+	// Run reports what it found or did; it runs in check mode too, and
+	// changes a host only outside it.
 	Run(ctx context.Context, r Runner, env *Env) (*Result, error)
 }
 

@@ -80,12 +80,11 @@ func (g *Guard) prove(ctx context.Context, env *Env) error {
 	return nil
 }
 
-// planner is a module that plans from facts with no I/O; runPlanner
-// executes the plan. User, authorized_key and ssh_permissions are
-// planners.
+// planner is a playbook module: it plans from facts with no I/O. Every
+// module of this package is one; the runner executes their plans through
+// Executor.
 type planner interface {
 	Module
-	Gatherer
 	// queries returns the facts the plan reads, for connection c (Queries
 	// is queries(Conn{}), where the script learns the connection itself).
 	queries(c Conn) []Query
@@ -95,19 +94,6 @@ type planner interface {
 	// settings for this connection (gathered again when they are for
 	// another).
 	sshdFacts() bool
-}
-
-// runPlanner is Run for every planner: gather → plan → execute.
-func runPlanner(ctx context.Context, r Runner, env *Env, m planner) (*Result, error) {
-	facts, err := gatherFacts(ctx, r, env, m.sshdFacts(), m.queries(ConnOf(env))...)
-	if err != nil {
-		return nil, err
-	}
-	p, err := m.plan(env, facts)
-	if err != nil {
-		return nil, err
-	}
-	return execute(ctx, r, env, p)
 }
 
 // execute reports p's changes and, unless in check mode, runs its guard

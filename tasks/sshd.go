@@ -46,7 +46,7 @@ type sshdSetting struct {
 }
 
 var _ Module = (*SSHD)(nil)
-var _ Gatherer = (*SSHD)(nil)
+var _ planner = (*SSHD)(nil)
 
 func init() { Register("sshd", NewSSHD) }
 
@@ -345,7 +345,7 @@ func sshdQuery() Query {
 	return Query{Key: sshdFactsKey, Script: string(txnScript(sshdFactsScript)), Parse: parseSSHDFacts}
 }
 
-// Queries implements Gatherer.
+// Queries implements Module.
 func (s *SSHD) Queries() []Query { return []Query{sshdQuery()} }
 
 func parseSSHDFacts(out []byte) (any, error) {
@@ -598,11 +598,6 @@ func (s *SSHD) summary() string {
 }
 
 // --- apply ---
-
-// Run implements Module.
-func (s *SSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	return runPlanner(ctx, r, env, s)
-}
 
 var _ planner = (*SSHD)(nil)
 

@@ -451,7 +451,7 @@ func TestSSHDCheckModeSendsNoChange(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	env := sshdEnv(&sshdFakeDialer{})
 	env.Check, env.Diff = true, true
-	res, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`).Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +466,7 @@ func TestSSHDCheckModeSendsNoChange(t *testing.T) {
 func TestSSHDNoChangeNoTransaction(t *testing.T) {
 	s := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`)
 	r := (&sshdRecorder{}).on("# breakglass sshd: facts", sshdFactsOut(debianMain, map[string]string{"00-breakglass.conf": s.renderDropIn()}, ""), nil)
-	res, err := s.Run(context.Background(), r, sshdEnv(&sshdFakeDialer{}))
+	res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), s)
 	if err != nil || res.Changed {
 		t.Fatalf("res %+v err %v", res, err)
 	}
@@ -511,7 +511,7 @@ func TestSSHDApplyOutcomes(t *testing.T) {
 			if tt.installErr != nil {
 				r.rules[3].err = tt.installErr
 			}
-			res, err := mustSSHD(t, `{settings: {AllowUsers: nobody}}`).Run(context.Background(), r, sshdEnv(&sshdFakeDialer{fail: tt.fail}))
+			res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{fail: tt.fail}), mustSSHD(t, `{settings: {AllowUsers: nobody}}`))
 			var steps []string
 			for _, s := range r.steps() {
 				steps = append(steps, short[s])
@@ -557,7 +557,7 @@ func TestSSHDControlConnectionDies(t *testing.T) {
 		}
 		r.mu.Unlock()
 	}
-	res, err := mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 5}`).Run(context.Background(), r, sshdEnv(d))
+	res, err := runModule(context.Background(), r, sshdEnv(d), mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 5}`))
 	var rb *RollbackError
 	if !errors.As(err, &rb) || !rb.Pending || !res.RolledBack {
 		t.Fatalf("err %v res %+v: want a pending rollback", err, res)
@@ -570,7 +570,7 @@ func TestSSHDControlConnectionDies(t *testing.T) {
 func TestSSHDRevertFiredBeforeCommit(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	r.rules[4].out = "claim fired\nrestored ok\nafter ok\n"
-	res, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`).Run(context.Background(), r, sshdEnv(&sshdFakeDialer{}))
+	res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`))
 	var rb *RollbackError
 	if !errors.As(err, &rb) || rb.Pending || rb.Failed || !res.RolledBack || res.Changed || !errors.Is(err, ErrTxnFired) {
 		t.Fatalf("res %+v err %v", res, err)
@@ -579,7 +579,7 @@ func TestSSHDRevertFiredBeforeCommit(t *testing.T) {
 		t.Errorf("error %q", err)
 	}
 	r.rules[4].out = "claim fired\nrestored failed\n| restore /etc/ssh/sshd_config.d/00-breakglass.conf failed\n"
-	res, err = mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`).Run(context.Background(), r, sshdEnv(&sshdFakeDialer{}))
+	res, err = runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`))
 	if !errors.As(err, &rb) || !rb.Failed || res.RolledBack || !strings.Contains(err.Error(), "RESTORING FAILED") {
 		t.Errorf("failed restore: res %+v err %v", res, err)
 	}
@@ -589,7 +589,7 @@ func TestSSHDRefusesWithoutLogins(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	env := sshdEnv(nil)
 	env.Dial = nil
-	_, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`).Run(context.Background(), r, env)
+	_, err := runModule(context.Background(), r, env, mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`))
 	if err == nil || !strings.Contains(err.Error(), "nothing changed") {
 		t.Errorf("err %v", err)
 	}
@@ -603,7 +603,7 @@ func TestSSHDForgetsFacts(t *testing.T) {
 	env.Facts.Set(UserFactsKey("admin"), 1)
 	env.Facts.Set("path:/etc", 1)
 	r := sshdFakeHost(debianMain, "status reloaded\n")
-	if _, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`).Run(context.Background(), r, env); err != nil {
+	if _, err := runModule(context.Background(), r, env, mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := env.Facts.Get(UserFactsKey("admin")); ok {
@@ -804,7 +804,7 @@ func runSSHD(t *testing.T, x *sshdLab, src string) (*Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return mustSSHD(t, src).Run(ctx, x.h.Runner(), x.env())
+	return runModule(ctx, x.h.Runner(), x.env(), mustSSHD(t, src))
 }
 
 func TestSSHDOnHostApplies(t *testing.T) {
@@ -953,7 +953,7 @@ func TestSSHDOnHostControlConnectionDies(t *testing.T) {
 	x := newSSHDLab(t)
 	control := &sshdSSHRunner{x: x, user: "admin", sudo: true}
 	env := x.env()
-	res, err := mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 10}`).Run(context.Background(), control, env)
+	res, err := runModule(context.Background(), control, env, mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 10}`))
 	var rb *RollbackError
 	if !errors.As(err, &rb) || !res.RolledBack || rb.Failed {
 		t.Fatalf("res %+v err %v: want a rollback", res, err)
@@ -1008,7 +1008,7 @@ func TestUserAbsentGuardOnLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return u.Run(ctx, x.h.Runner(), env)
+		return runModule(ctx, x.h.Runner(), env, u)
 	}
 	// bg-ops2 locked out (its key gone): without bg-ops1 nobody is left.
 	x.sh(t, "mv /home/bg-ops2/.ssh/authorized_keys /home/bg-ops2/.ssh/off", nil)
@@ -1048,7 +1048,7 @@ func TestAuthorizedKeyGuardOnLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m.Run(ctx, x.h.Runner(), env)
+		return runModule(ctx, x.h.Runner(), env, m)
 	}
 	const file = "/home/bg-ops1/.ssh/authorized_keys"
 	before := x.sh(t, "cat "+file, nil)

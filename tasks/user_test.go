@@ -252,7 +252,7 @@ func TestUserRunCheckAndApply(t *testing.T) {
 	u := mustUser(t, `{name: carol}`)
 
 	env.Check = true
-	res, err := u.Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestUserRunCheckAndApply(t *testing.T) {
 	}
 
 	env.Check = false
-	res, err = u.Run(context.Background(), r, env)
+	res, err = runModule(context.Background(), r, env, u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestUserRunGathers(t *testing.T) {
 	r.groups["sudo"] = true
 	env := testEnv()
 	env.Facts = nil
-	res, err := mustUser(t, `{name: ghost, groups: [sudo]}`).Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, mustUser(t, `{name: ghost, groups: [sudo]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +498,7 @@ useradd -M -d /srv/homes/deep/vera -s /bin/sh vera`)
 		t.Fatal(err)
 	}
 	env.Facts = &Facts{}
-	if _, err := m.Run(context.Background(), r, env); err == nil {
+	if _, err := runModule(context.Background(), r, env, m); err == nil {
 		t.Error("root made wendy's home's parent in a directory every user can write")
 	} else {
 		t.Logf("refused as it should: %v", err)

@@ -137,13 +137,7 @@ func init() {
 	})
 }
 
-// Run implements Module: its plan is one read-only op (verifyLogins),
-// so it runs in check mode too.
-func (v *VerifyAccess) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	return runPlanner(ctx, r, env, v)
-}
-
-// Queries implements Gatherer: none. verify_access reads no host state of
+// Queries implements Module: none. verify_access reads no host state of
 // its own, so it never adds a round trip; the facts other tasks gathered
 // only order its logins.
 func (v *VerifyAccess) Queries() []Query { return nil }

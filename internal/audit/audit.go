@@ -59,8 +59,8 @@ type Module struct {
 }
 
 var (
-	_ tasks.Module   = (*Module)(nil)
-	_ tasks.Gatherer = (*Module)(nil)
+	_ tasks.Module  = (*Module)(nil)
+	_ tasks.Program = (*Module)(nil)
 )
 
 // New returns the audit module for o. Invalid user names are dropped

@@ -421,8 +421,10 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			if err == nil {
 				res, isQueued, err = x.Execute(ctx, i, p)
 			}
+		} else if prog, ok := t.Mod.(tasks.Program); ok {
+			res, err = prog.Run(ctx, r, env)
 		} else {
-			res, err = t.Mod.Run(ctx, r, env)
+			err = fmt.Errorf("internal error: task %q neither plans nor runs", t.Name)
 		}
 		tr.MS = time.Since(ts).Milliseconds()
 		if res != nil {
