@@ -25,7 +25,6 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/breakglass/breakglass/internal/lab"
-	"github.com/breakglass/breakglass/internal/runner"
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/wire"
 	"github.com/breakglass/breakglass/tasks"
@@ -363,7 +362,7 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 		})
 	}
 	// The runner's path: every query of the task gathered in one script
-	// (as internal/runner does, in an SSH session under sudo: here its
+	// by the runner's Executor (in an SSH session under sudo: here its
 	// environment is given), then Run needs no further round trip.
 	t.Run("one round trip", func(t *testing.T) {
 		t.Parallel()
@@ -372,26 +371,12 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			m := New(Options{Users: users})
-			qs := m.Queries()
-			script, err := runner.GatherScript("", qs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			session := "SSH_CONNECTION=" + shell.Quote("127.0.0.1 40000 "+h.Addr+" 22") + " SUDO_USER=admin; export SSH_CONNECTION SUDO_USER; /bin/sh -s"
-			out, err := h.Exec(ctx, session, script.Bytes())
-			if err != nil {
-				t.Fatal(err)
-			}
 			env := labEnv(h)
-			for i, part := range script.Split(out) {
-				if !part.OK() {
-					t.Fatalf("query %s: done %v, exit %d", qs[i].Key, part.Done, part.Status)
+			tasks.NewExecutor(sessionRunner{h}, env).Gather(ctx, []tasks.Module{m})
+			for _, q := range m.Queries() {
+				if _, ok := env.Facts.Get(q.Key); !ok {
+					t.Fatalf("query %s: not gathered", q.Key)
 				}
-				v, err := qs[i].Parse(part.Out)
-				if err != nil {
-					t.Fatalf("query %s: %v", qs[i].Key, err)
-				}
-				env.Facts.Set(qs[i].Key, v)
 			}
 			res, err := m.Run(ctx, noRunner{t}, env)
 			if err != nil {
@@ -525,4 +510,13 @@ func TestSocketActivationOnKinds(t *testing.T) {
 	if !found {
 		t.Errorf("ListenAddress 127.0.0.1 beside a socket on %s:22: %q", h.Addr, keysOf(res.Findings))
 	}
+}
+
+// sessionRunner runs scripts on a lab host as in an SSH session under
+// sudo, whose environment it gives.
+type sessionRunner struct{ h *lab.Host }
+
+func (r sessionRunner) Run(ctx context.Context, _ string, stdin []byte) ([]byte, error) {
+	session := "SSH_CONNECTION=" + shell.Quote("127.0.0.1 40000 "+r.h.Addr+" 22") + " SUDO_USER=admin; export SSH_CONNECTION SUDO_USER; /bin/sh -s"
+	return r.h.Exec(ctx, session, stdin)
 }

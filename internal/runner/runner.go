@@ -20,7 +20,6 @@ import (
 
 	"github.com/breakglass/breakglass/internal/report"
 	"github.com/breakglass/breakglass/internal/transport"
-	"github.com/breakglass/breakglass/internal/wire"
 	"github.com/breakglass/breakglass/tasks"
 )
 
@@ -562,22 +561,6 @@ func (t timed) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error
 		return out, fmt.Errorf("timed out after %s: %w", t.d, err)
 	}
 	return out, err
-}
-
-// GatherScript joins queries into one shell script after prelude (see
-// tasks.FactsPrelude), each query one part of the wire framing: run in a
-// subshell (a fork, not a new shell) with stdin from /dev/null, its
-// output and exit status cut out by Split.
-func GatherScript(prelude string, qs []tasks.Query) (*wire.Script, error) {
-	s, err := wire.New()
-	if err != nil {
-		return nil, err
-	}
-	s.WriteString(prelude)
-	for _, q := range qs {
-		s.Part(q.Script)
-	}
-	return s, nil
 }
 
 func diff(c tasks.Change, on bool) string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os/exec"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -190,27 +189,6 @@ func TestFactsInOneRoundTrip(t *testing.T) {
 	}
 	if a != "alpha\nbeta\n" || b != "no newline at the end" || c != "BREAKGLASS_EOF here\n" {
 		t.Errorf("facts: %q %q %q", a, b, c)
-	}
-}
-
-func TestSplitGatheredFailedQuery(t *testing.T) {
-	qs := []tasks.Query{{Key: "ok", Script: "echo fine"}, {Key: "bad", Script: "echo partial; exit 3"}}
-	script, err := GatherScript("", qs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := exec.Command("/bin/sh", "-s")
-	x.Stdin = bytes.NewReader(script.Bytes())
-	out, err := x.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	parts := script.Split(out)
-	if string(parts[0].Out) != "fine\n" || !parts[0].OK() || !parts[1].Done || parts[1].Status != 3 || string(parts[1].Out) != "partial\n" {
-		t.Fatalf("parts: %+v", parts)
-	}
-	if strings.Contains(script.String(), "\x00") {
-		t.Fatal("NUL in script")
 	}
 }
 
