@@ -768,21 +768,22 @@ func predictFacts(uf *UserFacts, steps []hostStep, contentPath string, content [
 	return &p
 }
 
-// applyPrelude starts every apply script and defines the helpers plan
-// commands use to change paths (nofollow.sh: bg_write, bg_chown, bg_chmod,
-// bg_mkdir), none of which follows a symbolic link a user could have
-// planted; see the comment at the top of that file.
+// applyPrelude starts every apply script (apply_prelude.sh: set -e,
+// umask, locale and PATH, and bg_reported_step for steps that report) and
+// defines the helpers plan commands use to change paths (nofollow.sh:
+// bg_write, bg_chown, bg_chmod, bg_mkdir), none of which follows a
+// symbolic link a user could have planted; see the comment at the top of
+// that file.
 //
 // Step commands are simple commands, one per line, so that set -e stops
 // at the first failure (it does not inside && lists). The script travels
 // on the shell's stdin inside one { } group: the shell parses all of it
 // before it runs any of it, so a script cut short by a lost connection is
 // a syntax error that changes nothing, never half a file.
-var applyPrelude = `set -e
-umask 022
-LC_ALL=C; export LC_ALL
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-` + nofollowScript
+var applyPrelude = applyPreludeScript + nofollowScript
+
+//go:embed apply_prelude.sh
+var applyPreludeScript string
 
 //go:embed nofollow.sh
 var nofollowScript string
@@ -916,16 +917,14 @@ type known struct {
 }
 
 func factsPrelude(c Conn, k known, users ...string) string {
-	sshdOut := k.sshd
 	var b strings.Builder
-
 	if c.complete() {
 		fmt.Fprintf(&b, "bg_client=%s bg_server=%s bg_port=%d\n", shell.Quote(c.Client), shell.Quote(c.Server), c.Port)
 	} else {
 		b.WriteString("bg_client= bg_server= bg_port=\n")
 	}
-	b.WriteString("LC_ALL=C; export LC_ALL\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH\n")
-	// Every user's passwd and shadow entry in one getent each.
+	// Every user's passwd and shadow entry in one getent each, when
+	// there are several.
 	var names []string
 	for _, u := range users {
 		if shell.ValidUser(u) == nil && !slices.Contains(names, u) {
@@ -933,22 +932,32 @@ func factsPrelude(c Conn, k known, users ...string) string {
 		}
 	}
 	if len(names) > 1 {
-		list := strings.Join(names, " ")
-		fmt.Fprintf(&b, "bg_pw_users=' %s '\nbg_pw_all=$(getent passwd %s 2>/dev/null)\nbg_sp_all=$(getent shadow %s 2>/dev/null)\n", list, list, list)
+		fmt.Fprintf(&b, "bg_pw_list=%s\n", shell.Quote(strings.Join(names, " ")))
+	} else {
+		b.WriteString("bg_pw_list=\n")
 	}
 	if k.today > 0 {
 		fmt.Fprintf(&b, "bg_today=%d\n", k.today)
 	} else {
-		b.WriteString("bg_today=$(( $(date +%s) / 86400 ))\n")
+		b.WriteString("bg_today=\n")
 	}
-	if sshdOut != "" && c.complete() {
-		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(sshdOut))
-		return b.String()
+	shared := k.sshd != "" && c.complete()
+	if shared {
+		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(k.sshd))
 	}
-	b.WriteString(sshdconf.Shell)
-	b.WriteString(sshdSharedScript)
+	b.WriteString(factsPreludeScript)
+	if !shared {
+		b.WriteString(sshdconf.Shell)
+		b.WriteString(sshdSharedScript)
+	}
 	return b.String()
 }
+
+// factsPreludeScript is facts_prelude.sh, the fixed part of the facts
+// prelude after its header.
+//
+//go:embed facts_prelude.sh
+var factsPreludeScript string
 
 // sshdSharedScript sets bg_sshd_shared=1 and bg_sshd_out to sshd -T's
 // output when it cannot depend on the user: no Match block in the files
