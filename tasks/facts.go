@@ -283,11 +283,7 @@ func UserFactsQuery(name string, c Conn) Query {
 // (bg_client/bg_server/bg_port, bg_today, and sshd's configuration when no
 // Match block can make it differ between users), and shell builtins where
 // they do the job.
-var userFactsScript = `LC_ALL=C; export LC_ALL
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-set -f
-bg_keymax=` + keyFileMaxStr + ` bg_keymax64=` + keyFileMax64Str + `
-` + resolveScript + userFactsBody
+var userFactsScript = "bg_keymax=" + keyFileMaxStr + " bg_keymax64=" + keyFileMax64Str + "\n" + resolveScript + userFactsBody
 
 // userFactsBody is userfacts.sh: what the user facts script runs after
 // its settings and resolve.sh.
@@ -584,9 +580,8 @@ func PathFactsKey(p string) string { return "path:" + p }
 // absolute path p; its value is a PathStat.
 func PathQuery(p string) Query {
 	return Query{
-		Key: PathFactsKey(p),
-		Script: "p=" + shell.Quote(p) + "\n" +
-			`LC_ALL=C stat -L -c '%u %g %f %n' -- "$p" 2>/dev/null || printf -- '- - - %s\n' "$p"` + "\n",
+		Key:    PathFactsKey(p),
+		Script: "p=" + shell.Quote(p) + "\n" + pathStatScript,
 		Parse: func(out []byte) (any, error) {
 			st, err := parseStatLine(strings.TrimSuffix(string(out), "\n"))
 			if err != nil || st.Path != p {
@@ -597,6 +592,11 @@ func PathQuery(p string) Query {
 	}
 }
 
+// pathStatScript is path_stat.sh, PathQuery's script after its header.
+//
+//go:embed path_stat.sh
+var pathStatScript string
+
 // GroupFactsKey is the Facts key of whether group g exists.
 func GroupFactsKey(g string) string { return "group:" + g }
 
@@ -605,7 +605,7 @@ func GroupFactsKey(g string) string { return "group:" + g }
 func GroupQuery(g string) Query {
 	return Query{
 		Key:    GroupFactsKey(g),
-		Script: "if getent group " + shell.Quote(g) + " >/dev/null; then echo present; else echo absent; fi\n",
+		Script: "g=" + shell.Quote(g) + "\n" + groupExistsScript,
 		Parse: func(out []byte) (any, error) {
 			switch strings.TrimSpace(string(out)) {
 			case "present":
@@ -617,6 +617,12 @@ func GroupQuery(g string) Query {
 		},
 	}
 }
+
+// groupExistsScript is group_exists.sh, GroupQuery's script after its
+// header.
+//
+//go:embed group_exists.sh
+var groupExistsScript string
 
 // gatherFacts returns the values of qs: from env.Facts when gathered already
 // (and, with needSSHD, gathered for this run's connection), the rest in

@@ -124,8 +124,8 @@ func (f *fakeRunner) answerFacts(batch string) ([]byte, error) {
 			} else {
 				body = "- - - " + p + "\n"
 			}
-		case strings.HasPrefix(script, "if getent group "):
-			g := unquote(strings.Fields(script)[3])
+		case strings.HasPrefix(script, "g="):
+			g := unquote(strings.TrimPrefix(strings.SplitN(script, "\n", 2)[0], "g="))
 			body = "absent\n"
 			if f.groups[g] {
 				body = "present\n"
