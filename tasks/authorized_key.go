@@ -3,6 +3,7 @@ package tasks
 import (
 	"bytes"
 	"crypto/ed25519"
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
@@ -73,8 +74,11 @@ func init() { Register("authorized_key", NewAuthorizedKey) }
 // ProbeCommand is the forced command of probe keys: it prints one line,
 // "breakglass-probe user=NAME sudo=ok|no", the user's name and whether
 // `sudo -n true` works. It holds no double quote, so it sits unescaped in
-// command="…".
-const ProbeCommand = `echo breakglass-probe user=$(id -un) sudo=$(sudo -n true </dev/null >/dev/null 2>&1 && echo ok || echo no)`
+// command="…". It is the command line of probe_key.sh.
+var ProbeCommand = commandLine(probeKeyScript)
+
+//go:embed probe_key.sh
+var probeKeyScript string
 
 // ErrControlKey means a task would remove the key this run is connected
 // with.

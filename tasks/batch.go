@@ -135,8 +135,9 @@ func (b *stepBatch) flush(ctx context.Context, r Runner, env *Env) []TaskOutcome
 			i := script.Begin()
 			if s.okLine != "" {
 				// The step's output is its report; the step completed
-				// only when it holds okLine.
-				script.WriteString(fmt.Sprintf("bg_step() {\nset +e\n%s\n}\nbg_out=$(bg_step </dev/null) || :\nprintf '%%s' \"$bg_out\"\nbg_rc=1\ncase \"\n$bg_out\n\" in *%s*) bg_rc=0 ;; esac", s.cmd, shell.Quote("\n"+s.okLine+"\n")))
+				// only when it holds okLine (bg_reported_step,
+				// apply_prelude.sh).
+				script.WriteString(fmt.Sprintf("bg_step() {\n%s\n}\nbg_reported_step %s", s.cmd, shell.Quote(s.okLine)))
 				script.End(i, "$bg_rc")
 				script.WriteString(`[ "$bg_rc" = 0 ] || exit 1`)
 			} else {

@@ -213,3 +213,54 @@ func (l labRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, e
 	l.c.n++
 	return l.h.Runner().Run(ctx, cmd, stdin)
 }
+
+// TestBatchReportedSteps runs steps that report (okLine) through flush
+// with the local /bin/sh: a step completes only when okLine is a whole
+// line of its output (not part of one, and glob characters in it are
+// literal), whatever its exit status; it runs with set +e and stdin from
+// /dev/null; a step that did not complete stops the round trip and its
+// report explains the output.
+func TestBatchReportedSteps(t *testing.T) {
+	dir := t.TempDir()
+	const ok = "status ok*"
+	reported := func(what, cmd string) hostStep {
+		return hostStep{change: Change{What: what}, cmd: cmd, okLine: ok,
+			report: func(out []byte) error { return fmt.Errorf("%s reported %q", what, out) }}
+	}
+	touch := func(name string) hostStep {
+		return hostStep{change: Change{What: "touch " + name}, cmd: shell.Join("touch", filepath.Join(dir, name))}
+	}
+	tests := []struct {
+		name   string
+		step   hostStep
+		done   bool
+		errHas string
+	}{
+		{"ok line after a failure", reported("a", "false\nread -r x || echo 'no stdin'\nprintf 'noise\\nstatus ok*\\n'\nexit 3"), true, ""},
+		{"ok line as the only output, no newline", reported("b", "printf 'status ok*'"), true, ""},
+		{"ok line inside another line", reported("c", "echo 'xstatus ok*'; echo 'status ok* x'"), false, `c reported "xstatus ok*\nstatus ok* x"`},
+		{"glob matches, literal does not", reported("d", "echo 'status okay'"), false, `d reported "status okay"`},
+		{"no output", reported("e", "exit 0"), false, `e reported ""`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			after := tt.name + ".after"
+			b := &stepBatch{}
+			env := &Env{batch: b}
+			if _, err := applySteps(context.Background(), shellRunner{}, env, []hostStep{tt.step, touch(after)}); err != nil {
+				t.Fatal(err)
+			}
+			out := b.flush(context.Background(), shellRunner{}, env)
+			_, statErr := os.Stat(filepath.Join(dir, after))
+			if tt.done {
+				if out[0].Err != nil || statErr != nil {
+					t.Errorf("want both steps done: %v, next step: %v", out[0].Err, statErr)
+				}
+				return
+			}
+			if out[0].Err == nil || !strings.Contains(out[0].Err.Error(), tt.errHas) || statErr == nil {
+				t.Errorf("want the round trip stopped with %q: %v, next step ran: %v", tt.errHas, out[0].Err, statErr == nil)
+			}
+		})
+	}
+}

@@ -283,11 +283,7 @@ func UserFactsQuery(name string, c Conn) Query {
 // (bg_client/bg_server/bg_port, bg_today, and sshd's configuration when no
 // Match block can make it differ between users), and shell builtins where
 // they do the job.
-var userFactsScript = `LC_ALL=C; export LC_ALL
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-set -f
-bg_keymax=` + keyFileMaxStr + ` bg_keymax64=` + keyFileMax64Str + `
-` + resolveScript + userFactsBody
+var userFactsScript = "bg_keymax=" + keyFileMaxStr + " bg_keymax64=" + keyFileMax64Str + "\n" + resolveScript + userFactsBody
 
 // userFactsBody is userfacts.sh: what the user facts script runs after
 // its settings and resolve.sh.
@@ -584,9 +580,8 @@ func PathFactsKey(p string) string { return "path:" + p }
 // absolute path p; its value is a PathStat.
 func PathQuery(p string) Query {
 	return Query{
-		Key: PathFactsKey(p),
-		Script: "p=" + shell.Quote(p) + "\n" +
-			`LC_ALL=C stat -L -c '%u %g %f %n' -- "$p" 2>/dev/null || printf -- '- - - %s\n' "$p"` + "\n",
+		Key:    PathFactsKey(p),
+		Script: "p=" + shell.Quote(p) + "\n" + pathStatScript,
 		Parse: func(out []byte) (any, error) {
 			st, err := parseStatLine(strings.TrimSuffix(string(out), "\n"))
 			if err != nil || st.Path != p {
@@ -597,6 +592,11 @@ func PathQuery(p string) Query {
 	}
 }
 
+// pathStatScript is path_stat.sh, PathQuery's script after its header.
+//
+//go:embed path_stat.sh
+var pathStatScript string
+
 // GroupFactsKey is the Facts key of whether group g exists.
 func GroupFactsKey(g string) string { return "group:" + g }
 
@@ -605,7 +605,7 @@ func GroupFactsKey(g string) string { return "group:" + g }
 func GroupQuery(g string) Query {
 	return Query{
 		Key:    GroupFactsKey(g),
-		Script: "if getent group " + shell.Quote(g) + " >/dev/null; then echo present; else echo absent; fi\n",
+		Script: "g=" + shell.Quote(g) + "\n" + groupExistsScript,
 		Parse: func(out []byte) (any, error) {
 			switch strings.TrimSpace(string(out)) {
 			case "present":
@@ -617,6 +617,12 @@ func GroupQuery(g string) Query {
 		},
 	}
 }
+
+// groupExistsScript is group_exists.sh, GroupQuery's script after its
+// header.
+//
+//go:embed group_exists.sh
+var groupExistsScript string
 
 // gatherFacts returns the values of qs: from env.Facts when gathered already
 // (and, with needSSHD, gathered for this run's connection), the rest in
@@ -768,21 +774,22 @@ func predictFacts(uf *UserFacts, steps []hostStep, contentPath string, content [
 	return &p
 }
 
-// applyPrelude starts every apply script and defines the helpers plan
-// commands use to change paths (nofollow.sh: bg_write, bg_chown, bg_chmod,
-// bg_mkdir), none of which follows a symbolic link a user could have
-// planted; see the comment at the top of that file.
+// applyPrelude starts every apply script (apply_prelude.sh: set -e,
+// umask, locale and PATH, and bg_reported_step for steps that report) and
+// defines the helpers plan commands use to change paths (nofollow.sh:
+// bg_write, bg_chown, bg_chmod, bg_mkdir), none of which follows a
+// symbolic link a user could have planted; see the comment at the top of
+// that file.
 //
 // Step commands are simple commands, one per line, so that set -e stops
 // at the first failure (it does not inside && lists). The script travels
 // on the shell's stdin inside one { } group: the shell parses all of it
 // before it runs any of it, so a script cut short by a lost connection is
 // a syntax error that changes nothing, never half a file.
-var applyPrelude = `set -e
-umask 022
-LC_ALL=C; export LC_ALL
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-` + nofollowScript
+var applyPrelude = applyPreludeScript + nofollowScript
+
+//go:embed apply_prelude.sh
+var applyPreludeScript string
 
 //go:embed nofollow.sh
 var nofollowScript string
@@ -916,16 +923,14 @@ type known struct {
 }
 
 func factsPrelude(c Conn, k known, users ...string) string {
-	sshdOut := k.sshd
 	var b strings.Builder
-
 	if c.complete() {
 		fmt.Fprintf(&b, "bg_client=%s bg_server=%s bg_port=%d\n", shell.Quote(c.Client), shell.Quote(c.Server), c.Port)
 	} else {
 		b.WriteString("bg_client= bg_server= bg_port=\n")
 	}
-	b.WriteString("LC_ALL=C; export LC_ALL\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH\n")
-	// Every user's passwd and shadow entry in one getent each.
+	// Every user's passwd and shadow entry in one getent each, when
+	// there are several.
 	var names []string
 	for _, u := range users {
 		if shell.ValidUser(u) == nil && !slices.Contains(names, u) {
@@ -933,22 +938,32 @@ func factsPrelude(c Conn, k known, users ...string) string {
 		}
 	}
 	if len(names) > 1 {
-		list := strings.Join(names, " ")
-		fmt.Fprintf(&b, "bg_pw_users=' %s '\nbg_pw_all=$(getent passwd %s 2>/dev/null)\nbg_sp_all=$(getent shadow %s 2>/dev/null)\n", list, list, list)
+		fmt.Fprintf(&b, "bg_pw_list=%s\n", shell.Quote(strings.Join(names, " ")))
+	} else {
+		b.WriteString("bg_pw_list=\n")
 	}
 	if k.today > 0 {
 		fmt.Fprintf(&b, "bg_today=%d\n", k.today)
 	} else {
-		b.WriteString("bg_today=$(( $(date +%s) / 86400 ))\n")
+		b.WriteString("bg_today=\n")
 	}
-	if sshdOut != "" && c.complete() {
-		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(sshdOut))
-		return b.String()
+	shared := k.sshd != "" && c.complete()
+	if shared {
+		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(k.sshd))
 	}
-	b.WriteString(sshdconf.Shell)
-	b.WriteString(sshdSharedScript)
+	b.WriteString(factsPreludeScript)
+	if !shared {
+		b.WriteString(sshdconf.Shell)
+		b.WriteString(sshdSharedScript)
+	}
 	return b.String()
 }
+
+// factsPreludeScript is facts_prelude.sh, the fixed part of the facts
+// prelude after its header.
+//
+//go:embed facts_prelude.sh
+var factsPreludeScript string
 
 // sshdSharedScript sets bg_sshd_shared=1 and bg_sshd_out to sshd -T's
 // output when it cannot depend on the user: no Match block in the files

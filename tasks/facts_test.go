@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -123,8 +124,8 @@ func (f *fakeRunner) answerFacts(batch string) ([]byte, error) {
 			} else {
 				body = "- - - " + p + "\n"
 			}
-		case strings.HasPrefix(script, "if getent group "):
-			g := unquote(strings.Fields(script)[3])
+		case strings.HasPrefix(script, "g="):
+			g := unquote(strings.TrimPrefix(strings.SplitN(script, "\n", 2)[0], "g="))
 			body = "absent\n"
 			if f.groups[g] {
 				body = "present\n"
@@ -842,5 +843,35 @@ useradd -m -s /bin/sh plain && mkdir -m 0700 /home/plain/.ssh && echo 'ssh-ed255
 	}
 	if fast[2].HomeReal != "/srv/data/homes/moved" || !fast[3].ShellStat.Executable() {
 		t.Errorf("moved home %q, plain's shell %+v", fast[2].HomeReal, fast[3].ShellStat)
+	}
+}
+
+// TestFactsPreludeLocally runs the facts prelude with the local /bin/sh
+// and prints what it leaves for the user queries: several users' passwd
+// entries read at once (only for several), the day (told or computed), and
+// sshd's shared output when it is known.
+func TestFactsPreludeLocally(t *testing.T) {
+	show := `printf 'users=%s|pw=%s|today=%s|shared=%s|out=%s|path=%s\n' "${bg_pw_users-unset}" "$(printf '%s\n' "${bg_pw_all-}" | cut -d: -f1 | tr '\n' ,)" "$bg_today" "${bg_sshd_shared-}" "${bg_sshd_out-}" "$PATH"`
+	c := Conn{Client: "10.0.0.1", Server: "10.0.0.2", Port: 22}
+	day := strconv.FormatInt(time.Now().Unix()/86400, 10)
+	const path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, tt := range []struct {
+		name  string
+		c     Conn
+		k     known
+		users []string
+		want  string
+	}{
+		{"two users, all known", c, known{sshd: "port 22\nx 'y'\n", today: 12345}, []string{"root", "bin", "root", "Bad Name"},
+			"users= root bin |pw=root,bin,|today=12345|shared=1|out=port 22\nx 'y'\n|path=" + path},
+		{"one user, nothing known", c, known{}, []string{"root"}, "users=unset|pw=,|today=" + day + "|shared=|out=|path=" + path},
+		{"sshd known, connection not", Conn{}, known{sshd: "port 22\n"}, nil, "users=unset|pw=,|today=" + day + "|shared=|out=|path=" + path},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := exec.Command("/bin/sh", "-c", factsPrelude(tt.c, tt.k, tt.users...)+show).Output()
+			if got := strings.TrimSuffix(string(out), "\n"); err != nil || got != tt.want {
+				t.Errorf("got %q (%v), want %q", got, err, tt.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,8 +24,30 @@ const ProbeOutputPrefix = "breakglass-probe"
 // (as sshd set LOGNAME for the account it authenticated; id -un when it is
 // unset) and whether sudo works without a password, the same line probe
 // keys' forced command prints. It forks only for sudo, like the plain
-// `id -un; sudo -n true` it is measured against.
-const VerifyCommand = `printf '` + ProbeOutputPrefix + ` user=%s sudo=' "${LOGNAME:-$(id -un)}"; if sudo -n true </dev/null >/dev/null 2>&1; then echo ok; else echo no; fi`
+// `id -un; sudo -n true` it is measured against. It is the command line of
+// probe_login.sh.
+var VerifyCommand = commandLine(probeLoginScript)
+
+//go:embed probe_login.sh
+var probeLoginScript string
+
+// commandLine returns the one line of script that is neither empty nor a
+// comment: a one-line command kept in a .sh file so that shellcheck reads
+// it, sent without its comments. It panics unless there is exactly one
+// such line (a defect of the embedded file, which any test finds).
+func commandLine(script string) string {
+	var line string
+	n := 0
+	for _, l := range strings.Split(script, "\n") {
+		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
+			line, n = l, n+1
+		}
+	}
+	if n != 1 {
+		panic(fmt.Sprintf("want one command line in the script, found %d", n))
+	}
+	return line
+}
 
 // ProbeLimit bounds what the probe's login may print: the probe is one
 // short line, but the user's login scripts print whatever they like.

@@ -354,3 +354,29 @@ func (a answerRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte
 	}
 	return []byte(a.out), a.err
 }
+
+// TestProbeCommandsUnchanged pins the probe one-liners that
+// probe_login.sh and probe_key.sh carry: the probe's line is parsed from
+// recorded outputs (testdata/facts/probe), and ProbeCommand is written
+// into users' authorized_keys files, so any change to either text must be
+// deliberate.
+func TestProbeCommandsUnchanged(t *testing.T) {
+	for name, tt := range map[string]struct{ got, want string }{
+		"VerifyCommand": {VerifyCommand, `printf '` + ProbeOutputPrefix + ` user=%s sudo=' "${LOGNAME:-$(id -un)}"; if sudo -n true </dev/null >/dev/null 2>&1; then echo ok; else echo no; fi`},
+		"ProbeCommand":  {ProbeCommand, `echo ` + ProbeOutputPrefix + ` user=$(id -un) sudo=$(sudo -n true </dev/null >/dev/null 2>&1 && echo ok || echo no)`},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s = %q, want %q", name, tt.got, tt.want)
+		}
+	}
+	for _, bad := range []string{"# only a comment\n\n", "echo a\necho b\n"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("commandLine(%q) did not panic", bad)
+				}
+			}()
+			commandLine(bad)
+		}()
+	}
+}

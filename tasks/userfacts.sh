@@ -1,11 +1,15 @@
 # shellcheck shell=sh
 # The user facts script's body (userFactsScript in facts.go puts u=,
-# bg_keymax*, and resolve.sh before it; FactsPrelude sets bg_sshd_out and
-# the rest once for all users). Its style is deliberate:
+# bg_keymax*, and resolve.sh, which only defines bg_resolve, before it;
+# FactsPrelude sets bg_sshd_out and the rest once for all users). Its style
+# is deliberate:
 # shellcheck disable=SC1007 # "a= b=" empties variables, one builtin
 # shellcheck disable=SC2154 # set by the caller, FactsPrelude and bg_resolve
 # shellcheck disable=SC2209 # c=hash is the word hash
 # shellcheck disable=SC2125 # "?" is a separator, not a glob
+LC_ALL=C; export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+set -f
 nl='
 '
 tab='	'

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,20 +91,12 @@ func (b *Become) Close() error {
 // refuses, followed by sudo's own message.
 const becomeMarker = "breakglass-become: "
 
-// becomeWrapper runs "$0" as root, reading the become password from the
-// first line of stdin and leaving the rest for the command:
-//   - when sudo needs no password (NOPASSWD, or a cached ticket), the line is
-//     dropped;
-//   - otherwise the password is checked with exactly one attempt (sudo -v),
-//     then given again, ahead of the rest of stdin, to the sudo that runs the
-//     command (-k: that one always reads it, whatever is cached).
+// becomeWrapper is become.sh: it runs "$0" as root, reading the become
+// password from the first line of stdin and leaving the rest for the
+// command (sudo -v checks it with exactly one attempt); see the file.
 //
-// The shell's read and sudo -S both read a byte at a time up to the newline,
-// so the command's input arrives intact.
-const becomeWrapper = `IFS= read -r pw || exit 1
-if sudo -n true 2>/dev/null; then exec sudo -n -- /bin/sh -c "$0"; fi
-e=$(printf '%s\n' "$pw" | sudo -k -S -p '' -v 2>&1) || { printf '` + becomeMarker + `%s\n' "$e" >&2; exit 1; }
-{ printf '%s\n' "$pw"; exec cat; } | sudo -k -S -p '' -- /bin/sh -c "$0"`
+//go:embed become.sh
+var becomeWrapper string
 
 // Run runs cmd as root, with stdin as its input.
 func (b *Become) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {

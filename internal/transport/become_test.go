@@ -1,8 +1,12 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -132,5 +136,72 @@ func TestErrorMessages(t *testing.T) {
 		if got := IsUnreachable(err); got != want {
 			t.Errorf("IsUnreachable(%v) = %v, want %v", err, got, want)
 		}
+	}
+}
+
+// fakeSudo stands in for sudo when TestBecomeWrapperRuns runs become.sh on
+// this machine's /bin/sh: it logs its arguments, takes the password like
+// sudo -k -S (one line of stdin, one attempt) and runs the command.
+const fakeSudo = `#!/bin/sh
+printf '%s\n' "$*" >>"$BG_FAKE_LOG"
+case $1 in
+-n)
+	if [ -z "$BG_FAKE_NOPASSWD" ]; then echo "sudo: a password is required" >&2; exit 1; fi
+	[ "$2" = true ] && exit 0
+	shift 2; exec "$@" ;;
+-k)
+	IFS= read -r got || exit 1
+	if [ "$got" != "$BG_FAKE_PW" ]; then printf 'Sorry, try again.\nsudo: 1 incorrect password attempt\n' >&2; exit 1; fi
+	[ "$5" = -v ] && exit 0
+	shift 5; exec "$@" ;;
+esac
+exit 99
+`
+
+// TestBecomeWrapperRuns runs the command Become sends for a password login
+// with this machine's /bin/sh and a fake sudo: the command gets its input
+// intact, a wrong password stops before the command with the marker line,
+// a NOPASSWD sudo drops the password line, and the password is never an
+// argument of any process the wrapper starts.
+func TestBecomeWrapperRuns(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sudo"), []byte(fakeSudo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const pw = " s3cr'et \\ \"pw\" $x "
+	data := "line one\n\nlast line without newline"
+	tests := []struct {
+		name, password, nopasswd string
+		wantOut, wantErr         string
+	}{
+		{name: "right password", password: pw, wantOut: "root:" + data},
+		{name: "wrong password", password: "nope", wantErr: becomeMarker + "Sorry, try again.\nsudo: 1 incorrect password attempt\n"},
+		{name: "NOPASSWD drops the line", password: "whatever", nopasswd: "1", wantOut: "root:" + data},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "log")
+			rec := &recorder{user: "admin"}
+			(&Become{Client: rec, Password: tt.password}).Run(context.Background(), `printf root:; cat`, []byte(data))
+			cmd := exec.Command("/bin/sh", "-c", rec.cmd)
+			cmd.Env = append(os.Environ(), "PATH="+dir+":/usr/bin:/bin", "BG_FAKE_LOG="+log, "BG_FAKE_PW="+pw, "BG_FAKE_NOPASSWD="+tt.nopasswd)
+			cmd.Stdin = bytes.NewReader(rec.stdin)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if stdout.String() != tt.wantOut || stderr.String() != tt.wantErr || (err != nil) != (tt.wantErr != "") {
+				t.Errorf("got stdout %q, stderr %q, err %v; want %q, %q", stdout.String(), stderr.String(), err, tt.wantOut, tt.wantErr)
+			}
+			args, _ := os.ReadFile(log)
+			if len(args) == 0 || strings.Contains(string(args), "s3cr") || strings.Contains(string(args), tt.password) {
+				t.Errorf("sudo's arguments %q: want some, without the password", args)
+			}
+		})
+	}
+}
+
+func TestBecomeWrapperMarker(t *testing.T) {
+	if !strings.Contains(becomeWrapper, "'"+becomeMarker+"%s\\n'") {
+		t.Errorf("become.sh does not print becomeMarker %q", becomeMarker)
 	}
 }

@@ -32,8 +32,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -367,12 +369,46 @@ func (c *Client) addrs() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		defer cancel()
-		out, err := c.Run(ctx, `echo "$SSH_CONNECTION"`, nil)
-		if f := strings.Fields(string(out)); err == nil && len(f) == 4 {
-			c.localAddr = f[0]
-			c.remoteIP = net.JoinHostPort(f[2], f[3])
+		out, err := c.Run(ctx, sshConnectionCommand, nil)
+		if err != nil {
+			return
+		}
+		if local, remote, ok := parseSSHConnection(out); ok {
+			c.localAddr, c.remoteIP = local, remote
 		}
 	})
+}
+
+// sshConnectionCommand asks the server for the connection as sshd sees it:
+// it prints the session's $SSH_CONNECTION, "CLIENT_IP CLIENT_PORT SERVER_IP
+// SERVER_PORT" (empty when sshd set none). Recorded answers are in
+// testdata/sshconnection.
+const sshConnectionCommand = `echo "$SSH_CONNECTION"`
+
+// parseSSHConnection reads sshConnectionCommand's output: the client's
+// address as the server sees it, and the server's IP:port. The answer is
+// the last line that is two addresses and two ports (a login shell may
+// print before the command runs); ok is false when no line is, and
+// nothing else is ever taken for an address.
+func parseSSHConnection(out []byte) (local, remote string, ok bool) {
+	lines := strings.Split(string(out), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		f := strings.Fields(lines[i])
+		if len(f) == 4 && isIP(f[0]) && isPort(f[1]) && isIP(f[2]) && isPort(f[3]) {
+			return f[0], net.JoinHostPort(f[2], f[3]), true
+		}
+	}
+	return "", "", false
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+func isPort(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 16)
+	return err == nil && n > 0
 }
 
 // keepalive sends keepalive@openssh.com every interval; when three in a row
