@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -30,6 +31,16 @@ type Plan struct {
 	// Findings are what the plan found from the facts alone (audit mode,
 	// accounts the task relies on).
 	Findings []Finding
+	// Changes are what the ops will change (a step carries its own):
+	// reported after the steps' changes, in check mode too; an op that
+	// fails may take them back from the result.
+	Changes []Change
+	// Again, when set, means the facts could not tell enough to plan the
+	// task yet: once the ops ran, the Stale facts are forgotten, gathered
+	// again and the task planned once more (the emergency sshd's /run/sshd,
+	// without which sshd -T cannot say what the main sshd serves). The
+	// second plan may not ask again.
+	Again bool
 }
 
 // Op is one typed operation of a plan beyond its shell steps. Each kind
@@ -89,17 +100,49 @@ type planner interface {
 	sshdFacts() bool
 }
 
-// runPlanner is Run for every planner: gather → plan → execute.
+// runPlanner is Run for every planner: gather → plan → execute, and,
+// when the plan asks to look Again, forget its stale facts and do it once
+// more (the first plan's result comes first in the one returned).
 func runPlanner(ctx context.Context, r Runner, env *Env, m planner) (*Result, error) {
-	facts, err := gatherFacts(ctx, r, env, m.sshdFacts(), m.queries(ConnOf(env))...)
-	if err != nil {
-		return nil, err
+	var first *Result
+	for {
+		facts, err := gatherFacts(ctx, r, env, m.sshdFacts(), m.queries(ConnOf(env))...)
+		if err != nil {
+			return first, err
+		}
+		p, err := m.plan(env, facts)
+		if err != nil {
+			return first, err
+		}
+		if p.Again && first != nil {
+			return first, errors.New("internal error: the plan made after looking again asks to look again")
+		}
+		res, err := execute(ctx, r, env, p)
+		if first != nil {
+			res = first.join(res)
+		}
+		if err != nil || !p.Again {
+			return res, err
+		}
+		if env.Facts != nil {
+			env.Facts.Delete(p.Stale...)
+		}
+		first = res
 	}
-	p, err := m.plan(env, facts)
-	if err != nil {
-		return nil, err
+}
+
+// join returns res after r: their changes, findings and logins in order.
+func (r *Result) join(res *Result) *Result {
+	if res == nil {
+		return r
 	}
-	return execute(ctx, r, env, p)
+	return &Result{
+		Changed:    r.Changed || res.Changed,
+		Changes:    append(slices.Clip(r.Changes), res.Changes...),
+		Findings:   append(slices.Clip(r.Findings), res.Findings...),
+		Access:     append(slices.Clip(r.Access), res.Access...),
+		RolledBack: r.RolledBack || res.RolledBack,
+	}
 }
 
 // execute reports p's changes and, unless in check mode, runs its guard
@@ -117,9 +160,11 @@ func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) 
 	} else {
 		res, err = applySteps(ctx, r, env, p.Steps, p.Stale...)
 	}
-	if err != nil || len(p.Ops) == 0 && len(p.Findings) == 0 {
+	if err != nil || len(p.Ops) == 0 && len(p.Findings) == 0 && len(p.Changes) == 0 {
 		return res, err
 	}
+	res.Changes = append(res.Changes, p.Changes...)
+	res.Changed = res.Changed || len(p.Changes) > 0
 	res.Findings = append(res.Findings, p.Findings...)
 	for _, op := range p.Ops {
 		if env.Check && !op.ReadOnly() {
