@@ -590,6 +590,19 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	}
 	x.mustLogin(t, 2222, "bg-ops1", "bg-ops2")
 
+	// Dead, and /run/sshd gone (sshd -T cannot run without it): the run
+	// creates it, looks again and plans from what sshd -T says then (no
+	// fallback to the default host keys), and starts the daemon.
+	x.sh(t, `pid=$(cat /run/sshd-breakglass.pid) && kill "$pid" && while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; rm -rf /run/sshd; ! sshd -T >/dev/null 2>&1`, nil)
+	res = runSecondary(t, x, task)
+	if got := changesOf(res); !strings.HasPrefix(got, "create /run/sshd (") || !strings.Contains(got, "; start /usr/sbin/sshd -f /etc/ssh/sshd_config_breakglass (not running)") || strings.Contains(got, "does not load") {
+		t.Errorf("run without /run/sshd: %s", got)
+	}
+	if got := x.sh(t, "stat -c '%U %a' /run/sshd", nil); got != "root 755\n" {
+		t.Errorf("/run/sshd: %q", got)
+	}
+	x.mustLogin(t, 2222, "bg-ops1", "bg-ops2")
+
 	// A main config sshd cannot even load (sshd -T fails): the emergency
 	// config stays as it is, and a dead emergency sshd is still restarted.
 	x.sh(t, `echo 'Bogus yes' > /etc/ssh/sshd_config.d/01-bogus.conf; ! sshd -t 2>/dev/null; pid=$(cat /run/sshd-breakglass.pid) && kill "$pid" && while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done`, nil)
