@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/breakglass/breakglass/internal/wire"
@@ -100,19 +101,36 @@ func planFor(ctx context.Context, r Runner, env *Env, m planner) (*Plan, error) 
 	return m.plan(env, facts)
 }
 
-// Execute carries out p as task: its changes are reported; outside check
-// mode its guard is proven, then its steps run — or, when p may join a
-// batch, are queued (queued is then true: the task's outcome comes from
-// Flush) — then its ops. The runner flushes what is queued before a plan
-// that may not join the batch (MayBatch).
-func (x *Executor) Execute(ctx context.Context, task int, p *Plan) (res *Result, queued bool, err error) {
+// Execute carries out p, the plan of m, as task: its changes are
+// reported; outside check mode its guard is proven, then its steps run —
+// or, when p may join a batch, are queued (queued is then true: the
+// task's outcome comes from Flush) — then its ops. The runner flushes what
+// is queued before a plan that may not join the batch (MayBatch).
+//
+// When p asks to look Again (its ops changed what it was planned from),
+// Execute forgets the facts p made stale, plans m once more and carries
+// out that plan as well, never batched; the result holds both, the first
+// plan's first. A second plan that asks again is an error, never a loop.
+func (x *Executor) Execute(ctx context.Context, task int, m Module, p *Plan) (res *Result, queued bool, err error) {
 	env := x.env
-	if !env.Check && p.MayBatch() {
+	if !env.Check && p.MayBatch() && !p.Again {
 		env.batch, env.batchTask = &x.batch, task
 		defer func() { env.batch = nil }()
 	}
 	res, err = execute(ctx, x.r, env, p)
-	return res, err == nil && x.batch.queued(task), err
+	if err != nil || !p.Again {
+		return res, err == nil && x.batch.queued(task), err
+	}
+	env.Facts.Delete(p.Stale...)
+	again, err := x.Plan(ctx, m)
+	if err != nil {
+		return res, false, err
+	}
+	if again.Again {
+		return res, false, errors.New("internal error: the plan made after looking again asks to look again")
+	}
+	more, err := execute(ctx, x.r, env, again)
+	return res.join(more), false, err
 }
 
 // Pending reports whether steps are queued.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,14 +16,19 @@ import (
 
 var recordFacts = flag.Bool("record", false, "run every fact query on lab hosts and save its output under testdata/facts (TestRecordFacts)")
 
+var recordOnly = flag.String("record-only", "", "with -record: only the recordings whose DIR/NAME starts with one of these comma-separated prefixes")
+
 // factRecording is one recorded fact query: the host is put in a state by
 // setup, the query runs as root, undo puts the host back.
 type factRecording struct {
 	dir, name   string // testdata/facts/DIR/NAME.KIND.txt
 	setup, undo string
-	query       func(t *testing.T, h *lab.Host) Query
-	systemd     bool   // recorded on a trixie host too: the output differs under systemd
-	as          string // run by this user in a login shell (su -), not root
+	// prepare, when set, puts the host in its state after setup, in Go
+	// (a module's run).
+	prepare func(ctx context.Context, t *testing.T, h *lab.Host)
+	query   func(t *testing.T, h *lab.Host) Query
+	systemd bool   // recorded on a trixie host too: the output differs under systemd
+	as      string // run by this user in a login shell (su -), not root
 }
 
 // probeQuery is VerifyCommand as a query: what a verify login prints.
@@ -45,6 +51,19 @@ type probeFacts struct {
 func recorderSecondary(t *testing.T) *SecondarySSHD {
 	return linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1")
 }
+
+// recorderSecondaryOn is recorderSecondary listening on addr, h's own
+// address: the one it is installed and started with (its facts query is
+// the same).
+func recorderSecondaryOn(t *testing.T, addr string) *SecondarySSHD {
+	return linked(t, mustSecondary(t, fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1], listen: %s}`, addr)), "bg-ops1")
+}
+
+// secondaryUndo removes what installing recorderSecondaryOn made.
+const secondaryUndo = `if [ -d /run/systemd/system ]; then systemctl disable --now breakglass-sshd.service >/dev/null 2>&1
+rm -f /etc/systemd/system/breakglass-sshd.service /etc/systemd/system/ssh.service.d/50-breakglass-keep-privsep-dir.conf; systemctl daemon-reload
+else kill "$(cat /run/sshd-breakglass.pid)"; update-rc.d -f breakglass-sshd remove >/dev/null 2>&1; rm -f /etc/init.d/breakglass-sshd /run/sshd-breakglass.pid; fi
+rm -rf /etc/breakglass /etc/ssh/sshd_config_breakglass /etc/ssh/sshd_config_breakglass.breakglass-bak`
 
 func factRecordings() []factRecording {
 	q := func(qq Query) func(*testing.T, *lab.Host) Query {
@@ -95,6 +114,14 @@ cp /etc/ssh/ssh_host_ed25519_key /etc/breakglass/hostkeys/ && printf 'stale\n' >
 chmod 0600 /etc/breakglass/hostkeys/* && printf 'ssh-ed25519 AAAA bg-ops1\n' >/etc/breakglass/keys/bg-ops1 &&
 printf 'x\n' >/etc/breakglass/keys/.hidden && printf 'Port 2222\n' >/etc/ssh/sshd_config_breakglass`,
 			undo: "rm -rf /etc/breakglass /etc/ssh/sshd_config_breakglass", query: secondary},
+		// sshd -T cannot run without its privilege separation directory.
+		{dir: "secondary_sshd", name: "noprivsep", systemd: true, setup: "rm -rf /run/sshd", undo: "mkdir -p -m 0755 /run/sshd", query: secondary},
+		{dir: "secondary_sshd", name: "installed", systemd: true, undo: secondaryUndo, query: secondary,
+			prepare: func(ctx context.Context, t *testing.T, h *lab.Host) {
+				if _, err := runModule(ctx, h.Runner(), &Env{Host: h.Name, Facts: &Facts{}}, recorderSecondaryOn(t, h.Addr)); err != nil {
+					t.Fatalf("install the emergency sshd: %v", err)
+				}
+			}},
 	}
 }
 
@@ -108,7 +135,7 @@ func TestRecordFacts(t *testing.T) {
 			t.Parallel()
 			h := lab.NewKind(t, k, 1).Hosts[0]
 			for _, rc := range factRecordings() {
-				if k != lab.Namespace && !rc.systemd {
+				if k != lab.Namespace && !rc.systemd || !recordWanted(rc.dir+"/"+rc.name) {
 					continue
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -116,6 +143,9 @@ func TestRecordFacts(t *testing.T) {
 					if _, err := h.Exec(ctx, rc.setup, nil); err != nil {
 						t.Fatalf("%s/%s setup: %v", rc.dir, rc.name, err)
 					}
+				}
+				if rc.prepare != nil {
+					rc.prepare(ctx, t, h)
 				}
 				qq := rc.query(t, h)
 				var out []byte
@@ -147,4 +177,17 @@ func TestRecordFacts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recordWanted says whether -record-only selects the recording dir/name.
+func recordWanted(name string) bool {
+	if *recordOnly == "" {
+		return true
+	}
+	for _, p := range strings.Split(*recordOnly, ",") {
+		if p != "" && strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -130,6 +130,56 @@ func factFixtures() []factFixture {
 			return strings.Join(bad, "; ")
 		}
 	}
+	// Without /run/sshd sshd -T fails; with the emergency sshd installed
+	// and running, every file of it is in place.
+	secondaryState := func(systemd bool, state string) func(any) string {
+		return func(v any) string {
+			f := v.(*secondaryFacts)
+			var bad []string
+			const key = "/etc/ssh/ssh_host_ed25519_key"
+			if f.Systemd != systemd || f.SSHD != "/usr/sbin/sshd" || !reflect.DeepEqual(f.Exists, map[string]bool{key: true}) {
+				bad = append(bad, "flags")
+			}
+			if systemd != (f.DebianSSH && f.PID1 == "" && !f.SysvRC) || !systemd && f.PID1 != "bash" {
+				bad = append(bad, "boot")
+			}
+			if state == "noprivsep" {
+				if !f.PrivsepMissing || f.TErr != "sshd -T failed: Missing privilege separation directory: /run/sshd" || len(f.T) != 0 || f.PID != 0 ||
+					!reflect.DeepEqual(f.HostKeySame, map[string]bool{key: false}) || len(f.Dirs)+len(f.Copies)+len(f.Store) != 0 || f.Config != nil {
+					bad = append(bad, "no privsep dir")
+				}
+				return strings.Join(bad, "; ")
+			}
+			if f.PrivsepMissing || f.TErr != "" || f.PID <= 1 || !reflect.DeepEqual(f.HostKeySame, map[string]bool{key: true}) || len(f.T["listenaddress"]) != 1 {
+				bad = append(bad, "running")
+			}
+			wantDirs := map[string]secondaryDir{
+				"/etc/breakglass":          {Exists: true, Dir: true, Mode: 0o755},
+				"/etc/breakglass/keys":     {Exists: true, Dir: true, Mode: 0o755},
+				"/etc/breakglass/hostkeys": {Exists: true, Dir: true, Mode: 0o700},
+			}
+			copyPath := "/etc/breakglass/hostkeys/ssh_host_ed25519_key"
+			if !reflect.DeepEqual(f.Dirs, wantDirs) || !reflect.DeepEqual(f.Copies, map[string]sshdFile{copyPath: {Path: copyPath, Regular: true, Mode: 0o600}}) {
+				bad = append(bad, "dirs or copies")
+			}
+			if st, ok := f.Store["bg-ops1"]; len(f.Store) != 1 || !ok || st.Mode != 0o644 || !strings.HasPrefix(st.Content, "# Managed by breakglass") || !strings.HasSuffix(st.Content, " bg-ops1\n") {
+				bad = append(bad, "store")
+			}
+			listen := "ListenAddress " + strings.TrimSuffix(strings.Join(f.T["listenaddress"], ""), ":22") + "\n"
+			if c := f.Config; c == nil || c.Mode != 0o644 || !strings.Contains(c.Content, "\nPort 2222\n"+listen+"HostKey "+copyPath+"\n") || !strings.Contains(c.Content, "\nAllowUsers bg-ops1\n") {
+				bad = append(bad, "config")
+			}
+			if systemd {
+				if f.Unit == nil || !strings.Contains(f.Unit.Content, "\nExecStart=/usr/sbin/sshd -D -f /etc/ssh/sshd_config_breakglass\n") || f.PrivsepDropIn == nil ||
+					f.PrivsepDropIn.Content != secondaryPrivsepConf || f.Enabled != "enabled" || f.Active != "active" {
+					bad = append(bad, "unit")
+				}
+			} else if f.InitScript == nil || f.InitScript.Mode != 0o755 || !strings.HasPrefix(f.InitScript.Content, "#!/bin/sh\n") || len(f.RCLinks) != 4 || f.RCLinks["/etc/rc2.d/S01breakglass-sshd"] != "../init.d/breakglass-sshd" {
+				bad = append(bad, "init script")
+			}
+			return strings.Join(bad, "; ")
+		}
+	}
 	userFacts := func(name string, systemd bool) func(any) string {
 		return func(v any) string {
 			u := v.(*UserFacts)
@@ -211,6 +261,10 @@ func factFixtures() []factFixture {
 		{file: "secondary_sshd/absent.trixie.txt", parse: parseSecondaryFacts, check: secondary(true, false)},
 		{file: "secondary_sshd/partial.namespace.txt", parse: parseSecondaryFacts, check: secondary(false, true)},
 		{file: "secondary_sshd/partial.trixie.txt", parse: parseSecondaryFacts, check: secondary(true, true)},
+		{file: "secondary_sshd/noprivsep.namespace.txt", parse: parseSecondaryFacts, check: secondaryState(false, "noprivsep")},
+		{file: "secondary_sshd/noprivsep.trixie.txt", parse: parseSecondaryFacts, check: secondaryState(true, "noprivsep")},
+		{file: "secondary_sshd/installed.namespace.txt", parse: parseSecondaryFacts, check: secondaryState(false, "installed")},
+		{file: "secondary_sshd/installed.trixie.txt", parse: parseSecondaryFacts, check: secondaryState(true, "installed")},
 	}
 }
 

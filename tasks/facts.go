@@ -693,28 +693,6 @@ func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Q
 	return vals, nil
 }
 
-// gatherUserFacts returns the facts of users names, gathered for this run's
-// connection when needSSHD.
-func gatherUserFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, names ...string) ([]*UserFacts, error) {
-	qs := make([]Query, len(names))
-	for i, n := range names {
-		qs[i] = UserFactsQuery(n, ConnOf(env))
-	}
-	vals, err := gatherFacts(ctx, r, env, needSSHD, qs...)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*UserFacts, len(vals))
-	for i, v := range vals {
-		uf, ok := v.(*UserFacts)
-		if !ok {
-			return nil, fmt.Errorf("fact %s holds %T, not user facts", qs[i].Key, v)
-		}
-		out[i] = uf
-	}
-	return out, nil
-}
-
 // hostStep is one planned change and the shell commands that make it.
 type hostStep struct {
 	change Change

@@ -30,6 +30,12 @@ type Plan struct {
 	// Findings are what the plan found from the facts alone (audit mode,
 	// accounts the task relies on).
 	Findings []Finding
+	// Again, when set, means the facts could not tell enough to plan the
+	// task yet: once the ops ran, the Stale facts are forgotten, gathered
+	// again and the task planned once more (the emergency sshd's /run/sshd,
+	// without which sshd -T cannot say what the main sshd serves). The
+	// second plan may not ask again.
+	Again bool
 }
 
 // Op is one typed operation of a plan beyond its shell steps. Each kind
@@ -41,15 +47,12 @@ type Op interface {
 	// ReadOnly reports whether the op changes nothing on any host, so it
 	// runs in check mode too (fresh logins, a known_hosts lookup).
 	ReadOnly() bool
-	run(ctx context.Context, r Runner, env *Env, res *Result) error
-}
-
-// planned is an op that knows from the plan alone what it changes (a
-// transaction's files): check mode, which does not run it, reports those
-// changes. Its run reports them itself, once they are made.
-type planned interface {
-	Op
+	// planned returns what the op will change, as far as the plan knows
+	// (a transaction's files, the command it runs): check mode, which does
+	// not run an op that changes the host, reports these. run reports what
+	// it changed itself, once it is made.
 	planned() []Change
+	run(ctx context.Context, r Runner, env *Env, res *Result) error
 }
 
 // Guard is the lockout guard of a change that takes ways in away (a
@@ -96,6 +99,20 @@ type planner interface {
 	sshdFacts() bool
 }
 
+// join returns res after r: their changes, findings and logins in order.
+func (r *Result) join(res *Result) *Result {
+	if res == nil {
+		return r
+	}
+	return &Result{
+		Changed:    r.Changed || res.Changed,
+		Changes:    append(slices.Clip(r.Changes), res.Changes...),
+		Findings:   append(slices.Clip(r.Findings), res.Findings...),
+		Access:     append(slices.Clip(r.Access), res.Access...),
+		RolledBack: r.RolledBack || res.RolledBack,
+	}
+}
+
 // execute reports p's changes and, unless in check mode, runs its guard
 // and its steps (see applySteps).
 func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) {
@@ -117,9 +134,9 @@ func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) 
 	res.Findings = append(res.Findings, p.Findings...)
 	for _, op := range p.Ops {
 		if env.Check && !op.ReadOnly() {
-			if c, ok := op.(planned); ok && len(c.planned()) > 0 {
+			if ch := op.planned(); len(ch) > 0 {
 				res.Changed = true
-				res.Changes = append(res.Changes, c.planned()...)
+				res.Changes = append(res.Changes, ch...)
 			}
 			continue
 		}

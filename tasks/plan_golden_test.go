@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -186,6 +187,41 @@ func TestPlansGolden(t *testing.T) {
 			f.DropIns = append(f.DropIns, sshdFile{Path: SSHDDropInDir + "/" + name, Regular: true, Mode: 0o644, Content: content})
 		}
 	}
+	// The emergency sshd from its facts recorded on a lab host
+	// (testdata/facts/secondary_sshd, the task listening on the recorded
+	// host's address when sshd -T told it), bg-ops1's account as
+	// testdata/userfacts/ACCOUNT holds it.
+	secondary := func(fact, account string, check, audit bool) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			out, err := os.ReadFile(filepath.Join("testdata", "facts", "secondary_sshd", fact+".txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := parseSecondaryFacts(out)
+			if err != nil {
+				t.Fatalf("secondary_sshd fact %s: %v", fact, err)
+			}
+			f := v.(*secondaryFacts)
+			src := `{port: 2222, allow_users: [bg-ops1]}`
+			if la := f.T["listenaddress"]; len(la) == 1 {
+				ap, err := netip.ParseAddrPort(la[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				src = fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1], listen: %s}`, ap.Addr())
+			}
+			s := linked(t, mustSecondary(t, src), "bg-ops1")
+			if audit {
+				s.Audit()
+			}
+			p, err := s.plan(&Env{Host: "web01", Check: check, Diff: true}, []any{f, recordedAs(t, account, "bg-ops1")})
+			if err != nil {
+				return "", err
+			}
+			got := runName.ReplaceAllString(renderPlan(p), "$1.RANDOM")
+			return hereTag.ReplaceAllString(got, "BREAKGLASS_RANDOM"), nil
+		}
+	}
 	const recordedKeyBlob = recordedKey
 	for _, tc := range []planCase{
 		{"user-create", user(`{name: ghost, shell: /bin/bash, groups: [sudo], comment: "On call"}`, "missing", "ghost")},
@@ -214,6 +250,17 @@ func TestPlansGolden(t *testing.T) {
 		{"sudoers-wrong-mode", sudoers(`{name: breakglass, users: [bg-ops1]}`, "present 1000 0 666 regular file\n# old\n")},
 		{"sudoers-absent", sudoers(`{name: breakglass, state: absent}`, "present 0 0 440 regular file\nold\n")},
 		{"sudoers-directory", sudoers(`{name: breakglass, users: [bg-ops1]}`, "present 0 0 755 directory\n")},
+		{"secondary-fresh-namespace", secondary("absent.namespace", "existing", false, false)},
+		{"secondary-fresh-trixie", secondary("absent.trixie", "missing", false, false)},
+		{"secondary-nothing-namespace", secondary("installed.namespace", "existing", false, false)},
+		{"secondary-nothing-trixie", secondary("installed.trixie", "existing", false, false)},
+		{"secondary-drift-trixie", secondary("partial.trixie", "existing", false, false)},
+		{"secondary-check-namespace", secondary("partial.namespace", "existing", true, false)},
+		{"secondary-check-fresh-trixie", secondary("absent.trixie", "missing", true, false)},
+		{"secondary-audit-namespace", secondary("partial.namespace", "locked", true, true)},
+		{"secondary-audit-installed-trixie", secondary("installed.trixie", "existing", true, true)},
+		{"secondary-privsep-namespace", secondary("noprivsep.namespace", "existing", false, false)},
+		{"secondary-privsep-check-trixie", secondary("noprivsep.trixie", "existing", true, false)},
 		{"command-plain", command(`{cmd: "systemctl restart ssh"}`)},
 		{"command-creates-present", command(`{cmd: "touch /etc/x", creates: /etc/x, chdir: /tmp}`, "yes")},
 		{"command-creates-absent", command(`{cmd: "touch /etc/x", creates: /etc/x}`, "no")},
@@ -286,6 +333,9 @@ func renderPlan(p *Plan) string {
 		}
 		slices.Sort(keys)
 		fmt.Fprintf(&b, "known: %s\n", strings.Join(keys, " "))
+	}
+	if p.Again {
+		b.WriteString("again: once the ops ran, forget the stale facts, gather and plan once more\n")
 	}
 	for _, op := range p.Ops {
 		fmt.Fprintf(&b, "op (read-only %v):\n%s", op.ReadOnly(), indent(op.String()))
@@ -367,4 +417,26 @@ func golden(t *testing.T, p, got string) {
 			return
 		}
 	}
+}
+
+// recordedAs is the account recorded in testdata/userfacts/NAME.txt, as
+// the facts of user (its name changed in the header and the passwd
+// entry, nothing else).
+func recordedAs(t *testing.T, name, user string) *UserFacts {
+	t.Helper()
+	out, err := os.ReadFile(filepath.Join("testdata", "userfacts", name+".txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, rest, _ := strings.Cut(string(out), "\n")
+	fields := strings.Fields(head)
+	if len(fields) != 3 || fields[0] != "breakglass-user-facts" {
+		t.Fatalf("%s: header %q", name, head)
+	}
+	rest = strings.Replace(rest, "\npasswd "+fields[2]+":", "\npasswd "+user+":", 1)
+	uf, err := ParseUserFacts(user, []byte(fields[0]+" "+fields[1]+" "+user+"\n"+rest))
+	if err != nil {
+		t.Fatalf("parse %s as %s: %v", name, user, err)
+	}
+	return uf
 }

@@ -13,12 +13,12 @@ func TestSecondarySharedSeesMatch(t *testing.T) {
 	s := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1")
 	cfg := s.render([]string{"/etc/breakglass/hostkeys/ssh_host_ed25519_key"}) + "Match Address 10.0.0.0/8\n\tUsePAM yes\n"
 	f := parseSecondaryT(t, secondaryFactsOut(secondaryFile(s.ConfigPath(), cfg)+"running 77\n"))
-	p, err := s.plan(f, false)
+	p, err := s.planChanges(f, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var shared []string
-	for _, fd := range s.auditFindings(f, p, nil, "h") {
+	for _, fd := range s.auditFindings(f, p, "h") {
 		if fd.ID == FindingSecondShared {
 			shared = append(shared, fd.Detail)
 		}

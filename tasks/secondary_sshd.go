@@ -110,6 +110,7 @@ const (
 var _ Module = (*SecondarySSHD)(nil)
 var _ Module = (*SecondarySSHD)(nil)
 var _ PlayLinker = (*SecondarySSHD)(nil)
+var _ planner = (*SecondarySSHD)(nil)
 
 func init() { Register("secondary_sshd", NewSecondarySSHD) }
 
@@ -661,16 +662,10 @@ LC_ALL=C; export LC_ALL
 	return Query{Key: s.factKey(), Script: string(txnScript(b.String())), Parse: parseSecondaryFacts}
 }
 
-// Queries implements Gatherer: the emergency sshd's state, and the
+// Queries implements Module: the emergency sshd's state, and the
 // accounts it lets in (whose lock and expiry sshd judges itself without
 // PAM).
-func (s *SecondarySSHD) Queries() []Query {
-	qs := []Query{s.query()}
-	for _, u := range s.users() {
-		qs = append(qs, UserFactsQuery(u, Conn{}))
-	}
-	return qs
-}
+func (s *SecondarySSHD) Queries() []Query { return s.queries(Conn{}) }
 
 func parseSecondaryFacts(out []byte) (any, error) {
 	f := &secondaryFacts{T: map[string][]string{}, Exists: map[string]bool{}, HostKeySame: map[string]bool{},
@@ -898,7 +893,8 @@ type secondaryPlan struct {
 
 var storeName = regexp.MustCompile(`^\.?[A-Za-z0-9_][A-Za-z0-9._@+-]*$`)
 
-func (s *SecondarySSHD) plan(f *secondaryFacts, diff bool) (*secondaryPlan, error) {
+// planChanges decides from the emergency sshd's facts what must change.
+func (s *SecondarySSHD) planChanges(f *secondaryFacts, diff bool) (*secondaryPlan, error) {
 	if !s.linked {
 		return nil, errors.New("internal error: the key store was not linked to the play's authorized_key tasks")
 	}
@@ -1234,96 +1230,109 @@ type PortPin struct {
 	Recorded   bool   // added now
 }
 
-// --- apply ---
+// --- the plan the runner executes ---
 
-// Run implements Module.
-func (s *SecondarySSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	facts, err := s.gather(ctx, r, env)
+// queries implements planner: the emergency sshd's state, then the facts
+// of each account it lets in (accountFindings), in users' order.
+func (s *SecondarySSHD) queries(c Conn) []Query {
+	qs := []Query{s.query()}
+	for _, u := range s.users() {
+		qs = append(qs, UserFactsQuery(u, c))
+	}
+	return qs
+}
+
+// sshdFacts: the accounts are judged by their shadow entries, not by the
+// main sshd's settings.
+func (*SecondarySSHD) sshdFacts() bool { return false }
+
+// task names the task in errors.
+func (s *SecondarySSHD) task() string { return "secondary_sshd " + s.name }
+
+// privsepChange is the change of creating /run/sshd.
+var privsepChange = Change{What: "create /run/sshd (sshd's privilege separation directory: without it no sshd accepts a connection)", Path: "/run/sshd"}
+
+// plan implements planner. Everything the task does on the host is one
+// script (scriptOp, judged by secondaryReport); then, where the run can
+// dial, the port's host key is pinned in known_hosts (pinPortOp: in check
+// mode it only looks). Without /run/sshd, sshd -T cannot run, so the
+// main sshd's host keys are not known yet: outside check mode the plan
+// is then only to create it and look Again.
+func (s *SecondarySSHD) plan(env *Env, facts []any) (*Plan, error) {
+	f, ok := facts[0].(*secondaryFacts)
+	if !ok {
+		return nil, fmt.Errorf("%s: fact %s has type %T", s.task(), s.factKey(), facts[0])
+	}
+	ufs := make([]*UserFacts, 0, len(facts)-1)
+	for i, v := range facts[1:] {
+		uf, ok := v.(*UserFacts)
+		if !ok {
+			return nil, fmt.Errorf("%s: fact %s has type %T, not user facts", s.task(), UserFactsKey(s.users()[i]), v)
+		}
+		ufs = append(ufs, uf)
+	}
+	if f.PrivsepMissing && f.TErr != "" && !env.Check {
+		return &Plan{Stale: []string{s.factKey()}, Again: true,
+			Ops: []Op{&scriptOp{Task: s.task(), What: "create /run/sshd, then look again", Script: txnScript("mkdir -p -m 0755 /run/sshd"), Unfinished: "create /run/sshd", Changes: []Change{privsepChange}}}}, nil
+	}
+	p, err := s.planChanges(f, env.Diff)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", s.task(), err)
 	}
-	if facts.PrivsepMissing && facts.TErr != "" && !env.Check {
-		// sshd -T cannot run without /run/sshd: create it, then look again.
-		if _, err := r.Run(ctx, "/bin/sh -s", txnScript("mkdir -p -m 0755 /run/sshd")); err != nil {
-			return nil, fmt.Errorf("secondary_sshd %s: create /run/sshd: %w", s.name, err)
-		}
-		env.Facts.Delete(s.factKey())
-		if facts, err = s.gather(ctx, r, env); err != nil {
-			return nil, err
-		}
-		facts.PrivsepMissing = true // report that it was created
-	}
-	p, err := s.plan(facts, env.Diff)
-	if err != nil {
-		return nil, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
-	}
-	res := &Result{Changed: len(p.changes) > 0, Changes: p.changes}
-	ufs, err := gatherUserFacts(ctx, r, env, false, s.users()...)
-	if err != nil {
-		return nil, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
-	}
-	res.Findings = s.accountFindings(ufs, env.Check)
-	pinner, _ := env.Dial.(PortPinner)
-	if env.Check {
-		var pin *PortPin
-		if pinner != nil && !p.start {
-			pp, err := pinner.PinPort(ctx, s.listen, s.port, false)
-			if err != nil {
-				return res, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
-			}
-			pin = &pp
-			if !pin.Present {
-				res.Changed = true
-				res.Changes = append(res.Changes, Change{What: fmt.Sprintf("record %s in %s (%s, the host key verified on the main connection)", pin.Host, pin.KnownHosts, pin.Key)})
-			}
-		}
-		if s.audit {
-			res.Findings = append(res.Findings, s.auditFindings(facts, p, pin, env.Host)...)
-		}
-		return res, nil
-	}
-	if res.Changed {
-		out, err := r.Run(ctx, "/bin/sh -s", s.script(p, facts))
-		env.Facts.Delete(s.factKey())
-		if err != nil {
-			return nil, fmt.Errorf("secondary_sshd %s: apply did not finish, check %s and %s: %w", s.name, s.ConfigPath(), s.PidFile(), err)
-		}
-		st := parseTxnOutput(out)
-		switch st.status {
-		case "ok":
-		case "invalid":
-			return &Result{}, fmt.Errorf("secondary_sshd %s: sshd -t rejected the new config; nothing was installed: %s", s.name, st.describe())
-		default:
-			return &Result{Changed: st.status == "installed-not-running"}, fmt.Errorf("secondary_sshd %s: %s", s.name, st.describe())
-		}
+	plan := &Plan{Findings: s.accountFindings(ufs, env.Check)}
+	apply := "breakglass apply -i INVENTORY PLAYBOOK --limit " + env.Host
+	if len(p.changes) > 0 {
+		op := &scriptOp{Task: s.task(), What: "apply", Script: s.script(p, f), Report: secondaryReport, Stale: []string{s.factKey()},
+			Unfinished: fmt.Sprintf("apply did not finish, check %s and %s", s.ConfigPath(), s.PidFile()), Changes: p.changes}
 		if p.fallbackNotes != "" {
-			res.Changes = append(res.Changes, Change{What: "note: " + p.fallbackNotes})
+			op.Notes = []Change{{What: "note: " + p.fallbackNotes}}
 		}
+		plan.Ops = append(plan.Ops, op)
 	}
-	if pinner != nil {
-		pin, err := pinner.PinPort(ctx, s.listen, s.port, true)
-		if err != nil {
-			return res, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
+	if env.Check {
+		if s.audit {
+			plan.Findings = append(plan.Findings, s.auditFindings(f, p, env.Host)...)
 		}
-		if pin.Recorded {
-			res.Changed = true
-			res.Changes = append(res.Changes, Change{What: fmt.Sprintf("record %s in %s (%s, the host key verified on the main connection)", pin.Host, pin.KnownHosts, pin.Key)})
+		// A port that is down presents no key to look up.
+		if !p.start {
+			op := &pinPortOp{Task: s.task(), Addr: s.listen, Port: s.port}
+			if s.audit {
+				op.Found, op.Finds = knownHostsFinding(s.port, apply), FindingSecondKnownHosts+" when it is not listed"
+			}
+			plan.Ops = append(plan.Ops, op)
 		}
-		res.Findings = append(res.Findings, s.commandFinding(pin.Addr, pin.KnownHosts))
+		return plan, nil
 	}
-	if !facts.Systemd && p.boot == "" {
-		fd, _ := s.bootFinding(facts, p, "breakglass apply -i INVENTORY PLAYBOOK --limit "+env.Host)
-		res.Findings = append(res.Findings, fd)
+	plan.Ops = append(plan.Ops, &pinPortOp{Task: s.task(), Addr: s.listen, Port: s.port, Record: true,
+		Found: s.commandFinding(), Finds: "emergency-access (the ssh command that uses the port)"})
+	if !f.Systemd && p.boot == "" {
+		fd, _ := s.bootFinding(f, p, apply)
+		plan.Findings = append(plan.Findings, fd)
 	}
-	return res, nil
+	return plan, nil
+}
+
+// secondaryReport reads the apply script's report (scriptOp.Report):
+// "status ok"; "status invalid" and sshd -t's words (nothing was
+// installed); or another status and a message, the host changed when the
+// config was installed but the daemon does not run.
+func secondaryReport(out []byte) (bool, error) {
+	st := parseTxnOutput(out)
+	switch st.status {
+	case "ok":
+		return false, nil
+	case "invalid":
+		return false, fmt.Errorf("sshd -t rejected the new config; nothing was installed: %s", st.describe())
+	}
+	return st.status == "installed-not-running", errors.New(st.describe())
 }
 
 // auditFindings reports the second path's state with stable ids and exact
 // fixes: not running, sharing a dependency with the main path, a key store
-// other than the play's, [addr]:port missing from known_hosts (pin nil: not
-// checked, the daemon is down), and, without root_login, that root on this
-// path needs sudo.
-func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *PortPin, host string) []Finding {
+// other than the play's, and, without root_login, that root on this path
+// needs sudo. Whether [addr]:port is in known_hosts is the pin's to tell
+// (knownHostsFinding).
+func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, host string) []Finding {
 	var out []Finding
 	apply := "breakglass apply -i INVENTORY PLAYBOOK --limit " + host
 	add := func(id, sev, path, detail, fix string) {
@@ -1384,10 +1393,6 @@ func (s *SecondarySSHD) auditFindings(f *secondaryFacts, p *secondaryPlan, pin *
 		}
 		add(FindingSecondKeys, "risk", s.KeyDir(), "the emergency sshd's key store differs from the keys the play's authorized_key tasks give: "+strings.Join(files, ", "), apply)
 	}
-	if pin != nil && !pin.Present {
-		add(FindingSecondKnownHosts, "risk", pin.KnownHosts, fmt.Sprintf("%s is not in %s: plain ssh -p %d with strict host key checking refuses the second way in", pin.Host, pin.KnownHosts, s.port),
-			apply+"  # records it after checking the port presents the host key verified on the main connection")
-	}
 	if !s.rootLogin {
 		add(FindingSecondSudo, "info", s.ConfigPath(), fmt.Sprintf("root through the emergency sshd %s needs sudo, which it shares with the main path (a broken /etc/sudoers or sudo binary cuts both)", s.name),
 			"root_login: true on the secondary_sshd task lets root in by the allowed users' keys on that port only")
@@ -1444,32 +1449,34 @@ func (s *SecondarySSHD) bootFinding(f *secondaryFacts, p *secondaryPlan, apply s
 	return fd, true
 }
 
+// knownHostsFinding is the pin's finding in audit mode (pinPortOp.Found):
+// [addr]:port missing from known_hosts, so plain ssh with strict checking
+// refuses the second way in; apply is the command that records it.
+func knownHostsFinding(port int, apply string) func(PortPin) []Finding {
+	return func(pin PortPin) []Finding {
+		if pin.Present {
+			return nil
+		}
+		return []Finding{{ID: FindingSecondKnownHosts, Severity: "risk", Path: pin.KnownHosts,
+			Detail: fmt.Sprintf("%s is not in %s: plain ssh -p %d with strict host key checking refuses the second way in", pin.Host, pin.KnownHosts, port),
+			Fix:    apply + "  # records it after checking the port presents the host key verified on the main connection"}}
+	}
+}
+
 // commandFinding tells the operator how to use the second way in: the
-// exact plain OpenSSH command.
-func (s *SecondarySSHD) commandFinding(addr, knownHosts string) Finding {
+// exact plain OpenSSH command, to the address and known_hosts file of the
+// pin (pinPortOp.Found). It holds the task's words, not the task.
+func (s *SecondarySSHD) commandFinding() func(PortPin) []Finding {
 	user := s.allowUsers[0]
 	if s.rootLogin {
 		user = "root"
 	}
-	cmd := shell.Join("ssh", "-p", strconv.Itoa(s.port), "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+knownHosts, user+"@"+addr)
-	return Finding{ID: "emergency-access", Severity: "info", User: user,
-		Detail: fmt.Sprintf("second way in (secondary_sshd %s, port %d, users %s; keys in %s, not in the homes)", s.name, s.port, strings.Join(s.users(), " "), s.KeyDir()),
-		Fix:    cmd}
-}
-
-func (s *SecondarySSHD) gather(ctx context.Context, r Runner, env *Env) (*secondaryFacts, error) {
-	if env.Facts == nil {
-		env.Facts = &Facts{}
+	port := s.port
+	detail := fmt.Sprintf("second way in (secondary_sshd %s, port %d, users %s; keys in %s, not in the homes)", s.name, s.port, strings.Join(s.users(), " "), s.KeyDir())
+	return func(pin PortPin) []Finding {
+		cmd := shell.Join("ssh", "-p", strconv.Itoa(port), "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+pin.KnownHosts, user+"@"+pin.Addr)
+		return []Finding{{ID: "emergency-access", Severity: "info", User: user, Detail: detail, Fix: cmd}}
 	}
-	v, err := env.Fact(ctx, r, s.query())
-	if err != nil {
-		return nil, fmt.Errorf("secondary_sshd %s: %w", s.name, err)
-	}
-	f, ok := v.(*secondaryFacts)
-	if !ok {
-		return nil, fmt.Errorf("secondary_sshd %s: fact %s has type %T", s.name, s.factKey(), v)
-	}
-	return f, nil
 }
 
 // script applies p in one round trip. It prints "status ok", "status

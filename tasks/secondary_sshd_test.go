@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/breakglass/breakglass/internal/sshdconf"
+	"github.com/breakglass/breakglass/internal/wire"
 )
 
 func mustSecondary(t *testing.T, src string) *SecondarySSHD {
@@ -168,7 +169,7 @@ func parseSecondaryT(t *testing.T, out string) *secondaryFacts {
 
 func TestSecondaryRender(t *testing.T) {
 	s := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1, bg-ops2], listen: 0.0.0.0, root_login: true}`), "bg-ops1", "bg-ops2")
-	p, err := s.plan(parseSecondaryT(t, secondaryFactsOut("")), false)
+	p, err := s.planChanges(parseSecondaryT(t, secondaryFactsOut("")), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func TestSecondaryPlan(t *testing.T) {
 			if tt.edit != nil {
 				out = tt.edit(out)
 			}
-			p, err := s.plan(parseSecondaryT(t, out), true)
+			p, err := s.planChanges(parseSecondaryT(t, out), true)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err %v, want %q", err, tt.err)
@@ -288,11 +289,11 @@ func TestSecondaryPlan(t *testing.T) {
 		})
 	}
 	// No host key at all: nothing to serve.
-	if _, err := s.plan(parseSecondaryT(t, "breakglass-secondary-facts 1\nT hostkey /etc/ssh/ssh_host_rsa_key\n"), false); err == nil || !strings.Contains(err.Error(), "no host key") {
+	if _, err := s.planChanges(parseSecondaryT(t, "breakglass-secondary-facts 1\nT hostkey /etc/ssh/ssh_host_rsa_key\n"), false); err == nil || !strings.Contains(err.Error(), "no host key") {
 		t.Errorf("no host key: %v", err)
 	}
 	// Not linked: a programming error, never a store without keys.
-	if _, err := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`).plan(parseSecondaryT(t, secondaryFactsOut("")), false); err == nil {
+	if _, err := mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`).planChanges(parseSecondaryT(t, secondaryFactsOut("")), false); err == nil {
 		t.Error("planned without the play's keys")
 	}
 }
@@ -316,7 +317,7 @@ func TestSecondaryPlanMainBroken(t *testing.T) {
 	if !strings.Contains(f.TErr, "Bogus") {
 		t.Errorf("TErr %q", f.TErr)
 	}
-	p, err := s.plan(f, false)
+	p, err := s.planChanges(f, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +325,7 @@ func TestSecondaryPlanMainBroken(t *testing.T) {
 		t.Errorf("changes %+v, want none", p.changes)
 	}
 	// No copies yet: sshd's default host keys that exist are copied.
-	p, err = s.plan(parseSecondaryT(t, strings.Replace(secondaryFactsOut(""), "T ", "X ", -1)+"sshd-T-failed\n"), false)
+	p, err = s.planChanges(parseSecondaryT(t, strings.Replace(secondaryFactsOut(""), "T ", "X ", -1)+"sshd-T-failed\n"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,24 +366,79 @@ func secondaryEnv(check bool) *Env {
 	return env
 }
 
+// secondaryHost answers as a host would: a fact batch (one round trip,
+// framed) with facts, one answer per gather in order, for the emergency
+// sshd's query; any other script by rec's rules.
+type secondaryHost struct {
+	rec   *sshdRecorder
+	facts []string
+}
+
+func (h *secondaryHost) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	nonce, bodies, ok := wire.Parse(stdin)
+	if !ok {
+		return h.rec.Run(ctx, cmd, stdin)
+	}
+	h.rec.mu.Lock()
+	h.rec.calls = append(h.rec.calls, cmd+"\n"+string(stdin))
+	h.rec.mu.Unlock()
+	var out strings.Builder
+	for i, b := range bodies {
+		if !strings.Contains(b, "# breakglass secondary_sshd breakglass: facts") || len(h.facts) == 0 {
+			return nil, fmt.Errorf("fake host: no answer for %.60q", b)
+		}
+		out.WriteString(wire.Reply(nonce, i, h.facts[0], 0))
+		h.facts = h.facts[1:]
+	}
+	return []byte(out.String()), nil
+}
+
 func TestSecondaryCheckModeSendsNoChange(t *testing.T) {
-	r := (&sshdRecorder{}).on("# breakglass secondary_sshd breakglass: facts", secondaryFactsOut(""), nil)
-	res, err := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1").Run(context.Background(), r, secondaryEnv(true))
+	h := &secondaryHost{rec: &sshdRecorder{}, facts: []string{secondaryFactsOut("")}}
+	res, err := runModule(context.Background(), h, secondaryEnv(true), linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1"))
 	if err != nil || !res.Changed || len(res.Changes) != 8 {
 		t.Fatalf("res %+v err %v", res, err)
 	}
-	if len(r.calls) != 1 {
-		t.Errorf("check mode ran %d commands", len(r.calls))
+	if len(h.rec.calls) != 1 {
+		t.Errorf("check mode ran %d commands", len(h.rec.calls))
 	}
 }
 
 func TestSecondaryApplyReportsInvalid(t *testing.T) {
-	r := (&sshdRecorder{}).
-		on("# breakglass secondary_sshd breakglass: facts", secondaryFactsOut(""), nil).
-		on("# breakglass secondary_sshd breakglass: apply", "status invalid\n| line 5: Bad configuration option\n", nil)
-	res, err := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1").Run(context.Background(), r, secondaryEnv(false))
-	if err == nil || !strings.Contains(err.Error(), "sshd -t rejected the new config; nothing was installed: line 5") || res.Changed {
+	h := &secondaryHost{rec: (&sshdRecorder{}).on("# breakglass secondary_sshd breakglass: apply", "status invalid\n| line 5: Bad configuration option\n", nil),
+		facts: []string{secondaryFactsOut("")}}
+	res, err := runModule(context.Background(), h, secondaryEnv(false), linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1"))
+	if err == nil || err.Error() != "secondary_sshd breakglass: sshd -t rejected the new config; nothing was installed: line 5: Bad configuration option" || res.Changed || len(res.Changes) != 0 {
 		t.Errorf("res %+v err %v", res, err)
+	}
+}
+
+// Without /run/sshd, sshd -T fails: apply creates it, looks again (the
+// emergency sshd's facts only; the accounts' are still known), and plans
+// from what sshd -T says now. The report lists the directory first.
+func TestSecondaryPrivsepLooksAgain(t *testing.T) {
+	s := linked(t, mustSecondary(t, `{port: 2222, allow_users: [bg-ops1]}`), "bg-ops1")
+	noPrivsep := strings.Replace(secondaryFactsOut(""), "T ", "X ", -1) + "privsep-missing\nsshd-T-failed\n| Missing privilege separation directory: /run/sshd\n"
+	h := &secondaryHost{rec: (&sshdRecorder{}).
+		on("mkdir -p -m 0755 /run/sshd", "", nil).
+		on("# breakglass secondary_sshd breakglass: apply", "status ok\n", nil),
+		facts: []string{noPrivsep, secondaryFactsOut("")}}
+	res, err := runModule(context.Background(), h, secondaryEnv(false), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.rec.steps(); strings.Join(got, ",") != "?,mkdir -p -m 0755 /run/sshd,?,# breakglass secondary_sshd breakglass: apply" {
+		t.Errorf("round trips %q", got)
+	}
+	if len(res.Changes) != 9 || res.Changes[0].What != privsepChange.What || !res.Changed || strings.Contains(changesOf(res), "note: ") {
+		t.Errorf("changes %s", changesOf(res))
+	}
+	// In check mode nothing is created: the plan is made from what the
+	// facts tell (sshd's default host keys), /run/sshd a change like any.
+	h = &secondaryHost{rec: &sshdRecorder{}, facts: []string{noPrivsep}}
+	res, err = runModule(context.Background(), h, secondaryEnv(true), s)
+	if err != nil || len(h.rec.calls) != 1 || res.Changes[0].What != privsepChange.What {
+		t.Errorf("check mode: %d calls, res %+v, err %v", len(h.rec.calls), res, err)
 	}
 }
 
@@ -392,7 +448,7 @@ func runSecondary(t *testing.T, x *sshdLab, src string) *Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := x.secondary(t, src).Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}})
+	res, err := runModule(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}}, x.secondary(t, src))
 	if err != nil {
 		t.Fatalf("secondary_sshd: %v", err)
 	}
@@ -435,7 +491,7 @@ func auditSecondary(t *testing.T, x *sshdLab, src string) map[string]string {
 	defer cancel()
 	s := x.secondary(t, src)
 	s.Audit()
-	res, err := s.Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}, Check: true})
+	res, err := runModule(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}, Check: true}, s)
 	if err != nil {
 		t.Fatalf("secondary_sshd audit: %v", err)
 	}
@@ -534,6 +590,19 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	}
 	x.mustLogin(t, 2222, "bg-ops1", "bg-ops2")
 
+	// Dead, and /run/sshd gone (sshd -T cannot run without it): the run
+	// creates it, looks again and plans from what sshd -T says then (no
+	// fallback to the default host keys), and starts the daemon.
+	x.sh(t, `pid=$(cat /run/sshd-breakglass.pid) && kill "$pid" && while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; rm -rf /run/sshd; ! sshd -T >/dev/null 2>&1`, nil)
+	res = runSecondary(t, x, task)
+	if got := changesOf(res); !strings.HasPrefix(got, "create /run/sshd (") || !strings.Contains(got, "; start /usr/sbin/sshd -f /etc/ssh/sshd_config_breakglass (not running)") || strings.Contains(got, "does not load") {
+		t.Errorf("run without /run/sshd: %s", got)
+	}
+	if got := x.sh(t, "stat -c '%U %a' /run/sshd", nil); got != "root 755\n" {
+		t.Errorf("/run/sshd: %q", got)
+	}
+	x.mustLogin(t, 2222, "bg-ops1", "bg-ops2")
+
 	// A main config sshd cannot even load (sshd -T fails): the emergency
 	// config stays as it is, and a dead emergency sshd is still restarted.
 	x.sh(t, `echo 'Bogus yes' > /etc/ssh/sshd_config.d/01-bogus.conf; ! sshd -t 2>/dev/null; pid=$(cat /run/sshd-breakglass.pid) && kill "$pid" && while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done`, nil)
@@ -603,7 +672,7 @@ func TestSecondaryPortTakenOnHost(t *testing.T) {
 	x.sh(t, fmt.Sprintf("/usr/sbin/sshd -o Port=2223 -o ListenAddress=%s -o PidFile=/run/other-sshd.pid", x.h.Addr), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := x.secondary(t, fmt.Sprintf(`{port: 2223, allow_users: [bg-ops1], listen: %s}`, x.h.Addr)).Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}})
+	_, err := runModule(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}}, x.secondary(t, fmt.Sprintf(`{port: 2223, allow_users: [bg-ops1], listen: %s}`, x.h.Addr)))
 	t.Logf("error: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "Address already in use") || !strings.Contains(err.Error(), "port 2223 is held by") || !strings.Contains(err.Error(), "sshd") {
 		t.Errorf("err %v", err)
@@ -759,7 +828,7 @@ setpriv --reuid=mallory --regid=mallory --init-groups -- ln -s /etc/shadow /srv/
 echo 'HostCertificate /srv/certs/stolen-cert.pub' > /etc/ssh/sshd_config.d/00-cert.conf`, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := x.secondary(t, task).Run(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}}); err == nil || !strings.Contains(err.Error(), "a link a user could have made") {
+	if _, err := runModule(ctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}}, x.secondary(t, task)); err == nil || !strings.Contains(err.Error(), "a link a user could have made") {
 		t.Errorf("a user's link as host certificate: err %v, want a refusal", err)
 	}
 	if got := x.sh(t, "grep -rl \"$(head -n 1 /etc/shadow)\" /etc/breakglass || true", nil); got != "" {
@@ -788,12 +857,12 @@ func TestSecondaryBootFinding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := parseSecondaryT(t, secondaryFactsOut(current+tt.facts+"running 77\n"))
-			p, err := s.plan(f, false)
+			p, err := s.planChanges(f, false)
 			if err != nil {
 				t.Fatal(err)
 			}
 			got := ""
-			for _, fd := range s.auditFindings(f, p, nil, "web01") {
+			for _, fd := range s.auditFindings(f, p, "web01") {
 				if fd.ID == FindingSecondNoBoot {
 					got = fd.Severity + ": " + fd.Detail + " | fix: " + fd.Fix
 				}

@@ -58,15 +58,12 @@ type TxnReport struct {
 	Note string
 }
 
-var (
-	_ Op      = (*TxnChange)(nil)
-	_ planned = (*TxnChange)(nil)
-)
+var _ Op = (*TxnChange)(nil)
 
 // ReadOnly implements Op: a transaction changes the host.
 func (*TxnChange) ReadOnly() bool { return false }
 
-// planned implements planned: check mode reports the changes.
+// planned implements Op: check mode reports the changes.
 func (c *TxnChange) planned() []Change { return c.Changes }
 
 // String implements Op.

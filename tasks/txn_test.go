@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -686,3 +687,5 @@ func txnWaitIdle(t *testing.T, x *sshdLab, limit time.Time) {
 	}
 	x.noLeftovers(t)
 }
+
+var txnIDPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$`)

@@ -216,6 +216,9 @@ type verifyLogin struct {
 
 func (*verifyLogins) ReadOnly() bool { return true }
 
+// planned: logins change nothing.
+func (*verifyLogins) planned() []Change { return nil }
+
 // String lists the logins in the first wave's order, the paths, and what
 // must work.
 func (o *verifyLogins) String() string {

@@ -255,7 +255,7 @@ func (m *Module) allowUser(ctx context.Context, r tasks.Runner, env *tasks.Env) 
 	x := tasks.NewExecutor(r, env)
 	p, err := x.Plan(ctx, mod)
 	if err == nil {
-		_, _, err = x.Execute(ctx, 0, p)
+		_, _, err = x.Execute(ctx, 0, mod, p)
 	}
 	env.Facts.Delete(tasks.UserFactsKey(m.o.User), audit.HostFactsKey)
 	return err

@@ -418,7 +418,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 				return false
 			}
 			if err == nil {
-				res, isQueued, err = x.Execute(ctx, i, p)
+				res, isQueued, err = x.Execute(ctx, i, t.Mod, p)
 			}
 		} else if prog, ok := t.Mod.(tasks.Program); ok {
 			res, err = prog.Run(ctx, r, env)

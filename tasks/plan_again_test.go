@@ -1,0 +1,67 @@
+package tasks
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/breakglass/breakglass/internal/wire"
+)
+
+// againPlanner plans to look again as many times as again says, counting
+// its gathers by the fact's value.
+type againPlanner struct{ again int }
+
+func (*againPlanner) Queries() []Query { return nil }
+func (*againPlanner) queries(Conn) []Query {
+	return []Query{{Key: "n", Script: "echo gathered\n", Parse: func(out []byte) (any, error) { return string(out), nil }}}
+}
+func (*againPlanner) sshdFacts() bool { return false }
+func (a *againPlanner) plan(_ *Env, facts []any) (*Plan, error) {
+	p := &Plan{Ops: []Op{seenOp("seen " + strings.TrimSpace(facts[0].(string)))}, Stale: []string{"n"}}
+	if a.again > 0 {
+		a.again--
+		p.Again = true
+	}
+	return p, nil
+}
+
+// seenOp reports one change and runs nothing on the host.
+type seenOp string
+
+func (o seenOp) String() string    { return string(o) }
+func (seenOp) ReadOnly() bool      { return false }
+func (o seenOp) planned() []Change { return []Change{{What: string(o)}} }
+func (o seenOp) run(_ context.Context, _ Runner, _ *Env, res *Result) error {
+	res.Changed, res.Changes = true, append(res.Changes, Change{What: string(o)})
+	return nil
+}
+
+// gatherCounter answers each fact batch with "gather N".
+type gatherCounter struct{ n int }
+
+func (g *gatherCounter) Run(_ context.Context, _ string, stdin []byte) ([]byte, error) {
+	nonce, bodies, _ := wire.Parse(stdin)
+	g.n++
+	var out strings.Builder
+	for i := range bodies {
+		out.WriteString(wire.Reply(nonce, i, strings.Repeat("I", g.n), 0))
+	}
+	return []byte(out.String()), nil
+}
+
+// A plan that asks to look again is planned once more from facts
+// gathered again, its result after the first's; a second ask is an error,
+// never a loop.
+func TestExecuteLooksAgainOnce(t *testing.T) {
+	g := &gatherCounter{}
+	res, err := runModule(context.Background(), g, &Env{Facts: &Facts{}}, &againPlanner{again: 1})
+	if err != nil || changesOf(res) != "seen I; seen II" || !res.Changed {
+		t.Errorf("looked again once: res %+v err %v", res, err)
+	}
+	g = &gatherCounter{}
+	res, err = runModule(context.Background(), g, &Env{Facts: &Facts{}}, &againPlanner{again: 5})
+	if err == nil || !strings.Contains(err.Error(), "asks to look again") || g.n != 2 || changesOf(res) != "seen I" {
+		t.Errorf("asked twice: %d gathers, res %+v err %v", g.n, res, err)
+	}
+}
