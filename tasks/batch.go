@@ -156,7 +156,7 @@ func (b *stepBatch) flush(ctx context.Context, r Runner, env *Env) []TaskOutcome
 	refresh := refreshQueries(env, wanted)
 	if len(refresh) > 0 {
 		script.WriteString("set +e")
-		script.WriteString(factsPrelude(ConnOf(env), knownFacts(env), QueryUsers(refresh)...))
+		script.WriteString(factsPrelude(env.Conn(), knownFacts(env), queryUsers(refresh)...))
 		for _, q := range refresh {
 			script.Part(q.Script)
 		}

@@ -58,7 +58,7 @@ func (x *Executor) Gather(ctx context.Context, mods []Module) {
 	if err != nil {
 		return
 	}
-	script.WriteString(factsPrelude(ConnOf(x.env), knownFacts(x.env), QueryUsers(qs)...))
+	script.WriteString(factsPrelude(x.env.Conn(), knownFacts(x.env), queryUsers(qs)...))
 	for _, q := range qs {
 		script.Part(q.Script)
 	}
@@ -94,7 +94,7 @@ func (x *Executor) Plan(ctx context.Context, m Module) (*Plan, error) {
 
 // planFor gathers the facts p needs and returns its plan.
 func planFor(ctx context.Context, r Runner, env *Env, m planner) (*Plan, error) {
-	facts, err := gatherFacts(ctx, r, env, m.sshdFacts(), m.queries(ConnOf(env))...)
+	facts, err := gatherFacts(ctx, r, env, m.sshdFacts(), m.queries(env.Conn())...)
 	if err != nil {
 		return nil, err
 	}

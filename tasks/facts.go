@@ -36,10 +36,10 @@ type Conn struct {
 	Port   int
 }
 
-// complete reports whether every field is known, and is an address: a
+// Complete reports whether every field is known, and is an address: a
 // comma would add criteria to sshd -T -C, so anything else counts as
 // unknown.
-func (c Conn) complete() bool {
+func (c Conn) Complete() bool {
 	return connAddr.MatchString(c.Client) && connAddr.MatchString(c.Server) && c.Port > 0 && c.Port < 65536
 }
 
@@ -49,8 +49,8 @@ func (c Conn) String() string {
 	return fmt.Sprintf("client %s, server %s port %d", c.Client, c.Server, c.Port)
 }
 
-// ConnOf returns the connection described by env.
-func ConnOf(env *Env) Conn {
+// Conn returns the connection the run's control session has, as env describes it.
+func (env *Env) Conn() Conn {
 	return Conn{Client: env.ClientAddr, Server: env.ServerAddr, Port: env.ServerPort}
 }
 
@@ -213,7 +213,7 @@ func (u *UserFacts) SSHDKnown() error {
 	switch {
 	case u.SSHDErr != "":
 		return fmt.Errorf("%w: sshd -T for %s: %s", ErrSSHDConfig, u.Name, u.SSHDErr)
-	case !u.Conn.complete():
+	case !u.Conn.Complete():
 		return fmt.Errorf("%w: the connection's addresses are unknown, so sshd's Match blocks cannot be evaluated for %s", ErrSSHDConfig, u.Name)
 	}
 	return nil
@@ -262,7 +262,7 @@ func UserFactsKey(name string) string { return "user:" + name }
 // the runner's one-round-trip gathering, which has no Env, gets it.
 func UserFactsQuery(name string, c Conn) Query {
 	var b strings.Builder
-	if c.complete() {
+	if c.Complete() {
 		fmt.Fprintf(&b, "u=%s client=%s server=%s port=%d\n", shell.Quote(name), shell.Quote(c.Client), shell.Quote(c.Server), c.Port)
 	} else {
 		fmt.Fprintf(&b, "u=%s client= server= port=\n", shell.Quote(name))
@@ -571,7 +571,7 @@ func parseStatLine(rest string) (PathStat, error) {
 
 // staleFor reports whether the facts were gathered for another connection
 // than c; an incomplete c accepts any.
-func (u *UserFacts) staleFor(c Conn) bool { return c.complete() && u.Conn != c }
+func (u *UserFacts) staleFor(c Conn) bool { return c.Complete() && u.Conn != c }
 
 // PathFactsKey is the Facts key of the stat of path p.
 func PathFactsKey(p string) string { return "path:" + p }
@@ -631,7 +631,7 @@ func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Q
 	if env.Facts == nil {
 		env.Facts = &Facts{}
 	}
-	conn := ConnOf(env)
+	conn := env.Conn()
 	vals := make([]any, len(qs))
 	var miss []int
 	seen := map[string]int{}
@@ -658,7 +658,7 @@ func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Q
 		for _, i := range miss {
 			missing = append(missing, qs[i])
 		}
-		script.WriteString(factsPrelude(conn, knownFacts(env), QueryUsers(missing)...))
+		script.WriteString(factsPrelude(conn, knownFacts(env), queryUsers(missing)...))
 		for _, i := range miss {
 			script.Part(qs[i].Script)
 		}
@@ -858,7 +858,7 @@ func refreshQueries(env *Env, staleKeys []string) []Query {
 	var qs []Query
 	for _, k := range staleKeys {
 		if name, ok := strings.CutPrefix(k, "user:"); ok && shell.ValidUser(name) == nil {
-			qs = append(qs, UserFactsQuery(name, ConnOf(env)))
+			qs = append(qs, UserFactsQuery(name, env.Conn()))
 		}
 	}
 	return qs
@@ -890,7 +890,7 @@ func storeRefreshed(env *Env, qs []Query, parts []wire.Part) {
 // the check (sshdconf.Shell's bg_sshd_nomatch) cannot be sure of (a quoted
 // Include, an unreadable file, includes deeper than sshd allows) counts as
 // a Match block: the queries then run sshd -T themselves.
-func FactsPrelude(c Conn, users ...string) string {
+func UserFactsPrelude(c Conn, users ...string) string {
 	return factsPrelude(c, known{}, users...)
 }
 
@@ -902,7 +902,7 @@ type known struct {
 
 func factsPrelude(c Conn, k known, users ...string) string {
 	var b strings.Builder
-	if c.complete() {
+	if c.Complete() {
 		fmt.Fprintf(&b, "bg_client=%s bg_server=%s bg_port=%d\n", shell.Quote(c.Client), shell.Quote(c.Server), c.Port)
 	} else {
 		b.WriteString("bg_client= bg_server= bg_port=\n")
@@ -925,7 +925,7 @@ func factsPrelude(c Conn, k known, users ...string) string {
 	} else {
 		b.WriteString("bg_today=\n")
 	}
-	shared := k.sshd != "" && c.complete()
+	shared := k.sshd != "" && c.Complete()
 	if shared {
 		fmt.Fprintf(&b, "bg_sshd_shared=1 bg_sshd_out=%s\n", shell.Quote(k.sshd))
 	}
@@ -958,7 +958,7 @@ func knownFacts(env *Env) known {
 	if env.Facts == nil {
 		return k
 	}
-	conn := ConnOf(env)
+	conn := env.Conn()
 	env.Facts.mu.Lock()
 	defer env.Facts.mu.Unlock()
 	prefix := UserFactsKey("")
@@ -976,7 +976,7 @@ func knownFacts(env *Env) known {
 }
 
 // QueryUsers names the users whose facts qs gather.
-func QueryUsers(qs []Query) []string {
+func queryUsers(qs []Query) []string {
 	var users []string
 	for _, q := range qs {
 		if name, ok := strings.CutPrefix(q.Key, UserFactsKey("")); ok {

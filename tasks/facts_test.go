@@ -362,7 +362,7 @@ func TestGatherFactsOneRoundTrip(t *testing.T) {
 	r.paths["/bin/bash"] = PathStat{Path: "/bin/bash", Exists: true, Mode: 0o100755}
 	r.groups["sudo"] = true
 	env := testEnv()
-	qs := []Query{UserFactsQuery("alice", ConnOf(env)), PathQuery("/bin/bash"), UserFactsQuery("ghost", ConnOf(env)), GroupQuery("sudo"), GroupQuery("nope"), PathQuery("/bin/zsh"), PathQuery("/bin/bash")}
+	qs := []Query{UserFactsQuery("alice", env.Conn()), PathQuery("/bin/bash"), UserFactsQuery("ghost", env.Conn()), GroupQuery("sudo"), GroupQuery("nope"), PathQuery("/bin/zsh"), PathQuery("/bin/bash")}
 	vals, err := gatherFacts(context.Background(), r, env, true, qs...)
 	if err != nil {
 		t.Fatal(err)
@@ -399,7 +399,7 @@ func TestGatherFactsOneRoundTrip(t *testing.T) {
 	if _, err := gatherFacts(context.Background(), r, other, false, qs[0]); err != nil || len(r.calls) != 1 {
 		t.Fatalf("gather without sshd: %v, %d round trips", err, len(r.calls))
 	}
-	if _, err := gatherFacts(context.Background(), r, other, true, UserFactsQuery("alice", ConnOf(other))); err != nil || len(r.calls) != 2 {
+	if _, err := gatherFacts(context.Background(), r, other, true, UserFactsQuery("alice", other.Conn())); err != nil || len(r.calls) != 2 {
 		t.Fatalf("gather for another connection: %v, %d round trips", err, len(r.calls))
 	}
 	if !strings.Contains(string(r.calls[1].stdin), "port=2222") {
@@ -591,7 +591,7 @@ func TestUserFactsOnLab(t *testing.T) {
 	if !admin.Exists || admin.Home != "/home/admin" || admin.Shadow == nil || admin.Shadow.Password != PasswordStar || !admin.ShellStat.Executable() {
 		t.Errorf("admin: %+v", admin)
 	}
-	if admin.Conn != ConnOf(env) || !admin.SSHD.StrictModes {
+	if admin.Conn != env.Conn() || !admin.SSHD.StrictModes {
 		t.Errorf("sshd: conn %+v, strictmodes %v", admin.Conn, admin.SSHD.StrictModes)
 	}
 	k := admin.KeyFiles[0]
@@ -617,7 +617,7 @@ func TestUserFactsOnLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if uf := v.(*UserFacts); !uf.staleFor(ConnOf(env)) || uf.SSHDKnown() == nil {
+	if uf := v.(*UserFacts); !uf.staleFor(env.Conn()) || uf.SSHDKnown() == nil {
 		t.Errorf("facts without a connection: %+v", uf.Conn)
 	}
 }
@@ -637,7 +637,7 @@ func TestSharedSSHDOnLab(t *testing.T) {
 			t.Errorf("%s: no Match block, but sshd -T was not shared: %v", uf.Name, uf.SSHDKnown())
 		}
 	}
-	if k := knownFacts(env); k.sshd == "" || k.today == 0 || !strings.Contains(factsPrelude(ConnOf(env), k), "bg_sshd_out=") {
+	if k := knownFacts(env); k.sshd == "" || k.today == 0 || !strings.Contains(factsPrelude(env.Conn(), k), "bg_sshd_out=") {
 		t.Errorf("the shared sshd output is not reused: %+v", k)
 	}
 
@@ -803,7 +803,7 @@ useradd -m -s /bin/sh plain && mkdir -m 0700 /home/plain/.ssh && echo 'ssh-ed255
 		t.Helper()
 		var qs []Query
 		for _, u := range users {
-			q := UserFactsQuery(u, ConnOf(env))
+			q := UserFactsQuery(u, env.Conn())
 			if slow {
 				q.Script = "bg_slow=1\n" + q.Script
 			}

@@ -202,7 +202,7 @@ func TestProveAccessPutsLikelyRefusalsLast(t *testing.T) {
 	facts.Set(UserFactsKey("gone"), &UserFacts{Name: "gone", SSHD: SSHDConfig{Values: map[string][]string{"maxstartups": {"3:30:100"}}}})
 	env := &Env{ControlUser: "admin", Dial: host, Facts: facts, MinWorking: 1,
 		Logins: []Login{{User: "gone", KeyFile: "/k"}, {User: "bg-ops1", KeyFile: "/k"}}}
-	if _, err := ProveAccess(context.Background(), env, Path{Name: "direct"}, time.Now().Add(time.Minute)); err != nil {
+	if _, err := proveAccess(context.Background(), env, Path{Name: "direct"}, time.Now().Add(time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(host.calls, " "); got != "admin/direct bg-ops1/direct gone/direct" {

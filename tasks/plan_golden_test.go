@@ -136,7 +136,7 @@ func TestPlansGolden(t *testing.T) {
 				file, name, _ := strings.Cut(u, ":")
 				env.Facts.Set(UserFactsKey(name), recordedFacts(t, file, name))
 			}
-			if qs := v.queries(ConnOf(env)); len(qs) > 0 {
+			if qs := v.queries(env.Conn()); len(qs) > 0 {
 				t.Errorf("verify_access gathers %d facts: verify would take another round trip", len(qs))
 			}
 			p, err := v.plan(env, nil)

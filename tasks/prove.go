@@ -5,6 +5,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -186,4 +188,187 @@ func probeFirstLine(s string) string {
 		s = s[:200] + "…"
 	}
 	return s
+}
+
+// --- proving the ways in after a change ---
+
+// ErrAccessNotProven means the fresh logins after a change did not show
+// that the control user and enough break-glass users can still log in.
+var ErrAccessNotProven = errors.New("fresh logins failed")
+
+// proveCommitMargin is the time ProveAccess leaves to commit before the
+// revert deadline.
+const proveCommitMargin = 3 * time.Second
+
+// proveRetryDelay separates the two attempts of a login dropped before
+// authentication: a daemon that was just reloaded may need a moment before
+// it listens again, and sshd may have been busy with others' connections.
+var proveRetryDelay = time.Second
+
+// proveAccess opens fresh logins over path for the control user
+// (authenticating as the control connection does) and every break-glass
+// login of env, in parallel but no more at once than the host's sshd lets
+// in (see proveParallel), each running VerifyCommand, and requires the
+// control user and at least env.MinWorking break-glass users to succeed
+// before by (the revert deadline, less a margin). A login dropped before
+// authentication is tried once more; a login sshd refused is never
+// repeated (OpenSSH 9.8+ penalises the address for it). It returns a
+// summary for the report, or an error wrapping ErrAccessNotProven.
+//
+// settings are sshd settings just put in force (the sshd module's), which
+// may lower the bound on logins at once; nil when none.
+func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings []sshdSetting) (string, error) {
+	if env.Dial == nil {
+		return "", fmt.Errorf("%w: no way to open fresh logins", ErrAccessNotProven)
+	}
+	// Leave time to commit before the revert fires: a proof that ends
+	// after it would prove the restored state, not the change.
+	lim := time.Until(by) - proveCommitMargin
+	if lim <= 0 {
+		return "", fmt.Errorf("%w: the revert fires at %s, too soon to prove the change (applying it took too long for the deadline)", ErrAccessNotProven, by.Format("15:04:05"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, lim)
+	defer cancel()
+	type attempt struct {
+		login Login
+		err   error
+	}
+	logins := append([]Login{{User: env.ControlUser}}, env.Logins...)
+	results := make([]attempt, len(logins))
+	parallel, limits := proveParallel(env, settings)
+	// The logins likely to get in first (see VerifyAccess.Run): a user
+	// whose facts show a lockout cause goes last, so that its refusal
+	// cannot get this address penalised before the others are proven.
+	order := make([]int, len(logins))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return order[a] == 0 || (order[b] != 0 && lockoutHint(env, logins[order[a]].User) == "" && lockoutHint(env, logins[order[b]].User) != "")
+	})
+	eachLogin(len(logins), parallel, func(n int) {
+		i := order[n]
+		l := logins[i]
+		if err := ctx.Err(); err != nil {
+			results[i] = attempt{l, err}
+			return
+		}
+		pr := Prove(ctx, env.Dial, l.User, l.KeyFile, p)
+		if pr.Outcome == ProbeDropped && ctx.Err() == nil {
+			select {
+			case <-time.After(proveRetryDelay):
+				pr = Prove(ctx, env.Dial, l.User, l.KeyFile, p)
+			case <-ctx.Done():
+			}
+		}
+		results[i] = attempt{l, pr.Err}
+	})
+	dropped := func(err error) string {
+		if droppedBeforeAuth(err) {
+			return fmt.Sprintf(" (dropped before authentication twice; logins made %d at a time, %s)", parallel, limits)
+		}
+		return ""
+	}
+
+	var problems, okUsers, failedUsers []string
+	if err := results[0].err; err != nil {
+		problems = append(problems, fmt.Sprintf("the control user %s cannot log in: %v%s", env.ControlUser, err, dropped(err)))
+	} else {
+		okUsers = append(okUsers, env.ControlUser+" (control)")
+	}
+	working := 0
+	for _, a := range results[1:] {
+		if a.err != nil {
+			failedUsers = append(failedUsers, fmt.Sprintf("%s (%v%s)", a.login.User, a.err, dropped(a.err)))
+			continue
+		}
+		working++
+		okUsers = append(okUsers, a.login.User)
+	}
+	need := max(env.MinWorking, 0)
+	if working < need {
+		problems = append(problems, fmt.Sprintf("%d of %d break-glass users can log in, fewer than min_working %d (failing: %s)", working, len(logins)-1, need, strings.Join(failedUsers, "; ")))
+	}
+	if len(problems) > 0 {
+		return "", fmt.Errorf("%w over path %s: %s", ErrAccessNotProven, p.Name, strings.Join(problems, "; "))
+	}
+	summary := "fresh logins ok: " + strings.Join(okUsers, ", ")
+	if len(failedUsers) > 0 {
+		summary += "; failing (within min_working): " + strings.Join(failedUsers, "; ")
+	}
+	return summary, nil
+}
+
+// proveUnknownParallel is how many proof logins run at once on a host
+// whose MaxStartups this run has not read: well under sshd's default 10.
+const proveUnknownParallel = 4
+
+// proveParallel returns how many fresh logins ProveAccess opens at once on
+// env's host, and what bounded it, for messages. Until sshd accepts a key
+// a login is one of its unauthenticated connections, which it drops
+// (before any authentication) beyond the start value of MaxStartups
+// (start:rate:full, default 10:30:100) and beyond PerSourceMaxStartups per
+// address (all proof logins come from this one). The bound is
+// LoginParallel, at most the start value less two (left to the operator's
+// own connections), at most PerSourceMaxStartups. It reads what the run
+// gathered already (the sshd module's facts, else any user's effective
+// configuration), and settings just put in force; with none of them known,
+// proveUnknownParallel. MaxSessions bounds sessions within one connection
+// and does not matter here: every proof login opens one session.
+func proveParallel(env *Env, settings []sshdSetting) (int, string) {
+	var startups, perSource []string
+	if env.Facts != nil {
+		env.Facts.mu.Lock()
+		if f, ok := env.Facts.data[sshdFactsKey].(*sshdFacts); ok && f.MaxStartups != "" {
+			startups = append(startups, f.MaxStartups)
+			perSource = append(perSource, f.PerSourceMaxStartups)
+		} else {
+			for _, v := range env.Facts.data {
+				if u, ok := v.(*UserFacts); ok && u.SSHD.Get("maxstartups") != "" {
+					startups = append(startups, u.SSHD.Get("maxstartups"))
+					perSource = append(perSource, u.SSHD.Get("persourcemaxstartups"))
+					break
+				}
+			}
+		}
+		env.Facts.mu.Unlock()
+	}
+	for _, st := range settings {
+		switch strings.ToLower(st.Keyword) {
+		case "maxstartups":
+			startups = append(startups, st.Value)
+		case "persourcemaxstartups":
+			perSource = append(perSource, st.Value)
+		}
+	}
+	n, known := LoginParallel, false
+	var why []string
+	for _, v := range startups {
+		begin, _, _ := strings.Cut(v, ":")
+		if b, err := strconv.Atoi(begin); err == nil {
+			n, known = min(n, max(1, b-2)), true
+			why = append(why, "sshd MaxStartups "+v)
+		}
+	}
+	for _, v := range perSource {
+		if b, err := strconv.Atoi(v); err == nil && b > 0 {
+			n = min(n, b)
+			why = append(why, "PerSourceMaxStartups "+v)
+		}
+	}
+	if !known {
+		n = min(n, proveUnknownParallel)
+		why = append(why, "sshd's MaxStartups unknown")
+	}
+	return n, strings.Join(why, ", ")
+}
+
+// droppedBeforeAuth reports whether a login ended before sshd judged any
+// key: no TCP connection (a daemon being reloaded), or the connection
+// closed or reset during the SSH handshake (MaxStartups, PerSourcePenalties,
+// a restarting daemon). Only such a login is tried again: a refused one
+// would count as another failed authentication against this address.
+func droppedBeforeAuth(err error) bool {
+	var de *transport.DialError
+	return errors.As(err, &de) && (de.Stage == transport.StageConnect || de.Stage == transport.StageHandshake)
 }

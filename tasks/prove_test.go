@@ -136,7 +136,7 @@ func TestProveAccessRetriesOnlyDrops(t *testing.T) {
 	}}
 	env := &Env{ControlUser: "admin", Dial: d, Facts: &Facts{}, MinWorking: 2,
 		Logins: []Login{{"bg-ops1", "/k1"}, {"bg-ops2", "/k2"}, {"bg-ops3", "/k3"}, {"bg-ops4", "/k4"}, {"bg-ops5", "/k5"}}}
-	sum, err := ProveAccess(context.Background(), env, Path{Name: "direct"}, time.Now().Add(time.Minute))
+	sum, err := proveAccess(context.Background(), env, Path{Name: "direct"}, time.Now().Add(time.Minute), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

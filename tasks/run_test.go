@@ -36,7 +36,7 @@ func runModule(ctx context.Context, r Runner, env *Env, m Module) (*Result, erro
 func gatherUserFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, names ...string) ([]*UserFacts, error) {
 	qs := make([]Query, len(names))
 	for i, n := range names {
-		qs[i] = UserFactsQuery(n, ConnOf(env))
+		qs[i] = UserFactsQuery(n, env.Conn())
 	}
 	vals, err := gatherFacts(ctx, r, env, needSSHD, qs...)
 	if err != nil {

@@ -18,7 +18,6 @@ package audit
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -143,27 +142,19 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 	c.sort()
 	res := &tasks.Result{Findings: c.findings}
 	for _, u := range users {
-		if u.uf.Exists && u.uf.SSHDErr == "" && !connComplete(u.uf.Conn) {
+		if u.uf.Exists && u.uf.SSHDErr == "" && !u.uf.Conn.Complete() {
 			return res, fmt.Errorf("%w: the connection's addresses are unknown, so the checks of %s that depend on sshd's Match blocks were skipped", tasks.ErrSSHDConfig, u.uf.Name)
 		}
 	}
 	return res, nil
 }
 
-// connComplete reports whether every field of c is known (as tasks does,
-// whose helper is unexported).
-func connComplete(c tasks.Conn) bool {
-	return connAddr.MatchString(c.Client) && connAddr.MatchString(c.Server) && c.Port > 0 && c.Port < 65536
-}
-
-var connAddr = regexp.MustCompile(`^[A-Za-z0-9.:%_-]+$`)
-
 // fresh reports whether uf can be used for connection conn.
 func fresh(uf *tasks.UserFacts, conn tasks.Conn) bool {
 	if uf == nil {
 		return false
 	}
-	if !connComplete(conn) {
+	if !conn.Complete() {
 		return true
 	}
 	return uf.Conn == conn
@@ -177,7 +168,7 @@ func (m *Module) fromFacts(env *tasks.Env, expected []string) (*HostFacts, []aud
 	if !found || !isHost {
 		return nil, nil, false
 	}
-	conn := tasks.ConnOf(env)
+	conn := env.Conn()
 	lookup := func(name string) *tasks.UserFacts {
 		if v, ok := env.Facts.Get(tasks.UserFactsKey(name)); ok {
 			if uf, ok := v.(*tasks.UserFacts); ok && fresh(uf, conn) {
@@ -223,7 +214,7 @@ func (m *Module) gather(ctx context.Context, r tasks.Runner, env *tasks.Env, exp
 	for _, u := range expected {
 		specs = append(specs, userSpec{Name: u, Facts: true, Sudo: true})
 	}
-	q, err := hostQuery(tasks.ConnOf(env), specs, false, m.o.AllUsers)
+	q, err := hostQuery(env.Conn(), specs, false, m.o.AllUsers)
 	if err != nil {
 		return nil, nil, err
 	}

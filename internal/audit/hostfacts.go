@@ -158,7 +158,7 @@ func hostQuery(conn tasks.Conn, users []userSpec, session, all bool) (tasks.Quer
 	for i, u := range users {
 		names[i] = u.Name
 	}
-	b.WriteString(tasks.FactsPrelude(conn, names...))
+	b.WriteString(tasks.UserFactsPrelude(conn, names...))
 	var spec []string
 	for _, u := range users {
 		if err := shell.ValidUser(u.Name); err != nil {

@@ -50,7 +50,7 @@ func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.En
 	if len(todo) == 0 {
 		return nil
 	}
-	logs, err := readLogs(ctx, r, todo, tasks.ConnOf(env).Client)
+	logs, err := readLogs(ctx, r, todo, env.Conn().Client)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err

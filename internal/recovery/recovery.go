@@ -207,7 +207,7 @@ func (m *Module) apply(ctx context.Context, r tasks.Runner, env *tasks.Env, f ta
 // when fresh logins prove the control user and the break-glass users still
 // get in.
 func (m *Module) allowUser(ctx context.Context, r tasks.Runner, env *tasks.Env) error {
-	v, err := env.Fact(ctx, r, tasks.UserFactsQuery(m.o.User, tasks.ConnOf(env)))
+	v, err := env.Fact(ctx, r, tasks.UserFactsQuery(m.o.User, env.Conn()))
 	if err != nil {
 		return err
 	}
