@@ -2,7 +2,6 @@ package tasks
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -65,8 +64,8 @@ type AuthorizedKey struct {
 }
 
 var (
-	_ Module   = (*AuthorizedKey)(nil)
-	_ Gatherer = (*AuthorizedKey)(nil)
+	_ Module  = (*AuthorizedKey)(nil)
+	_ planner = (*AuthorizedKey)(nil)
 )
 
 func init() { Register("authorized_key", NewAuthorizedKey) }
@@ -297,12 +296,6 @@ func (a *AuthorizedKey) Queries() []Query { return a.queries(Conn{}) }
 
 // queries implements planner.
 func (a *AuthorizedKey) queries(c Conn) []Query { return []Query{UserFactsQuery(a.user, c)} }
-
-// Run gathers the user's facts, plans and, unless in check mode, applies
-// the plan in one round trip.
-func (a *AuthorizedKey) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	return runPlanner(ctx, r, env, a)
-}
 
 // sshdFacts: the key file is the one sshd reads for this connection.
 func (*AuthorizedKey) sshdFacts() bool { return true }

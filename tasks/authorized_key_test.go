@@ -305,7 +305,7 @@ func TestAuthorizedKeyRunControlKey(t *testing.T) {
 	env.ControlKey = keyOnly(recordedKey)
 	env.Check = true
 	m := mustAuthorizedKey(t, fmt.Sprintf("{user: alice, key: %q, exclusive: true}", testKey(t, 1, "")))
-	res, err := m.Run(context.Background(), newFakeRunner(), env)
+	res, err := runModule(context.Background(), newFakeRunner(), env, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestAuthorizedKeyRunControlKey(t *testing.T) {
 		t.Errorf("changes %+v", res.Changes)
 	}
 	env.ControlKey = "not a key"
-	if _, err := m.Run(context.Background(), newFakeRunner(), env); err == nil {
+	if _, err := runModule(context.Background(), newFakeRunner(), env, m); err == nil {
 		t.Error("a malformed control key was accepted")
 	}
 }
@@ -408,7 +408,7 @@ func TestAuthorizedKeyCheckModeChangesNothing(t *testing.T) {
 	env := testEnv(recordedFacts(t, "incident", "bob"))
 	env.Check = true
 	m := mustAuthorizedKey(t, fmt.Sprintf("{user: bob, keys: [%q, %q]}", recordedKey, testKey(t, 1, "")))
-	res, err := m.Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +416,7 @@ func TestAuthorizedKeyCheckModeChangesNothing(t *testing.T) {
 		t.Errorf("check mode: %d calls, result %+v", len(r.calls), res)
 	}
 	env.Check = false
-	if _, err := m.Run(context.Background(), r, env); err != nil {
+	if _, err := runModule(context.Background(), r, env, m); err != nil {
 		t.Fatal(err)
 	}
 	applied := r.applied()
@@ -608,17 +608,29 @@ func TestAuthorizedKeyRemovalGuard(t *testing.T) {
 	}
 }
 
-// TestAuthorizedKeyRemovalNotBatched: exclusive and absent keys prove the
-// ways in left after every earlier change, so they never join a batch.
+// TestAuthorizedKeyRemovalNotBatched: a change that removes the key a
+// break-glass login uses proves the ways in left after every earlier
+// change, so its plan never joins a batch; one that removes no login's
+// key may.
 func TestAuthorizedKeyRemovalNotBatched(t *testing.T) {
+	pub := filepath.Join(t.TempDir(), "ops1")
+	if err := os.WriteFile(pub+".pub", []byte(recordedKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := &Env{ControlUser: "admin", Logins: []Login{{User: "alice", KeyFile: pub}}, MinWorking: 1}
 	k := testKey(t, 3, "")
 	for src, want := range map[string]bool{
-		fmt.Sprintf(`{user: u, key: %q}`, k):                  true,
-		fmt.Sprintf(`{user: u, key: %q, exclusive: true}`, k): false,
-		fmt.Sprintf(`{user: u, key: %q, state: absent}`, k):   false,
+		fmt.Sprintf(`{user: alice, key: %q}`, k):                               true,
+		fmt.Sprintf(`{user: alice, key: %q, exclusive: true}`, k):              false,
+		fmt.Sprintf(`{user: alice, key: %q, state: absent}`, recordedKey):      false,
+		fmt.Sprintf(`{user: alice, keys: [%q], exclusive: true}`, recordedKey): true,
 	} {
-		if _, ok := CanBatch(mustAuthorizedKey(t, src)); ok != want {
-			t.Errorf("%s: batchable %v, want %v", src, ok, want)
+		p, err := mustAuthorizedKey(t, src).plan(env, []any{recordedFacts(t, "existing", "alice")})
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if got := p.MayBatch(); got != want {
+			t.Errorf("%s: batchable %v, want %v (guard %+v)", src, got, want, p.Guard)
 		}
 	}
 }

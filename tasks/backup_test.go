@@ -57,7 +57,7 @@ func TestBackupsOnHost(t *testing.T) {
 			run := func(m Module, env *Env) *Result {
 				t.Helper()
 				env.Facts = &Facts{}
-				res, err := m.Run(ctx, r, env)
+				res, err := runModule(ctx, r, env, m)
 				if err != nil {
 					t.Fatalf("%T: %v", m, err)
 				}

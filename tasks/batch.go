@@ -10,44 +10,23 @@ import (
 	"github.com/breakglass/breakglass/internal/wire"
 )
 
-// Batchable is implemented by modules whose changes are shell steps
-// planned from gathered facts (user, authorized_key, ssh_permissions, and
-// sudoers, whose whole transaction is one step): with
-// Env.Batch set they queue their steps instead of running them, so that
-// the changes of consecutive tasks reach the host in one round trip.
-//
-// A task may be queued only when the facts it plans from (its Queries)
-// are not made stale by steps already queued: the runner flushes the batch
-// first otherwise, and before any task that is not Batchable. Planning
-// therefore always sees the host as it is, never a guess of what queued
-// steps will do.
-type Batchable interface {
-	Gatherer
-	// mayBatch reports whether this task may be queued. A removal (a user,
-	// exclusive or absent keys) may not: its guard proves the remaining
-	// ways in with fresh logins, so every earlier change must be made
-	// first.
-	mayBatch() bool
-}
-
-func (u *User) mayBatch() bool          { return u.State != "absent" }
-func (a *AuthorizedKey) mayBatch() bool { return !a.exclusive && !a.absent }
-func (*SSHPermissions) mayBatch() bool  { return true }
-func (*Sudoers) mayBatch() bool         { return true }
-
-// CanBatch reports whether m's changes may be queued: it is Batchable and
-// says this task may join a batch.
-func CanBatch(m Module) (Batchable, bool) {
-	b, ok := m.(Batchable)
-	return b, ok && b.mayBatch()
-}
+// MayBatch reports whether p's steps may join a batch with other tasks':
+// when it has only shell steps: no guard (a
+// removal's guard proves the remaining ways in with fresh logins, so every
+// earlier change must be made first) and no ops. The executor queues such
+// plans' steps so that the changes of consecutive tasks reach the host in
+// one round trip; a task is planned only once the queued steps make none
+// of its facts stale (the runner flushes first otherwise, see
+// Executor.Stale), so planning always sees the host as it is, never a
+// guess of what queued steps will do.
+func (p *Plan) MayBatch() bool { return p.Guard == nil && len(p.Ops) == 0 }
 
 // ErrNotRun is the outcome of a queued task whose steps never ran because
 // a step of an earlier task in the same round trip failed.
 var ErrNotRun = errors.New("not run: a change of an earlier task in the same round trip failed")
 
-// Batch holds the queued steps of one host's tasks, in order.
-type Batch struct {
+// stepBatch holds the queued steps of one host's tasks, in order.
+type stepBatch struct {
 	entries []batchEntry
 	stale   map[string]bool
 	// Want, when set, says which stale facts later tasks will read: only
@@ -66,14 +45,14 @@ type batchEntry struct {
 	res   *Result
 }
 
-// BatchOutcome is what became of one queued task when the batch ran.
-type BatchOutcome struct {
-	Task   int     // the Env.BatchTask it was queued under
+// TaskOutcome is what became of one queued task when the batch ran.
+type TaskOutcome struct {
+	Task   int     // the task id it was queued under (Executor.Execute)
 	Result *Result // the changes that completed
 	Err    error   // nil when all its steps completed
 }
 
-func (b *Batch) add(task int, steps []hostStep, staleKeys []string, res *Result) {
+func (b *stepBatch) add(task int, steps []hostStep, staleKeys []string, res *Result) {
 	if b.stale == nil {
 		b.stale = map[string]bool{}
 	}
@@ -83,7 +62,7 @@ func (b *Batch) add(task int, steps []hostStep, staleKeys []string, res *Result)
 	b.entries = append(b.entries, batchEntry{task: task, steps: steps, staleKeys: staleKeys, res: res})
 }
 
-func (b *Batch) addKnown(task int, steps []hostStep, predicted map[string]any, res *Result) {
+func (b *stepBatch) addKnown(task int, steps []hostStep, predicted map[string]any, res *Result) {
 	known := make([]string, 0, len(predicted))
 	for k := range predicted {
 		known = append(known, k)
@@ -95,11 +74,11 @@ func (b *Batch) addKnown(task int, steps []hostStep, predicted map[string]any, r
 	b.entries = append(b.entries, batchEntry{task: task, steps: steps, known: known, res: res})
 }
 
-// Pending reports whether steps are queued.
-func (b *Batch) Pending() bool { return b != nil && len(b.entries) > 0 }
+// pending reports whether steps are queued.
+func (b *stepBatch) pending() bool { return b != nil && len(b.entries) > 0 }
 
-// Stales reports whether queued steps make any fact of qs stale.
-func (b *Batch) Stales(qs []Query) bool {
+// stales reports whether queued steps make any fact of qs stale.
+func (b *stepBatch) stales(qs []Query) bool {
 	if b == nil {
 		return false
 	}
@@ -111,28 +90,28 @@ func (b *Batch) Stales(qs []Query) bool {
 	return false
 }
 
-// Flush runs every queued step in one round trip, in order, stopping at
+// flush runs every queued step in one round trip, in order, stopping at
 // the first that fails, then reads the changed users' facts again in the
 // same round trip. It forgets every stale fact (the host may have changed
 // even when a step failed), empties the batch and returns one outcome per
 // queued task: the tasks before the failing one completed, the failing one
 // holds the changes that completed and an error naming the one that did
 // not, and the tasks after it get ErrNotRun.
-func (b *Batch) Flush(ctx context.Context, r Runner, env *Env) []BatchOutcome {
+func (b *stepBatch) flush(ctx context.Context, r Runner, env *Env) []TaskOutcome {
 	entries := b.entries
 	var stale []string
 	for _, e := range entries {
 		stale = append(stale, e.staleKeys...)
 	}
 	b.entries, b.stale = nil, nil
-	outcomes := make([]BatchOutcome, len(entries))
+	outcomes := make([]TaskOutcome, len(entries))
 	for i, e := range entries {
-		outcomes[i] = BatchOutcome{Task: e.task, Result: e.res}
+		outcomes[i] = TaskOutcome{Task: e.task, Result: e.res}
 	}
 	if len(entries) == 0 {
 		return outcomes
 	}
-	fail := func(from int, err error) []BatchOutcome {
+	fail := func(from int, err error) []TaskOutcome {
 		for i := from; i < len(entries); i++ {
 			outcomes[i].Result = &Result{}
 			outcomes[i].Err = ErrNotRun
@@ -246,8 +225,8 @@ func dedupe(keys []string) []string {
 	return out
 }
 
-// Queued reports whether task has steps in the batch.
-func (b *Batch) Queued(task int) bool {
+// queued reports whether task has steps in the batch.
+func (b *stepBatch) queued(task int) bool {
 	if b == nil {
 		return false
 	}

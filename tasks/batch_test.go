@@ -51,25 +51,25 @@ func TestBatchFlush(t *testing.T) {
 	r := &countingRunner{}
 	env := &Env{Facts: &Facts{}}
 	env.Facts.Set("user:x", "old")
-	b := &Batch{}
-	env.Batch = b
+	b := &stepBatch{}
+	env.batch = b
 	for i, steps := range [][]hostStep{
 		{write("a", "first\n"), touch("t1")},
 		{write("b", "second 'x' $(y)\n")},
 		{touch("t2")},
 	} {
-		env.BatchTask = 10 + i
+		env.batchTask = 10 + i
 		res, err := applySteps(context.Background(), r, env, steps, "user:x")
 		if err != nil || !res.Changed {
 			t.Fatalf("queue %d: %v %+v", i, err, res)
 		}
 	}
-	if r.n != 0 || !b.Pending() || !b.Queued(11) || b.Queued(13) || !b.Stales([]Query{{Key: "user:x"}}) || b.Stales([]Query{{Key: "user:y"}}) {
-		t.Fatalf("queued steps: %d round trips, pending %v", r.n, b.Pending())
+	if r.n != 0 || !b.pending() || !b.queued(11) || b.queued(13) || !b.stales([]Query{{Key: "user:x"}}) || b.stales([]Query{{Key: "user:y"}}) {
+		t.Fatalf("queued steps: %d round trips, pending %v", r.n, b.pending())
 	}
-	out := b.Flush(context.Background(), r, env)
-	if r.n != 1 || b.Pending() {
-		t.Fatalf("flush: %d round trips, still pending %v", r.n, b.Pending())
+	out := b.flush(context.Background(), r, env)
+	if r.n != 1 || b.pending() {
+		t.Fatalf("flush: %d round trips, still pending %v", r.n, b.pending())
 	}
 	for i, oc := range out {
 		if oc.Task != 10+i || oc.Err != nil {
@@ -91,12 +91,12 @@ func TestBatchFlush(t *testing.T) {
 	// A failure in the second task: the first completed, the second has
 	// the change before the failing step, the third never ran.
 	for i, steps := range [][]hostStep{{touch("u1")}, {touch("u2"), fail, touch("u3")}, {touch("u4")}} {
-		env.BatchTask = i
+		env.batchTask = i
 		if _, err := applySteps(context.Background(), r, env, steps); err != nil {
 			t.Fatal(err)
 		}
 	}
-	out = b.Flush(context.Background(), r, env)
+	out = b.flush(context.Background(), r, env)
 	if out[0].Err != nil || len(out[0].Result.Changes) != 1 {
 		t.Errorf("task before the failure: %+v", out[0])
 	}
@@ -124,7 +124,7 @@ useradd -m -s /bin/sh worn && mkdir -p /home/worn/.ssh && chmod 0755 /home/worn/
 	for i, user := range []string{"fresh", "worn"} {
 		m := benchModuleT(t, NewAuthorizedKey, fmt.Sprintf("{user: %s, key: %q}", user, testKey(t, i+1, user)))
 		env.Facts = &Facts{}
-		res, err := m.Run(context.Background(), h.Runner(), env)
+		res, err := runModule(context.Background(), h.Runner(), env, m)
 		if err != nil || !res.Changed {
 			t.Fatalf("%s: %v %+v", user, err, res)
 		}
@@ -169,16 +169,16 @@ func TestBatchedSudoersOnLab(t *testing.T) {
 	r := &countingRunner{}
 	run := func(task int, m Module) {
 		t.Helper()
-		env.BatchTask = task
-		if _, err := m.Run(context.Background(), labRunner{h, r}, env); err != nil {
+		env.batchTask = task
+		if _, err := runModule(context.Background(), labRunner{h, r}, env, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	env.Batch = &Batch{}
+	env.batch = &stepBatch{}
 	run(0, benchModuleT(t, NewUser, "{name: bg-ops9, shell: /bin/bash}"))
 	run(1, mustSudoers(t, "{name: breakglass, users: [bg-ops9], nopasswd: true}"))
 	before := r.n
-	out := env.Batch.Flush(context.Background(), labRunner{h, r}, env)
+	out := env.batch.flush(context.Background(), labRunner{h, r}, env)
 	if r.n != before+1 || out[0].Err != nil || out[1].Err != nil {
 		t.Fatalf("flush: %d round trips, %+v", r.n-before, out)
 	}
@@ -190,7 +190,7 @@ func TestBatchedSudoersOnLab(t *testing.T) {
 	env.Facts = &Facts{}
 	run(0, mustSudoers(t, "{name: breakglass, users: [bg-ops9], commands: [/usr/bin/sudoedit /etc/motd]}"))
 	run(1, benchModuleT(t, NewUser, "{name: bg-ops8, shell: /bin/bash}"))
-	out = env.Batch.Flush(context.Background(), labRunner{h, r}, env)
+	out = env.batch.flush(context.Background(), labRunner{h, r}, env)
 	var se *SudoersError
 	if !errors.As(out[0].Err, &se) || se.Stage != "visudo-file" || len(out[0].Result.Changes) != 0 {
 		t.Errorf("refused rule: %v %+v", out[0].Err, out[0].Result)

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,8 +26,7 @@ type Command struct {
 	chdir   string
 }
 
-var _ Module = (*Command)(nil)
-var _ Gatherer = (*Command)(nil)
+var _ planner = (*Command)(nil)
 
 func init() { Register("command", NewCommand) }
 
@@ -91,10 +91,7 @@ func commandExistsQuery(path string) Query {
 	}
 }
 
-// Queries implements Gatherer: whether the guard paths exist. Only check
-// mode decides on them; a real run tests the guards on the host in the
-// same script that runs the command, as an earlier task may have changed
-// them.
+// Queries implements Module: whether the guard paths exist.
 func (c *Command) Queries() []Query {
 	var qs []Query
 	if c.creates != "" {
@@ -106,7 +103,13 @@ func (c *Command) Queries() []Query {
 	return qs
 }
 
-// wouldRun is the plan: whether the guards let the command run.
+// queries implements planner.
+func (c *Command) queries(Conn) []Query { return c.Queries() }
+
+// sshdFacts: a command's guards do not depend on sshd.
+func (*Command) sshdFacts() bool { return false }
+
+// wouldRun is whether the guards let the command run.
 func (c *Command) wouldRun(exists func(string) bool) bool {
 	if c.creates != "" && exists(c.creates) {
 		return false
@@ -127,61 +130,115 @@ func (c *Command) summary() string {
 	return s
 }
 
-// Run implements Module.
-func (c *Command) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	if env.Check {
-		var ferr error
-		exists := func(p string) bool {
-			v, err := env.Fact(ctx, r, commandExistsQuery(p))
-			if err != nil {
-				ferr = err
-				return false
-			}
-			b, _ := v.(bool)
-			return b
+// plan implements planner: the guard facts decide whether the command
+// runs, and when it does the plan is its script (commandOp).
+//
+// In check mode nothing changes the host, so the facts are the host as
+// the command would find it, and a guard that stops the command leaves
+// nothing to do. Outside check mode they were gathered before the
+// play's earlier tasks ran, which may have created or removed a guard
+// path (a key file installed, a marker another command removed): a guard
+// that stops the command by the facts may not by the time it runs, so
+// the script runs and tests the guards on the host (one round trip, as
+// many as the facts would have cost).
+func (c *Command) plan(env *Env, facts []any) (*Plan, error) {
+	exists := map[string]bool{}
+	for i, q := range c.Queries() {
+		b, ok := facts[i].(bool)
+		if !ok {
+			return nil, fmt.Errorf("command %q: fact %s has type %T", c.summary(), q.Key, facts[i])
 		}
-		run := c.wouldRun(exists)
-		if ferr != nil {
-			return nil, fmt.Errorf("command %q: %w", c.summary(), ferr)
-		}
-		if !run {
-			return &Result{}, nil
-		}
-		return &Result{Changed: true, Changes: []Change{{What: "would run: " + c.summary()}}}, nil
+		exists[q.Key] = b
 	}
+	if env.Check && !c.wouldRun(func(p string) bool { return exists[commandExistsKey(p)] }) {
+		return &Plan{}, nil
+	}
+	keys := make([]string, 0, 2)
+	for _, q := range c.Queries() {
+		keys = append(keys, q.Key)
+	}
+	return &Plan{Ops: []Op{&commandOp{
+		summary: c.summary(), cmd: c.cmd, creates: c.creates, removes: c.removes, chdir: c.chdir, guards: keys,
+	}}}, nil
+}
 
-	out, err := r.Run(ctx, "/bin/sh -s", c.script())
+// commandOp runs one command through command.sh, which tests the guards
+// again on the host and returns the head and tail of the command's
+// output. It counts as a change when the command ran.
+type commandOp struct {
+	summary                      string // the command on one line, for messages
+	cmd, creates, removes, chdir string
+	// guards are the guards' fact keys (creates, then removes, those
+	// set): once the command ran, command.sh reads them again in the same
+	// round trip, so that a later task plans without another.
+	guards []string
+}
+
+func (*commandOp) ReadOnly() bool { return false }
+
+// String is the header of the script the op runs, with its values; the
+// rest is command.sh.
+func (o *commandOp) String() string { return o.header() + "# then command.sh\n" }
+
+// planned is what check mode reports: the plan holds the op only
+// when the guards let the command run.
+func (o *commandOp) planned() []Change {
+	return []Change{{What: "would run: " + o.summary}}
+}
+
+// script is command.sh after a header that sets this command's values.
+func (o *commandOp) script() []byte { return []byte(o.header() + commandScript) }
+
+// header sets the values command.sh reads, each quoted.
+func (o *commandOp) header() string {
+	return fmt.Sprintf("creates=%s\nremoves=%s\nchdir=%s\ncmd=%s\nheadn=%d\ntailn=%d\n",
+		shell.Quote(o.creates), shell.Quote(o.removes), shell.Quote(o.chdir), shell.Quote(o.cmd), commandHead, commandTail)
+}
+
+// commandScript is command.sh, the wrapper after its header.
+//
+//go:embed command.sh
+var commandScript string
+
+func (o *commandOp) run(ctx context.Context, r Runner, env *Env, res *Result) error {
+	out, err := r.Run(ctx, "/bin/sh -s", o.script())
 	if err != nil {
-		return nil, fmt.Errorf("command %q: %w", c.summary(), err)
+		return fmt.Errorf("command %q: %w", o.summary, err)
 	}
-	o, err := parseCommandOutput(out)
+	co, err := parseCommandOutput(out)
 	if err != nil {
-		return nil, fmt.Errorf("command %q: %w", c.summary(), err)
+		return fmt.Errorf("command %q: %w", o.summary, err)
 	}
-	switch o.outcome {
+	switch co.outcome {
 	case "skip":
-		return &Result{}, nil
+		return nil
 	case "nochdir":
-		return nil, fmt.Errorf("command %q: chdir %s: no such directory, or not one", c.summary(), c.chdir)
+		return fmt.Errorf("command %q: chdir %s: no such directory, or not one", o.summary, o.chdir)
 	}
-	// It ran: whatever it touched is unknown, so the guard facts are stale.
 	if env.Facts != nil {
-		for _, q := range c.Queries() {
-			env.Facts.Delete(q.Key)
+		// Whatever the command touched is unknown: its guards are what
+		// command.sh saw after it, or forgotten.
+		for i, k := range o.guards {
+			if len(co.guards) == len(o.guards) {
+				env.Facts.Set(k, co.guards[i])
+			} else {
+				env.Facts.Delete(k)
+			}
 		}
 	}
-	what := fmt.Sprintf("ran: %s (exit %d)", c.summary(), o.status)
-	if o.stdout != "" {
-		what += "\nstdout:\n" + strings.TrimRight(o.stdout, "\n")
+	what := fmt.Sprintf("ran: %s (exit %d)", o.summary, co.status)
+	if co.stdout != "" {
+		what += "\nstdout:\n" + strings.TrimRight(co.stdout, "\n")
 	}
-	if o.stderr != "" {
-		what += "\nstderr:\n" + strings.TrimRight(o.stderr, "\n")
+	if co.stderr != "" {
+		what += "\nstderr:\n" + strings.TrimRight(co.stderr, "\n")
 	}
-	res := &Result{Changed: true, Changes: []Change{{What: what}}}
-	if o.status != 0 {
-		return res, &CommandError{Cmd: c.summary(), Status: o.status, Stderr: o.stderr}
+	res.Changed = true
+	res.Changes = append(res.Changes, Change{What: what})
+	if co.status != 0 {
+		return &CommandError{Cmd: o.summary, Status: co.status, Stderr: co.stderr}
 	}
-	return res, nil
+	return nil
 }
 
 // CommandError is a command that ran and exited non-zero.
@@ -199,54 +256,18 @@ func (e *CommandError) Error() string {
 	return msg
 }
 
-// script tests the guards and runs the command in one round trip. The
-// command gets /dev/null as stdin (its own stdin would be the rest of this
-// script); its output goes to files so that only the head and tail of each
-// stream come back.
-func (c *Command) script() []byte {
-	var b strings.Builder
-	if c.creates != "" {
-		fmt.Fprintf(&b, "if [ -e %s ]; then echo skip; exit 0; fi\n", shell.Quote(c.creates))
-	}
-	if c.removes != "" {
-		fmt.Fprintf(&b, "if [ ! -e %s ]; then echo skip; exit 0; fi\n", shell.Quote(c.removes))
-	}
-	b.WriteString(`t=$(mktemp -d) || exit 1
-trap 'rm -rf -- "$t"' EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-`)
-	if c.chdir != "" {
-		fmt.Fprintf(&b, "if ! cd -- %s 2>/dev/null; then echo nochdir; exit 0; fi\n", shell.Quote(c.chdir))
-	}
-	fmt.Fprintf(&b, "/bin/sh -c %s </dev/null >\"$t/out\" 2>\"$t/err\"\n", shell.Quote(c.cmd))
-	fmt.Fprintf(&b, `rc=$?
-echo "ran $rc"
-emit() {
-	n=$(wc -c <"$2" | tr -d ' ')
-	if [ "$n" -le %[1]d ]; then
-		printf '%%s %%s %%s 0\n' "$1" "$n" "$n"; cat -- "$2"
-	else
-		printf '%%s %%s %[2]d %[3]d\n' "$1" "$n"; head -c %[2]d -- "$2"; tail -c %[3]d -- "$2"
-	fi
-	echo
-}
-emit stdout "$t/out"
-emit stderr "$t/err"
-`, commandHead+commandTail, commandHead, commandTail)
-	return []byte(b.String())
-}
-
 type commandOutput struct {
 	outcome        string // "skip", "nochdir" or "ran"
 	status         int
 	stdout, stderr string
+	// guards are whether the guard paths (creates, then removes, those
+	// set) exist once the command ran.
+	guards []bool
 }
 
-// parseCommandOutput reads what script prints: "skip", "nochdir", or
+// parseCommandOutput reads what command.sh prints: "skip", "nochdir", or
 // "ran STATUS" followed by two frames "NAME SIZE HEAD TAIL\n" + HEAD+TAIL
-// bytes + "\n".
+// bytes + "\n", then a line "guard yes|no" per guard path.
 func parseCommandOutput(out []byte) (commandOutput, error) {
 	var o commandOutput
 	line, rest, _ := strings.Cut(string(out), "\n")
@@ -288,6 +309,15 @@ func parseCommandOutput(out []byte) (commandOutput, error) {
 		text += after[head : head+tail]
 		*dst = strings.ToValidUTF8(text, "\uFFFD")
 		rest = after[head+tail+1:]
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(rest, "\n"), "\n") {
+		switch line {
+		case "":
+		case "guard yes", "guard no":
+			o.guards = append(o.guards, line == "guard yes")
+		default:
+			return o, fmt.Errorf("unexpected output %q", line)
+		}
 	}
 	return o, nil
 }

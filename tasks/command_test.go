@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/breakglass/breakglass/internal/wire"
 )
 
 func mustCommand(t *testing.T, src string) *Command {
@@ -99,18 +101,33 @@ func TestCommandCheckMode(t *testing.T) {
 		{"both", "{cmd: '" + secret + "', creates: /done, removes: /old}", map[string]bool{"/done": false, "/old": true}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The fake host answers the guards' queries, gathered in one
+			// round trip, and nothing else.
 			rec := &scriptRecorder{reply: func(cmd string, stdin []byte) ([]byte, error) {
-				for p, ok := range tc.exists {
-					if strings.Contains(string(stdin), p) {
-						if ok {
-							return []byte("yes\n"), nil
+				nonce, bodies, ok := wire.Parse(stdin)
+				if !ok {
+					return nil, errors.New("unexpected script")
+				}
+				var out strings.Builder
+				for i, body := range bodies {
+					found := false
+					for p, yes := range tc.exists {
+						if strings.Contains(body, p) {
+							found = true
+							answer := "no\n"
+							if yes {
+								answer = "yes\n"
+							}
+							out.WriteString(wire.Reply(nonce, i, answer, 0))
 						}
-						return []byte("no\n"), nil
+					}
+					if !found {
+						return nil, errors.New("unexpected query")
 					}
 				}
-				return nil, errors.New("unexpected script")
+				return []byte(out.String()), nil
 			}}
-			res, err := mustCommand(t, tc.src).Run(context.Background(), rec, &Env{Check: true})
+			res, err := runModule(context.Background(), rec, &Env{Check: true}, mustCommand(t, tc.src))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -142,7 +159,7 @@ func TestCommandCheckModeUsesGatheredFacts(t *testing.T) {
 	env := &Env{Check: true, Facts: &Facts{}}
 	env.Facts.Set(qs[0].Key, v)
 	rec := &scriptRecorder{}
-	res, err := c.Run(context.Background(), rec, env)
+	res, err := runModule(context.Background(), rec, env, c)
 	if err != nil || res.Changed || len(rec.calls) != 0 {
 		t.Errorf("res %+v err %v calls %q", res, err, rec.calls)
 	}
@@ -157,27 +174,27 @@ func TestCommandScript(t *testing.T) {
 	// creates: runs once, then is skipped
 	marker := filepath.Join(dir, "created")
 	c := mustCommand(t, fmt.Sprintf("{cmd: %s, creates: %s}", q("echo out; echo err >&2; touch "+marker), marker))
-	res, err := c.Run(ctx, scLocalShell{}, &Env{})
+	res, err := runModule(ctx, scLocalShell{}, &Env{}, c)
 	if err != nil || !res.Changed {
 		t.Fatalf("first run: res %+v err %v", res, err)
 	}
 	if want := "ran: echo out; echo err >&2; touch " + marker + " (exit 0)\nstdout:\nout\nstderr:\nerr"; res.Changes[0].What != want {
 		t.Errorf("change %q\nwant %q", res.Changes[0].What, want)
 	}
-	if res, err = c.Run(ctx, scLocalShell{}, &Env{}); err != nil || res.Changed {
+	if res, err = runModule(ctx, scLocalShell{}, &Env{}, c); err != nil || res.Changed {
 		t.Errorf("second run: res %+v err %v", res, err)
 	}
 
 	// removes: skipped while the path is missing
 	gone := filepath.Join(dir, "old")
 	rm := mustCommand(t, fmt.Sprintf("{cmd: %s, removes: %s}", q("rm "+gone), gone))
-	if res, err = rm.Run(ctx, scLocalShell{}, &Env{}); err != nil || res.Changed {
+	if res, err = runModule(ctx, scLocalShell{}, &Env{}, rm); err != nil || res.Changed {
 		t.Errorf("removes, missing: res %+v err %v", res, err)
 	}
 	if err := os.WriteFile(gone, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if res, err = rm.Run(ctx, scLocalShell{}, &Env{}); err != nil || !res.Changed {
+	if res, err = runModule(ctx, scLocalShell{}, &Env{}, rm); err != nil || !res.Changed {
 		t.Errorf("removes, present: res %+v err %v", res, err)
 	}
 	if _, err := os.Stat(gone); !os.IsNotExist(err) {
@@ -186,18 +203,18 @@ func TestCommandScript(t *testing.T) {
 
 	// chdir; stdin is /dev/null, not the rest of the script
 	for _, sh := range []scLocalShell{{}, {bash: true}} {
-		res, err = mustCommand(t, fmt.Sprintf("{cmd: 'pwd; cat', chdir: %s}", dir)).Run(ctx, sh, &Env{})
+		res, err = runModule(ctx, sh, &Env{}, mustCommand(t, fmt.Sprintf("{cmd: 'pwd; cat', chdir: %s}", dir)))
 		if err != nil || res.Changes[0].What != "ran: pwd; cat (exit 0)\nstdout:\n"+dir {
 			t.Errorf("chdir (bash %v): res %+v err %v", sh.bash, res, err)
 		}
 	}
-	_, err = mustCommand(t, "{cmd: pwd, chdir: /nonexistent-bg}").Run(ctx, scLocalShell{}, &Env{})
+	_, err = runModule(ctx, scLocalShell{}, &Env{}, mustCommand(t, "{cmd: pwd, chdir: /nonexistent-bg}"))
 	if err == nil || !strings.Contains(err.Error(), "chdir /nonexistent-bg") {
 		t.Errorf("missing chdir: %v", err)
 	}
 
 	// failure: exit status and stderr in the error, output in the change
-	res, err = mustCommand(t, "{cmd: 'echo partial; echo boom >&2; exit 3'}").Run(ctx, scLocalShell{}, &Env{})
+	res, err = runModule(ctx, scLocalShell{}, &Env{}, mustCommand(t, "{cmd: 'echo partial; echo boom >&2; exit 3'}"))
 	var ce *CommandError
 	if !errors.As(err, &ce) || ce.Status != 3 || strings.TrimSpace(ce.Stderr) != "boom" {
 		t.Fatalf("failure: %v", err)
@@ -210,7 +227,7 @@ func TestCommandScript(t *testing.T) {
 	}
 
 	// long output keeps its head and tail
-	res, err = mustCommand(t, "{cmd: 'echo FIRST; head -c 100000 /dev/zero | tr \"\\0\" x; echo; echo LAST'}").Run(ctx, scLocalShell{}, &Env{})
+	res, err = runModule(ctx, scLocalShell{}, &Env{}, mustCommand(t, "{cmd: 'echo FIRST; head -c 100000 /dev/zero | tr \"\\0\" x; echo; echo LAST'}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,8 +243,8 @@ func TestCommandGuardInjection(t *testing.T) {
 	pwned := filepath.Join(dir, "pwned")
 	for _, key := range []string{"creates", "removes", "chdir"} {
 		src := fmt.Sprintf("{cmd: 'true', %s: '%s/$(touch %s)`touch %s`;touch %s'}", key, dir, pwned, pwned, pwned)
-		_, _ = mustCommand(t, src).Run(context.Background(), scLocalShell{}, &Env{})
-		_, _ = mustCommand(t, src).Run(context.Background(), scLocalShell{}, &Env{Check: true})
+		_, _ = runModule(context.Background(), scLocalShell{}, &Env{}, mustCommand(t, src))
+		_, _ = runModule(context.Background(), scLocalShell{}, &Env{Check: true}, mustCommand(t, src))
 		if _, err := os.Stat(pwned); err == nil {
 			t.Fatalf("%s: the path ran as shell", key)
 		}
@@ -235,14 +252,19 @@ func TestCommandGuardInjection(t *testing.T) {
 }
 
 func TestParseCommandOutput(t *testing.T) {
-	for _, bad := range []string{"", "ran x\n", "ran 0\nstdout 5 5 0\nab", "ran 0\nstdout 1 1 0\na\n", "what\n"} {
+	for _, bad := range []string{"", "ran x\n", "ran 0\nstdout 5 5 0\nab", "ran 0\nstdout 1 1 0\na\n", "what\n",
+		"ran 0\nstdout 0 0 0\n\nstderr 0 0 0\n\nguard maybe\n"} {
 		if o, err := parseCommandOutput([]byte(bad)); err == nil {
 			t.Errorf("%q: accepted as %+v", bad, o)
 		}
 	}
 	o, err := parseCommandOutput([]byte("ran 1\nstdout 3 3 0\na\nb\nstderr 10 2 3\nxxyyy\n"))
-	if err != nil || o.status != 1 || o.stdout != "a\nb" || o.stderr != "xx\n[... 5 bytes left out ...]\nyyy" {
+	if err != nil || o.status != 1 || o.stdout != "a\nb" || o.stderr != "xx\n[... 5 bytes left out ...]\nyyy" || o.guards != nil {
 		t.Errorf("%+v %v", o, err)
+	}
+	o, err = parseCommandOutput([]byte("ran 0\nstdout 0 0 0\n\nstderr 0 0 0\n\nguard yes\nguard no\n"))
+	if err != nil || len(o.guards) != 2 || !o.guards[0] || o.guards[1] {
+		t.Errorf("guards: %+v %v", o, err)
 	}
 }
 
@@ -257,7 +279,7 @@ func TestCommandOnHost(t *testing.T) {
 
 	mk := mustCommand(t, "{cmd: 'echo made >/root/made; id -un', creates: /root/made}")
 	// check mode: would run, runs nothing
-	res, err := mk.Run(ctx, r, env(true))
+	res, err := runModule(ctx, r, env(true), mk)
 	if err != nil || !res.Changed || !strings.HasPrefix(res.Changes[0].What, "would run") {
 		t.Fatalf("check: res %+v err %v", res, err)
 	}
@@ -265,7 +287,7 @@ func TestCommandOnHost(t *testing.T) {
 		t.Fatal("check mode ran the command")
 	}
 	// runs, as root, once
-	res, err = mk.Run(ctx, r, env(false))
+	res, err = runModule(ctx, r, env(false), mk)
 	if err != nil || !res.Changed || !strings.Contains(res.Changes[0].What, "stdout:\nroot") {
 		t.Fatalf("run: res %+v err %v", res, err)
 	}
@@ -273,7 +295,7 @@ func TestCommandOnHost(t *testing.T) {
 		t.Errorf("made %q", got)
 	}
 	for _, check := range []bool{true, false} {
-		if res, err = mk.Run(ctx, r, env(check)); err != nil || res.Changed {
+		if res, err = runModule(ctx, r, env(check), mk); err != nil || res.Changed {
 			t.Errorf("again (check=%v): res %+v err %v", check, res, err)
 		}
 	}
@@ -281,20 +303,79 @@ func TestCommandOnHost(t *testing.T) {
 	// removes: check mode leaves the file, a real run removes it, then
 	// nothing more to do
 	rm := mustCommand(t, "{cmd: 'rm /root/made', removes: /root/made, chdir: /root}")
-	if res, err = rm.Run(ctx, r, env(true)); err != nil || !res.Changed || !exists("/root/made") {
+	if res, err = runModule(ctx, r, env(true), rm); err != nil || !res.Changed || !exists("/root/made") {
 		t.Fatalf("removes check: res %+v err %v", res, err)
 	}
-	if res, err = rm.Run(ctx, r, env(false)); err != nil || !res.Changed || exists("/root/made") {
+	if res, err = runModule(ctx, r, env(false), rm); err != nil || !res.Changed || exists("/root/made") {
 		t.Fatalf("removes run: res %+v err %v", res, err)
 	}
-	if res, err = rm.Run(ctx, r, env(false)); err != nil || res.Changed {
+	if res, err = runModule(ctx, r, env(false), rm); err != nil || res.Changed {
 		t.Fatalf("removes again: res %+v err %v", res, err)
 	}
 
 	// failure
-	_, err = mustCommand(t, "{cmd: 'echo no such thing >&2; exit 7'}").Run(ctx, r, env(false))
+	_, err = runModule(ctx, r, env(false), mustCommand(t, "{cmd: 'echo no such thing >&2; exit 7'}"))
 	var ce *CommandError
 	if !errors.As(err, &ce) || ce.Status != 7 || !strings.Contains(ce.Stderr, "no such thing") {
 		t.Fatalf("failure: %v", err)
+	}
+}
+
+// countingShell is scLocalShell counting its round trips.
+type countingShell struct {
+	scLocalShell
+	n int
+}
+
+func (c *countingShell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	c.n++
+	return c.scLocalShell.Run(ctx, cmd, stdin)
+}
+
+// Outside check mode the guards' facts were gathered before the play's
+// earlier tasks ran: a guard path one of them removed (or made) must not
+// skip the command. The host decides, in the one round trip that runs it.
+func TestCommandApplyDecidesOnHost(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "done")
+	c := mustCommand(t, fmt.Sprintf("{cmd: 'touch %s', creates: %s}", marker, marker))
+	env := &Env{Facts: &Facts{}}
+	// The runner's gather saw the marker; an earlier task removed it since.
+	env.Facts.Set(commandExistsKey(marker), true)
+	sh := &countingShell{}
+	res, err := runModule(ctx, sh, env, c)
+	if err != nil || !res.Changed {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the command did not run: %v", err)
+	}
+	if sh.n != 1 {
+		t.Errorf("%d round trips, want 1", sh.n)
+	}
+	// The guard's fact is read again in the same round trip.
+	if v, _ := env.Facts.Get(commandExistsKey(marker)); v != true {
+		t.Errorf("the guard's fact after the command: %v, want true", v)
+	}
+
+	// So a later command guarded by the same path plans without
+	// gathering it again.
+	sh.n = 0
+	rm := mustCommand(t, fmt.Sprintf("{cmd: 'rm %s', removes: %s}", marker, marker))
+	if res, err = runModule(ctx, sh, env, rm); err != nil || !res.Changed || sh.n != 1 {
+		t.Errorf("rm: res %+v err %v round trips %d, want 1", res, err, sh.n)
+	}
+	if v, _ := env.Facts.Get(commandExistsKey(marker)); v != false {
+		t.Errorf("the guard's fact after rm: %v, want false", v)
+	}
+
+	// And the other way: the facts say it runs, the host says skip.
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh.n = 0
+	if res, err = runModule(ctx, sh, env, c); err != nil || res.Changed || len(res.Changes) != 0 || sh.n != 1 {
+		t.Errorf("again: res %+v err %v round trips %d", res, err, sh.n)
 	}
 }

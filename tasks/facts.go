@@ -811,7 +811,7 @@ const BackupSuffix = ".breakglass.bak"
 // step failed: the host may have changed). On failure the result holds the
 // changes that completed and the error names the one that failed.
 //
-// With env.Batch set, the steps are only queued: the runner runs the
+// With env.batch set, the steps are only queued: the runner runs the
 // queued steps of several tasks in one round trip (Batch.Flush) and then
 // corrects the result this returns if they did not all complete.
 func applySteps(ctx context.Context, r Runner, env *Env, steps []hostStep, staleKeys ...string) (*Result, error) {
@@ -822,13 +822,13 @@ func applySteps(ctx context.Context, r Runner, env *Env, steps []hostStep, stale
 	if env.Check || len(steps) == 0 {
 		return res, nil
 	}
-	if env.Batch != nil {
-		env.Batch.add(env.BatchTask, steps, staleKeys, res)
+	if env.batch != nil {
+		env.batch.add(env.batchTask, steps, staleKeys, res)
 		return res, nil
 	}
-	b := &Batch{}
+	b := &stepBatch{}
 	b.add(0, steps, staleKeys, res)
-	out := b.Flush(ctx, r, env)
+	out := b.flush(ctx, r, env)
 	return out[0].Result, out[0].Err
 }
 
@@ -849,18 +849,18 @@ func applyStepsKnowing(ctx context.Context, r Runner, env *Env, steps []hostStep
 	for _, s := range steps {
 		res.Changes = append(res.Changes, s.change)
 	}
-	b := env.Batch
+	b := env.batch
 	if b == nil {
-		b = &Batch{}
+		b = &stepBatch{}
 	}
-	b.addKnown(env.BatchTask, steps, predicted, res)
+	b.addKnown(env.batchTask, steps, predicted, res)
 	for k, v := range predicted {
 		env.Facts.Set(k, v)
 	}
-	if env.Batch != nil {
+	if env.batch != nil {
 		return res, nil
 	}
-	out := b.Flush(ctx, r, env)
+	out := b.flush(ctx, r, env)
 	return out[0].Result, out[0].Err
 }
 

@@ -568,7 +568,7 @@ func acctRun(t *testing.T, f Factory, src string, r Runner, env *Env) *Result {
 	if err != nil {
 		t.Fatalf("decode %s: %v", src, err)
 	}
-	res, err := m.Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, m)
 	if err != nil {
 		t.Fatalf("run %s: %v", src, err)
 	}

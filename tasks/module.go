@@ -57,11 +57,12 @@ type Env struct {
 	// update it after it changes the host.
 	Facts *Facts
 
-	// Batch, when set, queues the changes of batchable tasks (see
-	// Batchable) instead of running them; BatchTask is the runner's id of
-	// the task running now, which Batch.Flush reports outcomes by.
-	Batch     *Batch
-	BatchTask int
+	// batch, when set, queues the steps of a plan that may join a batch
+	// instead of running them; batchTask is the runner's id of the task
+	// whose plan runs now, which Flush reports outcomes by. Set by
+	// Executor.
+	batch     *stepBatch
+	batchTask int
 }
 
 // Login is a user and the private key file it logs in with.
@@ -94,13 +95,6 @@ type Query struct {
 	Key    string
 	Script string
 	Parse  func(out []byte) (any, error)
-}
-
-// Gatherer is implemented by modules that read host state. Before the first
-// task, the runner runs the queries of every task of a host in one round
-// trip and stores the results in Facts.
-type Gatherer interface {
-	Queries() []Query
 }
 
 // Facts is a host's state gathered in one round trip. A module that changes
@@ -159,10 +153,25 @@ func (f *Facts) Set(key string, v any) {
 	f.data[key] = v
 }
 
-// Module is one decoded task of one host.
+// Module is one decoded task of one host. A playbook module plans: it
+// names the facts it reads and makes a Plan from them with no I/O (the
+// planner methods; every playbook module is in this package), and the
+// runner executes that plan (Executor). A task that is not planned is a
+// Program.
 type Module interface {
-	// Run plans and, unless env.Check, applies. It reports what changed
-	// (or would change in check mode).
+	// Queries returns the facts the task reads: the runner gathers those
+	// of every task of a host in one round trip before the first task and
+	// keeps them in Env.Facts. None: nil.
+	Queries() []Query
+}
+
+// Program is a task that reads the host and makes its logins as it goes
+// instead of planning (audit, recover): the runner runs it once the steps
+// queued before it have run.
+type Program interface {
+	Module
+	// Run reports what it found or did; it runs in check mode too, and
+	// changes a host only outside it.
 	Run(ctx context.Context, r Runner, env *Env) (*Result, error)
 }
 

@@ -100,7 +100,7 @@ func TestVerifyAccessNeverPenalisedIntoFalseResult(t *testing.T) {
 	// enforcement: one more refusal from this run starts it.
 	host.until = time.Now().Add(200 * time.Millisecond)
 	env := &Env{Dir: dir, Dial: GateLogins(host, nil, "192.0.2.7", 22)}
-	res, err := v.Run(context.Background(), nil, env)
+	res, err := runModule(context.Background(), nil, env, v)
 	if err != nil {
 		t.Fatalf("verify: %v\n%+v", err, res.Access)
 	}

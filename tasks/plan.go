@@ -44,6 +44,14 @@ type Op interface {
 	run(ctx context.Context, r Runner, env *Env, res *Result) error
 }
 
+// planned is an op that knows from the plan alone what it changes (a
+// transaction's files): check mode, which does not run it, reports those
+// changes. Its run reports them itself, once they are made.
+type planned interface {
+	Op
+	planned() []Change
+}
+
 // Guard is the lockout guard of a change that takes ways in away (a
 // user's removal, a break-glass key's): before it is made, fresh logins on
 // the direct path must prove that the control user and env.MinWorking of
@@ -72,12 +80,11 @@ func (g *Guard) prove(ctx context.Context, env *Env) error {
 	return nil
 }
 
-// planner is a module that plans from facts with no I/O; runPlanner
-// executes the plan. User, authorized_key and ssh_permissions are
-// planners.
+// planner is a playbook module: it plans from facts with no I/O. Every
+// module of this package is one; the runner executes their plans through
+// Executor.
 type planner interface {
 	Module
-	Gatherer
 	// queries returns the facts the plan reads, for connection c (Queries
 	// is queries(Conn{}), where the script learns the connection itself).
 	queries(c Conn) []Query
@@ -87,19 +94,6 @@ type planner interface {
 	// settings for this connection (gathered again when they are for
 	// another).
 	sshdFacts() bool
-}
-
-// runPlanner is Run for every planner: gather → plan → execute.
-func runPlanner(ctx context.Context, r Runner, env *Env, m planner) (*Result, error) {
-	facts, err := gatherFacts(ctx, r, env, m.sshdFacts(), m.queries(ConnOf(env))...)
-	if err != nil {
-		return nil, err
-	}
-	p, err := m.plan(env, facts)
-	if err != nil {
-		return nil, err
-	}
-	return execute(ctx, r, env, p)
 }
 
 // execute reports p's changes and, unless in check mode, runs its guard
@@ -123,6 +117,10 @@ func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) 
 	res.Findings = append(res.Findings, p.Findings...)
 	for _, op := range p.Ops {
 		if env.Check && !op.ReadOnly() {
+			if c, ok := op.(planned); ok && len(c.planned()) > 0 {
+				res.Changed = true
+				res.Changes = append(res.Changes, c.planned()...)
+			}
 			continue
 		}
 		if err := op.run(ctx, r, env, res); err != nil {

@@ -1,6 +1,9 @@
 package tasks
 
 import (
+	"cmp"
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -9,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/breakglass/breakglass/internal/sshdconf"
 )
 
 // TestPlansGolden is facts → plan as data: each case is a module's
@@ -77,15 +82,108 @@ func TestPlansGolden(t *testing.T) {
 			return b.String(), nil
 		}
 	}
-	command := func(src string, exists ...string) func(t *testing.T) (string, error) {
+	// command: each guard's fact is a recorded output of its query
+	// (testdata/facts/command_exists: yes or no); the plan in check mode,
+	// then outside it when that differs.
+	command := func(src string, recorded ...string) func(t *testing.T) (string, error) {
 		return func(t *testing.T) (string, error) {
 			m, err := decodeTask(t, NewCommand, src)
 			if err != nil {
 				return "", err
 			}
 			c := m.(*Command)
-			run := c.wouldRun(func(p string) bool { return slices.Contains(exists, p) })
-			return fmt.Sprintf("check mode runs it: %v\nscript:\n%s", run, indent(string(c.script()))), nil
+			var facts []any
+			for i, q := range c.queries(Conn{}) {
+				out, err := os.ReadFile(filepath.Join("testdata", "facts", "command_exists", recorded[i]+".namespace.txt"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := q.Parse(out)
+				if err != nil {
+					t.Fatalf("%s: %v", q.Key, err)
+				}
+				facts = append(facts, v)
+			}
+			var b strings.Builder
+			var plans [2]string
+			for i, check := range []bool{true, false} {
+				p, err := c.plan(&Env{Check: check}, facts)
+				if err != nil {
+					return b.String(), err
+				}
+				plans[i] = renderPlan(p)
+			}
+			fmt.Fprintf(&b, "check mode:\n%s", indent(cmp.Or(plans[0], "(no change)\n")))
+			if plans[1] == plans[0] {
+				b.WriteString("apply: the same\n")
+			} else {
+				fmt.Fprintf(&b, "apply:\n%s", indent(plans[1]))
+			}
+			return b.String(), nil
+		}
+	}
+	// verify_access: the facts other tasks gathered (recorded user facts,
+	// "file:user") only order the logins; the playbook is in /play.
+	verify := func(src string, users ...string) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			v, err := decodeVerify(t, src)
+			if err != nil {
+				return "", err
+			}
+			env := &Env{Dir: "/play", Facts: &Facts{}}
+			for _, u := range users {
+				file, name, _ := strings.Cut(u, ":")
+				env.Facts.Set(UserFactsKey(name), recordedFacts(t, file, name))
+			}
+			if qs := v.queries(ConnOf(env)); len(qs) > 0 {
+				t.Errorf("verify_access gathers %d facts: verify would take another round trip", len(qs))
+			}
+			p, err := v.plan(env, nil)
+			if err != nil {
+				return "", err
+			}
+			return renderPlan(p), nil
+		}
+	}
+	// sshd plans from the sshd query's recorded output (facts/sshd),
+	// edited by edit where a case needs a state not recorded; check
+	// executes the plan in check mode on a host that answers nothing.
+	sshd := func(src, recording string, edit func(*sshdFacts), check bool) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			m, err := decodeTask(t, NewSSHD, src)
+			if err != nil {
+				return "", err
+			}
+			out, err := os.ReadFile(filepath.Join("testdata", "facts", "sshd", recording+".txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := parseSSHDFactsT(t, string(out))
+			if edit != nil {
+				edit(f)
+			}
+			env := &Env{Diff: true, Check: check}
+			p, err := m.(*SSHD).plan(env, []any{f})
+			if err != nil {
+				return "", err
+			}
+			got := renderSSHDPlan(p)
+			if check {
+				res, err := execute(context.Background(), noHost{t}, env, p)
+				if err != nil {
+					t.Fatalf("check mode: %v", err)
+				}
+				got += fmt.Sprintf("check mode: changed %v, runs nothing, reports:\n", res.Changed)
+				for _, c := range res.Changes {
+					got += "- " + c.What + "\n"
+				}
+			}
+			return got, nil
+		}
+	}
+	dropIn := func(name, content string) func(*sshdFacts) {
+		return func(f *sshdFacts) {
+			f.DropIns = append(f.DropIns, sshdFile{Path: SSHDDropInDir + "/" + name, Regular: true, Mode: 0o644, Content: content})
 		}
 	}
 	const recordedKeyBlob = recordedKey
@@ -117,8 +215,28 @@ func TestPlansGolden(t *testing.T) {
 		{"sudoers-absent", sudoers(`{name: breakglass, state: absent}`, "present 0 0 440 regular file\nold\n")},
 		{"sudoers-directory", sudoers(`{name: breakglass, users: [bg-ops1]}`, "present 0 0 755 directory\n")},
 		{"command-plain", command(`{cmd: "systemctl restart ssh"}`)},
-		{"command-creates-present", command(`{cmd: "touch /etc/x", creates: /etc/x, chdir: /tmp}`, "/etc/x")},
-		{"command-removes-absent", command(`{cmd: "rm /etc/y", removes: /etc/y}`)},
+		{"command-creates-present", command(`{cmd: "touch /etc/x", creates: /etc/x, chdir: /tmp}`, "yes")},
+		{"command-creates-absent", command(`{cmd: "touch /etc/x", creates: /etc/x}`, "no")},
+		{"command-removes-absent", command(`{cmd: "rm /etc/y", removes: /etc/y}`, "dangling")},
+		{"command-both-guards", command(`{cmd: "mv /etc/y /etc/x", creates: /etc/x, removes: /etc/y}`, "no", "yes")},
+		{"verify-defaults", verify(`{logins: [{user: bg-ops1, key_file: keys/ops1}, {user: bg-ops2, key_file: keys/ops2}]}`)},
+		{"verify-likely-refused-last", verify(`{sudo: true, min_working: 1, parallel: 3, logins: [{user: ghost, key_file: k}, {user: bob, key_file: k}, {user: alice, key_file: /keys/alice}], paths: [direct, {port: 2222}, {jump: bastion}, {address: 192.0.2.7}]}`,
+			"missing:ghost", "incident:bob", "existing:alice")},
+		{"sshd-create-dropin", sshd(`{settings: {LogLevel: VERBOSE, AllowUsers: [admin, bg-ops1]}}`, "default.namespace", nil, false)},
+		{"sshd-create-dropin-systemd", sshd(`{settings: {PasswordAuthentication: false, MaxStartups: "20:30:60"}, revert_after: 30}`, "default.trixie", nil, false)},
+		{"sshd-unchanged", sshd(`{settings: {LogLevel: VERBOSE}}`, "default.trixie",
+			dropIn("00-breakglass.conf", "# Managed by breakglass (sshd task): changes made here are overwritten.\n# sshd reads the drop-ins in name order and the first value it reads wins.\nLogLevel VERBOSE\n"), false)},
+		{"sshd-changed-setting", sshd(`{file: 10-bg.conf, settings: {MaxStartups: "10:30:100", PerSourceMaxStartups: 2}}`, "dropin.namespace", nil, false)},
+		{"sshd-earlier-value-wins", sshd(`{file: 50-site.conf, settings: {PerSourceMaxStartups: 5}}`, "dropin.trixie", nil, false)},
+		{"sshd-symlinked-dropin", sshd(`{file: 20-link.conf, settings: {LogLevel: VERBOSE}}`, "dropin.namespace", nil, false)},
+		{"sshd-earlier-match-block", sshd(`{settings: {LogLevel: VERBOSE}}`, "default.namespace",
+			dropIn("0-match.conf", "Match User bob\n\tLogLevel INFO\n"), false)},
+		{"sshd-no-include-block", sshd(`{settings: {LogLevel: VERBOSE}}`, "default.namespace", func(f *sshdFacts) {
+			f.Main.Content = strings.Replace(f.Main.Content, "Include /etc/ssh/sshd_config.d/*.conf\n", "", 1)
+		}, false)},
+		{"sshd-broken-config", sshd(`{settings: {LogLevel: VERBOSE}}`, "broken.trixie", nil, false)},
+		{"sshd-refused-keyword", sshd(`{settings: {PidFile: /run/other.pid}}`, "default.namespace", nil, false)},
+		{"sshd-check", sshd(`{settings: {LogLevel: VERBOSE}}`, "default.trixie", nil, true)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.plan(t)
@@ -178,16 +296,38 @@ func renderPlan(p *Plan) string {
 	return b.String()
 }
 
+// renderSSHDPlan is renderPlan with the fixed bodies the sshd scripts
+// embed (shellchecked .sh files, run on the lab) named rather than
+// repeated in every golden file.
+func renderSSHDPlan(p *Plan) string {
+	got := renderPlan(p)
+	for _, b := range []struct{ name, body string }{
+		{"internal/sshdconf/sshd.sh", sshdconf.Shell},
+		{"tasks/sshd_reload.sh", sshdReloadScript},
+		{"tasks/sshd_install.sh", sshdInstallBody},
+		{"tasks/sshd_after_restore.sh", sshdAfterRestoreScript},
+		{"tasks/txn_prelude.sh", txnPrelude},
+		{"tasks/nofollow.sh", nofollowScript},
+	} {
+		// An op's scripts are indented twice: by the op and by renderPlan.
+		got = strings.ReplaceAll(got, indent(indent(b.body)), indent(indent("# (the body of "+b.name+")")))
+	}
+	return got
+}
+
+// noHost is a host that must not be contacted.
+type noHost struct{ t *testing.T }
+
+func (h noHost) Run(_ context.Context, cmd string, _ []byte) ([]byte, error) {
+	h.t.Errorf("ran %q on the host", cmd)
+	return nil, errors.New("no host")
+}
+
 var hereTag = regexp.MustCompile(`BREAKGLASS_[0-9a-f]{16,}`)
 
 var runName = regexp.MustCompile(`(\.breakglass-(?:tmp|new|old))\.[0-9a-f]{12}`)
 
-func indent(s string) string {
-	if s == "" {
-		return ""
-	}
-	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
-}
+func indent(s string) string { return indentLines(s) }
 
 func planGolden(t *testing.T, name, got string) {
 	t.Helper()

@@ -175,7 +175,7 @@ func TestVerifyAccessBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := &concurrentLogins{}
-		res, err := v.Run(context.Background(), nil, &Env{Dir: dir, Dial: d})
+		res, err := runModule(context.Background(), nil, &Env{Dir: dir, Dial: d}, v)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +259,7 @@ func TestSSHDOnHostFiftyLogins(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	res, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`).Run(ctx, h.Runner(), env)
+	res, err := runModule(ctx, h.Runner(), env, mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`))
 	t.Logf("sshd change with %d proof logins: %s", n+1, time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		t.Fatalf("a harmless change was not kept: %v", err)

@@ -108,7 +108,7 @@ const (
 )
 
 var _ Module = (*SecondarySSHD)(nil)
-var _ Gatherer = (*SecondarySSHD)(nil)
+var _ Module = (*SecondarySSHD)(nil)
 var _ PlayLinker = (*SecondarySSHD)(nil)
 
 func init() { Register("secondary_sshd", NewSecondarySSHD) }

@@ -33,7 +33,6 @@
 package tasks
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -52,8 +51,8 @@ type SSHPermissions struct {
 }
 
 var (
-	_ Module   = (*SSHPermissions)(nil)
-	_ Gatherer = (*SSHPermissions)(nil)
+	_ Module  = (*SSHPermissions)(nil)
+	_ planner = (*SSHPermissions)(nil)
 )
 
 func init() { Register("ssh_permissions", NewSSHPermissions) }
@@ -95,12 +94,6 @@ func (p *SSHPermissions) queries(c Conn) []Query {
 		qs[i] = UserFactsQuery(u, c)
 	}
 	return qs
-}
-
-// Run gathers the users' facts, plans and, unless in check mode, applies
-// the repairs in one round trip.
-func (p *SSHPermissions) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	return runPlanner(ctx, r, env, p)
 }
 
 // sshdFacts: the paths are those sshd walks for this connection.

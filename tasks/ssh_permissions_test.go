@@ -155,7 +155,7 @@ func TestSSHPermissionsRunCheckMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := m.Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestSSHPermissionsRunCheckMode(t *testing.T) {
 		t.Errorf("check mode: %d calls, %+v", len(r.calls), res)
 	}
 	env.Check = false
-	if res, err = m.Run(context.Background(), r, env); err != nil || len(res.Changes) != 3 || len(r.applied()) != 1 {
+	if res, err = runModule(context.Background(), r, env, m); err != nil || len(res.Changes) != 3 || len(r.applied()) != 1 {
 		t.Errorf("apply: %v, %d scripts, %+v", err, len(r.applied()), res)
 	}
 	for _, u := range []string{"alice", "bob"} {

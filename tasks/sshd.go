@@ -28,9 +28,10 @@ import (
 // sshd_config, and the first value read wins), or, when sshd_config has no
 // Include of that directory, in a managed block at the top of sshd_config.
 //
-// A change is a transaction (see Txn): back up, arm a revert on the host,
-// write atomically, `sshd -t`, reload, prove fresh logins of the control
-// user and the break-glass users, then disarm; any failure has the host
+// A change is a transaction (the plan's TxnChange op, see Txn): back up,
+// arm a revert on the host, write atomically, `sshd -t`, reload, prove
+// fresh logins of the control user and the break-glass users, then
+// disarm; any failure has the host
 // restore the previous file, at once when the control connection still
 // works and otherwise by itself when the deadline passes.
 type SSHD struct {
@@ -45,7 +46,7 @@ type sshdSetting struct {
 }
 
 var _ Module = (*SSHD)(nil)
-var _ Gatherer = (*SSHD)(nil)
+var _ planner = (*SSHD)(nil)
 
 func init() { Register("sshd", NewSSHD) }
 
@@ -344,7 +345,7 @@ func sshdQuery() Query {
 	return Query{Key: sshdFactsKey, Script: string(txnScript(sshdFactsScript)), Parse: parseSSHDFacts}
 }
 
-// Queries implements Gatherer.
+// Queries implements Module.
 func (s *SSHD) Queries() []Query { return []Query{sshdQuery()} }
 
 func parseSSHDFacts(out []byte) (any, error) {
@@ -509,7 +510,8 @@ type sshdPlan struct {
 	changes []Change
 }
 
-func (s *SSHD) plan(f *sshdFacts, diff bool) (*sshdPlan, error) {
+// planFile decides the file to write and its content from the facts.
+func (s *SSHD) planFile(f *sshdFacts, diff bool) (*sshdPlan, error) {
 	if f.Main == nil || !f.Main.Regular {
 		return nil, fmt.Errorf("%s is missing or not a regular file: sshd will not start; restore it by hand", SSHDConfigPath)
 	}
@@ -597,137 +599,88 @@ func (s *SSHD) summary() string {
 
 // --- apply ---
 
-// Run implements Module.
-func (s *SSHD) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	v, err := env.Fact(ctx, r, sshdQuery())
-	if err != nil {
-		return nil, fmt.Errorf("sshd: %w", err)
-	}
-	facts, ok := v.(*sshdFacts)
+var _ planner = (*SSHD)(nil)
+
+// queries implements planner.
+func (s *SSHD) queries(Conn) []Query { return s.Queries() }
+
+// sshdFacts implements planner: the plan reads sshd's files, not the
+// users' view of its configuration.
+func (*SSHD) sshdFacts() bool { return false }
+
+// sshdStale are the facts an sshd change makes stale: this module's and
+// those read against sshd's configuration (the users' effective
+// settings, the emergency sshd's).
+var sshdStale = []string{sshdFactsKey, UserFactsKey(""), "secondary_sshd:"}
+
+// plan implements planner: no change, or one transaction (TxnChange)
+// that writes the file, has sshd check and reload it, and proves fresh
+// logins before it keeps it.
+func (s *SSHD) plan(env *Env, facts []any) (*Plan, error) {
+	f, ok := facts[0].(*sshdFacts)
 	if !ok {
-		return nil, fmt.Errorf("sshd: fact %s has type %T", sshdFactsKey, v)
+		return nil, fmt.Errorf("sshd: fact %s has type %T", sshdFactsKey, facts[0])
 	}
-	p, err := s.plan(facts, env.Diff)
+	p, err := s.planFile(f, env.Diff)
 	if err != nil {
 		return nil, fmt.Errorf("sshd: %w", err)
 	}
-	res := &Result{Changed: len(p.changes) > 0, Changes: p.changes}
-	if env.Check || !res.Changed {
-		return res, nil
+	if len(p.changes) == 0 {
+		return &Plan{}, nil
 	}
-	if env.Dial == nil {
-		return nil, fmt.Errorf("sshd: %s: no way to open fresh logins here, so the change could not be proven: nothing changed", p.path)
-	}
-	if env.ControlUser == "" {
-		return nil, fmt.Errorf("sshd: %s: the control user is unknown, so the change could not be proven: nothing changed", p.path)
-	}
-	defer sshdForgetFacts(env)
-
-	what := "sshd " + p.path
-	txn, err := Begin(ctx, r, TxnSpec{
-		What:         what,
-		Files:        []string{p.path},
-		Deadline:     s.revertAfter,
-		AfterRestore: sshdAfterRestore(facts.DaemonArgs),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sshd: %w", err)
-	}
-	if err := txn.Arm(ctx); err != nil {
-		return nil, fmt.Errorf("sshd: %w: nothing changed", err)
-	}
-	failed := func(rb *RollbackError) (*Result, error) {
-		return &Result{RolledBack: !rb.Failed && !rb.Running && !rb.CommitUnknown}, rb
-	}
-
-	out, err := r.Run(ctx, "/bin/sh -s", sshdInstallScript(txn.ID, p, facts.DaemonArgs))
-	if err != nil {
-		return failed(txn.RollbackOrPending(ctx, fmt.Errorf("installing the new file did not finish: %w", err)))
-	}
-	st := parseTxnOutput(out)
-	switch st.status {
-	case "reloaded":
-	case "invalid":
-		return failed(txn.AbortOrPending(ctx, fmt.Errorf("sshd -t rejected the new configuration: %s", st.describe())))
-	case "reload-failed":
-		return failed(txn.RollbackOrPending(ctx, fmt.Errorf("reloading sshd failed: %s", st.describe())))
-	default:
-		return failed(txn.AbortOrPending(ctx, fmt.Errorf("writing %s failed: %s", p.path, st.describe())))
-	}
-
-	proof, err := proveAccess(ctx, env, Path{Name: "direct"}, txn.Deadline(), s.settings)
-	if err != nil {
-		return failed(txn.RollbackOrPending(ctx, err))
-	}
-	if err := txn.Commit(ctx); err != nil {
-		rb := &RollbackError{What: what, Why: err, Backup: txn.Dir(), Deadline: txn.Deadline()}
-		var fired *TxnFiredError
-		if errors.As(err, &fired) {
-			rb.Why = fmt.Errorf("%w, before the change was committed: raise revert_after (now %ds)", err, int(s.revertAfter/time.Second))
-			rb.Failed = fired.RestoreFailed != ""
-		} else {
-			// The commit may have reached the host (then the proven
-			// change stays) or not (then the armed revert restores it).
-			rb.Why, rb.CommitUnknown = err, true
-		}
-		return failed(rb)
-	}
-	for i := range res.Changes {
-		res.Changes[i].What += "; sshd -t ok, reloaded, " + proof
-	}
-	if msg := strings.TrimSpace(st.msg); msg != "" {
-		res.Changes = append(res.Changes, Change{What: msg})
-	}
-	return res, nil
+	return &Plan{Ops: []Op{&TxnChange{
+		Task: "sshd",
+		Txn: TxnSpec{
+			What:         "sshd " + p.path,
+			Files:        []string{p.path},
+			Deadline:     s.revertAfter,
+			AfterRestore: sshdAfterRestore(f.DaemonArgs),
+		},
+		DeadlineArg: "revert_after",
+		Changes:     p.changes,
+		Install:     sshdInstallScript(p),
+		Report:      sshdInstallReport(p.path),
+		Settings:    s.settings,
+		Stale:       sshdStale,
+	}}}, nil
 }
 
-// sshdForgetFacts drops every fact an sshd change makes stale: this
-// module's and the users' (they hold sshd's effective configuration).
-func sshdForgetFacts(env *Env) {
-	if env.Facts == nil {
-		return
-	}
-	env.Facts.mu.Lock()
-	defer env.Facts.mu.Unlock()
-	userPrefix := UserFactsKey("")
-	for k := range env.Facts.data {
-		if k == sshdFactsKey || strings.HasPrefix(k, userPrefix) || strings.HasPrefix(k, "secondary_sshd:") {
-			delete(env.Facts.data, k)
+// sshdInstallReport reads what sshdInstallScript printed for path:
+// "status reloaded" (with "| " lines of what it did on the way), "status
+// invalid" (sshd -t's words follow; nothing was reloaded), "status
+// reload-failed" or "status failed" (the file was not written).
+func sshdInstallReport(path string) func(out []byte) TxnReport {
+	return func(out []byte) TxnReport {
+		st := parseTxnOutput(out)
+		switch st.status {
+		case "reloaded":
+			return TxnReport{Done: "sshd -t ok, reloaded", Note: strings.TrimSpace(st.msg)}
+		case "invalid":
+			return TxnReport{Err: fmt.Errorf("sshd -t rejected the new configuration: %s", st.describe())}
+		case "reload-failed":
+			return TxnReport{Err: fmt.Errorf("reloading sshd failed: %s", st.describe()), InEffect: true}
+		default:
+			return TxnReport{Err: fmt.Errorf("writing %s failed: %s", path, st.describe())}
 		}
 	}
 }
 
 // sshdReloadFuncs are the shell functions that reload the main sshd and
-// wait until it listens again (with sshdconf.Shell, which finds it).
-// bg_sshd_start must be defined too.
+// wait until it listens again, starting it when asked (bg_sshd_start),
+// with sshdconf.Shell, which finds it.
 var sshdReloadFuncs = sshdconf.Shell + sshdReloadScript
 
+// sshdReloadScript is sshd_reload.sh: bg_sshd_reload and bg_sshd_start.
+//
 //go:embed sshd_reload.sh
 var sshdReloadScript string
 
-// sshdStartFunc defines bg_sshd_start: the daemon's own command line
-// when it was known, else plain sshd (which daemonizes).
-func sshdStartFunc(args []string) string {
-	if len(args) == 0 {
-		return `bg_sshd_start() { s=$(command -v sshd || echo /usr/sbin/sshd); "$s" </dev/null; }
-`
-	}
-	fg := false
-	for _, a := range args {
-		if a == "-D" {
-			fg = true
-		}
-	}
-	if fg {
-		return "bg_sshd_start() { setsid " + shell.Join(args...) + " </dev/null >/dev/null 2>&1 & }\n"
-	}
-	return "bg_sshd_start() { " + shell.Join(args...) + " </dev/null; }\n"
-}
-
 // sshdAfterRestore validates the restored configuration and reloads sshd,
-// starting it when a reload killed it.
+// starting it when a reload killed it: with the daemon's own command line
+// daemonArgs when it was known (its words are the function's positional
+// parameters, quoted), else plain sshd (which daemonizes).
 func sshdAfterRestore(daemonArgs []string) string {
-	return sshdStartFunc(daemonArgs) + sshdReloadFuncs + sshdAfterRestoreScript
+	return "set -- " + shell.Join(daemonArgs...) + "\n" + sshdReloadFuncs + sshdAfterRestoreScript
 }
 
 // sshdAfterRestoreScript is sshd_after_restore.sh: the body of the
@@ -737,14 +690,12 @@ func sshdAfterRestore(daemonArgs []string) string {
 var sshdAfterRestoreScript string
 
 // sshdInstallScript writes the new file atomically, validates the whole
-// configuration with sshd -t and reloads sshd. It prints "status
-// reloaded", "status invalid" (sshd -t's words follow), "status
-// reload-failed" or "status failed".
-func sshdInstallScript(id string, p *sshdPlan, daemonArgs []string) []byte {
+// configuration with sshd -t and reloads sshd (see sshdInstallReport).
+// It is the same for the same plan: the run's transaction is not in it.
+func sshdInstallScript(p *sshdPlan) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# breakglass sshd: install %s (transaction %s)\n", p.path, id)
+	fmt.Fprintf(&b, "# breakglass sshd: install %s\n", p.path)
 	b.WriteString(txnPrelude)
-	b.WriteString(sshdStartFunc(daemonArgs))
 	b.WriteString(sshdReloadFuncs)
 	fmt.Fprintf(&b, "f=%s tmp=%s dir=%s mode=%04o\n", shell.Quote(p.path), shell.Quote(txnTmpPath(p.path, "tmp")), shell.Quote(path.Dir(p.path)), p.mode)
 	// bg_write_tmp carries the new file, base64 in its here-document.

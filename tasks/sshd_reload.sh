@@ -1,7 +1,26 @@
 # shellcheck shell=sh
-# bg_sshd_reload [start]: make the main sshd read its configuration again
-# and wait until it listens again (it writes its PidFile after binding).
-# With "start", start it when it is not running.
+# bg_sshd_start [ARG...]: start the main sshd: with its own command line
+# ARG... when it was known (in the background when -D keeps it in the
+# foreground), else plain sshd, which daemonizes.
+bg_sshd_start() {
+	if [ $# -eq 0 ]; then
+		bg_ss_s=$(command -v sshd || echo /usr/sbin/sshd)
+		"$bg_ss_s" </dev/null
+		return
+	fi
+	for bg_ss_a in "$@"; do
+		if [ "$bg_ss_a" = -D ]; then
+			setsid "$@" </dev/null >/dev/null 2>&1 &
+			return 0
+		fi
+	done
+	"$@" </dev/null
+}
+
+# bg_sshd_reload [start [ARG...]]: make the main sshd read its
+# configuration again and wait until it listens again (it writes its
+# PidFile after binding). With "start", start it when it is not running
+# (bg_sshd_start ARG...).
 bg_sshd_reload() {
 	if bg_sshd_socket_activated; then
 		# Socket activation (Ubuntu since 22.10): ssh.socket holds the
@@ -38,7 +57,8 @@ bg_sshd_reload() {
 	elif [ "${1-}" = start ]; then
 		what=start
 		pid=
-		bg_sshd_start 2>&1 || { echo "starting sshd failed"; return 1; }
+		shift
+		bg_sshd_start "$@" 2>&1 || { echo "starting sshd failed"; return 1; }
 	else
 		echo "sshd is not running (no live sshd process in $pf)"
 		return 1

@@ -240,7 +240,7 @@ func TestHelperSSHDSystemdRun(t *testing.T) {
 	control := &sshdSSHRunner{x: x, user: "admin", sudo: true}
 	env := x.env()
 	env.Dial = slowDialer{inner: x.dialer(), delay: 30 * time.Second}
-	res, err := mustSSHD(t, fmt.Sprintf(`{settings: {AllowUsers: nobody}, revert_after: %s}`, os.Getenv("BG_SSHD_REVERT_AFTER"))).Run(context.Background(), control, env)
+	res, err := runModule(context.Background(), control, env, mustSSHD(t, fmt.Sprintf(`{settings: {AllowUsers: nobody}, revert_after: %s}`, os.Getenv("BG_SSHD_REVERT_AFTER"))))
 	t.Fatalf("not killed: res %+v err %v", res, err)
 }
 
@@ -299,7 +299,7 @@ func TestSecondarySSHDOnSystemdHost(t *testing.T) {
 				t.Errorf("audit with the unit disabled: %q", fd)
 			}
 			cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-			res, err := x.secondary(t, task).Run(cctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}, Check: true, Diff: true})
+			res, err := runModule(cctx, x.h.Runner(), &Env{Host: x.h.Name, Facts: &Facts{}, Check: true, Diff: true}, x.secondary(t, task))
 			ccancel()
 			if err != nil {
 				t.Fatal(err)

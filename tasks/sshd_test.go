@@ -18,6 +18,7 @@ import (
 
 	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/wire"
 )
 
 // The golden files under testdata/sshd are rewritten with -update. The
@@ -81,12 +82,33 @@ func (r *sshdRecorder) Run(ctx context.Context, cmd string, stdin []byte) ([]byt
 	defer r.mu.Unlock()
 	all := cmd + "\n" + string(stdin)
 	r.calls = append(r.calls, all)
-	for _, rule := range r.rules {
-		if strings.Contains(all, rule.marker) {
-			return []byte(rule.out), rule.err
+	// Facts gathered in one round trip: each part answered by its rule.
+	if nonce, bodies, ok := wire.Parse(stdin); ok {
+		var out strings.Builder
+		for i, body := range bodies {
+			rule, ok := r.answer(body)
+			if !ok || rule.err != nil {
+				out.WriteString(wire.Begun(nonce, i, ""))
+				return []byte(out.String()), fmt.Errorf("recorder: no answer for part %d %q", i, probeFirstLine(body))
+			}
+			out.WriteString(wire.Reply(nonce, i, rule.out, 0))
 		}
+		return []byte(out.String()), nil
+	}
+	if rule, ok := r.answer(all); ok {
+		return []byte(rule.out), rule.err
 	}
 	return nil, fmt.Errorf("recorder: no answer for %q", probeFirstLine(all))
+}
+
+// answer is the first rule whose marker occurs in script.
+func (r *sshdRecorder) answer(script string) (sshdRule, bool) {
+	for _, rule := range r.rules {
+		if strings.Contains(script, rule.marker) {
+			return rule, true
+		}
+	}
+	return sshdRule{}, false
 }
 
 // steps names each call by its marker (the first rule that matched).
@@ -369,7 +391,7 @@ func TestSSHDPlan(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := parseSSHDFactsT(t, sshdFactsOut(tt.main, tt.dropins, tt.extra))
-			p, err := s.plan(f, true)
+			p, err := s.planFile(f, true)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error %v, want %q", err, tt.err)
@@ -398,7 +420,7 @@ func TestSSHDPlan(t *testing.T) {
 func TestSSHDPlanRepairsMode(t *testing.T) {
 	s := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`)
 	out := strings.Replace(sshdFactsOut(debianMain, nil, ""), "pidfile", "file 1000 0 666 0 /etc/ssh/sshd_config.d/00-breakglass.conf\n"+sshdB64([]byte(s.renderDropIn()))+"\nend\npidfile", 1)
-	p, err := s.plan(parseSSHDFactsT(t, out), false)
+	p, err := s.planFile(parseSSHDFactsT(t, out), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +451,7 @@ func TestSSHDCheckModeSendsNoChange(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	env := sshdEnv(&sshdFakeDialer{})
 	env.Check, env.Diff = true, true
-	res, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`).Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +466,7 @@ func TestSSHDCheckModeSendsNoChange(t *testing.T) {
 func TestSSHDNoChangeNoTransaction(t *testing.T) {
 	s := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`)
 	r := (&sshdRecorder{}).on("# breakglass sshd: facts", sshdFactsOut(debianMain, map[string]string{"00-breakglass.conf": s.renderDropIn()}, ""), nil)
-	res, err := s.Run(context.Background(), r, sshdEnv(&sshdFakeDialer{}))
+	res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), s)
 	if err != nil || res.Changed {
 		t.Fatalf("res %+v err %v", res, err)
 	}
@@ -489,7 +511,7 @@ func TestSSHDApplyOutcomes(t *testing.T) {
 			if tt.installErr != nil {
 				r.rules[3].err = tt.installErr
 			}
-			res, err := mustSSHD(t, `{settings: {AllowUsers: nobody}}`).Run(context.Background(), r, sshdEnv(&sshdFakeDialer{fail: tt.fail}))
+			res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{fail: tt.fail}), mustSSHD(t, `{settings: {AllowUsers: nobody}}`))
 			var steps []string
 			for _, s := range r.steps() {
 				steps = append(steps, short[s])
@@ -535,7 +557,7 @@ func TestSSHDControlConnectionDies(t *testing.T) {
 		}
 		r.mu.Unlock()
 	}
-	res, err := mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 5}`).Run(context.Background(), r, sshdEnv(d))
+	res, err := runModule(context.Background(), r, sshdEnv(d), mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 5}`))
 	var rb *RollbackError
 	if !errors.As(err, &rb) || !rb.Pending || !res.RolledBack {
 		t.Fatalf("err %v res %+v: want a pending rollback", err, res)
@@ -548,7 +570,7 @@ func TestSSHDControlConnectionDies(t *testing.T) {
 func TestSSHDRevertFiredBeforeCommit(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	r.rules[4].out = "claim fired\nrestored ok\nafter ok\n"
-	res, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`).Run(context.Background(), r, sshdEnv(&sshdFakeDialer{}))
+	res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`))
 	var rb *RollbackError
 	if !errors.As(err, &rb) || rb.Pending || rb.Failed || !res.RolledBack || res.Changed || !errors.Is(err, ErrTxnFired) {
 		t.Fatalf("res %+v err %v", res, err)
@@ -557,7 +579,7 @@ func TestSSHDRevertFiredBeforeCommit(t *testing.T) {
 		t.Errorf("error %q", err)
 	}
 	r.rules[4].out = "claim fired\nrestored failed\n| restore /etc/ssh/sshd_config.d/00-breakglass.conf failed\n"
-	res, err = mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`).Run(context.Background(), r, sshdEnv(&sshdFakeDialer{}))
+	res, err = runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`))
 	if !errors.As(err, &rb) || !rb.Failed || res.RolledBack || !strings.Contains(err.Error(), "RESTORING FAILED") {
 		t.Errorf("failed restore: res %+v err %v", res, err)
 	}
@@ -567,7 +589,7 @@ func TestSSHDRefusesWithoutLogins(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	env := sshdEnv(nil)
 	env.Dial = nil
-	_, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`).Run(context.Background(), r, env)
+	_, err := runModule(context.Background(), r, env, mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`))
 	if err == nil || !strings.Contains(err.Error(), "nothing changed") {
 		t.Errorf("err %v", err)
 	}
@@ -581,7 +603,7 @@ func TestSSHDForgetsFacts(t *testing.T) {
 	env.Facts.Set(UserFactsKey("admin"), 1)
 	env.Facts.Set("path:/etc", 1)
 	r := sshdFakeHost(debianMain, "status reloaded\n")
-	if _, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`).Run(context.Background(), r, env); err != nil {
+	if _, err := runModule(context.Background(), r, env, mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := env.Facts.Get(UserFactsKey("admin")); ok {
@@ -599,15 +621,15 @@ func TestSSHDForgetsFacts(t *testing.T) {
 func TestSSHDScriptsParse(t *testing.T) {
 	s := mustSSHD(t, `{settings: {LogLevel: VERBOSE}}`)
 	f := parseSSHDFactsT(t, sshdFactsOut(debianMain, nil, ""))
-	p, err := s.plan(f, false)
+	p, err := s.planFile(f, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	scripts := map[string][]byte{
-		"facts":                       []byte(sshdQuery().Script),
-		"install":                     sshdInstallScript("x", p, f.DaemonArgs),
-		"install with no daemon args": sshdInstallScript("x", p, nil),
-		"after restore":               []byte("f() {\n" + sshdAfterRestore([]string{"/usr/sbin/sshd", "-D"}) + "}\n"),
+		"facts":                         []byte(sshdQuery().Script),
+		"install":                       sshdInstallScript(p),
+		"after restore, no daemon args": []byte("f() {\n" + sshdAfterRestore(nil) + "}\n"),
+		"after restore":                 []byte("f() {\n" + sshdAfterRestore([]string{"/usr/sbin/sshd", "-D"}) + "}\n"),
 	}
 	for name, sc := range scripts {
 		sshdShellSyntax(t, name, sc)
@@ -782,7 +804,7 @@ func runSSHD(t *testing.T, x *sshdLab, src string) (*Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return mustSSHD(t, src).Run(ctx, x.h.Runner(), x.env())
+	return runModule(ctx, x.h.Runner(), x.env(), mustSSHD(t, src))
 }
 
 func TestSSHDOnHostApplies(t *testing.T) {
@@ -931,7 +953,7 @@ func TestSSHDOnHostControlConnectionDies(t *testing.T) {
 	x := newSSHDLab(t)
 	control := &sshdSSHRunner{x: x, user: "admin", sudo: true}
 	env := x.env()
-	res, err := mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 10}`).Run(context.Background(), control, env)
+	res, err := runModule(context.Background(), control, env, mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 10}`))
 	var rb *RollbackError
 	if !errors.As(err, &rb) || !res.RolledBack || rb.Failed {
 		t.Fatalf("res %+v err %v: want a rollback", res, err)
@@ -986,7 +1008,7 @@ func TestUserAbsentGuardOnLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return u.Run(ctx, x.h.Runner(), env)
+		return runModule(ctx, x.h.Runner(), env, u)
 	}
 	// bg-ops2 locked out (its key gone): without bg-ops1 nobody is left.
 	x.sh(t, "mv /home/bg-ops2/.ssh/authorized_keys /home/bg-ops2/.ssh/off", nil)
@@ -1026,7 +1048,7 @@ func TestAuthorizedKeyGuardOnLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m.Run(ctx, x.h.Runner(), env)
+		return runModule(ctx, x.h.Runner(), env, m)
 	}
 	const file = "/home/bg-ops1/.ssh/authorized_keys"
 	before := x.sh(t, "cat "+file, nil)
@@ -1053,4 +1075,40 @@ func TestAuthorizedKeyGuardOnLab(t *testing.T) {
 		t.Error("bg-ops1 still logs in with the removed key")
 	}
 	x.mustLogin(t, 0, "admin", "bg-ops2")
+}
+
+// TestSSHDStartArgs: the after-restore step starts sshd again with its
+// own command line, word for word (the header's set -- is data, quoted),
+// in the background when -D keeps it in the foreground.
+func TestSSHDStartArgs(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("no setsid")
+	}
+	for _, fg := range []bool{false, true} {
+		out := filepath.Join(t.TempDir(), "out")
+		// A stand-in for sshd: it writes its arguments, one a line.
+		args := []string{"/bin/sh", "-c", `printf '%s\n' "$@" >"$0.tmp" && mv "$0.tmp" "$0"`, out, "-E", "/var/log/a*.log", "it's $HOME"}
+		if fg {
+			args = append(args, "-D")
+		}
+		header, _, _ := strings.Cut(sshdAfterRestore(args), "\n")
+		if !strings.HasPrefix(header, "set -- ") {
+			t.Fatalf("after restore starts with %q, want its set -- header", header)
+		}
+		script := "f() {\n" + header + "\n" + sshdReloadFuncs + "bg_sshd_start \"$@\"\n}\nf\n"
+		if b, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+			t.Fatalf("fg %v: %v: %s", fg, err, b)
+		}
+		want := strings.Join(args[4:], "\n") + "\n"
+		var got []byte
+		for i := 0; i < 100; i++ {
+			if got, _ = os.ReadFile(out); got != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if string(got) != want {
+			t.Errorf("fg %v: sshd started with %q, want %q", fg, got, want)
+		}
+	}
 }

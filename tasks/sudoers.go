@@ -2,7 +2,6 @@ package tasks
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
@@ -38,7 +37,7 @@ type Sudoers struct {
 }
 
 var _ Module = (*Sudoers)(nil)
-var _ Gatherer = (*Sudoers)(nil)
+var _ planner = (*Sudoers)(nil)
 
 func init() { Register("sudoers", NewSudoers) }
 
@@ -284,7 +283,7 @@ func parseSudoersFile(out []byte) (any, error) {
 	return f, nil
 }
 
-// Queries implements Gatherer: the drop-in's content, owner and mode.
+// Queries implements Module: the drop-in's content, owner and mode.
 func (s *Sudoers) Queries() []Query { return []Query{s.query()} }
 
 // sudoersPlan is what must change; empty when the host is as wanted.
@@ -335,11 +334,6 @@ func (s *Sudoers) planChanges(cur sudoersFile, diff bool) (sudoersPlan, error) {
 		})
 	}
 	return p, nil
-}
-
-// Run implements Module.
-func (s *Sudoers) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	return runPlanner(ctx, r, env, s)
 }
 
 // queries implements planner.

@@ -278,7 +278,7 @@ func TestSudoersPlan(t *testing.T) {
 		for _, check := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/check=%v", tc.name, check), func(t *testing.T) {
 				rec := sudoersFake(tc.state, "status ok\nstage done\n| \n")
-				res, err := mustSudoers(t, src).Run(context.Background(), rec, &Env{Check: check})
+				res, err := runModule(context.Background(), rec, &Env{Check: check}, mustSudoers(t, src))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -320,7 +320,7 @@ func TestSudoersCheckModeSendsNoChange(t *testing.T) {
 		"{name: bg, state: absent}",
 	} {
 		rec := sudoersFake("present 1000 0 666 regular file\nsomething else\n", "")
-		res, err := mustSudoers(t, src).Run(context.Background(), rec, &Env{Check: true})
+		res, err := runModule(context.Background(), rec, &Env{Check: true}, mustSudoers(t, src))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,7 +341,7 @@ func TestSudoersDiff(t *testing.T) {
 	s := mustSudoers(t, "{name: bg, users: [bg-ops1]}")
 	for _, diff := range []bool{true, false} {
 		rec := sudoersFake("present 0 0 440 regular file\nold\n", "")
-		res, err := s.Run(context.Background(), rec, &Env{Check: true, Diff: diff})
+		res, err := runModule(context.Background(), rec, &Env{Check: true, Diff: diff}, s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +354,7 @@ func TestSudoersDiff(t *testing.T) {
 		}
 	}
 	rm := mustSudoers(t, "{name: bg, state: absent}")
-	res, err := rm.Run(context.Background(), sudoersFake("present 0 0 440 regular file\nold\n", ""), &Env{Check: true, Diff: true})
+	res, err := runModule(context.Background(), sudoersFake("present 0 0 440 regular file\nold\n", ""), &Env{Check: true, Diff: true}, rm)
 	if err != nil || res.Changes[0].Before != "old\n" || res.Changes[0].After != "" || res.Changes[0].What != "remove /etc/sudoers.d/bg" {
 		t.Errorf("absent: %+v %v", res, err)
 	}
@@ -362,7 +362,7 @@ func TestSudoersDiff(t *testing.T) {
 
 func TestSudoersRefusesNonRegular(t *testing.T) {
 	rec := sudoersFake("present 0 0 755 directory\n", "")
-	_, err := mustSudoers(t, "{name: bg, users: [a]}").Run(context.Background(), rec, &Env{})
+	_, err := runModule(context.Background(), rec, &Env{}, mustSudoers(t, "{name: bg, users: [a]}"))
 	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("got %v", err)
 	}
@@ -384,7 +384,7 @@ func TestSudoersUsesGatheredFact(t *testing.T) {
 	env := &Env{Facts: &Facts{}}
 	env.Facts.Set(qs[0].Key, v)
 	rec := &scriptRecorder{}
-	res, err := s.Run(context.Background(), rec, env)
+	res, err := runModule(context.Background(), rec, env, s)
 	if err != nil || res.Changed {
 		t.Fatalf("res %+v err %v", res, err)
 	}
@@ -418,7 +418,7 @@ func TestSudoersApplyOutcomes(t *testing.T) {
 				return sudoersReply(stdin, "absent\n", tc.out, tc.runErr)
 			}}
 			env := &Env{Facts: &Facts{}}
-			res, err := s.Run(context.Background(), rec, env)
+			res, err := runModule(context.Background(), rec, env, s)
 			if _, ok := env.Facts.Get(s.factKey()); ok {
 				t.Error("fact not invalidated after the install")
 			}
@@ -543,7 +543,7 @@ func scCanSudo(t *testing.T, h *lab.Host, user string) bool {
 func runSudoers(t *testing.T, r Runner, env Env, src string) (*Result, error) {
 	t.Helper()
 	env.Facts = &Facts{} // a fresh run: gather again
-	return mustSudoers(t, src).Run(context.Background(), r, &env)
+	return runModule(context.Background(), r, &env, mustSudoers(t, src))
 }
 
 func TestSudoersOnHost(t *testing.T) {

@@ -139,7 +139,7 @@ func TestTxnRollbackOutcomes(t *testing.T) {
 func TestSSHDCommitCutOff(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	r.rules[4].err = errors.New("ssh: connection reset")
-	res, err := mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`).Run(context.Background(), r, sshdEnv(&sshdFakeDialer{}))
+	res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`))
 	var rb *RollbackError
 	if !errors.As(err, &rb) || !rb.CommitUnknown || rb.Pending || res.RolledBack {
 		t.Fatalf("res %+v err %v: want not known whether committed", res, err)
@@ -639,7 +639,7 @@ func TestSSHDOnHostKilledInRollbackOrCommit(t *testing.T) {
 				x.sh(t, "printf '%s' "+shell.Quote(original)+" >"+dropin+" && kill -HUP $(cat /run/sshd.pid)", nil)
 				k := &txnKillRunner{r: x.h.Runner(), marker: marker, delay: d}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				res, err := mustSSHD(t, task).Run(ctx, k, x.env())
+				res, err := runModule(ctx, k, x.env(), mustSSHD(t, task))
 				cancel()
 				var rb *RollbackError
 				switch {

@@ -49,8 +49,8 @@ type User struct {
 }
 
 var (
-	_ Module   = (*User)(nil)
-	_ Gatherer = (*User)(nil)
+	_ Module  = (*User)(nil)
+	_ planner = (*User)(nil)
 )
 
 func init() { Register("user", NewUser) }
@@ -181,12 +181,6 @@ func (u *User) queries(Conn) []Query {
 		qs = append(qs, GroupQuery(g))
 	}
 	return qs
-}
-
-// Run gathers the account's facts, plans and, unless in check mode,
-// applies the plan in one round trip.
-func (u *User) Run(ctx context.Context, r Runner, env *Env) (*Result, error) {
-	return runPlanner(ctx, r, env, u)
 }
 
 // sshdFacts: the account alone decides; sshd's settings do not.

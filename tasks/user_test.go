@@ -252,7 +252,7 @@ func TestUserRunCheckAndApply(t *testing.T) {
 	u := mustUser(t, `{name: carol}`)
 
 	env.Check = true
-	res, err := u.Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestUserRunCheckAndApply(t *testing.T) {
 	}
 
 	env.Check = false
-	res, err = u.Run(context.Background(), r, env)
+	res, err = runModule(context.Background(), r, env, u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestUserRunGathers(t *testing.T) {
 	r.groups["sudo"] = true
 	env := testEnv()
 	env.Facts = nil
-	res, err := mustUser(t, `{name: ghost, groups: [sudo]}`).Run(context.Background(), r, env)
+	res, err := runModule(context.Background(), r, env, mustUser(t, `{name: ghost, groups: [sudo]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,11 +457,27 @@ func TestUserAbsentProvesOthers(t *testing.T) {
 // TestUserAbsentNotBatched: a removal's guard needs every earlier change
 // made before it proves the ways left, so it never joins a batch.
 func TestUserAbsentNotBatched(t *testing.T) {
-	if _, ok := CanBatch(mustUser(t, `{name: bg-old, state: absent}`)); ok {
-		t.Error("user removal is batchable")
-	}
-	if _, ok := CanBatch(mustUser(t, `{name: bg-new}`)); !ok {
-		t.Error("user creation is not batchable")
+	env := &Env{ControlUser: "admin"}
+	for src, want := range map[string]bool{`{name: alice, state: absent}`: false, `{name: alice}`: true} {
+		u := mustUser(t, src)
+		var vals []any
+		for _, q := range u.queries(Conn{}) {
+			switch {
+			case q.Key == UserFactsKey("alice"):
+				vals = append(vals, recordedFacts(t, "existing", "alice"))
+			case strings.HasPrefix(q.Key, PathFactsKey("")):
+				vals = append(vals, PathStat{Path: strings.TrimPrefix(q.Key, PathFactsKey("")), Exists: true, Mode: 0o100755})
+			default:
+				vals = append(vals, true)
+			}
+		}
+		p, err := u.plan(env, vals)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if p.MayBatch() != want {
+			t.Errorf("%s: batchable %v, want %v", src, p.MayBatch(), want)
+		}
 	}
 }
 
@@ -482,7 +498,7 @@ useradd -M -d /srv/homes/deep/vera -s /bin/sh vera`)
 		t.Fatal(err)
 	}
 	env.Facts = &Facts{}
-	if _, err := m.Run(context.Background(), r, env); err == nil {
+	if _, err := runModule(context.Background(), r, env, m); err == nil {
 		t.Error("root made wendy's home's parent in a directory every user can write")
 	} else {
 		t.Logf("refused as it should: %v", err)

@@ -100,7 +100,7 @@ func (p *VerifyPath) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-var _ Module = (*VerifyAccess)(nil)
+var _ planner = (*VerifyAccess)(nil)
 
 func init() {
 	Register("verify_access", func(file string, n *yaml.Node) (Module, error) {
@@ -137,52 +137,151 @@ func init() {
 	})
 }
 
-// Run makes every login. Failed logins are rows in the result; the task
-// fails when fewer users than min_working (default: all of them) passed on
-// every path (and sudo, when asked).
+// Queries implements Module: none. verify_access reads no host state of
+// its own, so it never adds a round trip; the facts other tasks gathered
+// only order its logins.
+func (v *VerifyAccess) Queries() []Query { return nil }
+
+// queries implements planner.
+func (v *VerifyAccess) queries(Conn) []Query { return nil }
+
+// sshdFacts: none are read.
+func (*VerifyAccess) sshdFacts() bool { return false }
+
+// plan implements planner: the logins, their key files made absolute
+// against the playbook's directory, in the order the first wave makes
+// them: users whose gathered facts already show a lockout cause
+// (lockoutHint, from env.Facts' cache) after the others.
+func (v *VerifyAccess) plan(env *Env, _ []any) (*Plan, error) {
+	dir := env.Dir
+	if dir == "" {
+		dir = v.dir
+	}
+	logins, need := v.SafetyLogins(dir)
+	op := &verifyLogins{
+		paths:    v.WaysIn(),
+		sudo:     v.Sudo,
+		need:     need,
+		parallel: v.Parallel,
+		logins:   make([]verifyLogin, len(logins)),
+	}
+	doubt := make([]bool, len(logins))
+	for i, l := range logins {
+		op.logins[i] = verifyLogin{Login: l, hint: lockoutHint(env, l.User)}
+		doubt[i] = op.logins[i].hint != ""
+	}
+	op.order = likelyFirst(doubt)
+	return &Plan{Ops: []Op{op}}, nil
+}
+
+// likelyFirst returns the indexes of doubt in order, those doubted last.
+func likelyFirst(doubt []bool) []int {
+	order := make([]int, len(doubt))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return !doubt[order[a]] && doubt[order[b]] })
+	return order
+}
+
+// verifyLogins proves every login on every path with fresh logins
+// (Prove, through env.Dial: the run's login gate), and fails when fewer
+// users than need passed on every path (and sudo, when asked). Failed
+// logins are rows in the result.
 //
 // Every login comes from this controller's address, which OpenSSH ≥ 9.8
 // penalises for each refusal (see loginGate), so the logins are ordered
 // and limited so that one locked-out user cannot cut the others: one wave
 // per path, each user's logins in path order; in each wave the users
-// likely to get in go first, and a user refused before, or whose facts
-// already show a lockout cause, goes last; env.Dial (GateLogins) never
-// makes a refused login again and waits out a penalty as long as it can
-// last.
-func (v *VerifyAccess) Run(ctx context.Context, _ Runner, env *Env) (*Result, error) {
-	if env.Dial == nil {
-		return nil, errors.New("verify_access: no way to open fresh logins here")
+// likely to get in go first (order, for the first wave), and a user
+// refused in an earlier wave goes last; env.Dial never makes a refused
+// login again and waits out a penalty as long as it can last.
+type verifyLogins struct {
+	logins []verifyLogin // in the playbook's order, which the rows keep
+	// order is the first wave's: indexes into logins, those whose hint
+	// is set last. Later waves put last the users refused so far.
+	order    []int
+	paths    []Path
+	sudo     bool // check sudo -n true too
+	need     int  // min_working
+	parallel int  // logins at once on this host
+}
+
+// verifyLogin is one login of verifyLogins, with the lockout cause its
+// user's facts already showed when planned ("" when none).
+type verifyLogin struct {
+	Login
+	hint string
+}
+
+func (*verifyLogins) ReadOnly() bool { return true }
+
+// String lists the logins in the first wave's order, the paths, and what
+// must work.
+func (o *verifyLogins) String() string {
+	var b strings.Builder
+	names := make([]string, len(o.paths))
+	for i, p := range o.paths {
+		names[i] = p.Name
 	}
-	rows := make([]Access, len(v.Logins)*len(v.Paths))
-	doubt := make([]bool, len(v.Logins))
-	for i, l := range v.Logins {
-		doubt[i] = lockoutHint(env, l.User) != ""
+	fmt.Fprintf(&b, "fresh logins, one wave per path: %s; at most %d at once", strings.Join(names, ", "), o.parallel)
+	if o.sudo {
+		b.WriteString("; sudo -n true too")
 	}
-	for pi, p := range v.Paths {
-		order := make([]int, len(v.Logins))
-		for i := range order {
-			order[i] = i
+	b.WriteString("\n")
+	for _, i := range o.order {
+		l := o.logins[i]
+		fmt.Fprintf(&b, "- %s with %s", l.User, l.KeyFile)
+		if l.hint != "" {
+			fmt.Fprintf(&b, " (last: likely refused, %s)", l.hint)
 		}
-		sort.SliceStable(order, func(a, b int) bool { return !doubt[order[a]] && doubt[order[b]] })
-		eachLogin(len(order), v.Parallel, func(n int) {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "min_working %d of %d on every path\n", o.need, len(o.logins))
+	return b.String()
+}
+
+func (o *verifyLogins) run(ctx context.Context, _ Runner, env *Env, res *Result) error {
+	if env.Dial == nil {
+		return errors.New("verify_access: no way to open fresh logins here")
+	}
+	np := len(o.paths)
+	rows := make([]Access, len(o.logins)*np)
+	doubt := make([]bool, len(o.logins))
+	for i, l := range o.logins {
+		doubt[i] = l.hint != ""
+	}
+	order := o.order
+	for pi, p := range o.paths {
+		if pi > 0 {
+			order = likelyFirst(doubt)
+		}
+		eachLogin(len(order), o.parallel, func(n int) {
 			i := order[n]
-			l := v.Logins[i]
-			row := &rows[i*len(v.Paths)+pi]
+			l := o.logins[i]
+			row := &rows[i*np+pi]
 			if err := ctx.Err(); err != nil {
 				*row = Access{User: l.User, Path: p.Name, Error: err.Error()}
 				return
 			}
-			*row = v.login(ctx, env, l, p.Path)
+			*row = o.login(ctx, env, l.Login, p)
 		})
-		for i := range v.Logins {
-			if r := rows[i*len(v.Paths)+pi]; !r.OK && r.Status != "penalised" {
+		for i := range o.logins {
+			if r := rows[i*np+pi]; !r.OK && r.Status != "penalised" {
 				doubt[i] = true
 			}
 		}
 	}
+	res.Access = append(res.Access, rows...)
+	return o.judge(rows)
+}
 
+// judge fails when fewer users than need passed on every path (and sudo,
+// when asked), naming the users that failed and those sshd's penalties
+// kept from being proven.
+func (o *verifyLogins) judge(rows []Access) error {
 	working := map[string]bool{}
-	for _, l := range v.Logins {
+	for _, l := range o.logins {
 		working[l.User] = true
 	}
 	cut := map[string]bool{}
@@ -206,24 +305,19 @@ func (v *VerifyAccess) Run(ctx context.Context, _ Runner, env *Env) (*Result, er
 			broken = append(broken, u)
 		}
 	}
+	if n >= o.need {
+		return nil
+	}
 	sort.Strings(broken)
 	sort.Strings(penalised)
-	need := len(v.Logins)
-	if v.MinWorking != nil {
-		need = *v.MinWorking
+	msg := fmt.Sprintf("%d of %d break-glass users can log in on every path, fewer than min_working %d", n, len(o.logins), o.need)
+	if len(broken) > 0 {
+		msg += " (failing: " + strings.Join(broken, ", ") + ")"
 	}
-	res := &Result{Access: rows}
-	if n < need {
-		msg := fmt.Sprintf("%d of %d break-glass users can log in on every path, fewer than min_working %d", n, len(v.Logins), need)
-		if len(broken) > 0 {
-			msg += " (failing: " + strings.Join(broken, ", ") + ")"
-		}
-		if len(penalised) > 0 {
-			msg += " (not proven, their logins cut by sshd's PerSourcePenalties for this address: " + strings.Join(penalised, ", ") + ")"
-		}
-		return res, errors.New(msg)
+	if len(penalised) > 0 {
+		msg += " (not proven, their logins cut by sshd's PerSourcePenalties for this address: " + strings.Join(penalised, ", ") + ")"
 	}
-	return res, nil
+	return errors.New(msg)
 }
 
 // lockoutHint returns a lockout cause the facts this run gathered already
@@ -263,23 +357,16 @@ func lockoutHint(env *Env, user string) string {
 	return ""
 }
 
-func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Path) (a Access) {
+// login makes one fresh login as l on p and runs the probe.
+func (o *verifyLogins) login(ctx context.Context, env *Env, l Login, p Path) (a Access) {
 	a = Access{User: l.User, Path: p.Name}
 	start := time.Now()
 	defer func() { a.MS = time.Since(start).Milliseconds() }()
-	key := l.KeyFile
-	if !filepath.IsAbs(key) {
-		base := env.Dir
-		if base == "" {
-			base = v.dir
-		}
-		key = filepath.Join(base, key)
-	}
-	if _, err := os.Stat(key); err != nil {
+	if _, err := os.Stat(l.KeyFile); err != nil {
 		a.Error = fmt.Sprintf("key file: %v", err)
 		return a
 	}
-	pr := Prove(ctx, env.Dial, l.User, key, p)
+	pr := Prove(ctx, env.Dial, l.User, l.KeyFile, p)
 	a.SourcePort = pr.SourcePort
 	if pr.Err != nil {
 		a.Error = pr.Err.Error()
@@ -287,7 +374,7 @@ func (v *VerifyAccess) login(ctx context.Context, env *Env, l VerifyLogin, p Pat
 		return a
 	}
 	a.OK = true
-	if v.Sudo {
+	if o.sudo {
 		a.Sudo = &pr.Sudo
 		if !pr.Sudo {
 			a.Error = "sudo -n true failed"

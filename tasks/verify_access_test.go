@@ -68,7 +68,7 @@ func TestVerifyAccess(t *testing.T) {
 		fail: map[string]error{"bg-ops2/port 2222": errors.New("ssh: unable to authenticate")},
 	}
 	env := &Env{Dir: dir, Dial: logins}
-	res, err := v.Run(context.Background(), nil, env)
+	res, err := runModule(context.Background(), nil, env, v)
 	if err != nil {
 		t.Fatalf("min_working 1 with one good user: %v", err)
 	}
@@ -87,7 +87,7 @@ func TestVerifyAccess(t *testing.T) {
 
 	two := 2
 	v.MinWorking = &two
-	if _, err := v.Run(context.Background(), nil, env); err == nil || !strings.Contains(err.Error(), "failing: bg-ops2") {
+	if _, err := runModule(context.Background(), nil, env, v); err == nil || !strings.Contains(err.Error(), "failing: bg-ops2") {
 		t.Fatalf("min_working 2: want failure naming bg-ops2, got %v", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/wire"
 	"github.com/breakglass/breakglass/tasks"
 )
 
@@ -58,8 +59,8 @@ type Module struct {
 }
 
 var (
-	_ tasks.Module   = (*Module)(nil)
-	_ tasks.Gatherer = (*Module)(nil)
+	_ tasks.Module  = (*Module)(nil)
+	_ tasks.Program = (*Module)(nil)
 )
 
 // New returns the audit module for o. Invalid user names are dropped
@@ -226,9 +227,24 @@ func (m *Module) gather(ctx context.Context, r tasks.Runner, env *tasks.Env, exp
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := r.Run(ctx, "/bin/sh -s", []byte(q.Script))
+	script, err := wire.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	script.Part(q.Script)
+	out, err := r.Run(ctx, "/bin/sh -s", script.Bytes())
 	if err != nil {
 		return nil, nil, fmt.Errorf("gather %s: %w", q.Key, err)
+	}
+	switch p := script.Split(out)[0]; {
+	case !p.Begun:
+		return nil, nil, fmt.Errorf("gather %s: no output", q.Key)
+	case !p.Done:
+		return nil, nil, fmt.Errorf("gather %s: truncated output", q.Key)
+	case p.Status != 0:
+		return nil, nil, fmt.Errorf("gather %s: exit status %d", q.Key, p.Status)
+	default:
+		out = p.Out
 	}
 	h, err := ParseHostFacts(out)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/breakglass/breakglass/internal/lab"
+	"github.com/breakglass/breakglass/internal/wire"
 	"github.com/breakglass/breakglass/tasks"
 )
 
@@ -28,10 +29,21 @@ func (r *replay) Run(_ context.Context, cmd string, stdin []byte) ([]byte, error
 	if cmd == "/bin/sh -s" && bytes.Contains(stdin, []byte("\nbg_fc() {")) && r.fc != nil {
 		return r.fc, nil
 	}
-	if cmd != "/bin/sh -s" || !bytes.HasPrefix(stdin, []byte("bg_client=")) {
-		return nil, errors.New("replay: unexpected command")
+	if ans, ok := answerHostQuery(cmd, stdin, r.out); ok {
+		return ans, nil
 	}
-	return r.out, nil
+	return nil, errors.New("replay: unexpected command")
+}
+
+// answerHostQuery answers the host query as a host would: out (the query's
+// output, as recorded) framed by the script's own wire markers. ok is false
+// when the script is not the host query.
+func answerHostQuery(cmd string, stdin, out []byte) (ans []byte, ok bool) {
+	nonce, bodies, ok := wire.Parse(stdin)
+	if cmd != "/bin/sh -s" || !ok || len(bodies) != 1 || !strings.HasPrefix(bodies[0], "bg_client=") {
+		return nil, false
+	}
+	return []byte(wire.Reply(nonce, 0, string(out), 0)), true
 }
 
 // recording loads testdata/lab/NAME.txt and the env it was gathered for.
@@ -384,10 +396,11 @@ func TestUnexplainedReplay(t *testing.T) {
 	})
 	var logCalls int
 	r := runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {
+		if ans, ok := answerHostQuery(cmd, stdin, out); ok {
+			return ans, nil
+		}
 		switch {
-		case bytes.HasPrefix(stdin, []byte("bg_client=")):
-			return out, nil
-		case bytes.Contains(stdin, []byte("for a in admin:4242;")):
+		case bytes.Contains(stdin, []byte("\nbg_attempts=admin:4242\n")):
 			logCalls++
 			return []byte("log admin 4242 2026-11-25T15:00:00 sshd[9]: Connection closed by authenticating user admin 127.0.0.1 port 4242 [preauth]\n"), nil
 		}
@@ -591,7 +604,7 @@ Accepted publickey for admin from 127.0.0.1 port 4011 ssh2
 		},
 	}
 	for _, tc := range tests {
-		cmd := exec.Command("awk", "-v", "u=bob", "-v", "p="+tc.port, "-v", "ip=127.0.0.1", attemptAwk)
+		cmd := exec.Command("/bin/sh", "-c", attemptScript+`bg_attempt "$@"`, "sh", "bob", tc.port, "127.0.0.1")
 		cmd.Stdin = strings.NewReader(tc.log)
 		out, err := cmd.Output()
 		if err != nil {
@@ -703,10 +716,11 @@ func TestPenalisedLoginReplay(t *testing.T) {
 		{User: "admin", Path: "direct", Error: "ssh: handshake failed: EOF", SourcePort: 4030},
 	})
 	r := runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {
+		if ans, ok := answerHostQuery(cmd, stdin, out); ok {
+			return ans, nil
+		}
 		switch {
-		case bytes.HasPrefix(stdin, []byte("bg_client=")):
-			return out, nil
-		case bytes.Contains(stdin, []byte("for a in admin:4030;")):
+		case bytes.Contains(stdin, []byte("\nbg_attempts=admin:4030\n")):
 			return []byte("log admin 4030 T h sshd[1]: drop connection #0 from [127.0.0.1]:4030 on [127.1.1.1]:22 penalty: failed authentication\n"), nil
 		}
 		return nil, errors.New("unexpected command")

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"strings"
 
@@ -99,32 +100,12 @@ func forcedCommands(ctx context.Context, r tasks.Runner, users []auditedUser) (m
 	if len(todo) == 0 {
 		return nil, nil
 	}
-	var b strings.Builder
-	b.WriteString(`LC_ALL=C; export LC_ALL
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-{
-bg_fc() { # USER PROGRAM: can USER run PROGRAM, as USER
-	bg_ids=$(id -u -- "$1" 2>/dev/null):$(id -g -- "$1" 2>/dev/null)
-	case $bg_ids in *[!0-9:]* | :* | *:) printf 'fc %s unknown %s\n' "$1" "$2"; return ;; esac
-	bg_s=$(timeout -s KILL 10 setpriv --reuid="${bg_ids%:*}" --regid="${bg_ids#*:}" --init-groups -- env -i PATH=` + sessionPath + ` /bin/sh -c '
-		case $1 in
-		*/*) p=$1 ;;
-		*) p=$(command -v -- "$1") || { echo notfound; exit; } ;;
-		esac
-		case $p in /*) ;; *) echo ok; exit ;; esac
-		if [ ! -e "$p" ]; then echo missing
-		elif [ -f "$p" ] && [ -x "$p" ]; then echo ok
-		else echo noexec
-		fi' sh "$2" </dev/null 2>/dev/null)
-	case $bg_s in ok | missing | noexec | notfound) ;; *) bg_s=unknown ;; esac
-	printf 'fc %s %s %s\n' "$1" "$bg_s" "$2"
-}
-`)
+	var checks []string
 	for _, k := range todo {
-		b.WriteString("bg_fc " + shell.Quote(k.User) + " " + shell.Quote(k.Program) + "\n")
+		checks = append(checks, k.User+" "+k.Program)
 	}
-	b.WriteString("} </dev/null\n")
-	out, err := r.Run(ctx, "/bin/sh -s", []byte(b.String()))
+	script := fmt.Sprintf("bg_path=%s\nbg_checks=%s\n", shell.Quote(sessionPath), shell.Quote(strings.Join(checks, "\n"))) + commandsScript
+	out, err := r.Run(ctx, "/bin/sh -s", []byte(script))
 	if err != nil {
 		return nil, fmt.Errorf("check forced commands: %w", err)
 	}
@@ -141,6 +122,13 @@ bg_fc() { # USER PROGRAM: can USER run PROGRAM, as USER
 	}
 	return res, nil
 }
+
+// commandsScript is commands.sh: it asks the host about each "USER
+// PROGRAM" line of bg_checks (user names are checked, and commandProgram
+// keeps only programs of [A-Za-z0-9._/+-], so both are words).
+//
+//go:embed commands.sh
+var commandsScript string
 
 // unquoteOption removes the double quotes of an authorized_keys option
 // value and their backslash escapes.

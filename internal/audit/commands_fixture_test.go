@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -37,11 +38,12 @@ func TestForcedCommandsRecorded(t *testing.T) {
 	}
 	var asked []string
 	got, err := forcedCommands(context.Background(), runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {
-		for _, l := range strings.Split(string(stdin), "\n") {
-			if strings.HasPrefix(l, "bg_fc ") {
-				asked = append(asked, l)
-			}
+		_, checks, _ := strings.Cut(string(stdin), "\nbg_checks='")
+		checks, _, ok := strings.Cut(checks, "'\n")
+		if !ok {
+			return nil, errors.New("no bg_checks in the script")
 		}
+		asked = strings.Split(checks, "\n")
 		return fc, nil
 	}), sessionUsers(t))
 	if err != nil {
@@ -67,7 +69,7 @@ func TestForcedCommandsRecorded(t *testing.T) {
 		t.Errorf("asked %q", asked)
 	}
 	for _, a := range asked {
-		if !bytes.Contains(fc, []byte(" "+strings.Fields(a)[2]+"\n")) {
+		if !bytes.Contains(fc, []byte(" "+strings.Fields(a)[1]+"\n")) {
 			t.Errorf("asked %q, not in the recording", a)
 		}
 	}

@@ -9,7 +9,7 @@ bg_dump() { # TAG FILE…: one record per line of each file, but comments and bl
 	[ $# -gt 0 ] || return 0
 	awk -v t="$bg_t" 'FNR == 1 { print t "file", FILENAME } /^[ \t]*(#|$)/ && !/^#include/ { next } { printf "%sline %d %s\t%s\n", t, FNR, FILENAME, $0 }' "$@" 2>/dev/null
 }
-echo 'audit-host 1'
+echo 'audit-host 2'
 bg_now=$(date '+%s.%N %z')
 read -r bg_up _ </proc/uptime
 printf 'now %s\n' "$bg_now"
@@ -183,11 +183,14 @@ bg_ux() (
 		fi
 	;; esac
 )
+# A user's facts come as records "uf NAME LINE", one per line the user
+# facts script printed: whatever a line holds (a path, a key file's
+# content), it stays inside that user's records. NAME is a checked user
+# name (shell.ValidUser in Go, bg_name_ok here): no character of it is
+# special to sed.
 bg_user() {
 	case $2 in *f*)
-		printf 'audit-uf-begin %s\n' "$1"
-		bg_uf "$1"
-		printf 'audit-uf-end %s\n' "$1"
+		bg_uf "$1" | sed "s/^/uf $1 /"
 	;; esac
 	bg_flags=$2 bg_ux "$1"
 }

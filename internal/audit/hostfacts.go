@@ -174,12 +174,11 @@ func hostQuery(conn tasks.Conn, users []userSpec, session, all bool) (tasks.Quer
 		spec = append(spec, u.Name+f)
 	}
 	fmt.Fprintf(&b, "bg_users=%s bg_session=%d bg_all=%d\n", shell.Quote(strings.Join(spec, " ")), b2i(session), b2i(all))
-	b.WriteString("{\nbg_uf() (\nu=$1 client=$bg_client server=$bg_server port=$bg_port\n")
+	b.WriteString("bg_uf() (\nu=$1 client=$bg_client server=$bg_server port=$bg_port\n")
 	b.WriteString(body)
 	b.WriteString(")\n")
 	b.WriteString(sshdconf.Shell)
 	b.WriteString(hostScript)
-	b.WriteString("} </dev/null\n")
 	return tasks.Query{
 		Key:    HostFactsKey,
 		Script: b.String(),
@@ -206,14 +205,22 @@ func userFactsBody() (string, error) {
 	return body, nil
 }
 
-// hostScript reads the host. Everything runs with stdin from /dev/null
-// (the caller wraps it), as the shell itself reads the script from stdin.
+// hostScript reads the host. The query is one part of the wire framing
+// (internal/wire), which runs it with stdin from /dev/null (the shell
+// itself reads the script from stdin) and says whether it ran to its end.
 // Lines are "tag fields…", a path last; file contents come as one record
 // per line ("cfgline N PATH<TAB>TEXT"), each kind of file dumped by one
 // awk, as every process costs (a small VM forks a few hundred a second).
+// A user's facts are records too: "uf NAME LINE" for each line the user
+// facts script printed, so nothing a user controls on the host can end
+// that user's facts or start anything else.
 //
 //go:embed host.sh
 var hostScript string
+
+// hostFormat is the first line of the host query's output: the version of
+// its records (2: a user's facts are "uf" records).
+const hostFormat = "audit-host 2"
 
 var (
 	errNoHeader = errors.New("host facts: missing header")
@@ -231,8 +238,8 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 	}
 	var (
 		sawHeader, sawEnd bool
-		ufName            string
-		ufBuf             []string
+		ufOrder           []string
+		ufLines           = map[string][]string{}
 		sudoStat          = map[string]tasks.PathStat{}
 		sudoOrder         []string
 		dumps             = map[string]*fileDump{"cfg": newDump(), "pam": newDump(), "txt": newDump()}
@@ -240,25 +247,12 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 	)
 	lines := strings.Split(string(out), "\n")
 	for n, line := range lines {
-		if ufName != "" {
-			if line == "audit-uf-end "+ufName {
-				uf, err := tasks.ParseUserFacts(ufName, []byte(strings.Join(ufBuf, "\n")))
-				if err != nil {
-					return nil, fmt.Errorf("host facts: %w", err)
-				}
-				h.Users[ufName] = uf
-				ufName, ufBuf = "", nil
-				continue
-			}
-			ufBuf = append(ufBuf, line)
-			continue
-		}
 		if line == "" {
 			continue
 		}
 		tag, rest, _ := strings.Cut(line, " ")
 		if !sawHeader {
-			if line != "audit-host 1" {
+			if line != hostFormat {
 				return nil, errNoHeader
 			}
 			sawHeader = true
@@ -415,8 +409,16 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 			if candidateRe.MatchString(rest) {
 				h.Candidates = append(h.Candidates, rest)
 			}
-		case "audit-uf-begin":
-			ufName = rest
+		case "uf":
+			name, text, _ := strings.Cut(rest, " ")
+			if !candidateRe.MatchString(name) {
+				err = fmt.Errorf("bad user name %q", name)
+				break
+			}
+			if _, seen := ufLines[name]; !seen {
+				ufOrder = append(ufOrder, name)
+			}
+			ufLines[name] = append(ufLines[name], text)
 		case "ux":
 			err = h.parseExtra(rest)
 		case "audit-end":
@@ -431,10 +433,15 @@ func ParseHostFacts(out []byte) (*HostFacts, error) {
 	switch {
 	case !sawHeader:
 		return nil, errNoHeader
-	case ufName != "":
-		return nil, fmt.Errorf("host facts: user facts of %s end early", ufName)
 	case !sawEnd:
 		return nil, errors.New("host facts: output ends early")
+	}
+	for _, name := range ufOrder {
+		uf, err := tasks.ParseUserFacts(name, []byte(strings.Join(ufLines[name], "\n")))
+		if err != nil {
+			return nil, fmt.Errorf("host facts: %w", err)
+		}
+		h.Users[name] = uf
 	}
 	h.Config, h.ConfigOrder = dumps["cfg"].content(), dumps["cfg"].order
 	for p, b := range dumps["pam"].content() {

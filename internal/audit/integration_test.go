@@ -27,6 +27,7 @@ import (
 	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/internal/runner"
 	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/wire"
 	"github.com/breakglass/breakglass/tasks"
 )
 
@@ -208,9 +209,19 @@ type recorder struct {
 
 func (r *recorder) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
 	out, err := r.r.Run(ctx, cmd, stdin)
+	nonce, bodies, framed := wire.Parse(stdin)
 	switch {
-	case bytes.HasPrefix(stdin, []byte("bg_client=")):
-		r.out = out
+	case framed && len(bodies) == 1 && strings.HasPrefix(bodies[0], "bg_client="):
+		// The host query's output, without its wire markers: what
+		// answerHostQuery frames again for the replaying script.
+		begin := wire.Begun(nonce, 0, "")
+		end := strings.TrimPrefix(wire.Reply(nonce, 0, "", 0), begin)
+		o, okBegin := bytes.CutPrefix(out, []byte(begin))
+		o, okEnd := bytes.CutSuffix(o, []byte(end))
+		if !okBegin || !okEnd || err != nil {
+			return out, fmt.Errorf("recorder: the host query did not end with status 0: %v\n%s", err, out)
+		}
+		r.out = o
 	case bytes.Contains(stdin, []byte("\nbg_fc() {")):
 		r.fc = out
 	}

@@ -40,7 +40,7 @@ func TestLogsRecorded(t *testing.T) {
 			}
 			port := attempts[0].SourcePort
 			logs, err := readLogs(context.Background(), runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {
-				if want := fmt.Sprintf(" bob:%d carol:0 ghost:0;", port); cmd != "/bin/sh -s" || !strings.Contains(string(stdin), want) {
+				if want := fmt.Sprintf("\nbg_attempts='bob:%d carol:0 ghost:0'\n", port); cmd != "/bin/sh -s" || !strings.Contains(string(stdin), want) {
 					return nil, fmt.Errorf("unexpected script, want %q in it", want)
 				}
 				return []byte(out), nil

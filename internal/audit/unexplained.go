@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"strings"
 
@@ -113,40 +114,17 @@ func attemptKey(a tasks.Access) string { return fmt.Sprintf("%s %d", a.User, a.S
 // runs (sshd's, sshd-session's and sshd-auth's lines, whichever unit), else /var/log/auth.log (or /var/log/secure), the
 // file sshd -E writes in the lab.
 func readLogs(ctx context.Context, r tasks.Runner, attempts []tasks.Access, client string) (map[string][]string, error) {
-	var b strings.Builder
-	b.WriteString(`LC_ALL=C; export LC_ALL
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-{
-bg_log() {
-	if [ -S /run/systemd/journal/socket ] && command -v journalctl >/dev/null 2>&1; then
-		# By the name sshd logs under, not by unit: journald learns a
-		# line's unit from the sender's /proc entry, which a refused
-		# connection's process may have left already.
-		journalctl -t sshd -t sshd-session -t sshd-auth --since -10min --no-pager -o short-iso 2>/dev/null
-		return
-	fi
-	for f in /var/log/auth.log /var/log/secure; do
-		if [ -r "$f" ]; then tail -n 5000 -- "$f"; return; fi
-	done
-}
-`)
-	fmt.Fprintf(&b, "bg_client=%s\n", shell.Quote(client))
-	b.WriteString("for a in")
+	var words []string
 	seen := map[string]bool{}
 	for _, a := range attempts {
 		if k := attemptKey(a); !seen[k] {
 			seen[k] = true
-			b.WriteString(" " + shell.Quote(fmt.Sprintf("%s:%d", a.User, a.SourcePort)))
+			words = append(words, fmt.Sprintf("%s:%d", a.User, a.SourcePort))
 		}
 	}
-	fmt.Fprintf(&b, `; do
-	u=${a%%%%:*} p=${a#*:}
-	[ "$p" != 0 ] || p=
-	bg_log | cut -c 1-%d | awk -v u="$u" -v p="$p" -v ip="$bg_client" %s | tail -n %d | while IFS= read -r l; do printf 'log %%s %%s %%s\n' "$u" "${p:-0}" "$l"; done
-done
-} </dev/null
-`, logLineMax, shell.Quote(attemptAwk), logLines)
-	out, err := r.Run(ctx, "/bin/sh -s", []byte(b.String()))
+	script := fmt.Sprintf("bg_client=%s\nbg_attempts=%s\nbg_linemax=%d\nbg_lines=%d\n", shell.Quote(client), shell.Quote(strings.Join(words, " ")), logLineMax, logLines) +
+		attemptScript + logsScript
+	out, err := r.Run(ctx, "/bin/sh -s", []byte(script))
 	if err != nil {
 		return nil, fmt.Errorf("read sshd's log: %w", err)
 	}
@@ -164,50 +142,14 @@ done
 	return logs, nil
 }
 
-// attemptAwk selects one connection's lines from sshd's log (variables u,
-// the user, p, the attempt's client port or "", and ip, the client address
-// or ""): a connection is a client port ("IP port N"), and the attempt is
-// the connection from port p, or when p is unknown the one that names u
-// and began last. Where lines carry sshd's pid (syslog, journald: "sshd[PID]:",
-// OpenSSH 10's "sshd-session[PID]:" and "sshd-auth[PID]:"), it is every
-// line of that pid from the connection's first line until the pid names
-// another port; where they do not (sshd -E FILE), every line naming its
-// port.
-const attemptAwk = `
-function pidof(s) {
-	if (match(s, /sshd(-session|-auth)?\[[0-9]+\]/)) {
-		s = substr(s, RSTART, RLENGTH)
-		sub(/^[^[]*\[/, "", s)
-		sub(/\]$/, "", s)
-		return s
-	}
-	return ""
-}
-{
-	line[NR] = $0
-	pid[NR] = pidof($0)
-	port[NR] = ""
-	if (match($0, / port [0-9]+/)) port[NR] = substr($0, RSTART + 6, RLENGTH - 6)
-	else if (match($0, /\]:[0-9]+ on /)) port[NR] = substr($0, RSTART + 2, RLENGTH - 6)
-	T = port[NR]
-	w = " " $0 " "
-	if (T == "" || ip != "" && !index(w, " " ip " port " T) && !index(w, "[" ip "]:" T " ")) next
-	if (!(T in first)) first[T] = NR
-	if (index(w, " " u " ") && (!best || first[T] > first[best])) best = T
-}
-END {
-	if (p != "") best = (p in first) ? p : ""
-	if (!best) exit
-	T = best
-	P = pid[first[T]]
-	for (i = first[T]; i <= NR; i++) {
-		if (P == "") {
-			if (port[i] == T) print line[i]
-			continue
-		}
-		if (pid[i] != P) continue
-		if (port[i] != "" && port[i] != T) break
-		print line[i]
-	}
-}
-`
+// attemptScript is attempt.sh: bg_attempt U P IP, the awk that selects
+// one connection's lines from sshd's log.
+//
+//go:embed attempt.sh
+var attemptScript string
+
+// logsScript is logs.sh: it reads the log for each attempt of
+// bg_attempts (words USER:PORT: user names are checked, ports numbers).
+//
+//go:embed logs.sh
+var logsScript string

@@ -18,6 +18,8 @@ type probe struct {
 	Port  int      `yaml:"port"`
 }
 
+func (*probe) Queries() []tasks.Query { return nil }
+
 func (p *probe) Run(context.Context, tasks.Runner, *tasks.Env) (*tasks.Result, error) {
 	return &tasks.Result{}, nil
 }

@@ -267,7 +267,6 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 			defer b.Close()
 			r = timed{b, o.Timeout, &h.RoundTrips}
 		}
-		gather(ctx, r, play.Tasks, env)
 		if !runPlay(ctx, r, play, env, h, o) {
 			return
 		}
@@ -331,13 +330,20 @@ func lockNote(what string) string {
 // runPlay runs one play's tasks on the host; it returns false when the
 // host's run ends (a task failed, or the connection was lost).
 //
-// Outside check mode the changes of consecutive Batchable tasks are queued
-// and sent in one round trip: before a task that is not Batchable, or
-// whose facts queued steps make stale, and at the end of the play. Queued
-// tasks are reported when their round trip has run.
+// The runner owns the order, task by task: gather (every task's facts in
+// one round trip before the first) → plan (from facts, no I/O) → batch
+// (outside check mode the steps of consecutive plans that may join a
+// batch are queued and sent in one round trip: before a plan that may
+// not, before a task whose facts queued steps make stale, and at the end
+// of the play) → guard → execute → report. Queued tasks are reported when
+// their round trip has run.
 func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *report.Host, o Options) bool {
-	batch := &tasks.Batch{}
-	defer func() { env.Batch = nil }()
+	x := tasks.NewExecutor(r, env)
+	mods := make([]tasks.Module, len(play.Tasks))
+	for i, t := range play.Tasks {
+		mods[i] = t.Mod
+	}
+	x.Gather(ctx, mods)
 	queued := map[int]int{} // task → its index in h.Tasks
 	skipFrom := func(i int) {
 		for _, rest := range play.Tasks[i:] {
@@ -348,20 +354,11 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 	// of the facts they make stale it reads again those that the tasks
 	// from the from'th on read.
 	flush := func(from int) bool {
-		if !batch.Pending() {
+		if !x.Pending() {
 			return true
 		}
-		want := map[string]bool{}
-		for _, t := range play.Tasks[min(from, len(play.Tasks)):] {
-			if g, ok := t.Mod.(tasks.Gatherer); ok {
-				for _, q := range g.Queries() {
-					want[q.Key] = true
-				}
-			}
-		}
-		batch.Want = func(k string) bool { return want[k] }
 		ok := true
-		for _, oc := range batch.Flush(ctx, r, env) {
+		for _, oc := range x.Flush(ctx, mods[min(from, len(mods)):]) {
 			tr := &h.Tasks[queued[oc.Task]]
 			tr.Changes = []report.Change{}
 			tr.Status = report.StatusOK
@@ -396,14 +393,12 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 		return ok
 	}
 	for i, t := range play.Tasks {
-		if batch.Pending() {
-			b, isBatchable := tasks.CanBatch(t.Mod)
-			if !isBatchable || batch.Stales(b.Queries()) {
-				if !flush(i) {
-					skipFrom(i)
-					return false
-				}
-			}
+		// Plan from the host as it is: run what is queued first when it
+		// makes this task's facts stale, or when the task is a program
+		// that reads the host itself.
+		if x.Pending() && (!x.Plans(t.Mod) || x.Stale(t.Mod)) && !flush(i) {
+			skipFrom(i)
+			return false
 		}
 		tr := report.Task{Name: t.Name, Module: t.Module, Status: report.StatusOK, Changes: []report.Change{}}
 		if ctx.Err() != nil {
@@ -413,12 +408,24 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			continue
 		}
 		ts := time.Now()
-		// Only a Batchable task queues; any other runs its changes itself.
-		env.Batch, env.BatchTask = nil, i
-		if _, ok := tasks.CanBatch(t.Mod); ok && !o.Check {
-			env.Batch = batch
+		var res *tasks.Result
+		var err error
+		isQueued := false
+		if x.Plans(t.Mod) {
+			var p *tasks.Plan
+			p, err = x.Plan(ctx, t.Mod)
+			if err == nil && x.Pending() && !p.MayBatch() && !flush(i) {
+				skipFrom(i)
+				return false
+			}
+			if err == nil {
+				res, isQueued, err = x.Execute(ctx, i, p)
+			}
+		} else if prog, ok := t.Mod.(tasks.Program); ok {
+			res, err = prog.Run(ctx, r, env)
+		} else {
+			err = fmt.Errorf("internal error: task %q neither plans nor runs", t.Name)
 		}
-		res, err := t.Mod.Run(ctx, r, env)
 		tr.MS = time.Since(ts).Milliseconds()
 		if res != nil {
 			for _, c := range res.Changes {
@@ -465,7 +472,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			skipFrom(i + 1)
 			return false
 		}
-		if batch.Queued(i) {
+		if isQueued {
 			queued[i] = len(h.Tasks)
 		}
 		h.Tasks = append(h.Tasks, tr)
@@ -555,48 +562,6 @@ func (t timed) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error
 		return out, fmt.Errorf("timed out after %s: %w", t.d, err)
 	}
 	return out, err
-}
-
-// gather runs the queries of every task in one round trip and stores what
-// it learns; a query that fails is left for its module to run again and
-// report.
-func gather(ctx context.Context, r tasks.Runner, ts []Task, env *tasks.Env) {
-	var qs []tasks.Query
-	seen := map[string]bool{}
-	for _, t := range ts {
-		g, ok := t.Mod.(tasks.Gatherer)
-		if !ok {
-			continue
-		}
-		for _, q := range g.Queries() {
-			if seen[q.Key] {
-				continue
-			}
-			seen[q.Key] = true
-			qs = append(qs, q)
-		}
-	}
-	if len(qs) == 0 {
-		return
-	}
-	script, err := GatherScript(tasks.FactsPrelude(tasks.ConnOf(env), tasks.QueryUsers(qs)...), qs)
-	if err != nil {
-		return
-	}
-	out, err := r.Run(ctx, "/bin/sh -s", script.Bytes())
-	if err != nil {
-		return
-	}
-	for i, part := range script.Split(out) {
-		if !part.OK() {
-			continue
-		}
-		v, err := qs[i].Parse(part.Out)
-		if err != nil {
-			continue
-		}
-		env.Facts.Set(qs[i].Key, v)
-	}
 }
 
 // GatherScript joins queries into one shell script after prelude (see

@@ -70,6 +70,8 @@ type step struct {
 	ran  *atomic.Int32
 }
 
+func (*step) Queries() []tasks.Query { return nil }
+
 func (s *step) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*tasks.Result, error) {
 	s.ran.Add(1)
 	if s.fail {

@@ -1,0 +1,140 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/breakglass/breakglass/internal/wire"
+)
+
+// Executor carries out plans on one host for the runner, which owns the
+// order of a play: for each task, gather → plan → batch → guard → execute
+// → report. The executor holds what that order needs between tasks: the
+// host's facts (Env.Facts) and the steps queued for one round trip.
+//
+// A module that plans (every playbook module) is run through Plan and
+// Execute; a Program (audit, recover) is run by its own Run, after Flush.
+type Executor struct {
+	r     Runner
+	env   *Env
+	batch stepBatch
+}
+
+// NewExecutor returns the executor of plans on the host r runs commands
+// on (as root) and env describes.
+func NewExecutor(r Runner, env *Env) *Executor {
+	if env.Facts == nil {
+		env.Facts = &Facts{}
+	}
+	return &Executor{r: r, env: env}
+}
+
+// Plans reports whether m is run as a plan (Plan, Execute) rather than by
+// its own Run.
+func (x *Executor) Plans(m Module) bool {
+	_, ok := m.(planner)
+	return ok
+}
+
+// Gather runs the queries of every module of mods in one round trip and
+// keeps what it learns. A query that fails is left for Plan, which runs it
+// again and reports its error on the task.
+func (x *Executor) Gather(ctx context.Context, mods []Module) {
+	var qs []Query
+	seen := map[string]bool{}
+	for _, m := range mods {
+		for _, q := range m.Queries() {
+			if !seen[q.Key] {
+				seen[q.Key] = true
+				qs = append(qs, q)
+			}
+		}
+	}
+	if len(qs) == 0 {
+		return
+	}
+	script, err := wire.New()
+	if err != nil {
+		return
+	}
+	script.WriteString(factsPrelude(ConnOf(x.env), knownFacts(x.env), QueryUsers(qs)...))
+	for _, q := range qs {
+		script.Part(q.Script)
+	}
+	out, err := x.r.Run(ctx, "/bin/sh -s", script.Bytes())
+	if err != nil {
+		return
+	}
+	for i, part := range script.Split(out) {
+		if !part.OK() {
+			continue
+		}
+		if v, err := qs[i].Parse(part.Out); err == nil {
+			x.env.Facts.Set(qs[i].Key, v)
+		}
+	}
+}
+
+// Stale reports whether steps queued for the batch make a fact m plans
+// from stale: the runner flushes them before it plans m.
+func (x *Executor) Stale(m Module) bool {
+	return x.batch.stales(m.Queries())
+}
+
+// Plan returns m's plan from the host's facts: those already known, the
+// others gathered in one round trip. Planning itself does no I/O.
+func (x *Executor) Plan(ctx context.Context, m Module) (*Plan, error) {
+	p, ok := m.(planner)
+	if !ok {
+		return nil, fmt.Errorf("internal error: %T does not plan", m)
+	}
+	return planFor(ctx, x.r, x.env, p)
+}
+
+// planFor gathers the facts p needs and returns its plan.
+func planFor(ctx context.Context, r Runner, env *Env, m planner) (*Plan, error) {
+	facts, err := gatherFacts(ctx, r, env, m.sshdFacts(), m.queries(ConnOf(env))...)
+	if err != nil {
+		return nil, err
+	}
+	return m.plan(env, facts)
+}
+
+// Execute carries out p as task: its changes are reported; outside check
+// mode its guard is proven, then its steps run — or, when p may join a
+// batch, are queued (queued is then true: the task's outcome comes from
+// Flush) — then its ops. The runner flushes what is queued before a plan
+// that may not join the batch (MayBatch).
+func (x *Executor) Execute(ctx context.Context, task int, p *Plan) (res *Result, queued bool, err error) {
+	env := x.env
+	if !env.Check && p.MayBatch() {
+		env.batch, env.batchTask = &x.batch, task
+		defer func() { env.batch = nil }()
+	}
+	res, err = execute(ctx, x.r, env, p)
+	return res, err == nil && x.batch.queued(task), err
+}
+
+// Pending reports whether steps are queued.
+func (x *Executor) Pending() bool { return x.batch.pending() }
+
+// Flush runs the queued steps in one round trip and returns one outcome per
+// queued task (see stepBatch.flush). Of the facts the steps make stale it
+// reads again, in the same round trip, those the modules of later will
+// plan from (all of them when later is nil).
+func (x *Executor) Flush(ctx context.Context, later []Module) []TaskOutcome {
+	if !x.batch.pending() {
+		return nil
+	}
+	x.batch.Want = nil
+	if later != nil {
+		want := map[string]bool{}
+		for _, m := range later {
+			for _, q := range m.Queries() {
+				want[q.Key] = true
+			}
+		}
+		x.batch.Want = func(k string) bool { return want[k] }
+	}
+	return x.batch.flush(ctx, x.r, x.env)
+}
