@@ -54,8 +54,8 @@ import (
 // (a file under /etc/ssh/authorized_keys/%u) are created root:root 0755.
 //
 // The file is written atomically (temp file in the same directory, owner and
-// mode set, fsync, rename); the previous version is kept as
-// FILE.breakglass.bak.
+// mode set, fsync, rename: bg_write); the previous version is kept as
+// .NAME.breakglass.bak beside it (BackupPath).
 type AuthorizedKey struct {
 	user      string
 	keys      []authKey

@@ -484,7 +484,7 @@ func TestProbeKeyOnLab(t *testing.T) {
 	}
 	// The unrestricted line is gone, kept only in the backup; no temp file
 	// is left behind.
-	if got := acctSh(t, h, "cat /home/bg/.ssh/authorized_keys"+BackupSuffix+"; ls -A /home/bg/.ssh"); got != before+"authorized_keys\nauthorized_keys"+BackupSuffix+"\n" {
+	if got := acctSh(t, h, "cat "+BackupPath("/home/bg/.ssh/authorized_keys")+"; ls -A /home/bg/.ssh"); got != before+".authorized_keys.breakglass.bak\nauthorized_keys\n" {
 		t.Errorf("backup and ~/.ssh: %q", got)
 	}
 	acctSh(t, h, "echo 'bg ALL=(ALL) NOPASSWD: ALL' >/etc/sudoers.d/bg && chmod 0440 /etc/sudoers.d/bg")

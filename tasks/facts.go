@@ -787,10 +787,6 @@ func RunAction(ctx context.Context, r Runner, argv []string) error {
 	return nil
 }
 
-// BackupSuffix names the previous version of a file breakglass replaced,
-// kept beside it: authorized_keys.breakglass.bak.
-const BackupSuffix = ".breakglass.bak"
-
 // applySteps reports steps as the result; unless in check mode it runs them
 // in one round trip, then forgets the facts under staleKeys (also when a
 // step failed: the host may have changed). On failure the result holds the

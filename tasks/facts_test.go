@@ -688,14 +688,14 @@ func TestApplyScriptLocally(t *testing.T) {
 	if got, _ := os.ReadFile(f); string(got) != string(content) {
 		t.Errorf("content %q", got)
 	}
-	if got, _ := os.ReadFile(f + BackupSuffix); string(got) != "old\n" {
+	if got, _ := os.ReadFile(BackupPath(f)); string(got) != "old\n" {
 		t.Errorf("backup %q", got)
 	}
 	if st, _ := os.Stat(f); st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v", st.Mode())
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
-		t.Errorf("temp files left: %v", left)
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 1 || left[0] != BackupPath(f) {
+		t.Errorf("dot files: %v, want only the backup (no temp file left)", left)
 	}
 
 	// A failure on any line of a step stops the script there.

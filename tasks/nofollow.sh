@@ -161,12 +161,13 @@ bg_mkparents() (
 )
 
 # bg_copy_root SRC DST MODE: copy root's file SRC (a host key, a host
-# certificate) to DST, root's with MODE, through a temp file beside DST
-# (whose directory must be root's). SRC is read only where no user can
-# steer the read: links on its way are followed only where root alone made
-# them (bg_resolve, from resolve.sh, which the script must include), its
-# directory can be changed by root alone, and SRC itself is no link (read
-# with O_NOFOLLOW). A path a user could change is refused, not read.
+# certificate) to DST, root's with MODE, written as bg_write writes (no
+# backup kept: a copy of SRC is remade from SRC). SRC is read only where no
+# user can steer the read: links on its way are followed only where root
+# alone made them (bg_resolve, from resolve.sh, which the script must
+# include), its directory can be changed by root alone, and SRC itself is no
+# link (read with O_NOFOLLOW). A path a user could change is refused, not
+# read.
 # shellcheck disable=SC2154 # bg_real, bg_link, bg_target: set by bg_resolve
 bg_copy_root() (
 	if ! bg_resolve "$1"; then
@@ -185,21 +186,105 @@ bg_copy_root() (
 		exit 1
 	fi
 	# A run killed here before left its temp file: the host lock makes
-	# any such file a dead run's.
-	rm -f -- "$2".breakglass-tmp.??????
-	t=$(mktemp -- "$2.breakglass-tmp.XXXXXX") || exit 1
-	if dd if="./$b" of="$t" iflag=nofollow,nonblock bs=65536 2>/dev/null && chown 0:0 -- "$t" && chmod "$3" -- "$t" && sync -- "$t" && mv -fT -- "$t" "$2"; then
+	# any such file a dead run's (the second name is the one breakglass
+	# used before the one writer).
+	rm -f -- "$(bg_dir "$2")/.${2##*/}$bg_tmp".?????? "$2".breakglass-tmp.??????
+	# The read is checked by its size: a pipe hides dd's status, and
+	# only root can change the file while it is read.
+	s=$(stat -c %s -- "./$b") || exit 1
+	t=$(dd if="./$b" iflag=nofollow,nonblock bs=65536 2>/dev/null | bg_temp "$2" 0:0 "$3") || exit 1
+	if [ "$(stat -c %s -- "$t")" != "$s" ]; then
+		rm -f -- "$t"
+		echo "breakglass: $bg_real could not be read whole" >&2
+		exit 1
+	fi
+	bg_commit "$t" "$2" nobak
+)
+
+# The one atomic writer. Every file breakglass writes on a host is written
+# by bg_write or, where the new file must be checked before it replaces
+# the old one (visudo -cf, sshd -t -f), by its two halves, bg_temp and
+# bg_commit, with the check between them:
+#
+#   - the new content goes to a temp file in the same directory,
+#     .NAME.breakglass-tmp.XXXXXX (hidden: no reader of the directory takes
+#     it), its owner and mode are set and it is fsynced;
+#   - the previous version of FILE is kept as .NAME.breakglass.bak beside it
+#     (bg_bak): a hard link to the old inode, so it keeps the old owner and
+#     mode, and root-only stays root-only;
+#   - the temp file is renamed over FILE, and the directory fsynced.
+#
+# The backup's name starts with a dot and ends in .bak: sudo's
+# @includedir skips names with a dot, sshd's Include globs
+# (sshd_config.d/*.conf) match no name that starts with a dot, Debian's
+# cron and run-parts take only [A-Za-z0-9_-] names (run-parts
+# --lsbsysinit none whose part after the last - holds a dot), cronie,
+# insserv and systemd skip dot files. So no reader of sudoers.d,
+# sshd_config.d, cron.d, init.d or a unit directory ever takes a backup
+# for configuration (BackupPath in Go names it too).
+
+# bg_bak FILE: the name of FILE's previous version (see above).
+bg_bak() {
+	printf '%s/.%s%s\n' "$(bg_dir "$1")" "${1##*/}" "$bg_bak"
+}
+
+# bg_temp FILE OWNER MODE [FILTER...]: the first half of a write, for a
+# file in a directory only root can change: write stdin (or FILTER's
+# output, FILTER reading stdin) to a new temp file beside FILE, set OWNER
+# and MODE, fsync it, and print its path. Then check it and bg_commit it,
+# or remove it. When FILTER fails, bg_temp fails with FILTER's status.
+bg_temp() (
+	bg_pin "$(bg_dir "$1")" || exit 1
+	if ! bg_trusted; then
+		echo "breakglass: not writing $1: users other than root can change its directory" >&2
+		exit 1
+	fi
+	bg_f=$1 bg_o=$2 bg_m=$3
+	shift 3
+	[ $# -gt 0 ] || set -- cat
+	t=$(mktemp -- "./.${bg_f##*/}$bg_tmp.XXXXXX") || exit 1
+	"$@" >"$t" || { r=$?; rm -f -- "$t"; exit "$r"; }
+	if chown -h -- "$bg_o" "$t" && { [ "$bg_m" = 0600 ] || chmod "$bg_m" -- "$t"; } && sync -- "$t"; then
+		printf '%s/%s\n' "$(bg_dir "$bg_f")" "${t#./}"
 		exit 0
 	fi
 	rm -f -- "$t"
 	exit 1
 )
 
-# bg_write FILE OWNER MODE CONTENT: write CONTENT atomically: a temp file
-# in the same directory, owner and mode set, fsync, the previous version
-# kept as FILE.breakglass.bak (a hard link to the old inode), rename over
-# FILE. Where users can change the directory, all of it but the backup runs
-# as OWNER (USER:), whose file it is.
+# bg_commit TEMP FILE [nobak]: the second half: keep FILE's previous
+# version as its backup (bg_bak), rename TEMP (bg_temp's, beside FILE)
+# over FILE and fsync the directory. With nobak no backup is made: the
+# caller's own transaction holds the previous version until the change is
+# kept (bg_keep), or nothing is worth keeping (a copy remade from its
+# source).
+bg_commit() (
+	bg_pin "$(bg_dir "$2")" || exit 1
+	b=${2##*/}
+	t=${1##*/}
+	if [ "$(bg_dir "$1")" != "$(bg_dir "$2")" ] || [ ! -f "./$t" ] || [ -L "./$t" ]; then
+		echo "breakglass: $1 is no temp file beside $2" >&2
+		exit 1
+	fi
+	if [ "${3-}" != nobak ] && { [ -e "./$b" ] || [ -L "./$b" ]; }; then
+		ln -fT -- "./$b" "./.$b$bg_bak" || exit 1
+	fi
+	mv -fT -- "./$t" "./$b" || exit 1
+	sync -- . 2>/dev/null || :
+)
+
+# bg_keep OLD FILE: make OLD, another name for FILE's previous version in
+# FILE's directory, its backup (bg_bak): for a transaction that held the
+# previous version until its change was proven (sudoers.sh).
+bg_keep() (
+	bg_pin "$(bg_dir "$2")" || exit 1
+	mv -fT -- "./${1##*/}" "./.${2##*/}$bg_bak"
+)
+
+# bg_write FILE OWNER MODE CONTENT: write CONTENT atomically, as above:
+# bg_temp and bg_commit, where only root can change the directory. Where
+# users can, all of it but the backup runs as OWNER (USER:), whose file it
+# is (the backup is made first, before the rename).
 bg_write() (
 	bg_pin "$(bg_dir "$1")" || exit 1
 	b=${1##*/}
@@ -207,27 +292,19 @@ bg_write() (
 		# The backup is another name, in the same directory, for whatever
 		# ./ENTRY is (link(2) never follows it): root may make it, where
 		# protected_hardlinks would stop the user for a file of root's.
-		if [ -e "./$b" ] || [ -L "./$b" ]; then ln -fT -- "./$b" "./$b$bg_bak"; fi
+		if [ -e "./$b" ] || [ -L "./$b" ]; then ln -fT -- "./$b" "./.$b$bg_bak"; fi
 		printf '%s' "$4" | bg_as "${2%%:*}" /bin/sh -c "$bg_write_script" bg_write "$b" "$3"
 		exit
 	fi
-	t=$(mktemp -- "./.$b.breakglass.XXXXXX")
-	trap 'rm -f -- "$t"' EXIT
-	printf '%s' "$4" >"$t"
-	chown -h -- "$2" "$t"
-	[ "$3" = 0600 ] || chmod "$3" -- "$t"
-	sync -- "$t"
-	if [ -e "./$b" ] || [ -L "./$b" ]; then ln -fT -- "./$b" "./$b$bg_bak"; fi
-	mv -fT -- "$t" "./$b"
-	trap - EXIT
+	t=$(printf '%s' "$4" | bg_temp "$1" "$2" "$3") || exit 1
+	bg_commit "$t" "$1" || { rm -f -- "$t"; exit 1; }
 )
 
 # bg_dropline FILE TEXT: remove the lines of FILE that are TEXT (a CR at
-# the end aside, as pam_listfile reads a line), as bg_write writes (a temp file, the same owner and
-# mode, fsync, the previous version kept as FILE.breakglass.bak, rename),
-# and only where root alone can change the directory: a configuration
-# file's line is no user's to steer. Nothing is written when no line is
-# TEXT.
+# the end aside, as pam_listfile reads a line), written as bg_write writes
+# (the same owner and mode, the previous version kept), and only where
+# root alone can change the directory: a configuration file's line is no
+# user's to steer. Nothing is written when no line is TEXT.
 bg_dropline() (
 	bg_pin "$(bg_dir "$1")" || exit 1
 	b=${1##*/}
@@ -240,16 +317,11 @@ bg_dropline() (
 		echo "breakglass: $1 is not a regular file" >&2
 		exit 1
 	fi
-	t=$(mktemp -- "./.$b.breakglass.XXXXXX")
-	trap 'rm -f -- "$t"' EXIT
+	m=$(stat -c '%u:%g %a' -- "./$b") || exit 1
 	# The name through the environment: awk -v would read escapes in it.
-	if BG_NAME=$2 awk '{ l = $0; sub(/\r$/, "", l) } l == ENVIRON["BG_NAME"] { n++; next } { print } END { exit n ? 0 : 3 }' "./$b" >"$t"; then
-		chown --reference="./$b" -- "$t"
-		chmod --reference="./$b" -- "$t"
-		sync -- "$t"
-		ln -fT -- "./$b" "./$b$bg_bak"
-		mv -fT -- "$t" "./$b"
-		trap - EXIT
+	# shellcheck disable=SC2016 # awk's program
+	if t=$(bg_temp "$1" "${m% *}" "0${m#* }" env BG_NAME="$2" awk '{ l = $0; sub(/\r$/, "", l) } l == ENVIRON["BG_NAME"] { n++; next } { print } END { exit n ? 0 : 3 }' "./$b"); then
+		bg_commit "$t" "$1" || { rm -f -- "$t"; exit 1; }
 	elif [ $? -ne 3 ]; then
 		exit 1
 	fi
@@ -258,10 +330,11 @@ bg_dropline() (
 # What bg_write and bg_chown run as the user, in the pinned directory:
 # ENTRY MODE, content on stdin. mktemp makes the file 0600.
 # shellcheck disable=SC2016 # expanded by the user's shell
-bg_write_script='t=$(mktemp -- "./.$1.breakglass.XXXXXX") || exit 1
+bg_write_script='t=$(mktemp -- "./.$1.breakglass-tmp.XXXXXX") || exit 1
 if cat >"$t" && { [ "$2" = 0600 ] || chmod "$2" -- "$t"; } && sync -- "$t" && mv -fT -- "$t" "./$1"; then
 	exit 0
 fi
 rm -f -- "$t"
 exit 1'
 bg_bak=.breakglass.bak
+bg_tmp=.breakglass-tmp

@@ -357,6 +357,7 @@ func renderSSHDPlan(p *Plan) string {
 		{"tasks/sshd_install.sh", sshdInstallBody},
 		{"tasks/sshd_after_restore.sh", sshdAfterRestoreScript},
 		{"tasks/txn_prelude.sh", txnPrelude},
+		{"tasks/nofollow.sh", nofollowScript},
 	} {
 		// An op's scripts are indented twice: by the op and by renderPlan.
 		got = strings.ReplaceAll(got, indent(indent(b.body)), indent(indent("# (the body of "+b.name+")")))

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2154 # F P unit I S port: set by SecondarySSHD.script before this script
+# shellcheck disable=SC2154 # F P unit I S port tmp: set by SecondarySSHD.script before this script
 # The fixed part of the emergency sshd's apply script: its functions, then
 # /run/sshd. SecondarySSHD.script calls the functions in the order its plan
 # needs, between steps that carry the plan's data.
@@ -15,20 +15,17 @@ bg_port_holder() {
 	h=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n 3) || return 0
 	[ -z "$h" ] || printf 'port %s is held by: %s' "$port" "$(printf '%s' "$h" | tr -s ' \n' ' ;')"
 }
-# bg_install_config checks the new configuration written to $tmp with
-# sshd -t and moves it over $F, keeping the old one as $F.breakglass-bak.
+# bg_install_config checks the new configuration, which bg_temp wrote to
+# $tmp (root's, 0644), with sshd -t, then bg_commit moves it over $F,
+# keeping the old one as .NAME.breakglass.bak beside it.
 bg_install_config() {
-	chown 0:0 "$tmp" && chmod 0644 "$tmp" || bg_fail "chown/chmod $tmp"
 	if ! out=$("$S" -t -f "$tmp" 2>&1); then
 		rm -f -- "$tmp"
 		echo "status invalid"
 		printf '%s\n' "$out" | sed 's/^/| /'
 		exit 0
 	fi
-	if [ -f "$F" ]; then cp -a -- "$F" "$F.breakglass-bak" || bg_fail "back up $F"; fi
-	sync -- "$tmp" 2>/dev/null
-	mv -f -- "$tmp" "$F" || bg_fail "rename $tmp to $F"
-	sync -- "${F%/*}" 2>/dev/null
+	out=$(bg_commit "$tmp" "$F" 2>&1) || { rm -f -- "$tmp"; bg_fail "rename $tmp to $F" "$out"; }
 	st=installed-not-running
 }
 # bg_unit_restart (re)starts the systemd unit and waits until it listens.

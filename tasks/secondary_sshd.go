@@ -1490,9 +1490,11 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 	b.WriteString(s.vars())
 	fmt.Fprintf(&b, "S=%s\n", shell.Quote(f.SSHD))
 	b.WriteString(secondaryFuncs)
-	if p.writeInit || p.writeCron || len(p.copyKeys)+len(p.copyCerts) > 0 {
-		b.WriteString(resolveScript)  // bg_resolve, for bg_copy_root
-		b.WriteString(nofollowScript) // bg_write, bg_copy_root
+	if p.writeConfig || p.writeUnit || p.writeDropIn || p.writeInit || p.writeCron || len(p.storeWrites)+len(p.copyKeys)+len(p.copyCerts) > 0 {
+		b.WriteString(nofollowScript) // the one writer (bg_write, bg_temp, bg_commit), bg_copy_root
+	}
+	if len(p.copyKeys)+len(p.copyCerts) > 0 {
+		b.WriteString(resolveScript) // bg_resolve, for bg_copy_root
 	}
 	fmt.Fprintf(&b, "port=%d\n", s.port)
 	b.WriteString(secondaryApplyScript) // bg_fail and the steps below; creates /run/sshd
@@ -1508,6 +1510,8 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 		fmt.Fprintf(&b, "out=$(bg_copy_root %s %s 0600 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(k), shell.Quote(dst), shell.Quote("copy "+k+" to "+dst))
 	}
 	for _, w := range p.storeWrites {
+		// No backup: the store is remade from the playbook, and a
+		// previous key list kept beside it is one more to audit.
 		b.WriteString(s.writeFileShell(s.KeyDir()+"/"+w.name, w.content, false))
 	}
 	for _, name := range p.storeRemoves {
@@ -1521,9 +1525,10 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 		fmt.Fprintf(&b, "sync -- %s %s 2>/dev/null\n", shell.Quote(s.KeyDir()), shell.Quote(s.HostKeyDir()))
 	}
 	if p.writeConfig {
-		tmp := shell.Quote(txnTmpPath(s.ConfigPath(), "tmp"))
-		fmt.Fprintf(&b, "tmp=%s\nrm -f -- \"$tmp\"\n", tmp)
-		b.WriteString(txnHeredoc([]byte(p.config), `"$tmp"`, `|| bg_fail "write $tmp"`) + "\nbg_install_config\n")
+		// The fixed temp name of breakglass before the one writer, should
+		// a run killed then have left it.
+		fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(txnTmpPath(s.ConfigPath(), "tmp")))
+		b.WriteString(writeTempShell("tmp", s.ConfigPath(), "0:0", "0644", []byte(p.config)) + "bg_install_config\n")
 	}
 	if len(p.copyKeys)+len(p.copyCerts) > 0 && !f.Systemd {
 		b.WriteString("keys_changed=1\n")
@@ -1554,20 +1559,19 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 		}
 	} else {
 		if p.writeInit {
+			// The previous version is kept beside it under a dot name,
+			// which insserv, run-parts and systemd's sysv generator skip:
+			// no second script provides the same service.
 			fmt.Fprintf(&b, "out=$(bg_write %s root 0755 %s 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(s.InitPath()), shell.Quote(p.initFile), shell.Quote("write "+s.InitPath()))
-			// No backup beside it: insserv reads every file in /etc/init.d,
-			// and a second script providing the same service is an error.
-			fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(s.InitPath()+BackupSuffix))
 		}
 		if p.rcEnable {
 			b.WriteString("bg_rc_enable\n")
 		}
 		if p.writeCron {
+			// The previous version is kept beside it under a dot name:
+			// Debian's cron skips names with dots, cronie names that start
+			// with one, so the old @reboot line never runs.
 			fmt.Fprintf(&b, "out=$(bg_write %s root 0644 %s 2>&1) || bg_fail %s \"$out\"\n", shell.Quote(s.CronPath()), shell.Quote(p.cronFile), shell.Quote("write "+s.CronPath()))
-			// No backup beside it either: Debian's cron skips names with
-			// dots, but cronie runs every file in /etc/cron.d whose name
-			// does not start with a dot, the old @reboot line included.
-			fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(s.CronPath()+BackupSuffix))
 		}
 		b.WriteString("bg_rc_start\n")
 	}
@@ -1575,21 +1579,19 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 	return txnScript(b.String())
 }
 
-// writeFileShell is shell that writes content atomically to p (root 0644),
-// keeping the previous version as p.breakglass-bak when backup is set.
+// writeFileShell is shell that writes content to p (root 0644) with the
+// one writer (bg_temp, bg_commit), keeping the previous version as
+// BackupPath(p) when backup is set.
 func (s *SecondarySSHD) writeFileShell(p, content string, backup bool) string {
-	tmp := shell.Quote(txnTmpPath(p, "tmp"))
-	q := shell.Quote(p)
-	dir := shell.Quote(path.Dir(p))
 	var b strings.Builder
 	if path.Dir(p) != s.KeyDir() { // the store's directories are made first, with their modes
-		fmt.Fprintf(&b, "[ -d %[1]s ] || mkdir -p %[1]s || bg_fail %[2]s\n", dir, shell.Quote("create "+path.Dir(p)))
+		fmt.Fprintf(&b, "[ -d %[1]s ] || mkdir -p %[1]s || bg_fail %[2]s\n", shell.Quote(path.Dir(p)), shell.Quote("create "+path.Dir(p)))
 	}
-	b.WriteString(txnHeredoc([]byte(content), tmp, "|| bg_fail "+shell.Quote("write "+p)) + "\n")
-	fmt.Fprintf(&b, "chown 0:0 %[1]s && chmod 0644 %[1]s || bg_fail %[2]s\n", tmp, shell.Quote("chown/chmod "+p))
-	if backup {
-		fmt.Fprintf(&b, "if [ -f %[1]s ]; then cp -a -- %[1]s %[1]s.breakglass-bak || bg_fail %[2]s; fi\n", q, shell.Quote("back up "+p))
+	b.WriteString(writeTempShell("t", p, "0:0", "0644", []byte(content)))
+	keep := ""
+	if !backup {
+		keep = " nobak"
 	}
-	fmt.Fprintf(&b, "sync -- %[1]s 2>/dev/null\nmv -f -- %[1]s %[2]s || bg_fail %[3]s\n", tmp, q, shell.Quote("rename to "+p))
+	fmt.Fprintf(&b, "out=$(bg_commit \"$t\" %s%s 2>&1) || { rm -f -- \"$t\"; bg_fail %s \"$out\"; }\n", shell.Quote(p), keep, shell.Quote("rename to "+p))
 	return b.String()
 }

@@ -626,7 +626,7 @@ func TestSecondarySSHDOnHost(t *testing.T) {
 	if err := x.login("bg-ops2", 2222); err == nil {
 		t.Error("bg-ops2 still logs in after being removed from allow_users")
 	}
-	if got := x.sh(t, "ls /etc/ssh/sshd_config_breakglass.breakglass-bak", nil); got == "" {
+	if got := x.sh(t, "ls /etc/ssh/.sshd_config_breakglass.breakglass.bak", nil); got == "" {
 		t.Error("no backup of the previous config")
 	}
 

@@ -697,7 +697,7 @@ func sshdInstallScript(p *sshdPlan) []byte {
 	b.WriteString(sshdReloadFuncs)
 	fmt.Fprintf(&b, "f=%s tmp=%s dir=%s mode=%04o\n", shell.Quote(p.path), shell.Quote(txnTmpPath(p.path, "tmp")), shell.Quote(path.Dir(p.path)), p.mode)
 	// bg_write_tmp carries the new file, base64 in its here-document.
-	b.WriteString("bg_write_tmp() {\n" + txnHeredoc([]byte(p.want), `"$tmp"`, `|| bg_fail "write $tmp"`) + "\n}\n")
+	b.WriteString(nofollowScript + "bg_write_tmp() {\n" + txnHeredoc([]byte(p.want), "&1", "") + "\n}\n") // the one writer; the new file on stdout
 	b.WriteString(sshdInstallBody)
 	return txnScript(b.String())
 }

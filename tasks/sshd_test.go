@@ -903,7 +903,7 @@ func TestSSHDOnHostMainFileBlock(t *testing.T) {
 	if got := x.sh(t, "cat /etc/ssh/sshd_config", nil); got != want {
 		t.Errorf("sshd_config:\n%s\nwant:\n%s", got, want)
 	}
-	if got := x.sh(t, "cat /etc/ssh/.sshd_config.breakglass-bak; sshd -T | grep '^loglevel'; ls /etc/ssh/sshd_config.d | wc -l", nil); got != orig+"loglevel VERBOSE\n0\n" {
+	if got := x.sh(t, "cat /etc/ssh/.sshd_config.breakglass.bak; sshd -T | grep '^loglevel'; ls /etc/ssh/sshd_config.d | wc -l", nil); got != orig+"loglevel VERBOSE\n0\n" {
 		t.Errorf("backup, effective value, drop-ins: %q", got)
 	}
 	if res, err := runSSHD(t, x, `{settings: {LogLevel: VERBOSE}}`); err != nil || res.Changed {

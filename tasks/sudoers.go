@@ -394,16 +394,17 @@ func (s *Sudoers) explain(out []byte) error {
 func (e *SudoersError) RolledBackChange() bool { return e.RolledBack }
 
 // tmpPath is this run's own name for a file of the transaction (what:
-// "tmp", the new file before it is installed; "new", a link to the file
-// installed; "old", a link to the file replaced): run is random, so that
-// no run removes or installs another's file, even without the host lock.
-// The names start with a dot and hold dots, so sudo skips them.
+// "new", a link to the file installed; "old", a link to the file
+// replaced): run is random, so that no run removes or installs another's
+// file, even without the host lock (the new file's temp name is
+// bg_temp's, random too). The names start with a dot and hold dots, so
+// sudo skips them.
 func (s *Sudoers) tmpPath(what, run string) string {
 	return SudoersDir + "/." + s.name + ".breakglass-" + what + "." + run
 }
 
-// backupPath keeps the previous version; its dots make sudo skip it.
-func (s *Sudoers) backupPath() string { return SudoersDir + "/" + s.name + ".breakglass.bak" }
+// backupPath keeps the previous version (BackupPath); sudo skips it.
+func (s *Sudoers) backupPath() string { return BackupPath(s.Path()) }
 
 // SudoersError is a sudoers transaction the host refused. Stage says
 // where: "precheck" (nothing was touched), "visudo-file" (the new file is
@@ -482,7 +483,9 @@ func parseSudoersStatus(out []byte) sudoersStatus {
 }
 
 // script is the whole transaction, run by /bin/sh -s in one round trip:
-// a header that sets the values of this run, then sudoers.sh. It reports
+// a header that sets the values of this run, then sudoers.sh. It runs as
+// a step of an apply script, whose prelude (nofollow.sh) defines the one
+// writer it uses (bg_temp, bg_commit, bg_keep). It reports
 // on stdout and exits 0 when it ran to the end, whatever the outcome.
 func (s *Sudoers) script(p sudoersPlan, controlUser string) ([]byte, error) {
 	var rb [6]byte
@@ -491,8 +494,8 @@ func (s *Sudoers) script(p sudoersPlan, controlUser string) ([]byte, error) {
 	}
 	run := hex.EncodeToString(rb[:])
 	var b strings.Builder
-	fmt.Fprintf(&b, "d=%s\nf=%s\ntmp=%s\nnew=%s\nold=%s\nbak=%s\n", shell.Quote(SudoersDir), shell.Quote(s.Path()),
-		shell.Quote(s.tmpPath("tmp", run)), shell.Quote(s.tmpPath("new", run)), shell.Quote(s.tmpPath("old", run)), shell.Quote(s.backupPath()))
+	fmt.Fprintf(&b, "d=%s\nf=%s\nnew=%s\nold=%s\n", shell.Quote(SudoersDir), shell.Quote(s.Path()),
+		shell.Quote(s.tmpPath("new", run)), shell.Quote(s.tmpPath("old", run)))
 	mode := "none"
 	switch {
 	case p.install:

@@ -1,10 +1,12 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2154 # d f tmp new old bak mode content want users cu: set by the header
+# shellcheck disable=SC2154 # d f new old mode content want users cu: set by the header
 # The sudoers drop-in install transaction, run by /bin/sh -s in one round
-# trip after a header (Sudoers.script) that sets:
+# trip, as a step of an apply script (whose prelude, nofollow.sh, defines
+# the one writer: bg_temp, bg_commit, bg_keep, bg_bak), after a header
+# (Sudoers.script) that sets:
 #   d f       the drop-in directory and the drop-in
-#   tmp new old  this run's own temporary names (sudo ignores them)
-#   bak       the backup name the README promises
+#   new old   this run's own names for the new and the previous file
+#             (sudo ignores them)
 #   mode      install, remove or none
 #   content   the new drop-in (mode install)
 #   want      the privilege sudo -l -U must list (mode install)
@@ -16,6 +18,7 @@
 PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 LC_ALL=C; export LC_ALL
 umask 077
+bak=$(bg_bak "$f")
 # The restore puts the previous state back only while the drop-in is
 # still as this run left it: never over (or removing) another run's.
 # shellcheck disable=SC3013 # -ef: dash and bash both have it
@@ -25,7 +28,8 @@ remove) ours() { [ ! -e "$f" ] && [ ! -L "$f" ]; } ;;
 *) ours() { false; } ;;
 esac
 had=0
-trap 'rm -f -- "$tmp" "$new" "$old"' EXIT
+tmp=
+trap 'rm -f -- ${tmp:+"$tmp"} "$new" "$old"' EXIT
 report() {
 	printf 'status %s\nstage %s\n' "$1" "$2"
 	while IFS= read -r l; do printf '| %s\n' "$l"; done <<BREAKGLASS_REPORT
@@ -33,7 +37,7 @@ $3
 BREAKGLASS_REPORT
 }
 restore() {
-	rm -f -- "$tmp"
+	[ -z "$tmp" ] || rm -f -- "$tmp"
 	if ! ours; then echo 'restored other'; return; fi
 	if [ "$had" = 1 ]; then mv -f -- "$old" "$f"; else rm -f -- "$f"; fi
 	# shellcheck disable=SC2181 # the status of either branch above
@@ -57,12 +61,15 @@ else
 fi
 case $mode in
 install)
-	[ ! -e "$tmp" ] && [ ! -L "$tmp" ] || rm -f -- "$tmp"
-	# install writes, chowns and chmods in one process.
-	printf '%s' "$content" | install -m 0440 -o 0 -g 0 /dev/stdin "$tmp" || { rm -f -- "$tmp"; report failed precheck "cannot write $tmp with owner root and mode 0440"; exit 0; }
+	# The new file, root's, 0440, fsynced, beside the old one; checked
+	# alone, then renamed over it. The previous version stays as $old
+	# until the change is kept: the restore puts it back.
+	if ! out=$(printf '%s' "$content" | bg_temp "$f" 0:0 0440 2>&1); then report failed precheck "cannot write a new $f with owner root and mode 0440: $out"; exit 0; fi
+	tmp=$out
 	if ! out=$(visudo -cf "$tmp" </dev/null 2>&1); then rm -f -- "$tmp"; report failed visudo-file "$out"; exit 0; fi
 	ln -f -- "$tmp" "$new" || { rm -f -- "$tmp"; report failed precheck "cannot link $tmp to $new"; exit 0; }
-	if ! { sync -- "$tmp" && mv -f -- "$tmp" "$f"; }; then restore; report failed install "cannot install $f"; exit 0; fi
+	if ! bg_commit "$tmp" "$f" nobak; then restore; report failed install "cannot install $f"; exit 0; fi
+	tmp=
 	;;
 remove)
 	rm -f -- "$f" || { report failed install "cannot remove $f"; exit 0; }
@@ -97,6 +104,6 @@ $out"; exit 0 ;;
 	done
 fi
 if [ -n "$cu" ] && [ "$ctrl_before" = 1 ] && ! ctrl; then restore; report failed control "$cu could run sudo -n true before this change and cannot after it"; exit 0; fi
-# The previous version is kept under the name the README promises.
-if [ "$had" = 1 ]; then mv -f -- "$old" "$bak" || true; fi
+# The change is kept: so is the previous version, as its backup.
+if [ "$had" = 1 ]; then bg_keep "$old" "$f" || true; fi
 report ok 'done' ''

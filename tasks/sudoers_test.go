@@ -463,10 +463,9 @@ func TestSudoersScript(t *testing.T) {
 		t.Errorf("script lacks %q:\n%s", want, sc)
 	}
 	for _, w := range []string{
-		"tmp=/etc/sudoers.d/.bg.breakglass-tmp.", // a name sudo ignores, this run's own
-		"old=/etc/sudoers.d/.bg.breakglass-old.", "new=/etc/sudoers.d/.bg.breakglass-new.",
-		`visudo -cf "$tmp"`, `visudo -c `, `printf '%s' "$content" | install -m 0440 -o 0 -g 0 /dev/stdin "$tmp"`,
-		`sync -- "$tmp" && mv -f -- "$tmp" "$f"`,
+		"old=/etc/sudoers.d/.bg.breakglass-old.", "new=/etc/sudoers.d/.bg.breakglass-new.", // names sudo ignores, this run's own
+		`visudo -cf "$tmp"`, `visudo -c `, `printf '%s' "$content" | bg_temp "$f" 0:0 0440`,
+		`bg_commit "$tmp" "$f" nobak`, `bg_keep "$old" "$f"`,
 		`sudo -l -U "$u"`, "users='bg-ops1 bg-ops2'\n", "mode=install\n", "want='(ALL) NOPASSWD: ALL'",
 		"cu=admin\n",
 	} {
@@ -476,7 +475,7 @@ func TestSudoersScript(t *testing.T) {
 	}
 	// two runs never share a temp or backup name: neither removes the other's
 	again, _ := s.script(sudoersPlan{install: true, existed: true}, "admin")
-	for _, v := range []string{"tmp=", "new=", "old="} {
+	for _, v := range []string{"new=", "old="} {
 		if a, b := scriptVar(sc, v), scriptVar(string(again), v); a == "" || a == b {
 			t.Errorf("%s is %q in both runs", v, a)
 		}
@@ -666,7 +665,7 @@ func TestSudoersOnHost(t *testing.T) {
 	if scCanSudo(t, h, "bg-ops1") {
 		t.Error("bg-ops1 can still sudo after the rule was removed")
 	}
-	if got := scSh(t, h, "cat /etc/sudoers.d/breakglass.breakglass.bak"); got != installed {
+	if got := scSh(t, h, "cat /etc/sudoers.d/.breakglass.breakglass.bak"); got != installed {
 		t.Errorf("backup %q", got)
 	}
 	if res, err = runSudoers(t, r, env, "{name: breakglass, state: absent}"); err != nil || res.Changed {

@@ -21,8 +21,9 @@ package tasks
 //	    done                    the transaction ended
 //
 // Besides, Begin keeps the previous version of each file that exists next
-// to it, as .NAME.breakglass-bak (hidden and not ending in .conf, so no
-// Include glob reads it), which survives a reboot.
+// to it, as .NAME.breakglass.bak (BackupPath, the one backup name of every
+// writer: hidden and not ending in .conf, so no Include glob reads it),
+// which survives a reboot.
 //
 // revert.sh arm runs detached from the SSH session (setsid + nohup, stdio
 // on /dev/null, or a transient systemd unit where systemd runs, so that
@@ -151,7 +152,7 @@ type RollbackError struct {
 	RestoreErr    error // why restoring (or committing) failed
 	// Failed is set when the host itself could not restore the backup:
 	// look at the host (Backup names the transaction directory; each file
-	// also has its .NAME.breakglass-bak beside it).
+	// also has its .NAME.breakglass.bak beside it).
 	Failed bool
 	Backup string
 }
@@ -167,7 +168,7 @@ func (e *RollbackError) Error() string {
 		if e.RestoreErr != nil {
 			msg += fmt.Sprintf(" (%v)", e.RestoreErr)
 		}
-		msg += ": restore by hand from " + e.Backup + " (each file's previous version is also beside it as .NAME.breakglass-bak)"
+		msg += ": restore by hand from " + e.Backup + " (each file's previous version is also beside it as .NAME.breakglass.bak)"
 	case e.Running:
 		msg += fmt.Sprintf("; restoring has not finished (%v): look at the host (%s/revert.log)", e.RestoreErr, e.Backup)
 	case e.Pending:
@@ -445,9 +446,15 @@ func txnScript(body string) []byte {
 // travels on stdin and nothing in it is ever shell). rest continues the
 // command line (e.g. `|| bg_fail ...`): the document follows that line.
 func txnHeredoc(data []byte, dst, rest string) string {
+	return "base64 -d >" + dst + " " + base64Doc(data, rest)
+}
+
+// base64Doc is a here-document that carries data in base64, its opening
+// line continued by rest (may be empty).
+func base64Doc(data []byte, rest string) string {
 	enc := base64.StdEncoding.EncodeToString(data)
 	var b strings.Builder
-	b.WriteString("base64 -d >" + dst + " <<'BREAKGLASS_EOF'")
+	b.WriteString("<<'BREAKGLASS_EOF'")
 	if rest != "" {
 		b.WriteString(" " + rest)
 	}
@@ -493,7 +500,7 @@ func (t *Txn) beginScript() []byte {
 	// paths passed txnValidPath, so they are words.
 	var files strings.Builder
 	for i, f := range t.spec.Files {
-		fmt.Fprintf(&files, "%d %s %s\n", i, f, txnTmpPath(f, "bak"))
+		fmt.Fprintf(&files, "%d %s %s\n", i, f, BackupPath(f))
 	}
 	fmt.Fprintf(&b, "keep=%d files=%s\n", txnKeep, shell.Quote(files.String()))
 	b.WriteString(txnBeginScript)

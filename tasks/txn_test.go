@@ -200,7 +200,7 @@ func TestTxnOnHostCommitAndRollback(t *testing.T) {
 	if err := tx.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := x.sh(t, "cat /etc/a; stat -c '%U %a' /etc/a; ls /etc/b 2>&1; cat /tmp/after; cat /etc/.a.breakglass-bak", nil); got != "old\nadmin 640\nls: cannot access '/etc/b': No such file or directory\nran\nold\n" {
+	if got := x.sh(t, "cat /etc/a; stat -c '%U %a' /etc/a; ls /etc/b 2>&1; cat /tmp/after; cat /etc/.a.breakglass.bak", nil); got != "old\nadmin 640\nls: cannot access '/etc/b': No such file or directory\nran\nold\n" {
 		t.Errorf("after rollback: %q", got)
 	}
 	x.noLeftovers(t)

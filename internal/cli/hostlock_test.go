@@ -110,7 +110,7 @@ func TestConcurrentAppliesOnLab(t *testing.T) {
 	}
 	for round := 0; round < 3; round++ {
 		t.Run(fmt.Sprintf("sudoers round %d", round), func(t *testing.T) {
-			hostOut(t, h, "rm -f /etc/sudoers.d/breakglass /etc/sudoers.d/breakglass.breakglass.bak")
+			hostOut(t, h, "rm -f /etc/sudoers.d/breakglass /etc/sudoers.d/.breakglass.breakglass.bak")
 			res := both(t, f, f.args("apply", sudo[0], "--format", "json"), f.args("apply", sudo[1], "--format", "json"))
 			file := hostOut(t, h, "cat /etc/sudoers.d/breakglass 2>/dev/null || echo MISSING; visudo -c >/dev/null 2>&1 || echo INVALID; ls -a /etc/sudoers.d | grep breakglass- || true")
 			if strings.Contains(file, "INVALID") || strings.Contains(file, "breakglass-") {

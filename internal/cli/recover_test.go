@@ -78,7 +78,7 @@ func TestRecoverOnLab(t *testing.T) {
 	}
 	// Only admin's line left the deny list, the rest of it as it was,
 	// the previous version kept.
-	if out, err := hosts[3].Exec(context.Background(), "cat /etc/ssh/denied; echo ---; cat /etc/ssh/denied.breakglass.bak; stat -c '%U:%G %a' /etc/ssh/denied", nil); err != nil || string(out) != "ghost\nadmins\n---\nghost\nadmin\nadmins\nroot:root 644\n" {
+	if out, err := hosts[3].Exec(context.Background(), "cat /etc/ssh/denied; echo ---; cat /etc/ssh/.denied.breakglass.bak; stat -c '%U:%G %a' /etc/ssh/denied", nil); err != nil || string(out) != "ghost\nadmins\n---\nghost\nadmin\nadmins\nroot:root 644\n" {
 		t.Errorf("%s: deny list after recover: %v\n%s", hosts[3].Name, err, out)
 	}
 

@@ -268,7 +268,7 @@ func TestFaultsOnLab(t *testing.T) {
 		if out, err := victim.Exec(context.Background(), "visudo -c", nil); err != nil {
 			t.Errorf("%s: visudo -c fails after the kill: %v %s", victim.Name, err, out)
 		}
-		out, err = victim.Exec(context.Background(), "find /etc/sudoers.d /home/bg-ops1 /etc -maxdepth 2 \\( -name '*.tmp*' -o -name '.*.breakglass.*' \\) ! -name '*.breakglass.bak' 2>/dev/null", nil)
+		out, err = victim.Exec(context.Background(), "find /etc/sudoers.d /home/bg-ops1 /etc -maxdepth 2 \\( -name '*.tmp*' -o -name '.*.breakglass-*' \\) ! -name '.*.breakglass.bak' 2>/dev/null", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,35 @@
+package tasks
+
+import (
+	"fmt"
+	"path"
+
+	"github.com/breakglass/breakglass/internal/shell"
+)
+
+// BackupPath is where breakglass keeps the previous version of a file it
+// replaced: .NAME.breakglass.bak beside it, one name for every writer
+// (bg_write, bg_commit and bg_keep in nofollow.sh, which name it on the
+// host with bg_bak, and the transaction's Begin). Only the newest
+// previous version is kept.
+//
+// The name starts with a dot and ends in .bak, so no reader of a
+// configuration directory takes it for configuration: sudo's @includedir
+// skips names that contain a dot, sshd's Include glob
+// (sshd_config.d/*.conf) matches no name that starts with one, Debian's
+// cron and run-parts take only [A-Za-z0-9_-] names (run-parts
+// --lsbsysinit none whose part after the last '-' holds a dot: a name
+// ending in -bak would pass), and cronie, insserv and systemd skip dot
+// files.
+func BackupPath(p string) string {
+	return path.Dir(p) + "/." + path.Base(p) + ".breakglass.bak"
+}
+
+// writeTempShell is shell that writes content with the one writer's
+// first half, bg_temp (nofollow.sh, which the script must include): a new
+// temp file beside p, owner and mode set, fsynced, its name in the shell
+// variable v. On failure it calls bg_fail with what happened.
+func writeTempShell(v, p, owner, mode string, content []byte) string {
+	return fmt.Sprintf("%s=$(bg_temp %s %s %s base64 -d 2>&1 %s\n) || bg_fail %s \"$%s\"\n",
+		v, shell.Quote(p), owner, mode, base64Doc(content, ""), shell.Quote("write "+p), v)
+}
