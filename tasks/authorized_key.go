@@ -96,6 +96,25 @@ type authorizedKeyArgs struct {
 }
 
 // authKey is one key a task manages.
+// KeyGiver is implemented by modules that give users keys
+// (authorized_key): the emergency sshd's store holds what the play gives
+// (SecondarySSHD.LinkPlay), found through this interface alone.
+type KeyGiver interface {
+	// GivenKeys returns the user the task is about, its keys as
+	// (wire form, authorized_keys line) pairs, and whether the task
+	// removes them (state: absent) rather than gives them.
+	GivenKeys() (user string, keys [][2]string, absent bool)
+}
+
+// GivenKeys implements KeyGiver.
+func (a *AuthorizedKey) GivenKeys() (string, [][2]string, bool) {
+	keys := make([][2]string, len(a.keys))
+	for i, k := range a.keys {
+		keys[i] = [2]string{k.blob, k.line}
+	}
+	return a.user, keys, a.absent
+}
+
 type authKey struct {
 	blob    string   // wire form (type and key): what identifies a key
 	options []string // as they will be written

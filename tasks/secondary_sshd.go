@@ -298,23 +298,28 @@ func (s *SecondarySSHD) LinkPlay(mods []Module, mainPort int) error {
 	type entry struct{ blob, line string }
 	byUser := map[string][]entry{}
 	for _, m := range mods {
-		a, ok := m.(*AuthorizedKey)
-		if !ok || !allowed[a.user] {
+		g, ok := m.(KeyGiver)
+		if !ok {
 			continue
 		}
-		for _, k := range a.keys {
-			cur := byUser[a.user]
-			i := slices.IndexFunc(cur, func(e entry) bool { return e.blob == k.blob })
+		user, keys, absent := g.GivenKeys()
+		if !allowed[user] {
+			continue
+		}
+		for _, k := range keys {
+			blob, line := k[0], k[1]
+			cur := byUser[user]
+			i := slices.IndexFunc(cur, func(e entry) bool { return e.blob == blob })
 			switch {
-			case a.absent && i >= 0:
+			case absent && i >= 0:
 				cur = slices.Delete(cur, i, i+1)
-			case a.absent:
+			case absent:
 			case i >= 0:
-				cur[i].line = k.line
+				cur[i].line = line
 			default:
-				cur = append(cur, entry{k.blob, k.line})
+				cur = append(cur, entry{blob, line})
 			}
-			byUser[a.user] = cur
+			byUser[user] = cur
 		}
 	}
 	s.store = map[string][]string{}
