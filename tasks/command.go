@@ -75,10 +75,16 @@ func NewCommand(file string, args *yaml.Node) (Module, error) {
 
 func commandExistsKey(path string) string { return "command.exists " + path }
 
+// commandExistsScript is command_exists.sh, the guard query after its
+// header.
+//
+//go:embed command_exists.sh
+var commandExistsScript string
+
 func commandExistsQuery(path string) Query {
 	return Query{
 		Key:    commandExistsKey(path),
-		Script: fmt.Sprintf("if [ -e %s ]; then echo yes; else echo no; fi\n", shell.Quote(path)),
+		Script: "p=" + shell.Quote(path) + "\n" + commandExistsScript,
 		Parse: func(out []byte) (any, error) {
 			switch strings.TrimSpace(string(out)) {
 			case "yes":
