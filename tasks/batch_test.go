@@ -167,18 +167,23 @@ func benchModuleT(t *testing.T, f Factory, src string) Module {
 func TestBatchedSudoersOnLab(t *testing.T) {
 	_, h, env := acctLab(t)
 	r := &countingRunner{}
+	// As the runner does: each task planned, then queued by the executor.
+	x := NewExecutor(labRunner{h, r}, env)
+	ctx := context.Background()
 	run := func(task int, m Module) {
 		t.Helper()
-		env.batchTask = task
-		if _, err := runModule(context.Background(), labRunner{h, r}, env, m); err != nil {
+		p, err := x.Plan(ctx, m)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if _, queued, err := x.Execute(ctx, task, m, p); err != nil || !queued {
+			t.Fatalf("task %d: queued %v, %v", task, queued, err)
+		}
 	}
-	env.batch = &stepBatch{}
 	run(0, benchModuleT(t, NewUser, "{name: bg-ops9, shell: /bin/bash}"))
 	run(1, mustSudoers(t, "{name: breakglass, users: [bg-ops9], nopasswd: true}"))
 	before := r.n
-	out := env.batch.flush(context.Background(), labRunner{h, r}, env)
+	out := x.Flush(ctx, nil)
 	if r.n != before+1 || out[0].Err != nil || out[1].Err != nil {
 		t.Fatalf("flush: %d round trips, %+v", r.n-before, out)
 	}
@@ -190,7 +195,7 @@ func TestBatchedSudoersOnLab(t *testing.T) {
 	env.Facts = &Facts{}
 	run(0, mustSudoers(t, "{name: breakglass, users: [bg-ops9], commands: [/usr/bin/sudoedit /etc/motd]}"))
 	run(1, benchModuleT(t, NewUser, "{name: bg-ops8, shell: /bin/bash}"))
-	out = env.batch.flush(context.Background(), labRunner{h, r}, env)
+	out = x.Flush(ctx, nil)
 	var se *SudoersError
 	if !errors.As(out[0].Err, &se) || se.Stage != "visudo-file" || len(out[0].Result.Changes) != 0 {
 		t.Errorf("refused rule: %v %+v", out[0].Err, out[0].Result)
