@@ -1,0 +1,34 @@
+package audit
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/breakglass/breakglass/tasks"
+)
+
+// TestReviewSudoersBackupNotTakenForConfig: the sudoers module keeps the
+// previous drop-in as tasks.BackupPath (.NAME.breakglass.bak), which sudo
+// skips. breakglass's own audit must not take that backup for a sudoers
+// file the operator meant to be in force: no sudo-file-ignored finding,
+// and above all no fix that installs the previous rules under a name sudo
+// reads (they are what the last apply replaced).
+func TestReviewSudoersBackupNotTakenForConfig(t *testing.T) {
+	h := hostOf(t, "clean")
+	bak := tasks.BackupPath("/etc/sudoers.d/bg")
+	h.SudoFiles = append(h.SudoFiles,
+		SudoFile{Path: "/etc/sudoers.d/bg", Dir: "/etc/sudoers.d", Stat: tasks.PathStat{Exists: true, Mode: 0o100440},
+			Content: []byte("admin ALL=(ALL:ALL) ALL\n")},
+		// the previous version: passwordless, which the last apply took away
+		SudoFile{Path: bak, Dir: "/etc/sudoers.d", Stat: tasks.PathStat{Exists: true, Mode: 0o100440},
+			Content: []byte("admin ALL=(ALL:ALL) NOPASSWD: ALL\n")})
+	for _, f := range judge(t, h, "admin", nil) {
+		if f.Path != bak {
+			continue
+		}
+		t.Errorf("breakglass's own backup is reported: %s %s: %s", f.ID, f.Severity, f.Detail)
+		if strings.Contains(f.Fix, "install") {
+			t.Errorf("and its fix puts the replaced rules back in force: %s", f.Fix)
+		}
+	}
+}
