@@ -3,6 +3,7 @@ package tasks
 import (
 	"fmt"
 	"path"
+	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
 )
@@ -23,6 +24,24 @@ import (
 // files.
 func BackupPath(p string) string {
 	return path.Dir(p) + "/." + path.Base(p) + ".breakglass.bak"
+}
+
+// OwnFile reports whether name (a base name) is a file breakglass leaves
+// beside a file it writes: the previous version (BackupPath, or one of the
+// names earlier versions used: NAME.breakglass.bak, NAME.breakglass-bak,
+// .NAME.breakglass-bak) or a temp file of the writer a killed run left
+// (.NAME.breakglass-tmp.XXXXXX, or the older fixed .NAME.breakglass-tmp).
+// Such a file is no configuration anyone meant to be in force: audit never
+// suggests putting it there.
+func OwnFile(name string) bool {
+	if strings.HasSuffix(name, ".breakglass.bak") || strings.HasSuffix(name, ".breakglass-bak") {
+		return true
+	}
+	if !strings.HasPrefix(name, ".") {
+		return false
+	}
+	_, rest, ok := strings.Cut(name, ".breakglass-tmp")
+	return ok && (rest == "" || len(rest) == 7 && rest[0] == '.')
 }
 
 // writeTempShell is shell that writes content with the one writer's

@@ -13,6 +13,30 @@ import (
 	"github.com/breakglass/breakglass/internal/lab"
 )
 
+// TestOwnFile: the names breakglass leaves beside files it writes
+// (backups of this and earlier versions, a killed run's temp files) are
+// known as its own, and nothing else is.
+func TestOwnFile(t *testing.T) {
+	for name, want := range map[string]bool{
+		path.Base(BackupPath("/etc/sudoers.d/bg")): true,
+		"bg.breakglass.bak":                        true,
+		"bg.breakglass-bak":                        true,
+		".bg.breakglass-bak":                       true,
+		".bg.breakglass-tmp.Ab12Cd":                true,
+		".bg.breakglass-tmp":                       true,
+		"bg":                                       false,
+		"bg.conf":                                  false,
+		".bg.breakglass-tmp.toolong":               false,
+		"bg.breakglass-tmp.Ab12Cd":                 false,
+		"README":                                   false,
+		"bg.bak":                                   false,
+	} {
+		if got := OwnFile(name); got != want {
+			t.Errorf("OwnFile(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
 func TestBackupPath(t *testing.T) {
 	for p, want := range map[string]string{
 		"/etc/sudoers.d/breakglass":                   "/etc/sudoers.d/.breakglass.breakglass.bak",

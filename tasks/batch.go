@@ -11,15 +11,16 @@ import (
 )
 
 // MayBatch reports whether p's steps may join a batch with other tasks':
-// when it has only shell steps: no guard (a
-// removal's guard proves the remaining ways in with fresh logins, so every
-// earlier change must be made first) and no ops. The executor queues such
+// when it has only shell steps: no guard (a removal's guard proves the
+// remaining ways in with fresh logins, so every earlier change must be
+// made first), no ops, and no looking Again (which runs at once, so what
+// is queued must run before it). The executor queues such
 // plans' steps so that the changes of consecutive tasks reach the host in
 // one round trip; a task is planned only once the queued steps make none
 // of its facts stale (the runner flushes first otherwise, see
 // Executor.Stale), so planning always sees the host as it is, never a
 // guess of what queued steps will do.
-func (p *Plan) MayBatch() bool { return p.Guard == nil && len(p.Ops) == 0 }
+func (p *Plan) MayBatch() bool { return p.Guard == nil && len(p.Ops) == 0 && !p.Again }
 
 // ErrNotRun is the outcome of a queued task whose steps never ran because
 // a step of an earlier task in the same round trip failed.

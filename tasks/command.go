@@ -308,6 +308,9 @@ func parseCommandOutput(out []byte) (commandOutput, error) {
 		if len(after) < head+tail+1 {
 			return o, fmt.Errorf("output frame %q is cut short", hdr)
 		}
+		if after[head+tail] != '\n' {
+			return o, fmt.Errorf("output frame %q does not end where it says", hdr)
+		}
 		text := after[:head]
 		if omitted := size - head - tail; omitted > 0 {
 			text += fmt.Sprintf("\n[... %d bytes left out ...]\n", omitted)

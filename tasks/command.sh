@@ -25,10 +25,12 @@ if [ -n "$chdir" ] && ! cd -- "$chdir" 2>/dev/null; then echo nochdir; exit 0; f
 /bin/sh -c "$cmd" </dev/null >"$t/out" 2>"$t/err"
 rc=$?
 echo "ran $rc"
+# A process the command left running may still write to its output:
+# every read takes exactly the bytes its frame announces.
 emit() {
 	n=$(wc -c <"$2" | tr -d ' ')
 	if [ "$n" -le $((headn + tailn)) ]; then
-		printf '%s %s %s 0\n' "$1" "$n" "$n"; cat -- "$2"
+		printf '%s %s %s 0\n' "$1" "$n" "$n"; head -c "$n" -- "$2"
 	else
 		printf '%s %s %s %s\n' "$1" "$n" "$headn" "$tailn"; head -c "$headn" -- "$2"; tail -c "$tailn" -- "$2"
 	fi

@@ -242,6 +242,9 @@ bg_temp() (
 	bg_f=$1 bg_o=$2 bg_m=$3
 	shift 3
 	[ $# -gt 0 ] || set -- cat
+	# A temp file of FILE already there is a killed run's: one run per
+	# host at a time holds the host lock.
+	rm -f -- "./.${bg_f##*/}$bg_tmp".??????
 	t=$(mktemp -- "./.${bg_f##*/}$bg_tmp.XXXXXX") || exit 1
 	"$@" >"$t" || { r=$?; rm -f -- "$t"; exit "$r"; }
 	if chown -h -- "$bg_o" "$t" && { [ "$bg_m" = 0600 ] || chmod "$bg_m" -- "$t"; } && sync -- "$t"; then
@@ -289,6 +292,13 @@ bg_write() (
 	bg_pin "$(bg_dir "$1")" || exit 1
 	b=${1##*/}
 	if ! bg_trusted; then
+		case $2 in root | root:* | 0 | 0:*)
+			# As root, the writer would follow a link the users who can
+			# change the directory put in place of its temp file.
+			echo "breakglass: not writing root's file $1 in a directory users other than root can change" >&2
+			exit 1
+			;;
+		esac
 		# The backup is another name, in the same directory, for whatever
 		# ./ENTRY is (link(2) never follows it): root may make it, where
 		# protected_hardlinks would stop the user for a file of root's.

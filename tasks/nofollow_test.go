@@ -1,8 +1,13 @@
 package tasks
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/breakglass/breakglass/internal/lab"
 )
 
 // TestNoFollowRaceOnLab races the no-follow helpers against their user: as
@@ -98,4 +103,58 @@ echo "links $links bad$bad"`)
 		t.Errorf("bg_resolve under the race: %q", out)
 	}
 	t.Logf("bg_resolve under the race: %s", strings.TrimSpace(out))
+}
+
+// TestWriteRootFileRefusedInSharedDir: bg_write writes a user's file in a
+// directory users can change as that user; root's file it refuses there,
+// since as root the writer would follow a link planted in place of its
+// temp file.
+func TestWriteRootFileRefusedInSharedDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		lab.Skip(t, "bg_write's owner checks need root")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	for _, owner := range []string{"root", "root:", "0:0"} {
+		f := filepath.Join(dir, "f")
+		out, err := exec.Command("sh", "-c", nofollowScript+"\nbg_write \"$1\" \"$2\" 0644 content", "sh", f, owner).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "not writing root's file") {
+			t.Errorf("owner %s: %v %s", owner, err, out)
+		}
+		if _, err := os.Lstat(f); !os.IsNotExist(err) {
+			t.Errorf("owner %s: %s written: %v", owner, f, err)
+		}
+	}
+}
+
+// TestTempOfKilledRunRemoved: a temp file a killed run left beside a file
+// (.NAME.breakglass-tmp.XXXXXX) is removed by the next write of it.
+func TestTempOfKilledRunRemoved(t *testing.T) {
+	if os.Geteuid() != 0 {
+		lab.Skip(t, "bg_temp writes root's files")
+	}
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	stale := filepath.Join(dir, ".f.breakglass-tmp.Ab12Cd")
+	other := filepath.Join(dir, ".g.breakglass-tmp.Ab12Cd")
+	for _, p := range []string{stale, other} {
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command("sh", "-c", nofollowScript+"\nt=$(echo new | bg_temp \"$1\" root: 0644) && bg_commit \"$t\" \"$1\"", "sh", f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if _, err := os.Lstat(stale); !os.IsNotExist(err) {
+		t.Errorf("the killed run's temp file is still there: %v", err)
+	}
+	if _, err := os.Lstat(other); err != nil {
+		t.Errorf("another file's temp file was removed: %v", err)
+	}
+	if b, _ := os.ReadFile(f); string(b) != "new\n" {
+		t.Errorf("written: %q", b)
+	}
 }

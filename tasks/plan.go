@@ -116,7 +116,7 @@ func (r *Result) join(res *Result) *Result {
 // execute reports p's changes and, unless in check mode, runs its guard
 // and its steps (see applySteps).
 func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) {
-	if p.Guard != nil && len(p.Steps) > 0 && !env.Check {
+	if p.Guard != nil && len(p.Steps)+len(p.Ops) > 0 && !env.Check {
 		if err := p.Guard.prove(ctx, env); err != nil {
 			return nil, err
 		}

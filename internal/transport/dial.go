@@ -402,8 +402,21 @@ func parseSSHConnection(out []byte) (local, remote string, ok bool) {
 }
 
 func isIP(s string) bool {
-	_, err := netip.ParseAddr(s)
-	return err == nil
+	a, err := netip.ParseAddr(s)
+	return err == nil && zoneOK(a.Zone())
+}
+
+// zoneOK reports whether an IPv6 zone is an interface name or index:
+// netip accepts any text after the %, and the address goes into sshd -T
+// -C's comma-separated spec, where "fe80::1%a,user=root" would add a
+// criterion of its own.
+func zoneOK(z string) bool {
+	for _, c := range z {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func isPort(s string) bool {

@@ -7,13 +7,13 @@ import (
 	"github.com/breakglass/breakglass/tasks"
 )
 
-// TestReviewSudoersBackupNotTakenForConfig: the sudoers module keeps the
+// TestSudoersBackupNotTakenForConfig: the sudoers module keeps the
 // previous drop-in as tasks.BackupPath (.NAME.breakglass.bak), which sudo
 // skips. breakglass's own audit must not take that backup for a sudoers
 // file the operator meant to be in force: no sudo-file-ignored finding,
 // and above all no fix that installs the previous rules under a name sudo
 // reads (they are what the last apply replaced).
-func TestReviewSudoersBackupNotTakenForConfig(t *testing.T) {
+func TestSudoersBackupNotTakenForConfig(t *testing.T) {
 	h := hostOf(t, "clean")
 	bak := tasks.BackupPath("/etc/sudoers.d/bg")
 	h.SudoFiles = append(h.SudoFiles,
