@@ -284,6 +284,8 @@ func TestPlansGolden(t *testing.T) {
 		{"sshd-broken-config", sshd(`{settings: {LogLevel: VERBOSE}}`, "broken.trixie", nil, false)},
 		{"sshd-refused-keyword", sshd(`{settings: {PidFile: /run/other.pid}}`, "default.namespace", nil, false)},
 		{"sshd-check", sshd(`{settings: {LogLevel: VERBOSE}}`, "default.trixie", nil, true)},
+		// Edited: /run/sshd missing, which the install creates on the way.
+		{"sshd-check-no-privsep", sshd(`{settings: {LogLevel: VERBOSE}}`, "default.trixie", func(f *sshdFacts) { f.PrivsepMissing = true }, true)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.plan(t)

@@ -636,6 +636,7 @@ func (s *SSHD) plan(env *Env, facts []any) (*Plan, error) {
 		},
 		DeadlineArg: "revert_after",
 		Changes:     p.changes,
+		Also:        sshdAlso(f),
 		Install:     sshdInstallScript(p),
 		Report:      sshdInstallReport(p.path),
 		Settings:    s.settings,
@@ -686,6 +687,15 @@ func sshdAfterRestore(daemonArgs []string) string {
 //
 //go:embed sshd_after_restore.sh
 var sshdAfterRestoreScript string
+
+// sshdAlso is what the install does besides the file, as the facts tell:
+// it creates sshd's privilege separation directory when it is missing.
+func sshdAlso(f *sshdFacts) []Change {
+	if !f.PrivsepMissing {
+		return nil
+	}
+	return []Change{{What: "create /run/sshd (sshd's privilege separation directory)", Path: "/run/sshd"}}
+}
 
 // sshdInstallScript writes the new file atomically, validates the whole
 // configuration with sshd -t and reloads sshd (see sshdInstallReport).

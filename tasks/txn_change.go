@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,6 +29,10 @@ type TxnChange struct {
 	// Changes are what the change does, as the plan decided them:
 	// reported in check mode, and once proven with what was proven.
 	Changes []Change
+	// Also are what the install does on the way, as far as the facts
+	// tell ("create /run/sshd"): check mode reports them; a run reports
+	// what the script says it did (TxnReport.Note).
+	Also []Change
 	// Install is the script (run by /bin/sh -s once the revert is armed)
 	// that changes the files and puts the change in effect; decided at
 	// plan time, it holds nothing of the run (no transaction id).
@@ -64,7 +69,7 @@ var _ Op = (*TxnChange)(nil)
 func (*TxnChange) ReadOnly() bool { return false }
 
 // planned implements Op: check mode reports the changes.
-func (c *TxnChange) planned() []Change { return c.Changes }
+func (c *TxnChange) planned() []Change { return append(slices.Clip(c.Changes), c.Also...) }
 
 // String implements Op.
 func (c *TxnChange) String() string {
@@ -77,6 +82,9 @@ func (c *TxnChange) String() string {
 		if ch.Before != "" || ch.After != "" {
 			fmt.Fprintf(&b, "  before: %q\n  after:  %q\n", ch.Before, ch.After)
 		}
+	}
+	for _, ch := range c.Also {
+		fmt.Fprintf(&b, "also: %s\n", ch.What)
 	}
 	settings := make([]string, len(c.Settings))
 	for i, st := range c.Settings {
