@@ -413,9 +413,14 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 		if x.Plans(t.Mod) {
 			var p *tasks.Plan
 			p, err = x.Plan(ctx, t.Mod)
-			if err == nil && x.Pending() && !p.MayBatch() && !flush(i) {
-				skipFrom(i)
-				return false
+			if err == nil && x.Pending() && !p.MayBatch() {
+				fs := time.Now()
+				if !flush(i) {
+					skipFrom(i)
+					return false
+				}
+				// The flush ran earlier tasks' steps: not this task's time.
+				ts = ts.Add(time.Since(fs))
 			}
 			if err == nil {
 				res, isQueued, err = x.Execute(ctx, i, t.Mod, p)
