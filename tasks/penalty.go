@@ -27,9 +27,9 @@ import (
 // loginGate is the one place that decides whether and when a fresh login
 // is made on a host, so that this never turns into a false result.
 
-// Penalties is sshd's PerSourcePenalties as it applies to this
+// penaltyRules is sshd's PerSourcePenalties as it applies to this
 // controller's address.
-type Penalties struct {
+type penaltyRules struct {
 	On       bool          // penalties are on and the address is not exempt
 	Known    bool          // read from sshd -T (else OpenSSH's defaults are assumed)
 	AuthFail time.Duration // added per refused authentication
@@ -41,15 +41,15 @@ type Penalties struct {
 // sshd's configuration was not read (verify opens no control connection);
 // on an older sshd they only make a login closed before authentication
 // wait a little longer for another try.
-var defaultPenalties = Penalties{On: true, AuthFail: 5 * time.Second, Min: 15 * time.Second, Max: 600 * time.Second}
+var defaultPenalties = penaltyRules{On: true, AuthFail: 5 * time.Second, Min: 15 * time.Second, Max: 600 * time.Second}
 
-// ParsePenalties reads sshd -T's persourcepenalties and
+// parsePenalties reads sshd -T's persourcepenalties and
 // persourcepenaltyexemptlist for a controller at client. An sshd that
 // prints no persourcepenalties (before 9.8) has none.
-func ParsePenalties(setting, exemptList, client string) Penalties {
+func parsePenalties(setting, exemptList, client string) penaltyRules {
 	setting = strings.TrimSpace(setting)
 	if setting == "" || setting == "no" || PenaltyExempt(client, exemptList) {
-		return Penalties{Known: true}
+		return penaltyRules{Known: true}
 	}
 	p := defaultPenalties
 	p.Known = true
@@ -137,7 +137,7 @@ func PenaltyExempt(addr, list string) bool {
 // gate keeps trying: a penalty is enforced from just over min, and grows
 // beyond that only by refusals that were in flight when it started, at
 // most refusals (this run's) times authfail; never beyond max.
-func (p Penalties) wait(refusals int) time.Duration {
+func (p penaltyRules) wait(refusals int) time.Duration {
 	return min(p.Max, p.Min+time.Duration(refusals+2)*p.AuthFail) + penaltySlack
 }
 
@@ -255,13 +255,13 @@ func (g *loginGate) ForgetRefusals() {
 
 // penalties reads PerSourcePenalties from any user's effective sshd
 // configuration the run gathered, else assumes OpenSSH's defaults.
-func (g *loginGate) penalties() Penalties {
+func (g *loginGate) penalties() penaltyRules {
 	if g.facts != nil {
 		g.facts.mu.Lock()
 		defer g.facts.mu.Unlock()
 		for _, v := range g.facts.data {
 			if u, ok := v.(*UserFacts); ok && u.SSHDKnown() == nil {
-				return ParsePenalties(u.SSHD.Get("persourcepenalties"), u.SSHD.Get("persourcepenaltyexemptlist"), u.Conn.Client)
+				return parsePenalties(u.SSHD.Get("persourcepenalties"), u.SSHD.Get("persourcepenaltyexemptlist"), u.Conn.Client)
 			}
 		}
 	}

@@ -18,19 +18,19 @@ func TestParsePenalties(t *testing.T) {
 	const def = "crash:90 authfail:5 noauth:1 grace-exceeded:10 refuseconnection:10 max:600 min:15 max-sources4:65536 max-sources6:65536 overflow:permissive overflow6:permissive"
 	cases := []struct {
 		setting, exempt, client string
-		want                    Penalties
+		want                    penaltyRules
 	}{
-		{def, "", "127.0.0.1", Penalties{On: true, Known: true, AuthFail: 5 * time.Second, Min: 15 * time.Second, Max: 600 * time.Second}},
-		{"authfail:1m max:2h min:30s", "", "10.0.0.1", Penalties{On: true, Known: true, AuthFail: time.Minute, Min: 30 * time.Second, Max: 2 * time.Hour}},
-		{"authfail:2.5", "", "10.0.0.1", Penalties{On: true, Known: true, AuthFail: 2500 * time.Millisecond, Min: 15 * time.Second, Max: 600 * time.Second}},
-		{"no", "", "127.0.0.1", Penalties{Known: true}},
-		{"", "", "127.0.0.1", Penalties{Known: true}}, // OpenSSH before 9.8
-		{def, "10.0.0.0/8,127.0.0.0/8", "127.0.0.1", Penalties{Known: true}},
-		{def, "127.0.0.2", "127.0.0.1", Penalties{On: true, Known: true, AuthFail: 5 * time.Second, Min: 15 * time.Second, Max: 600 * time.Second}},
-		{"authfail:0", "", "127.0.0.1", Penalties{Known: true, Min: 15 * time.Second, Max: 600 * time.Second}},
+		{def, "", "127.0.0.1", penaltyRules{On: true, Known: true, AuthFail: 5 * time.Second, Min: 15 * time.Second, Max: 600 * time.Second}},
+		{"authfail:1m max:2h min:30s", "", "10.0.0.1", penaltyRules{On: true, Known: true, AuthFail: time.Minute, Min: 30 * time.Second, Max: 2 * time.Hour}},
+		{"authfail:2.5", "", "10.0.0.1", penaltyRules{On: true, Known: true, AuthFail: 2500 * time.Millisecond, Min: 15 * time.Second, Max: 600 * time.Second}},
+		{"no", "", "127.0.0.1", penaltyRules{Known: true}},
+		{"", "", "127.0.0.1", penaltyRules{Known: true}}, // OpenSSH before 9.8
+		{def, "10.0.0.0/8,127.0.0.0/8", "127.0.0.1", penaltyRules{Known: true}},
+		{def, "127.0.0.2", "127.0.0.1", penaltyRules{On: true, Known: true, AuthFail: 5 * time.Second, Min: 15 * time.Second, Max: 600 * time.Second}},
+		{"authfail:0", "", "127.0.0.1", penaltyRules{Known: true, Min: 15 * time.Second, Max: 600 * time.Second}},
 	}
 	for _, c := range cases {
-		if got := ParsePenalties(c.setting, c.exempt, c.client); got != c.want {
+		if got := parsePenalties(c.setting, c.exempt, c.client); got != c.want {
 			t.Errorf("ParsePenalties(%q, %q, %q) = %+v, want %+v", c.setting, c.exempt, c.client, got, c.want)
 		}
 	}
@@ -73,7 +73,7 @@ func (h *penaltyHost) Login(ctx context.Context, user, keyFile string, p Path) (
 	return fixedRunner("breakglass-probe user=" + user + " sudo=ok\n"), func() error { return nil }, nil
 }
 
-func fastPenalties(t *testing.T, p Penalties) {
+func fastPenalties(t *testing.T, p penaltyRules) {
 	t.Helper()
 	old, oldEvery, oldSlack := defaultPenalties, penaltyRetryEvery, penaltySlack
 	defaultPenalties, penaltyRetryEvery, penaltySlack = p, 10*time.Millisecond, 50*time.Millisecond
@@ -86,7 +86,7 @@ func fastPenalties(t *testing.T, p Penalties) {
 // refusal got the address penalised, and every healthy login after it was
 // cut. Now sshd refuses it once, and everyone else is proven.
 func TestVerifyAccessNeverPenalisedIntoFalseResult(t *testing.T) {
-	fastPenalties(t, Penalties{On: true, AuthFail: 100 * time.Millisecond, Min: 250 * time.Millisecond, Max: 2 * time.Second})
+	fastPenalties(t, penaltyRules{On: true, AuthFail: 100 * time.Millisecond, Min: 250 * time.Millisecond, Max: 2 * time.Second})
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "k"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func TestVerifyAccessNeverPenalisedIntoFalseResult(t *testing.T) {
 }
 
 func TestLoginGateWaitsOutPenalty(t *testing.T) {
-	fastPenalties(t, Penalties{On: true, AuthFail: 100 * time.Millisecond, Min: 250 * time.Millisecond, Max: 2 * time.Second})
+	fastPenalties(t, penaltyRules{On: true, AuthFail: 100 * time.Millisecond, Min: 250 * time.Millisecond, Max: 2 * time.Second})
 	host := &penaltyHost{authfail: 100 * time.Millisecond, min: 250 * time.Millisecond}
 	host.active, host.until = true, time.Now().Add(300*time.Millisecond)
 	g := GateLogins(host, nil, "192.0.2.7", 22)

@@ -309,7 +309,7 @@ const proveUnknownParallel = 4
 // (before any authentication) beyond the start value of MaxStartups
 // (start:rate:full, default 10:30:100) and beyond PerSourceMaxStartups per
 // address (all proof logins come from this one). The bound is
-// LoginParallel, at most the start value less two (left to the operator's
+// loginParallel, at most the start value less two (left to the operator's
 // own connections), at most PerSourceMaxStartups. It reads what the run
 // gathered already (the sshd module's facts, else any user's effective
 // configuration), and settings just put in force; with none of them known,
@@ -341,7 +341,7 @@ func proveParallel(env *Env, settings []sshdSetting) (int, string) {
 			perSource = append(perSource, st.Value)
 		}
 	}
-	n, known := LoginParallel, false
+	n, known := loginParallel, false
 	var why []string
 	for _, v := range startups {
 		begin, _, _ := strings.Cut(v, ":")

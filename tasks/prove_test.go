@@ -86,12 +86,12 @@ func TestProveAccessBounded(t *testing.T) {
 	}{
 		{"unknown", &Facts{}, nil, proveUnknownParallel},
 		{"no facts at all", nil, nil, proveUnknownParallel},
-		{"sshd default", sshdF("10:30:100", "none"), nil, LoginParallel},
+		{"sshd default", sshdF("10:30:100", "none"), nil, loginParallel},
 		{"sshd facts, low MaxStartups", sshdF("5:30:60", "none"), nil, 3},
 		{"PerSourceMaxStartups", sshdF("10:30:100", "2"), nil, 2},
 		{"MaxStartups 1", sshdF("1", "none"), nil, 1},
 		{"user facts", userF("6:30:100"), nil, 4},
-		{"high MaxStartups", sshdF("100:30:200", "none"), nil, LoginParallel},
+		{"high MaxStartups", sshdF("100:30:200", "none"), nil, loginParallel},
 		{"the change lowers it", sshdF("10:30:100", "none"), []sshdSetting{{"MaxStartups", "4:50:10"}}, 2},
 	}
 	for _, tt := range tests {
@@ -169,7 +169,7 @@ func TestVerifyAccessBounded(t *testing.T) {
 	for _, tt := range []struct {
 		parallel string
 		want     int
-	}{{"", LoginParallel}, {"parallel: 3, ", 3}} {
+	}{{"", loginParallel}, {"parallel: 3, ", 3}} {
 		v, err := decodeVerify(t, "{"+tt.parallel+"logins: ["+strings.Join(logins, ", ")+"], paths: [direct, {port: 2222}]}")
 		if err != nil {
 			t.Fatal(err)
@@ -285,7 +285,7 @@ func TestSSHDFactsStartups(t *testing.T) {
 	}
 	env := &Env{Facts: &Facts{}}
 	env.Facts.Set(sshdFactsKey, f)
-	if n, why := proveParallel(env, nil); n != LoginParallel || why != "sshd MaxStartups 10:30:100" {
+	if n, why := proveParallel(env, nil); n != loginParallel || why != "sshd MaxStartups 10:30:100" {
 		t.Errorf("proveParallel: %d (%s)", n, why)
 	}
 }

@@ -114,8 +114,8 @@ var _ planner = (*SecondarySSHD)(nil)
 
 func init() { Register("secondary_sshd", NewSecondarySSHD) }
 
-// DefaultSecondaryName names the emergency sshd when name is not given.
-const DefaultSecondaryName = "breakglass"
+// defaultSecondaryName names the emergency sshd when name is not given.
+const defaultSecondaryName = "breakglass"
 
 // Debian's ssh.service declares RuntimeDirectory=sshd, so systemd removes
 // /run/sshd whenever ssh.service stops or fails, even while another sshd
@@ -153,7 +153,7 @@ func NewSecondarySSHD(file string, args *yaml.Node) (Module, error) {
 	args = yamlx.Resolve(args)
 	var errs *multierror.Error
 	bad := argError(file, "secondary_sshd", args, &errs)
-	s := &SecondarySSHD{name: DefaultSecondaryName, port: a.Port, rootLogin: a.RootLogin, usePAM: a.UsePAM,
+	s := &SecondarySSHD{name: defaultSecondaryName, port: a.Port, rootLogin: a.RootLogin, usePAM: a.UsePAM,
 		file: file, portNode: sshdArgValue(args, "port"), userNodes: map[string]*yaml.Node{}}
 	if s.portNode == nil {
 		s.portNode = args
@@ -369,7 +369,7 @@ func (s *SecondarySSHD) CronPath() string { return "/etc/cron.d/" + s.InitName()
 // BaseDir holds the emergency sshd's key store and host keys; only root
 // can change anything in it.
 func (s *SecondarySSHD) BaseDir() string {
-	if s.name == DefaultSecondaryName {
+	if s.name == defaultSecondaryName {
 		return "/etc/breakglass"
 	}
 	return "/etc/breakglass/sshd-" + s.name

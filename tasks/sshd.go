@@ -55,8 +55,8 @@ const (
 	SSHDDefaultDropIn = "00-breakglass.conf"
 )
 
-// DefaultSSHDRevertAfter is the revert deadline when revert_after is not given.
-const DefaultSSHDRevertAfter = 60 * time.Second
+// defaultSSHDRevertAfter is the revert deadline when revert_after is not given.
+const defaultSSHDRevertAfter = 60 * time.Second
 
 // maxSSHDRevertAfter bounds revert_after: a host keeps a bad config at most this long.
 const maxSSHDRevertAfter = time.Hour
@@ -84,7 +84,7 @@ func NewSSHD(file string, args *yaml.Node) (Module, error) {
 	args = yamlx.Resolve(args)
 	var errs *multierror.Error
 	bad := argError(file, "sshd", args, &errs)
-	s := &SSHD{file: SSHDDefaultDropIn, revertAfter: DefaultSSHDRevertAfter}
+	s := &SSHD{file: SSHDDefaultDropIn, revertAfter: defaultSSHDRevertAfter}
 
 	if a.File != "" {
 		switch {
@@ -96,8 +96,8 @@ func NewSSHD(file string, args *yaml.Node) (Module, error) {
 	}
 	if a.RevertAfter != nil {
 		d := time.Duration(*a.RevertAfter) * time.Second
-		if d < MinTxnDeadline || d > maxSSHDRevertAfter {
-			bad(sshdArgValue(args, "revert_after"), "revert_after %d: want %d to %d seconds", *a.RevertAfter, int(MinTxnDeadline/time.Second), int(maxSSHDRevertAfter/time.Second))
+		if d < minTxnDeadline || d > maxSSHDRevertAfter {
+			bad(sshdArgValue(args, "revert_after"), "revert_after %d: want %d to %d seconds", *a.RevertAfter, int(minTxnDeadline/time.Second), int(maxSSHDRevertAfter/time.Second))
 		} else {
 			s.revertAfter = d
 		}
@@ -628,7 +628,7 @@ func (s *SSHD) plan(env *Env, facts []any) (*Plan, error) {
 	}
 	return &Plan{Ops: []Op{&TxnChange{
 		Task: "sshd",
-		Txn: TxnSpec{
+		Spec: txnSpec{
 			What:         "sshd " + p.path,
 			Files:        []string{p.path},
 			Deadline:     s.revertAfter,
@@ -648,18 +648,18 @@ func (s *SSHD) plan(env *Env, facts []any) (*Plan, error) {
 // "status reloaded" (with "| " lines of what it did on the way), "status
 // invalid" (sshd -t's words follow; nothing was reloaded), "status
 // reload-failed" or "status failed" (the file was not written).
-func sshdInstallReport(path string) func(out []byte) TxnReport {
-	return func(out []byte) TxnReport {
+func sshdInstallReport(path string) func(out []byte) txnReport {
+	return func(out []byte) txnReport {
 		st := parseTxnOutput(out)
 		switch st.status {
 		case "reloaded":
-			return TxnReport{Done: "sshd -t ok, reloaded", Note: strings.TrimSpace(st.msg)}
+			return txnReport{Done: "sshd -t ok, reloaded", Note: strings.TrimSpace(st.msg)}
 		case "invalid":
-			return TxnReport{Err: fmt.Errorf("sshd -t rejected the new configuration: %s", st.describe())}
+			return txnReport{Err: fmt.Errorf("sshd -t rejected the new configuration: %s", st.describe())}
 		case "reload-failed":
-			return TxnReport{Err: fmt.Errorf("reloading sshd failed: %s", st.describe()), InEffect: true}
+			return txnReport{Err: fmt.Errorf("reloading sshd failed: %s", st.describe()), InEffect: true}
 		default:
-			return TxnReport{Err: fmt.Errorf("writing %s failed: %s", path, st.describe())}
+			return txnReport{Err: fmt.Errorf("writing %s failed: %s", path, st.describe())}
 		}
 	}
 }

@@ -49,7 +49,7 @@ func TestSSHDOnSystemdHostRollsBackLockout(t *testing.T) {
 			mainPID := x.sh(t, "systemctl show -p MainPID --value ssh.service", nil)
 
 			res, err := runSSHD(t, x, `{settings: {AllowUsers: nobody}}`)
-			var rb *RollbackError
+			var rb *rollbackError
 			if err == nil || res == nil || !res.RolledBack || !errors.As(err, &rb) || rb.Pending || rb.Failed || !errors.Is(err, ErrAccessNotProven) {
 				t.Fatalf("res %+v err %v: want a completed rollback for lost access", res, err)
 			}
@@ -269,7 +269,7 @@ func TestSecondarySSHDOnSystemdHost(t *testing.T) {
 		t.Run(string(k), func(t *testing.T) {
 			t.Parallel()
 			x := newSystemdSSHDLab(t, k)
-			const unit = DefaultSecondaryName + "-sshd.service"
+			const unit = defaultSecondaryName + "-sshd.service"
 			task := fmt.Sprintf(`{port: 2222, allow_users: [bg-ops1, bg-ops2], listen: %s}`, x.h.Addr)
 			res := runSecondary(t, x, task)
 			if !res.Changed {

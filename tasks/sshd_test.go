@@ -228,7 +228,7 @@ func TestSSHDDecode(t *testing.T) {
 		t.Errorf("file %q revert %v", s.file, s.revertAfter)
 	}
 	d := mustSSHD(t, `{settings: {LogLevel: INFO}}`)
-	if d.file != SSHDDefaultDropIn || d.revertAfter != DefaultSSHDRevertAfter {
+	if d.file != SSHDDefaultDropIn || d.revertAfter != defaultSSHDRevertAfter {
 		t.Errorf("defaults: file %q revert %v", d.file, d.revertAfter)
 	}
 }
@@ -536,7 +536,7 @@ func TestSSHDApplyOutcomes(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
-			var rb *RollbackError
+			var rb *rollbackError
 			if !errors.As(err, &rb) || !res.RolledBack || res.Changed {
 				t.Errorf("res %+v, error %T: want a RollbackError and RolledBack", res, err)
 			}
@@ -558,7 +558,7 @@ func TestSSHDControlConnectionDies(t *testing.T) {
 		r.mu.Unlock()
 	}
 	res, err := runModule(context.Background(), r, sshdEnv(d), mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 5}`))
-	var rb *RollbackError
+	var rb *rollbackError
 	if !errors.As(err, &rb) || !rb.Pending || !res.RolledBack {
 		t.Fatalf("err %v res %+v: want a pending rollback", err, res)
 	}
@@ -571,8 +571,8 @@ func TestSSHDRevertFiredBeforeCommit(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	r.rules[4].out = "claim fired\nrestored ok\nafter ok\n"
 	res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`))
-	var rb *RollbackError
-	if !errors.As(err, &rb) || rb.Pending || rb.Failed || !res.RolledBack || res.Changed || !errors.Is(err, ErrTxnFired) {
+	var rb *rollbackError
+	if !errors.As(err, &rb) || rb.Pending || rb.Failed || !res.RolledBack || res.Changed || !errors.Is(err, errTxnFired) {
 		t.Fatalf("res %+v err %v", res, err)
 	}
 	if !strings.Contains(err.Error(), "rolled back: the deadline passed and the revert armed on the host restored it, before the change was committed: raise revert_after (now 5s)") {
@@ -849,7 +849,7 @@ func TestSSHDOnHostRollsBackLockout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rolled back") || res == nil || !res.RolledBack {
 		t.Fatalf("res %+v err %v: want a rollback", res, err)
 	}
-	var rb *RollbackError
+	var rb *rollbackError
 	if !errors.As(err, &rb) || rb.Pending || rb.Failed || !errors.Is(err, ErrAccessNotProven) {
 		t.Errorf("error %v: want a completed rollback for lost access", err)
 	}
@@ -954,13 +954,13 @@ func TestSSHDOnHostControlConnectionDies(t *testing.T) {
 	control := &sshdSSHRunner{x: x, user: "admin", sudo: true}
 	env := x.env()
 	res, err := runModule(context.Background(), control, env, mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 10}`))
-	var rb *RollbackError
+	var rb *rollbackError
 	if !errors.As(err, &rb) || !res.RolledBack || rb.Failed {
 		t.Fatalf("res %+v err %v: want a rollback", res, err)
 	}
 	// Either way the host restores itself: pending (the usual case), or,
 	// on a very slow machine, the revert fired before the logins ended.
-	if !rb.Pending && !errors.Is(err, ErrTxnFired) {
+	if !rb.Pending && !errors.Is(err, errTxnFired) {
 		t.Errorf("error %v: want the rollback left to the armed revert", err)
 	}
 	t.Logf("error: %v", err)

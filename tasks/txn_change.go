@@ -20,10 +20,10 @@ import (
 type TxnChange struct {
 	// Task names the module; the op's own errors start with it ("sshd").
 	Task string
-	// Txn is what the transaction protects: the change's name, the files,
+	// Spec is what the transaction protects: the change's name, the files,
 	// the revert deadline and what the host runs after restoring them.
-	Txn TxnSpec
-	// DeadlineArg is the task argument that sets Txn.Deadline, named in
+	Spec txnSpec
+	// DeadlineArg is the task argument that sets Spec.Deadline, named in
 	// the advice when the revert fires before the commit ("revert_after").
 	DeadlineArg string
 	// Changes are what the change does, as the plan decided them:
@@ -38,7 +38,7 @@ type TxnChange struct {
 	// plan time, it holds nothing of the run (no transaction id).
 	Install []byte
 	// Report judges Install's output.
-	Report func(out []byte) TxnReport
+	Report func(out []byte) txnReport
 	// Settings are sshd settings the change puts in force; the proof
 	// respects the bounds they set on logins at once (see proveParallel).
 	Settings []sshdSetting
@@ -47,8 +47,8 @@ type TxnChange struct {
 	Stale []string
 }
 
-// TxnReport is what a TxnChange's install script reported.
-type TxnReport struct {
+// txnReport is what a TxnChange's install script reported.
+type txnReport struct {
 	// Err, when set, is why the change failed; the files are restored.
 	Err error
 	// InEffect is set with Err when the failed change may have taken
@@ -74,9 +74,9 @@ func (c *TxnChange) planned() []Change { return append(slices.Clip(c.Changes), c
 // String implements Op.
 func (c *TxnChange) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "transaction %q (task %s)\n", c.Txn.What, c.Task)
-	fmt.Fprintf(&b, "files: %s\n", strings.Join(c.Txn.Files, " "))
-	fmt.Fprintf(&b, "revert after: %s (%s)\n", c.Txn.Deadline, c.DeadlineArg)
+	fmt.Fprintf(&b, "transaction %q (task %s)\n", c.Spec.What, c.Task)
+	fmt.Fprintf(&b, "files: %s\n", strings.Join(c.Spec.Files, " "))
+	fmt.Fprintf(&b, "revert after: %s (%s)\n", c.Spec.Deadline, c.DeadlineArg)
 	for _, ch := range c.Changes {
 		fmt.Fprintf(&b, "change: %s\n", ch.What)
 		if ch.Before != "" || ch.After != "" {
@@ -100,7 +100,7 @@ func (c *TxnChange) String() string {
 	}
 	fmt.Fprintf(&b, "stale: %s\n", strings.Join(stale, " "))
 	fmt.Fprintf(&b, "install:\n%s", indentLines(string(c.Install)))
-	fmt.Fprintf(&b, "after restore:\n%s", indentLines(c.Txn.AfterRestore))
+	fmt.Fprintf(&b, "after restore:\n%s", indentLines(c.Spec.AfterRestore))
 	return b.String()
 }
 
@@ -116,7 +116,7 @@ func indentLines(s string) string {
 // adds the changes, each with what was proven; on failure it adds none
 // and sets res.RolledBack when the host is back as it was.
 func (c *TxnChange) run(ctx context.Context, r Runner, env *Env, res *Result) error {
-	files := strings.Join(c.Txn.Files, ", ")
+	files := strings.Join(c.Spec.Files, ", ")
 	if env.Dial == nil {
 		return fmt.Errorf("%s: %s: no way to open fresh logins here, so the change could not be proven: nothing changed", c.Task, files)
 	}
@@ -125,14 +125,14 @@ func (c *TxnChange) run(ctx context.Context, r Runner, env *Env, res *Result) er
 	}
 	defer env.Facts.forget(c.Stale...)
 
-	txn, err := Begin(ctx, r, c.Txn)
+	txn, err := beginTxn(ctx, r, c.Spec)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Task, err)
 	}
 	if err := txn.Arm(ctx); err != nil {
 		return fmt.Errorf("%s: %w: nothing changed", c.Task, err)
 	}
-	failed := func(rb *RollbackError) error {
+	failed := func(rb *rollbackError) error {
 		res.RolledBack = !rb.Failed && !rb.Running && !rb.CommitUnknown
 		return rb
 	}
@@ -154,10 +154,10 @@ func (c *TxnChange) run(ctx context.Context, r Runner, env *Env, res *Result) er
 		return failed(txn.RollbackOrPending(ctx, err))
 	}
 	if err := txn.Commit(ctx); err != nil {
-		rb := &RollbackError{What: c.Txn.What, Why: err, Backup: txn.Dir(), Deadline: txn.Deadline()}
-		var fired *TxnFiredError
+		rb := &rollbackError{What: c.Spec.What, Why: err, Backup: txn.Dir(), Deadline: txn.Deadline()}
+		var fired *txnFiredError
 		if errors.As(err, &fired) {
-			rb.Why = fmt.Errorf("%w, before the change was committed: raise %s (now %ds)", err, c.DeadlineArg, int(c.Txn.Deadline/time.Second))
+			rb.Why = fmt.Errorf("%w, before the change was committed: raise %s (now %ds)", err, c.DeadlineArg, int(c.Spec.Deadline/time.Second))
 			rb.Failed = fired.RestoreFailed != ""
 		} else {
 			// The commit may have reached the host (then the proven

@@ -24,19 +24,19 @@ func TestTxnBeginRejects(t *testing.T) {
 	r := &sshdRecorder{}
 	tests := []struct {
 		name string
-		spec TxnSpec
+		spec txnSpec
 		want string
 	}{
-		{"short deadline", TxnSpec{What: "x", Files: []string{"/etc/x"}, Deadline: time.Second}, "shorter than 5s"},
-		{"no files", TxnSpec{What: "x", Deadline: time.Minute}, "no files"},
-		{"relative", TxnSpec{What: "x", Files: []string{"etc/x"}, Deadline: time.Minute}, "must be absolute"},
-		{"dot-dot", TxnSpec{What: "x", Files: []string{"/etc/../x"}, Deadline: time.Minute}, `".." component`},
-		{"shell", TxnSpec{What: "x", Files: []string{"/etc/$(reboot)"}, Deadline: time.Minute}, "only letters"},
-		{"space", TxnSpec{What: "x", Files: []string{"/etc/a b"}, Deadline: time.Minute}, "only letters"},
+		{"short deadline", txnSpec{What: "x", Files: []string{"/etc/x"}, Deadline: time.Second}, "shorter than 5s"},
+		{"no files", txnSpec{What: "x", Deadline: time.Minute}, "no files"},
+		{"relative", txnSpec{What: "x", Files: []string{"etc/x"}, Deadline: time.Minute}, "must be absolute"},
+		{"dot-dot", txnSpec{What: "x", Files: []string{"/etc/../x"}, Deadline: time.Minute}, `".." component`},
+		{"shell", txnSpec{What: "x", Files: []string{"/etc/$(reboot)"}, Deadline: time.Minute}, "only letters"},
+		{"space", txnSpec{What: "x", Files: []string{"/etc/a b"}, Deadline: time.Minute}, "only letters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Begin(context.Background(), r, tt.spec)
+			_, err := beginTxn(context.Background(), r, tt.spec)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err %v, want %q", err, tt.want)
 			}
@@ -49,8 +49,8 @@ func TestTxnBeginRejects(t *testing.T) {
 
 func TestTxnBeginBusy(t *testing.T) {
 	r := (&sshdRecorder{}).on(": begin (", "status busy\n| 20250101T000000Z-0badcafe (pid 77)\n", nil)
-	_, err := Begin(context.Background(), r, TxnSpec{What: "x", Files: []string{"/etc/x"}, Deadline: time.Minute})
-	if !errors.Is(err, ErrTxnBusy) || !strings.Contains(err.Error(), "0badcafe") {
+	_, err := beginTxn(context.Background(), r, txnSpec{What: "x", Files: []string{"/etc/x"}, Deadline: time.Minute})
+	if !errors.Is(err, errTxnBusy) || !strings.Contains(err.Error(), "0badcafe") {
 		t.Errorf("err %v", err)
 	}
 }
@@ -63,7 +63,7 @@ func TestTxnID(t *testing.T) {
 }
 
 func TestTxnScriptsParse(t *testing.T) {
-	tx := &Txn{ID: "20250101T000000Z-01234567", root: TxnDir, spec: TxnSpec{What: "sshd /etc/ssh/x", Files: []string{"/etc/ssh/a", "/etc/ssh/b"}, Deadline: time.Minute, AfterRestore: sshdAfterRestore(nil)}, existed: []bool{true, false}}
+	tx := &hostTxn{ID: "20250101T000000Z-01234567", root: txnDir, spec: txnSpec{What: "sshd /etc/ssh/x", Files: []string{"/etc/ssh/a", "/etc/ssh/b"}, Deadline: time.Minute, AfterRestore: sshdAfterRestore(nil)}, existed: []bool{true, false}}
 	for name, sc := range map[string][]byte{
 		"begin":           tx.beginScript(),
 		"arm":             tx.armScript(),
@@ -91,7 +91,7 @@ func TestParseTxnOutput(t *testing.T) {
 }
 
 func TestTxnRollbackOutcomes(t *testing.T) {
-	spec := TxnSpec{What: "w", Files: []string{"/etc/x"}, Deadline: time.Minute}
+	spec := txnSpec{What: "w", Files: []string{"/etc/x"}, Deadline: time.Minute}
 	host := func(rollback string, err error) *sshdRecorder {
 		return (&sshdRecorder{}).
 			on(": begin (", "file 0 present\nstatus begun\n", nil).
@@ -116,7 +116,7 @@ func TestTxnRollbackOutcomes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := host(tt.out, tt.err)
-			tx, err := Begin(context.Background(), r, spec)
+			tx, err := beginTxn(context.Background(), r, spec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +141,7 @@ func TestSSHDCommitCutOff(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	r.rules[4].err = errors.New("ssh: connection reset")
 	res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`))
-	var rb *RollbackError
+	var rb *rollbackError
 	if !errors.As(err, &rb) || !rb.CommitUnknown || rb.Pending || res.RolledBack {
 		t.Fatalf("res %+v err %v: want not known whether committed", res, err)
 	}
@@ -155,7 +155,7 @@ func TestTxnRollbackAfterContextEnded(t *testing.T) {
 		on(": begin (", "file 0 absent\nstatus begun\n", nil).
 		on(": arm the revert", "status armed\n", nil).
 		on("revert.sh rollback", "claim rollback\nrestored ok\nafter ok\n", nil)
-	tx, err := Begin(context.Background(), r, TxnSpec{What: "w", Files: []string{"/etc/x"}, Deadline: time.Minute})
+	tx, err := beginTxn(context.Background(), r, txnSpec{What: "w", Files: []string{"/etc/x"}, Deadline: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,9 +173,9 @@ func TestTxnRollbackAfterContextEnded(t *testing.T) {
 
 // --- on real hosts ---
 
-func txnWithHost(t *testing.T, x *sshdLab, r Runner, files []string, deadline time.Duration, after string) *Txn {
+func txnWithHost(t *testing.T, x *sshdLab, r Runner, files []string, deadline time.Duration, after string) *hostTxn {
 	t.Helper()
-	tx, err := Begin(context.Background(), r, TxnSpec{What: "test", Files: files, Deadline: deadline, AfterRestore: after})
+	tx, err := beginTxn(context.Background(), r, txnSpec{What: "test", Files: files, Deadline: deadline, AfterRestore: after})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestTxnOnHostCommitAndRollback(t *testing.T) {
 	tx = txnWithHost(t, x, r, files, 5*time.Second, "")
 	x.sh(t, "echo newer > /etc/a", nil)
 	time.Sleep(7 * time.Second)
-	if err := tx.Commit(context.Background()); !errors.Is(err, ErrTxnFired) {
+	if err := tx.Commit(context.Background()); !errors.Is(err, errTxnFired) {
 		t.Errorf("commit after the deadline: %v", err)
 	}
 	if got := x.sh(t, "cat /etc/a", nil); got != "new\n" {
@@ -240,7 +240,7 @@ func TestTxnOnHostBusy(t *testing.T) {
 	x := newSSHDLab(t)
 	r := x.h.Runner()
 	tx := txnWithHost(t, x, r, []string{"/etc/a"}, time.Minute, "")
-	if _, err := Begin(context.Background(), r, TxnSpec{What: "second", Files: []string{"/etc/b"}, Deadline: time.Minute}); !errors.Is(err, ErrTxnBusy) {
+	if _, err := beginTxn(context.Background(), r, txnSpec{What: "second", Files: []string{"/etc/b"}, Deadline: time.Minute}); !errors.Is(err, errTxnBusy) {
 		t.Errorf("second transaction: %v", err)
 	}
 	if err := tx.Commit(context.Background()); err != nil {
@@ -406,7 +406,7 @@ func txnLocalOnly(t *testing.T) {
 // txnLocal is a transaction over two files in a temp directory, one
 // present ("old") and one absent, armed for deadline and then changed.
 type txnLocal struct {
-	tx    *Txn
+	tx    *hostTxn
 	a, b  string
 	after string
 }
@@ -419,7 +419,7 @@ func newTxnLocal(dir string, r Runner, deadline time.Duration, afterRestore stri
 	if afterRestore == "" {
 		afterRestore = "echo ran >>" + shell.Quote(x.after)
 	}
-	tx, err := begin(context.Background(), r, TxnSpec{What: "local", Files: []string{x.a, x.b}, Deadline: deadline, AfterRestore: afterRestore}, dir+"/txn")
+	tx, err := begin(context.Background(), r, txnSpec{What: "local", Files: []string{x.a, x.b}, Deadline: deadline, AfterRestore: afterRestore}, dir+"/txn")
 	if err != nil {
 		return nil, err
 	}
@@ -506,11 +506,11 @@ func TestTxnRollbackKilledAnywhere(t *testing.T) {
 	t.Parallel()
 	txnRounds(t, []string{"rollback", "abort"}, func(mode string, d time.Duration, dir string) error {
 		k := &txnKillRunner{r: txnLocalRunner{}, marker: "revert.sh " + mode, delay: d}
-		x, err := newTxnLocal(dir, k, MinTxnDeadline, "")
+		x, err := newTxnLocal(dir, k, minTxnDeadline, "")
 		if err != nil {
 			return err
 		}
-		var rb *RollbackError
+		var rb *rollbackError
 		if mode == "rollback" {
 			rb = x.tx.RollbackOrPending(context.Background(), errors.New("proof failed"))
 		} else {
@@ -542,7 +542,7 @@ func TestTxnCommitKilledAnywhere(t *testing.T) {
 	t.Parallel()
 	txnRounds(t, []string{"commit"}, func(_ string, d time.Duration, dir string) error {
 		k := &txnKillRunner{r: txnLocalRunner{}, marker: "revert.sh commit", delay: d}
-		x, err := newTxnLocal(dir, k, MinTxnDeadline, "")
+		x, err := newTxnLocal(dir, k, minTxnDeadline, "")
 		if err != nil {
 			return err
 		}
@@ -573,7 +573,7 @@ func TestTxnRestorerKilledIsRedone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan *RollbackError, 1)
+	done := make(chan *rollbackError, 1)
 	go func() { done <- x.tx.RollbackOrPending(context.Background(), errors.New("why")) }()
 	var pid int
 	for limit := time.Now().Add(10 * time.Second); pid == 0; time.Sleep(10 * time.Millisecond) {
@@ -642,7 +642,7 @@ func TestSSHDOnHostKilledInRollbackOrCommit(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				res, err := runModule(ctx, k, x.env(), mustSSHD(t, task))
 				cancel()
-				var rb *RollbackError
+				var rb *rollbackError
 				switch {
 				case commit && err == nil:
 				case !errors.As(err, &rb):

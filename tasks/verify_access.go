@@ -131,7 +131,7 @@ func init() {
 			return nil, yamlx.Errorf(file, n, "verify_access: min_working %d: want 0 to %d (the number of logins)", *v.MinWorking, len(v.Logins))
 		}
 		if v.Parallel <= 0 {
-			v.Parallel = LoginParallel
+			v.Parallel = loginParallel
 		}
 		return v, nil
 	})
@@ -386,11 +386,11 @@ func (o *verifyLogins) login(ctx context.Context, env *Env, l Login, p Path) (a 
 	return a
 }
 
-// LoginParallel bounds the fresh logins breakglass opens at once on one
+// loginParallel bounds the fresh logins breakglass opens at once on one
 // host (verify_access's default parallel, and the most ProveAccess opens):
 // every login is an unauthenticated connection until sshd accepts its key,
 // and sshd drops new ones beyond MaxStartups (by default from 10 on).
-const LoginParallel = 8
+const loginParallel = 8
 
 // eachLogin calls login(i) for every i below n, in order, at most limit
 // at a time (at least one), and returns when every call has returned.
