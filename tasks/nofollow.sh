@@ -246,12 +246,15 @@ bg_temp() (
 	# host at a time holds the host lock.
 	rm -f -- "./.${bg_f##*/}$bg_tmp".??????
 	t=$(mktemp -- "./.${bg_f##*/}$bg_tmp.XXXXXX") || exit 1
-	"$@" >"$t" || { r=$?; rm -f -- "$t"; exit "$r"; }
-	if chown -h -- "$bg_o" "$t" && { [ "$bg_m" = 0600 ] || chmod "$bg_m" -- "$t"; } && sync -- "$t"; then
+	# What the commands say goes to stderr only when one fails: callers
+	# take the path from stdout and stderr together (t=$(bg_temp … 2>&1)).
+	e=$("$@" 2>&1 >"$t") || { r=$?; rm -f -- "$t"; [ -z "$e" ] || printf '%s\n' "$e" >&2; exit "$r"; }
+	if e=$(chown -h -- "$bg_o" "$t" 2>&1 && { [ "$bg_m" = 0600 ] || chmod "$bg_m" -- "$t" 2>&1; } && sync -- "$t" 2>&1); then
 		printf '%s/%s\n' "$(bg_dir "$bg_f")" "${t#./}"
 		exit 0
 	fi
 	rm -f -- "$t"
+	[ -z "$e" ] || printf '%s\n' "$e" >&2
 	exit 1
 )
 

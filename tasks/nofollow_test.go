@@ -158,3 +158,21 @@ func TestTempOfKilledRunRemoved(t *testing.T) {
 		t.Errorf("written: %q", b)
 	}
 }
+
+// TestTempPathAloneOnSuccess: writers take bg_temp's path from its stdout
+// and stderr together, so a filter that warns but succeeds must not add
+// to it; when the filter fails, what it said comes out.
+func TestTempPathAloneOnSuccess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		lab.Skip(t, "bg_temp writes root's files")
+	}
+	f := filepath.Join(t.TempDir(), "f")
+	out, err := exec.Command("sh", "-c", nofollowScript+"\nt=$(echo x | bg_temp \"$1\" root: 0644 sh -c 'echo warning >&2; cat' 2>&1) && printf '%s' \"$t\"", "sh", f).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), filepath.Dir(f)+"/.f.breakglass-tmp.") || strings.Contains(string(out), "warning") || strings.Contains(string(out), "\n") {
+		t.Errorf("path %q, %v", out, err)
+	}
+	out, err = exec.Command("sh", "-c", nofollowScript+"\nbg_temp \"$1\" root: 0644 sh -c 'echo it broke >&2; exit 3' </dev/null", "sh", f).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "it broke") {
+		t.Errorf("a failed filter: %q, %v", out, err)
+	}
+}
