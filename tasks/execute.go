@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/breakglass/breakglass/internal/wire"
 )
 
 // Executor carries out plans on one host for the runner, which owns the
@@ -54,19 +52,11 @@ func (x *Executor) Gather(ctx context.Context, mods []Module) {
 	if len(qs) == 0 {
 		return
 	}
-	script, err := wire.New()
+	parts, err := runQueries(ctx, x.r, x.env, qs)
 	if err != nil {
 		return
 	}
-	script.WriteString(factsPrelude(x.env.Conn(), knownFacts(x.env), queryUsers(qs)...))
-	for _, q := range qs {
-		script.Part(q.Script)
-	}
-	out, err := x.r.Run(ctx, "/bin/sh -s", script.Bytes())
-	if err != nil {
-		return
-	}
-	for i, part := range script.Split(out) {
+	for i, part := range parts {
 		if !part.OK() {
 			continue
 		}
@@ -113,7 +103,7 @@ func planFor(ctx context.Context, r Runner, env *Env, m planner) (*Plan, error) 
 // plan's first. A second plan that asks again is an error, never a loop.
 func (x *Executor) Execute(ctx context.Context, task int, m Module, p *Plan) (res *Result, queued bool, err error) {
 	env := x.env
-	if !env.Check && p.MayBatch() && !p.Again {
+	if !env.Check && p.MayBatch() {
 		env.batch, env.batchTask = &x.batch, task
 		defer func() { env.batch = nil }()
 	}

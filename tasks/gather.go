@@ -17,6 +17,25 @@ import (
 // cache they land in (Env.Facts), and the facts read again after a batch
 // of changes in the same round trip.
 
+// runQueries runs qs in one round trip, each one a part of the wire
+// framing after the prelude user-facts queries share, and returns each
+// one's part of the answer.
+func runQueries(ctx context.Context, r Runner, env *Env, qs []Query) ([]wire.Part, error) {
+	script, err := wire.New()
+	if err != nil {
+		return nil, err
+	}
+	script.WriteString(factsPrelude(env.Conn(), knownFacts(env), queryUsers(qs)...))
+	for _, q := range qs {
+		script.Part(q.Script)
+	}
+	out, err := r.Run(ctx, "/bin/sh -s", script.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	return script.Split(out), nil
+}
+
 // gatherFacts returns the values of qs: from env.Facts when gathered already
 // (and, with needSSHD, gathered for this run's connection), the rest in
 // one round trip.
@@ -43,23 +62,14 @@ func gatherFacts(ctx context.Context, r Runner, env *Env, needSSHD bool, qs ...Q
 		miss = append(miss, i)
 	}
 	if len(miss) > 0 {
-		script, err := wire.New()
-		if err != nil {
-			return nil, err
-		}
 		var missing []Query
 		for _, i := range miss {
 			missing = append(missing, qs[i])
 		}
-		script.WriteString(factsPrelude(conn, knownFacts(env), queryUsers(missing)...))
-		for _, i := range miss {
-			script.Part(qs[i].Script)
-		}
-		out, err := r.Run(ctx, "/bin/sh -s", script.Bytes())
+		parts, err := runQueries(ctx, r, env, missing)
 		if err != nil {
 			return nil, fmt.Errorf("gather %s: %w", qs[miss[0]].Key, err)
 		}
-		parts := script.Split(out)
 		for j, i := range miss {
 			p := parts[j]
 			switch {
