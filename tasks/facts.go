@@ -199,7 +199,7 @@ type UserFacts struct {
 	KeyFiles []KeyFile // effective AuthorizedKeysFile entries, "none" left out
 
 	// sshdShared holds sshd -T's output when no Match block can make it
-	// differ between users (FactsPrelude read it once for all of them), so
+	// differ between users (UserFactsPrelude read it once for all of them), so
 	// that reading this host's users again need not run sshd -T.
 	sshdShared string
 }
@@ -276,7 +276,7 @@ func UserFactsQuery(name string, c Conn) Query {
 // is always the last field. It never fails: what it cannot read it reports.
 //
 // Every process costs (a small VM forks a few hundred a second), so it
-// uses what FactsPrelude computed once for all users when it ran first
+// uses what UserFactsPrelude computed once for all users when it ran first
 // (bg_client/bg_server/bg_port, bg_today, and sshd's configuration when no
 // Match block can make it differ between users), and shell builtins where
 // they do the job.

@@ -125,7 +125,7 @@ func storeRefreshed(env *Env, qs []Query, parts []wire.Part) {
 	}
 }
 
-// FactsPrelude is the start of every script that gathers user facts: it
+// UserFactsPrelude is the start of every script that gathers user facts: it
 // sets what all of them share, so that each user's query need not compute
 // it again. c is this run's connection as sshd sees it (the queries learn
 // it from the session when it is incomplete). sshdOut is sshd -T's output

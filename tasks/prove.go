@@ -16,7 +16,7 @@ import (
 
 // The prover: the one implementation of "make a fresh login and run the
 // probe on it", used by verify_access, the transaction's proof and the
-// removal guards (ProveAccess), recover, and the CLI's control-login
+// removal guards (proveAccess), recover, and the CLI's control-login
 // fallback (which dials itself and keeps the connection: ProveOn).
 
 // ProbeOutputPrefix starts the one line the probe command prints.
@@ -196,7 +196,7 @@ func probeFirstLine(s string) string {
 // that the control user and enough break-glass users can still log in.
 var ErrAccessNotProven = errors.New("fresh logins failed")
 
-// proveCommitMargin is the time ProveAccess leaves to commit before the
+// proveCommitMargin is the time proveAccess leaves to commit before the
 // revert deadline.
 const proveCommitMargin = 3 * time.Second
 
@@ -303,7 +303,7 @@ func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings [
 // whose MaxStartups this run has not read: well under sshd's default 10.
 const proveUnknownParallel = 4
 
-// proveParallel returns how many fresh logins ProveAccess opens at once on
+// proveParallel returns how many fresh logins proveAccess opens at once on
 // env's host, and what bounded it, for messages. Until sshd accepts a key
 // a login is one of its unauthenticated connections, which it drops
 // (before any authentication) beyond the start value of MaxStartups

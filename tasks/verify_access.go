@@ -387,14 +387,14 @@ func (o *verifyLogins) login(ctx context.Context, env *Env, l Login, p Path) (a 
 }
 
 // loginParallel bounds the fresh logins breakglass opens at once on one
-// host (verify_access's default parallel, and the most ProveAccess opens):
+// host (verify_access's default parallel, and the most proveAccess opens):
 // every login is an unauthenticated connection until sshd accepts its key,
 // and sshd drops new ones beyond MaxStartups (by default from 10 on).
 const loginParallel = 8
 
 // eachLogin calls login(i) for every i below n, in order, at most limit
 // at a time (at least one), and returns when every call has returned.
-// verify_access and ProveAccess share it, so both stay under the bound.
+// verify_access and proveAccess share it, so both stay under the bound.
 func eachLogin(n, limit int, login func(i int)) {
 	limit = max(1, min(limit, n))
 	next := make(chan int)
