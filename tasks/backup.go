@@ -29,9 +29,12 @@ func BackupPath(p string) string {
 // OwnFile reports whether name (a base name) is a file breakglass leaves
 // beside a file it writes: the previous version (BackupPath, or one of the
 // names earlier versions used: NAME.breakglass.bak, NAME.breakglass-bak,
-// .NAME.breakglass-bak) or a temp file of the writer a killed run left
-// (.NAME.breakglass-tmp.XXXXXX, or the older fixed .NAME.breakglass-tmp).
-// Such a file is no configuration anyone meant to be in force: audit never
+// .NAME.breakglass-bak), or what a killed run can leave: the writer's temp
+// file (.NAME.breakglass-tmp.XXXXXX, or the older fixed
+// .NAME.breakglass-tmp), the sudoers transaction's names for the new and
+// the previous drop-in (.NAME.breakglass-new.RUN, .NAME.breakglass-old.RUN)
+// and a transaction's restore copy (.NAME.breakglass-restore[.PID]). Such
+// a file is no configuration anyone meant to be in force: audit never
 // suggests putting it there.
 func OwnFile(name string) bool {
 	if strings.HasSuffix(name, ".breakglass.bak") || strings.HasSuffix(name, ".breakglass-bak") {
@@ -40,8 +43,13 @@ func OwnFile(name string) bool {
 	if !strings.HasPrefix(name, ".") {
 		return false
 	}
-	_, rest, ok := strings.Cut(name, ".breakglass-tmp")
-	return ok && (rest == "" || len(rest) == 7 && rest[0] == '.')
+	for _, what := range []string{"tmp", "new", "old", "restore"} {
+		_, rest, ok := strings.Cut(name, ".breakglass-"+what)
+		if ok && (rest == "" || len(rest) > 1 && rest[0] == '.' && !strings.Contains(rest[1:], ".")) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeTempShell is shell that writes content with the one writer's
