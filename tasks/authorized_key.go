@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,8 +66,8 @@ type AuthorizedKey struct {
 }
 
 var (
-	_ Module  = (*AuthorizedKey)(nil)
-	_ planner = (*AuthorizedKey)(nil)
+	_ Module         = (*AuthorizedKey)(nil)
+	_ engine.Planner = (*AuthorizedKey)(nil)
 )
 
 func init() { Register("authorized_key", NewAuthorizedKey) }
@@ -75,7 +76,7 @@ func init() { Register("authorized_key", NewAuthorizedKey) }
 // "breakglass-probe user=NAME sudo=ok|no", the user's name and whether
 // `sudo -n true` works. It holds no double quote, so it sits unescaped in
 // command="…". It is the command line of probe_key.sh.
-var ProbeCommand = commandLine(probeKeyScript)
+var ProbeCommand = engine.CommandLine(probeKeyScript)
 
 //go:embed probe_key.sh
 var probeKeyScript string
@@ -315,16 +316,16 @@ func newAuthKey(pk ssh.PublicKey, comment string, opts []string) authKey {
 
 // Queries returns the user's facts, sshd's effective config and key files
 // included.
-func (a *AuthorizedKey) Queries() []Query { return a.queries(Conn{}) }
+func (a *AuthorizedKey) Queries() []Query { return a.PlanQueries(Conn{}) }
 
-// queries implements planner.
-func (a *AuthorizedKey) queries(c Conn) []Query { return []Query{UserFactsQuery(a.user, c)} }
+// PlanQueries implements engine.Planner.
+func (a *AuthorizedKey) PlanQueries(c Conn) []Query { return []Query{UserFactsQuery(a.user, c)} }
 
 // sshdFacts: the key file is the one sshd reads for this connection.
-func (*AuthorizedKey) sshdFacts() bool { return true }
+func (*AuthorizedKey) ConnFacts() bool { return true }
 
-// plan implements planner: facts holds the user's facts.
-func (a *AuthorizedKey) plan(env *Env, facts []any) (*Plan, error) {
+// Plan implements engine.Planner: facts holds the user's facts.
+func (a *AuthorizedKey) Plan(env *Env, facts []any) (*Plan, error) {
 	var control string
 	if env.ControlKey != "" {
 		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(env.ControlKey))
@@ -343,7 +344,7 @@ func (a *AuthorizedKey) plan(env *Env, facts []any) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Steps: steps, Stale: []string{UserFactsKey(a.user)}}
+	p := &Plan{Steps: engineSteps(steps), Stale: []string{UserFactsKey(a.user)}}
 	if len(uf.KeyFiles) == 0 {
 		return p, nil
 	}
@@ -384,7 +385,7 @@ func (a *AuthorizedKey) removalGuard(env *Env, old, content []byte) *Guard {
 		return nil
 	}
 	var lost []string
-	g := &Guard{}
+	g := &Guard{Doubt: loginDoubt(env)}
 	for _, l := range env.Logins {
 		if l.User != a.user {
 			continue

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -484,7 +485,7 @@ func TestProbeKeyOnLab(t *testing.T) {
 	}
 	// The unrestricted line is gone, kept only in the backup; no temp file
 	// is left behind.
-	if got := acctSh(t, h, "cat "+BackupPath("/home/bg/.ssh/authorized_keys")+"; ls -A /home/bg/.ssh"); got != before+".authorized_keys.breakglass.bak\nauthorized_keys\n" {
+	if got := acctSh(t, h, "cat "+engine.BackupPath("/home/bg/.ssh/authorized_keys")+"; ls -A /home/bg/.ssh"); got != before+".authorized_keys.breakglass.bak\nauthorized_keys\n" {
 		t.Errorf("backup and ~/.ssh: %q", got)
 	}
 	acctSh(t, h, "echo 'bg ALL=(ALL) NOPASSWD: ALL' >/etc/sudoers.d/bg && chmod 0440 /etc/sudoers.d/bg")
@@ -519,9 +520,6 @@ func testPrivateKey(t *testing.T, dir, name string, i int, pub bool) string {
 // uses is allowed only when fresh logins prove the control user and
 // min_working of the logins left; removing other keys needs no proof.
 func TestAuthorizedKeyRemovalGuard(t *testing.T) {
-	saved := proveRetryDelay
-	proveRetryDelay = 0
-	defer func() { proveRetryDelay = saved }()
 	dir := t.TempDir()
 	k1 := testPrivateKey(t, dir, "bg-ops1", 1, true)
 	k2 := testPrivateKey(t, dir, "bg-ops2", 2, false) // found from the private key
@@ -590,7 +588,7 @@ func TestAuthorizedKeyRemovalGuard(t *testing.T) {
 			}
 			var err error
 			if g := tc.m.removalGuard(env, tc.old, tc.new); g != nil {
-				err = g.prove(context.Background(), env)
+				err = g.Prove(context.Background(), env)
 			}
 			switch {
 			case tc.wantErr == "" && err != nil:
@@ -625,7 +623,7 @@ func TestAuthorizedKeyRemovalNotBatched(t *testing.T) {
 		fmt.Sprintf(`{user: alice, key: %q, state: absent}`, recordedKey):      false,
 		fmt.Sprintf(`{user: alice, keys: [%q], exclusive: true}`, recordedKey): true,
 	} {
-		p, err := mustAuthorizedKey(t, src).plan(env, []any{recordedFacts(t, "existing", "alice")})
+		p, err := mustAuthorizedKey(t, src).Plan(env, []any{recordedFacts(t, "existing", "alice")})
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}

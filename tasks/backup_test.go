@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os/exec"
 	"path"
 	"sort"
@@ -18,24 +19,24 @@ import (
 // known as its own, and nothing else is.
 func TestOwnFile(t *testing.T) {
 	for name, want := range map[string]bool{
-		path.Base(BackupPath("/etc/sudoers.d/bg")): true,
-		"bg.breakglass.bak":                        true,
-		"bg.breakglass-bak":                        true,
-		".bg.breakglass-bak":                       true,
-		".bg.breakglass-tmp.Ab12Cd":                true,
-		".bg.breakglass-tmp":                       true,
-		".bg.breakglass-new.0123456789ab":          true,
-		".bg.breakglass-old.0123456789ab":          true,
-		".bg.breakglass-restore.4242":              true,
-		".bg.breakglass-old.x.y":                   false,
-		"bg":                                       false,
-		"bg.conf":                                  false,
-		"bg.breakglass-tmp.Ab12Cd":                 false,
-		"README":                                   false,
-		"bg.bak":                                   false,
+		path.Base(engine.BackupPath("/etc/sudoers.d/bg")): true,
+		"bg.breakglass.bak":               true,
+		"bg.breakglass-bak":               true,
+		".bg.breakglass-bak":              true,
+		".bg.breakglass-tmp.Ab12Cd":       true,
+		".bg.breakglass-tmp":              true,
+		".bg.breakglass-new.0123456789ab": true,
+		".bg.breakglass-old.0123456789ab": true,
+		".bg.breakglass-restore.4242":     true,
+		".bg.breakglass-old.x.y":          false,
+		"bg":                              false,
+		"bg.conf":                         false,
+		"bg.breakglass-tmp.Ab12Cd":        false,
+		"README":                          false,
+		"bg.bak":                          false,
 	} {
-		if got := OwnFile(name); got != want {
-			t.Errorf("OwnFile(%q) = %v, want %v", name, got, want)
+		if got := engine.OwnFile(name); got != want {
+			t.Errorf("engine.OwnFile(%q) = %v, want %v", name, got, want)
 		}
 	}
 }
@@ -48,12 +49,12 @@ func TestBackupPath(t *testing.T) {
 		"/etc/init.d/breakglass-sshd":                 "/etc/init.d/.breakglass-sshd.breakglass.bak",
 		"/etc/systemd/system/breakglass-sshd.service": "/etc/systemd/system/.breakglass-sshd.service.breakglass.bak",
 	} {
-		if got := BackupPath(p); got != want {
-			t.Errorf("BackupPath(%s) = %s, want %s", p, got, want)
+		if got := engine.BackupPath(p); got != want {
+			t.Errorf("engine.BackupPath(%s) = %s, want %s", p, got, want)
 		}
 		// The shell's name for it (bg_bak, which the writers on the host
 		// use) is the same.
-		out, err := exec.Command("sh", "-c", nofollowScript+"\nbg_bak \"$1\"", "sh", p).CombinedOutput()
+		out, err := exec.Command("sh", "-c", engine.Nofollow+"\nbg_bak \"$1\"", "sh", p).CombinedOutput()
 		if err != nil || strings.TrimSuffix(string(out), "\n") != want {
 			t.Errorf("bg_bak %s: %q %v, want %s", p, out, err, want)
 		}
@@ -64,7 +65,7 @@ func TestBackupPath(t *testing.T) {
 // sshd drop-in, a sudoers drop-in, authorized_keys, the emergency sshd's
 // config, its unit and privsep drop-in or its init script), a second time
 // where the first made it, then finds every backup left beside them: each
-// has the one name (BackupPath), the owner and mode of the file it was the
+// has the one name (engine.BackupPath), the owner and mode of the file it was the
 // previous version of, and no reader of its directory takes it: sshd -T,
 // sudo -l -U, visudo -c and systemd answer the same with the backups moved
 // away, and the key only in a backup does not log in.
@@ -152,14 +153,14 @@ func TestBackupsOnHost(t *testing.T) {
 				}
 			}
 			for f := range want {
-				wantNames = append(wantNames, BackupPath(f))
+				wantNames = append(wantNames, engine.BackupPath(f))
 			}
 			sort.Strings(wantNames)
 			if strings.Join(found, "\n") != strings.Join(wantNames, "\n") {
 				t.Errorf("backups found:\n%s\nwant:\n%s", strings.Join(found, "\n"), strings.Join(wantNames, "\n"))
 			}
 			for f, om := range want {
-				b := BackupPath(f)
+				b := engine.BackupPath(f)
 				if got := strings.TrimSpace(x.sh(t, "stat -c '%U:%G %a' "+b+" 2>&1 || :", nil)); got != om {
 					t.Errorf("%s: %s, want %s (as %s)", b, got, om, path.Base(f))
 				}
@@ -176,8 +177,8 @@ func TestBackupsOnHost(t *testing.T) {
 			with := x.sh(t, readers, nil)
 			move, back := []string{"mkdir -p /run/bg-moved"}, []string{}
 			for f := range want {
-				move = append(move, fmt.Sprintf("mv %s /run/bg-moved/%s", BackupPath(f), path.Base(f)))
-				back = append(back, fmt.Sprintf("mv /run/bg-moved/%s %s", path.Base(f), BackupPath(f)))
+				move = append(move, fmt.Sprintf("mv %s /run/bg-moved/%s", engine.BackupPath(f), path.Base(f)))
+				back = append(back, fmt.Sprintf("mv /run/bg-moved/%s %s", path.Base(f), engine.BackupPath(f)))
 			}
 			without := x.sh(t, strings.Join(move, " && ")+" && { "+readers+"; }; "+strings.Join(back, "; "), nil)
 			if with != without {
@@ -210,7 +211,7 @@ func TestBackupsOnHost(t *testing.T) {
 				f := d + "/init/bg-backup-test"
 				x.sh(t, "mkdir -m 0755 "+d+"/init "+d+"/rc "+d+"/out", nil)
 				for _, v := range []string{"1", "2"} {
-					if err := RunAction(ctx, r, []string{"bg_write", f, "root", "0755", "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: bg-backup-test\n# Default-Start: 2 3 4 5\n# Default-Stop: 0 1 6\n### END INIT INFO\n# version " + v + "\n"}); err != nil {
+					if err := engine.RunAction(ctx, r, []string{"bg_write", f, "root", "0755", "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: bg-backup-test\n# Default-Start: 2 3 4 5\n# Default-Stop: 0 1 6\n### END INIT INFO\n# version " + v + "\n"}); err != nil {
 						t.Fatal(err)
 					}
 				}

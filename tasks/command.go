@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -26,7 +27,7 @@ type Command struct {
 	chdir   string
 }
 
-var _ planner = (*Command)(nil)
+var _ engine.Planner = (*Command)(nil)
 
 func init() { Register("command", NewCommand) }
 
@@ -109,11 +110,11 @@ func (c *Command) Queries() []Query {
 	return qs
 }
 
-// queries implements planner.
-func (c *Command) queries(Conn) []Query { return c.Queries() }
+// PlanQueries implements engine.Planner.
+func (c *Command) PlanQueries(Conn) []Query { return c.Queries() }
 
 // sshdFacts: a command's guards do not depend on sshd.
-func (*Command) sshdFacts() bool { return false }
+func (*Command) ConnFacts() bool { return false }
 
 // wouldRun is whether the guards let the command run.
 func (c *Command) wouldRun(exists func(string) bool) bool {
@@ -136,7 +137,7 @@ func (c *Command) summary() string {
 	return s
 }
 
-// plan implements planner: the guard facts decide whether the command
+// Plan implements engine.Planner: the guard facts decide whether the command
 // runs, and when it does the plan is its script (commandOp).
 //
 // In check mode nothing changes the host, so the facts are the host as
@@ -147,7 +148,7 @@ func (c *Command) summary() string {
 // that stops the command by the facts may not by the time it runs, so
 // the script runs and tests the guards on the host (one round trip, as
 // many as the facts would have cost).
-func (c *Command) plan(env *Env, facts []any) (*Plan, error) {
+func (c *Command) Plan(env *Env, facts []any) (*Plan, error) {
 	exists := map[string]bool{}
 	for i, q := range c.Queries() {
 		b, ok := facts[i].(bool)
@@ -188,7 +189,7 @@ func (o *commandOp) String() string { return o.header() + "# then command.sh\n" 
 
 // planned is what check mode reports: the plan holds the op only
 // when the guards let the command run.
-func (o *commandOp) planned() []Change {
+func (o *commandOp) Planned() []Change {
 	return []Change{{What: "would run: " + o.summary}}
 }
 
@@ -206,7 +207,7 @@ func (o *commandOp) header() string {
 //go:embed command.sh
 var commandScript string
 
-func (o *commandOp) run(ctx context.Context, r Runner, env *Env, res *Result) error {
+func (o *commandOp) Run(ctx context.Context, r Runner, env *Env, res *Result) error {
 	out, err := r.Run(ctx, "/bin/sh -s", o.script())
 	if err != nil {
 		return fmt.Errorf("command %q: %w", o.summary, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,10 +32,10 @@ type factRecording struct {
 	as      string // run by this user in a login shell (su -), not root
 }
 
-// probeQuery is VerifyCommand as a query: what a verify login prints.
+// probeQuery is engine.VerifyCommand as a query: what a verify login prints.
 func probeQuery() Query {
-	return Query{Key: "probe", Script: VerifyCommand, Parse: func(out []byte) (any, error) {
-		u, sudo, ok := ParseProbe(out)
+	return Query{Key: "probe", Script: engine.VerifyCommand, Parse: func(out []byte) (any, error) {
+		u, sudo, ok := engine.ParseProbe(out)
 		if !ok {
 			return nil, fmt.Errorf("no probe line in %q", out)
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -22,34 +21,6 @@ import (
 //
 // Password hashes never leave the host: the script prints only what kind
 // of value the shadow password field holds.
-
-// Conn is the connection sshd judges a login by: the client address (also
-// used as the host name, as sshd does with UseDNS no), the server address
-// and the server port. Every field must be known, because `sshd -T -C`
-// silently treats a Match criterion whose field is missing as not matching.
-type Conn struct {
-	Client string
-	Server string
-	Port   int
-}
-
-// Complete reports whether every field is known, and is an address: a
-// comma would add criteria to sshd -T -C, so anything else counts as
-// unknown.
-func (c Conn) Complete() bool {
-	return connAddr.MatchString(c.Client) && connAddr.MatchString(c.Server) && c.Port > 0 && c.Port < 65536
-}
-
-var connAddr = regexp.MustCompile(`^[A-Za-z0-9.:%_-]+$`)
-
-func (c Conn) String() string {
-	return fmt.Sprintf("client %s, server %s port %d", c.Client, c.Server, c.Port)
-}
-
-// Conn returns the connection the run's control session has, as env describes it.
-func (env *Env) Conn() Conn {
-	return Conn{Client: env.ClientAddr, Server: env.ServerAddr, Port: env.ServerPort}
-}
 
 // PathStat is stat(2) of a path, following symlinks (as sshd does).
 type PathStat struct {
@@ -269,8 +240,24 @@ func UserFactsQuery(name string, c Conn) Query {
 		Key:    UserFactsKey(name),
 		Script: b.String(),
 		Parse:  func(out []byte) (any, error) { return ParseUserFacts(name, out) },
+		Shared: userShared,
 	}
 }
+
+// SSHDSetting implements engine.SSHDView: keyword's value in the user's
+// effective sshd configuration, known when sshd -T ran for a complete
+// connection.
+func (u *UserFacts) SSHDSetting(keyword string) (string, bool) {
+	return u.SSHD.Get(keyword), u.SSHDKnown() == nil
+}
+
+// SSHDConn implements engine.SSHDView: the connection sshd -T ran for.
+func (u *UserFacts) SSHDConn() Conn { return u.Conn }
+
+// Reread implements engine.Rereader: the user's facts are read again in
+// the round trip of the steps that made them stale, since the user's
+// later tasks read them.
+func (u *UserFacts) Reread(c Conn) Query { return UserFactsQuery(u.Name, c) }
 
 // userFactsScript prints one record per line: a tag, then fields; a path
 // is always the last field. It never fails: what it cannot read it reports.
@@ -568,7 +555,6 @@ func parseStatLine(rest string) (PathStat, error) {
 
 // staleFor reports whether the facts were gathered for another connection
 // than c; an incomplete c accepts any.
-func (u *UserFacts) staleFor(c Conn) bool { return c.Complete() && u.Conn != c }
 
 // PathFactsKey is the Facts key of the stat of path p.
 func PathFactsKey(p string) string { return "path:" + p }

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,7 +84,7 @@ func (f *fakeRunner) Run(_ context.Context, cmd string, stdin []byte) ([]byte, e
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, fakeCall{cmd: cmd, stdin: stdin})
 	switch {
-	case cmd == "/bin/sh -s" && strings.HasPrefix(string(stdin), "{\n"+applyPrelude):
+	case cmd == "/bin/sh -s" && strings.HasPrefix(string(stdin), "{\n"+engine.ApplyPrelude):
 		var out strings.Builder
 		nonce, bodies, _ := wire.Parse(stdin)
 		for i := range stepBodies(bodies) {
@@ -156,7 +157,7 @@ func (f *fakeRunner) applied() []fakeCall {
 	defer f.mu.Unlock()
 	var out []fakeCall
 	for _, c := range f.calls {
-		if c.cmd == "/bin/sh -s" && strings.HasPrefix(string(c.stdin), "{\n"+applyPrelude) {
+		if c.cmd == "/bin/sh -s" && strings.HasPrefix(string(c.stdin), "{\n"+engine.ApplyPrelude) {
 			out = append(out, c)
 		}
 	}
@@ -617,7 +618,7 @@ func TestUserFactsOnLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if uf := v.(*UserFacts); !uf.staleFor(env.Conn()) || uf.SSHDKnown() == nil {
+	if uf := v.(*UserFacts); !(env.Conn().Complete() && uf.SSHDConn() != env.Conn()) || uf.SSHDKnown() == nil {
 		t.Errorf("facts without a connection: %+v", uf.Conn)
 	}
 }
@@ -637,7 +638,7 @@ func TestSharedSSHDOnLab(t *testing.T) {
 			t.Errorf("%s: no Match block, but sshd -T was not shared: %v", uf.Name, uf.SSHDKnown())
 		}
 	}
-	if k := knownFacts(env); k.sshd == "" || k.today == 0 || !strings.Contains(factsPrelude(env.Conn(), k), "bg_sshd_out=") {
+	if k := knownFacts(env.Conn(), env.Facts); k.sshd == "" || k.today == 0 || !strings.Contains(factsPrelude(env.Conn(), k), "bg_sshd_out=") {
 		t.Errorf("the shared sshd output is not reused: %+v", k)
 	}
 
@@ -688,13 +689,13 @@ func TestApplyScriptLocally(t *testing.T) {
 	if got, _ := os.ReadFile(f); string(got) != string(content) {
 		t.Errorf("content %q", got)
 	}
-	if got, _ := os.ReadFile(BackupPath(f)); string(got) != "old\n" {
+	if got, _ := os.ReadFile(engine.BackupPath(f)); string(got) != "old\n" {
 		t.Errorf("backup %q", got)
 	}
 	if st, _ := os.Stat(f); st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v", st.Mode())
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 1 || left[0] != BackupPath(f) {
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 1 || left[0] != engine.BackupPath(f) {
 		t.Errorf("dot files: %v, want only the backup (no temp file left)", left)
 	}
 

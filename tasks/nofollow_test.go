@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +42,7 @@ while [ "$(date +%s)" -lt "$end" ] && [ ! -e /tmp/racer.stop ]; do
 done' </dev/null >/dev/null 2>&1 &`)
 	t.Cleanup(func() { _, _ = h.Exec(t.Context(), "touch /tmp/racer.stop", nil) })
 
-	script := applyPrelude + `set +e
+	script := engine.ApplyPrelude + `set +e
 ok=0
 i=0
 while [ "$i" -lt 60 ]; do
@@ -119,7 +120,7 @@ func TestWriteRootFileRefusedInSharedDir(t *testing.T) {
 	}
 	for _, owner := range []string{"root", "root:", "0:0"} {
 		f := filepath.Join(dir, "f")
-		out, err := exec.Command("sh", "-c", nofollowScript+"\nbg_write \"$1\" \"$2\" 0644 content", "sh", f, owner).CombinedOutput()
+		out, err := exec.Command("sh", "-c", engine.Nofollow+"\nbg_write \"$1\" \"$2\" 0644 content", "sh", f, owner).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "not writing root's file") {
 			t.Errorf("owner %s: %v %s", owner, err, out)
 		}
@@ -144,7 +145,7 @@ func TestTempOfKilledRunRemoved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := exec.Command("sh", "-c", nofollowScript+"\nt=$(echo new | bg_temp \"$1\" root: 0644) && bg_commit \"$t\" \"$1\"", "sh", f).CombinedOutput()
+	out, err := exec.Command("sh", "-c", engine.Nofollow+"\nt=$(echo new | bg_temp \"$1\" root: 0644) && bg_commit \"$t\" \"$1\"", "sh", f).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
@@ -167,11 +168,11 @@ func TestTempPathAloneOnSuccess(t *testing.T) {
 		lab.Skip(t, "bg_temp writes root's files")
 	}
 	f := filepath.Join(t.TempDir(), "f")
-	out, err := exec.Command("sh", "-c", nofollowScript+"\nt=$(echo x | bg_temp \"$1\" root: 0644 sh -c 'echo warning >&2; cat' 2>&1) && printf '%s' \"$t\"", "sh", f).CombinedOutput()
+	out, err := exec.Command("sh", "-c", engine.Nofollow+"\nt=$(echo x | bg_temp \"$1\" root: 0644 sh -c 'echo warning >&2; cat' 2>&1) && printf '%s' \"$t\"", "sh", f).CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), filepath.Dir(f)+"/.f.breakglass-tmp.") || strings.Contains(string(out), "warning") || strings.Contains(string(out), "\n") {
 		t.Errorf("path %q, %v", out, err)
 	}
-	out, err = exec.Command("sh", "-c", nofollowScript+"\nbg_temp \"$1\" root: 0644 sh -c 'echo it broke >&2; exit 3' </dev/null", "sh", f).CombinedOutput()
+	out, err = exec.Command("sh", "-c", engine.Nofollow+"\nbg_temp \"$1\" root: 0644 sh -c 'echo it broke >&2; exit 3' </dev/null", "sh", f).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "it broke") {
 		t.Errorf("a failed filter: %q, %v", out, err)
 	}

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 )
 
 // pinPortOp checks that another port of the host presents the host key
@@ -20,7 +21,7 @@ type pinPortOp struct {
 	// Found, when set, turns what the lookup found into findings: the
 	// command that uses the port, or that it is not listed. Finds says
 	// which, for golden plans.
-	Found func(PortPin) []Finding
+	Found func(engine.PortPin) []Finding
 	Finds string
 }
 
@@ -44,11 +45,11 @@ func (o *pinPortOp) String() string {
 // ReadOnly: without Record the op only reads the port's host key.
 func (o *pinPortOp) ReadOnly() bool { return !o.Record }
 
-// planned: whether a key is recorded is known only when the port answers.
-func (*pinPortOp) planned() []Change { return nil }
+// Planned: whether a key is recorded is known only when the port answers.
+func (*pinPortOp) Planned() []Change { return nil }
 
-func (o *pinPortOp) run(ctx context.Context, _ Runner, env *Env, res *Result) error {
-	pinner, ok := env.Dial.(PortPinner)
+func (o *pinPortOp) Run(ctx context.Context, _ Runner, env *Env, res *Result) error {
+	pinner, ok := env.Dial.(engine.PortPinner)
 	if !ok {
 		return nil
 	}

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 )
 
@@ -54,12 +55,12 @@ func (o *scriptOp) String() string {
 // ReadOnly: the script changes the host.
 func (*scriptOp) ReadOnly() bool { return false }
 
-func (o *scriptOp) planned() []Change { return o.Changes }
+func (o *scriptOp) Planned() []Change { return o.Changes }
 
-// run runs the script and reports its changes. On failure it reports
+// Run runs the script and reports its changes. On failure it reports
 // none of them (they were not made), only whether the host changed all the
 // same.
-func (o *scriptOp) run(ctx context.Context, r Runner, env *Env, res *Result) error {
+func (o *scriptOp) Run(ctx context.Context, r Runner, env *Env, res *Result) error {
 	out, err := r.Run(ctx, "/bin/sh -s", o.Script)
 	if env.Facts != nil {
 		env.Facts.Delete(o.Stale...)
@@ -83,11 +84,11 @@ func (o *scriptOp) run(ctx context.Context, r Runner, env *Env, res *Result) err
 // file they come from: String names them instead of repeating them.
 func scriptLibraries() [][2]string {
 	return [][2]string{
-		{"nofollow.sh", nofollowScript},
+		{"nofollow.sh", engine.Nofollow},
 		{"resolve.sh", resolveScript},
 		{"secondary.sh", secondaryFuncs},
 		{"secondary_apply.sh", secondaryApplyScript},
-		{"txn_prelude.sh", txnPrelude},
+		{"txn_prelude.sh", engine.TxnPrelude},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -94,7 +95,7 @@ func TestPlansGolden(t *testing.T) {
 			}
 			c := m.(*Command)
 			var facts []any
-			for i, q := range c.queries(Conn{}) {
+			for i, q := range c.PlanQueries(Conn{}) {
 				out, err := os.ReadFile(filepath.Join("testdata", "facts", "command_exists", recorded[i]+".namespace.txt"))
 				if err != nil {
 					t.Fatal(err)
@@ -108,7 +109,7 @@ func TestPlansGolden(t *testing.T) {
 			var b strings.Builder
 			var plans [2]string
 			for i, check := range []bool{true, false} {
-				p, err := c.plan(&Env{Check: check}, facts)
+				p, err := c.Plan(&Env{Check: check}, facts)
 				if err != nil {
 					return b.String(), err
 				}
@@ -136,10 +137,10 @@ func TestPlansGolden(t *testing.T) {
 				file, name, _ := strings.Cut(u, ":")
 				env.Facts.Set(UserFactsKey(name), recordedFacts(t, file, name))
 			}
-			if qs := v.queries(env.Conn()); len(qs) > 0 {
+			if qs := v.PlanQueries(env.Conn()); len(qs) > 0 {
 				t.Errorf("verify_access gathers %d facts: verify would take another round trip", len(qs))
 			}
-			p, err := v.plan(env, nil)
+			p, err := v.Plan(env, nil)
 			if err != nil {
 				return "", err
 			}
@@ -164,13 +165,13 @@ func TestPlansGolden(t *testing.T) {
 				edit(f)
 			}
 			env := &Env{Diff: true, Check: check}
-			p, err := m.(*SSHD).plan(env, []any{f})
+			p, err := m.(*SSHD).Plan(env, []any{f})
 			if err != nil {
 				return "", err
 			}
 			got := renderSSHDPlan(p)
 			if check {
-				res, err := execute(context.Background(), noHost{t}, env, p)
+				res, _, err := engine.NewExecutor(noHost{t}, env).Execute(context.Background(), 0, nil, p)
 				if err != nil {
 					t.Fatalf("check mode: %v", err)
 				}
@@ -214,7 +215,7 @@ func TestPlansGolden(t *testing.T) {
 			if audit {
 				s.Audit()
 			}
-			p, err := s.plan(&Env{Host: "web01", Check: check, Diff: true}, []any{f, recordedAs(t, account, "bg-ops1")})
+			p, err := s.Plan(&Env{Host: "web01", Check: check, Diff: true}, []any{f, recordedAs(t, account, "bg-ops1")})
 			if err != nil {
 				return "", err
 			}
@@ -317,13 +318,23 @@ func renderSteps(steps []hostStep) string {
 	return b.String()
 }
 
-// renderPlan writes a whole plan: its steps (renderSteps), the guard, the
+// renderPlan writes a whole plan: its steps (as renderSteps, but what a
+// step leaves is the module's, not the plan's), the guard, the
 // facts it makes stale or knows, its ops and its findings.
 func renderPlan(p *Plan) string {
 	var b strings.Builder
-	b.WriteString(renderSteps(p.Steps))
+	for _, s := range p.Steps {
+		fmt.Fprintf(&b, "- %s\n", s.Change.What)
+		if s.Change.Before != "" || s.Change.After != "" {
+			fmt.Fprintf(&b, "  before: %q\n  after:  %q\n", s.Change.Before, s.Change.After)
+		}
+		b.WriteString(indent(s.Cmd))
+	}
 	if g := p.Guard; g != nil {
 		fmt.Fprintf(&b, "guard: prove the ways in without %d login(s) %v, else %q\n", len(g.LeftOut), g.LeftOut, g.Refusal)
+		if len(g.Doubt) > 0 {
+			fmt.Fprintf(&b, "  prove last: %s\n", g.Doubt)
+		}
 	}
 	if len(p.Stale) > 0 {
 		fmt.Fprintf(&b, "stale: %s\n", strings.Join(p.Stale, " "))
@@ -358,8 +369,8 @@ func renderSSHDPlan(p *Plan) string {
 		{"tasks/sshd_reload.sh", sshdReloadScript},
 		{"tasks/sshd_install.sh", sshdInstallBody},
 		{"tasks/sshd_after_restore.sh", sshdAfterRestoreScript},
-		{"tasks/txn_prelude.sh", txnPrelude},
-		{"tasks/nofollow.sh", nofollowScript},
+		{"internal/engine/txn_prelude.sh", engine.TxnPrelude},
+		{"internal/engine/nofollow.sh", engine.Nofollow},
 	} {
 		// An op's scripts are indented twice: by the op and by renderPlan.
 		got = strings.ReplaceAll(got, indent(indent(b.body)), indent(indent("# (the body of "+b.name+")")))
@@ -379,7 +390,13 @@ var hereTag = regexp.MustCompile(`BREAKGLASS_[0-9a-f]{16,}`)
 
 var runName = regexp.MustCompile(`(\.breakglass-(?:tmp|new|old))\.[0-9a-f]{12}`)
 
-func indent(s string) string { return indentLines(s) }
+// indent indents every line of s by four spaces.
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
+}
 
 func planGolden(t *testing.T, name, got string) {
 	t.Helper()

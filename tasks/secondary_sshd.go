@@ -2,10 +2,10 @@ package tasks
 
 import (
 	"bufio"
-	"context"
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"maps"
 	"net/netip"
 	"path"
@@ -110,7 +110,7 @@ const (
 var _ Module = (*SecondarySSHD)(nil)
 var _ Module = (*SecondarySSHD)(nil)
 var _ PlayLinker = (*SecondarySSHD)(nil)
-var _ planner = (*SecondarySSHD)(nil)
+var _ engine.Planner = (*SecondarySSHD)(nil)
 
 func init() { Register("secondary_sshd", NewSecondarySSHD) }
 
@@ -664,13 +664,13 @@ LC_ALL=C; export LC_ALL
 	b.WriteString(secondaryFuncs)
 	fmt.Fprintf(&b, "dropin=%s\n", shell.Quote(secondaryPrivsepDropIn))
 	b.WriteString(secondaryFactsScript)
-	return Query{Key: s.factKey(), Script: string(txnScript(b.String())), Parse: parseSecondaryFacts}
+	return Query{Key: s.factKey(), Script: string(engine.Script(b.String())), Parse: parseSecondaryFacts}
 }
 
 // Queries implements Module: the emergency sshd's state, and the
 // accounts it lets in (whose lock and expiry sshd judges itself without
 // PAM).
-func (s *SecondarySSHD) Queries() []Query { return s.queries(Conn{}) }
+func (s *SecondarySSHD) Queries() []Query { return s.PlanQueries(Conn{}) }
 
 func parseSecondaryFacts(out []byte) (any, error) {
 	f := &secondaryFacts{T: map[string][]string{}, Exists: map[string]bool{}, HostKeySame: map[string]bool{},
@@ -783,7 +783,7 @@ func parseSecondaryFacts(out []byte) (any, error) {
 		return nil, err
 	}
 	if !header {
-		return nil, fmt.Errorf("unexpected output %q", probeFirstLine(string(out)))
+		return nil, fmt.Errorf("unexpected output %q", engine.FirstLine(string(out)))
 	}
 	if f.TErr != "" && len(terr) > 0 {
 		f.TErr += ": " + strings.Join(terr, "\n")
@@ -825,7 +825,7 @@ func (s *SecondarySSHD) mainConfig(f *secondaryFacts) (secondaryMain, error) {
 	}
 	names := map[string]string{}
 	for _, k := range m.HostKeys {
-		if err := txnValidPath(k); err != nil {
+		if err := engine.ValidTxnPath(k); err != nil {
 			return m, fmt.Errorf("host key %s: %w", k, err)
 		}
 		b := path.Base(k)
@@ -835,7 +835,7 @@ func (s *SecondarySSHD) mainConfig(f *secondaryFacts) (secondaryMain, error) {
 		names[b] = k
 	}
 	for _, c := range m.HostCerts {
-		if err := txnValidPath(c); err != nil {
+		if err := engine.ValidTxnPath(c); err != nil {
 			return m, fmt.Errorf("host certificate %s: %w", c, err)
 		}
 		b := path.Base(certCopyName(c))
@@ -1215,31 +1215,11 @@ func (s *SecondarySSHD) accountFindings(ufs []*UserFacts, check bool) []Finding 
 
 // --- known_hosts ---
 
-// PortPinner is implemented by the LoginDialer of a real run. PinPort
-// reads the host key that addr:port of this host presents ("" or an
-// unspecified address: the host's own address) and compares it with the
-// host key verified on the run's connection to the host; a different key
-// is an error and is never recorded. When it matches and the run's
-// known_hosts file does not list [addr]:port yet, record adds it.
-type PortPinner interface {
-	PinPort(ctx context.Context, addr string, port int, record bool) (PortPin, error)
-}
-
-// PortPin is what PinPort found and did.
-type PortPin struct {
-	Host       string // the known_hosts name, "[127.0.0.5]:2222"
-	Addr       string // the address to connect to
-	KnownHosts string
-	Key        string // "ssh-ed25519 SHA256:…"
-	Present    bool   // already listed with that key
-	Recorded   bool   // added now
-}
-
 // --- the plan the runner executes ---
 
-// queries implements planner: the emergency sshd's state, then the facts
+// PlanQueries implements engine.Planner: the emergency sshd's state, then the facts
 // of each account it lets in (accountFindings), in users' order.
-func (s *SecondarySSHD) queries(c Conn) []Query {
+func (s *SecondarySSHD) PlanQueries(c Conn) []Query {
 	qs := []Query{s.query()}
 	for _, u := range s.users() {
 		qs = append(qs, UserFactsQuery(u, c))
@@ -1249,7 +1229,7 @@ func (s *SecondarySSHD) queries(c Conn) []Query {
 
 // sshdFacts: the accounts are judged by their shadow entries, not by the
 // main sshd's settings.
-func (*SecondarySSHD) sshdFacts() bool { return false }
+func (*SecondarySSHD) ConnFacts() bool { return false }
 
 // task names the task in errors.
 func (s *SecondarySSHD) task() string { return "secondary_sshd " + s.name }
@@ -1257,13 +1237,13 @@ func (s *SecondarySSHD) task() string { return "secondary_sshd " + s.name }
 // privsepChange is the change of creating /run/sshd.
 var privsepChange = Change{What: "create /run/sshd (sshd's privilege separation directory: without it no sshd accepts a connection)", Path: "/run/sshd"}
 
-// plan implements planner. Everything the task does on the host is one
+// Plan implements engine.Planner. Everything the task does on the host is one
 // script (scriptOp, judged by secondaryReport); then, where the run can
 // dial, the port's host key is pinned in known_hosts (pinPortOp: in check
 // mode it only looks). Without /run/sshd, sshd -T cannot run, so the
 // main sshd's host keys are not known yet: outside check mode the plan
 // is then only to create it and look Again.
-func (s *SecondarySSHD) plan(env *Env, facts []any) (*Plan, error) {
+func (s *SecondarySSHD) Plan(env *Env, facts []any) (*Plan, error) {
 	f, ok := facts[0].(*secondaryFacts)
 	if !ok {
 		return nil, fmt.Errorf("%s: fact %s has type %T", s.task(), s.factKey(), facts[0])
@@ -1278,7 +1258,7 @@ func (s *SecondarySSHD) plan(env *Env, facts []any) (*Plan, error) {
 	}
 	if f.PrivsepMissing && f.TErr != "" && !env.Check {
 		return &Plan{Stale: []string{s.factKey()}, Again: true,
-			Ops: []Op{&scriptOp{Task: s.task(), What: "create /run/sshd, then look again", Script: txnScript("mkdir -p -m 0755 /run/sshd"), Unfinished: "create /run/sshd", Changes: []Change{privsepChange}}}}, nil
+			Ops: []Op{&scriptOp{Task: s.task(), What: "create /run/sshd, then look again", Script: engine.Script("mkdir -p -m 0755 /run/sshd"), Unfinished: "create /run/sshd", Changes: []Change{privsepChange}}}}, nil
 	}
 	p, err := s.planChanges(f, env.Diff)
 	if err != nil {
@@ -1322,14 +1302,14 @@ func (s *SecondarySSHD) plan(env *Env, facts []any) (*Plan, error) {
 // installed); or another status and a message, the host changed when the
 // config was installed but the daemon does not run.
 func secondaryReport(out []byte) (bool, error) {
-	st := parseTxnOutput(out)
-	switch st.status {
+	st := engine.ParseStatus(out)
+	switch st.Word() {
 	case "ok":
 		return false, nil
 	case "invalid":
-		return false, fmt.Errorf("sshd -t rejected the new config; nothing was installed: %s", st.describe())
+		return false, fmt.Errorf("sshd -t rejected the new config; nothing was installed: %s", st.Describe())
 	}
-	return st.status == "installed-not-running", errors.New(st.describe())
+	return st.Word() == "installed-not-running", errors.New(st.Describe())
 }
 
 // auditFindings reports the second path's state with stable ids and exact
@@ -1457,8 +1437,8 @@ func (s *SecondarySSHD) bootFinding(f *secondaryFacts, p *secondaryPlan, apply s
 // knownHostsFinding is the pin's finding in audit mode (pinPortOp.Found):
 // [addr]:port missing from known_hosts, so plain ssh with strict checking
 // refuses the second way in; apply is the command that records it.
-func knownHostsFinding(port int, apply string) func(PortPin) []Finding {
-	return func(pin PortPin) []Finding {
+func knownHostsFinding(port int, apply string) func(engine.PortPin) []Finding {
+	return func(pin engine.PortPin) []Finding {
 		if pin.Present {
 			return nil
 		}
@@ -1471,14 +1451,14 @@ func knownHostsFinding(port int, apply string) func(PortPin) []Finding {
 // commandFinding tells the operator how to use the second way in: the
 // exact plain OpenSSH command, to the address and known_hosts file of the
 // pin (pinPortOp.Found). It holds the task's words, not the task.
-func (s *SecondarySSHD) commandFinding() func(PortPin) []Finding {
+func (s *SecondarySSHD) commandFinding() func(engine.PortPin) []Finding {
 	user := s.allowUsers[0]
 	if s.rootLogin {
 		user = "root"
 	}
 	port := s.port
 	detail := fmt.Sprintf("second way in (secondary_sshd %s, port %d, users %s; keys in %s, not in the homes)", s.name, s.port, strings.Join(s.users(), " "), s.KeyDir())
-	return func(pin PortPin) []Finding {
+	return func(pin engine.PortPin) []Finding {
 		cmd := shell.Join("ssh", "-p", strconv.Itoa(port), "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+pin.KnownHosts, user+"@"+pin.Addr)
 		return []Finding{{ID: "emergency-access", Severity: "info", User: user, Detail: detail, Fix: cmd}}
 	}
@@ -1490,13 +1470,13 @@ func (s *SecondarySSHD) commandFinding() func(PortPin) []Finding {
 func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# breakglass secondary_sshd %s: apply\n", s.name)
-	b.WriteString(txnPrelude)
+	b.WriteString(engine.TxnPrelude)
 	b.WriteString("umask 022\n")
 	b.WriteString(s.vars())
 	fmt.Fprintf(&b, "S=%s\n", shell.Quote(f.SSHD))
 	b.WriteString(secondaryFuncs)
 	if p.writeConfig || p.writeUnit || p.writeDropIn || p.writeInit || p.writeCron || len(p.storeWrites)+len(p.copyKeys)+len(p.copyCerts) > 0 {
-		b.WriteString(nofollowScript) // the one writer (bg_write, bg_temp, bg_commit), bg_copy_root
+		b.WriteString(engine.Nofollow) // the one writer (bg_write, bg_temp, bg_commit), bg_copy_root
 	}
 	if len(p.copyKeys)+len(p.copyCerts) > 0 {
 		b.WriteString(resolveScript) // bg_resolve, for bg_copy_root
@@ -1532,8 +1512,8 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 	if p.writeConfig {
 		// The fixed temp name of breakglass before the one writer, should
 		// a run killed then have left it.
-		fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(txnTmpPath(s.ConfigPath(), "tmp")))
-		b.WriteString(writeTempShell("tmp", s.ConfigPath(), "0:0", "0644", []byte(p.config)) + "bg_install_config\n")
+		fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(engine.TmpPath(s.ConfigPath(), "tmp")))
+		b.WriteString(engine.WriteTemp("tmp", s.ConfigPath(), "0:0", "0644", []byte(p.config)) + "bg_install_config\n")
 	}
 	if len(p.copyKeys)+len(p.copyCerts) > 0 && !f.Systemd {
 		b.WriteString("keys_changed=1\n")
@@ -1581,18 +1561,18 @@ func (s *SecondarySSHD) script(p *secondaryPlan, f *secondaryFacts) []byte {
 		b.WriteString("bg_rc_start\n")
 	}
 	b.WriteString("echo \"status ok\"\n")
-	return txnScript(b.String())
+	return engine.Script(b.String())
 }
 
 // writeFileShell is shell that writes content to p (root 0644) with the
 // one writer (bg_temp, bg_commit), keeping the previous version as
-// BackupPath(p) when backup is set.
+// engine.BackupPath(p) when backup is set.
 func (s *SecondarySSHD) writeFileShell(p, content string, backup bool) string {
 	var b strings.Builder
 	if path.Dir(p) != s.KeyDir() { // the store's directories are made first, with their modes
 		fmt.Fprintf(&b, "[ -d %[1]s ] || mkdir -p %[1]s || bg_fail %[2]s\n", shell.Quote(path.Dir(p)), shell.Quote("create "+path.Dir(p)))
 	}
-	b.WriteString(writeTempShell("t", p, "0:0", "0644", []byte(content)))
+	b.WriteString(engine.WriteTemp("t", p, "0:0", "0644", []byte(content)))
 	keep := ""
 	if !backup {
 		keep = " nobak"

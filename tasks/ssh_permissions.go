@@ -35,6 +35,7 @@ package tasks
 import (
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"path"
 
 	"github.com/hashicorp/go-multierror"
@@ -51,8 +52,8 @@ type SSHPermissions struct {
 }
 
 var (
-	_ Module  = (*SSHPermissions)(nil)
-	_ planner = (*SSHPermissions)(nil)
+	_ Module         = (*SSHPermissions)(nil)
+	_ engine.Planner = (*SSHPermissions)(nil)
 )
 
 func init() { Register("ssh_permissions", NewSSHPermissions) }
@@ -85,10 +86,10 @@ func NewSSHPermissions(file string, args *yaml.Node) (Module, error) {
 
 // Queries returns the users' facts: sshd's effective AuthorizedKeysFile
 // and the stat of everything StrictModes walks.
-func (p *SSHPermissions) Queries() []Query { return p.queries(Conn{}) }
+func (p *SSHPermissions) Queries() []Query { return p.PlanQueries(Conn{}) }
 
-// queries implements planner.
-func (p *SSHPermissions) queries(c Conn) []Query {
+// PlanQueries implements engine.Planner.
+func (p *SSHPermissions) PlanQueries(c Conn) []Query {
 	qs := make([]Query, len(p.Users))
 	for i, u := range p.Users {
 		qs[i] = UserFactsQuery(u, c)
@@ -97,10 +98,10 @@ func (p *SSHPermissions) queries(c Conn) []Query {
 }
 
 // sshdFacts: the paths are those sshd walks for this connection.
-func (*SSHPermissions) sshdFacts() bool { return true }
+func (*SSHPermissions) ConnFacts() bool { return true }
 
-// plan implements planner: facts are the users' facts.
-func (p *SSHPermissions) plan(env *Env, facts []any) (*Plan, error) {
+// Plan implements engine.Planner: facts are the users' facts.
+func (p *SSHPermissions) Plan(env *Env, facts []any) (*Plan, error) {
 	ufs := make([]*UserFacts, len(facts))
 	stale := make([]string, len(p.Users))
 	for i, v := range facts {
@@ -114,7 +115,7 @@ func (p *SSHPermissions) plan(env *Env, facts []any) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Plan{Steps: steps, Stale: stale}, nil
+	return &Plan{Steps: engineSteps(steps), Stale: stale}, nil
 }
 
 // planPermissions computes the repairs for every user. A user that does

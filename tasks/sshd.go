@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"path"
 	"regexp"
 	"sort"
@@ -38,13 +39,10 @@ type SSHD struct {
 	revertAfter time.Duration // deadline of the armed revert
 }
 
-type sshdSetting struct {
-	Keyword string // canonical case
-	Value   string
-}
+type sshdSetting = engine.Setting
 
 var _ Module = (*SSHD)(nil)
-var _ planner = (*SSHD)(nil)
+var _ engine.Planner = (*SSHD)(nil)
 
 func init() { Register("sshd", NewSSHD) }
 
@@ -96,8 +94,8 @@ func NewSSHD(file string, args *yaml.Node) (Module, error) {
 	}
 	if a.RevertAfter != nil {
 		d := time.Duration(*a.RevertAfter) * time.Second
-		if d < minTxnDeadline || d > maxSSHDRevertAfter {
-			bad(sshdArgValue(args, "revert_after"), "revert_after %d: want %d to %d seconds", *a.RevertAfter, int(minTxnDeadline/time.Second), int(maxSSHDRevertAfter/time.Second))
+		if d < engine.MinTxnDeadline || d > maxSSHDRevertAfter {
+			bad(sshdArgValue(args, "revert_after"), "revert_after %d: want %d to %d seconds", *a.RevertAfter, int(engine.MinTxnDeadline/time.Second), int(maxSSHDRevertAfter/time.Second))
 		} else {
 			s.revertAfter = d
 		}
@@ -308,6 +306,12 @@ type sshdFacts struct {
 	MaxStartups, PerSourceMaxStartups string
 }
 
+// StartupLimits implements engine.StartupLimits: the prover bounds its
+// logins at once by the daemon's MaxStartups and PerSourceMaxStartups.
+func (f *sshdFacts) StartupLimits() (maxStartups, perSource string) {
+	return f.MaxStartups, f.PerSourceMaxStartups
+}
+
 func (f *sshdFacts) dropIn(p string) *sshdFile {
 	for i := range f.DropIns {
 		if f.DropIns[i].Path == p {
@@ -340,7 +344,7 @@ LC_ALL=C; export LC_ALL
 var sshdFactsBody string
 
 func sshdQuery() Query {
-	return Query{Key: sshdFactsKey, Script: string(txnScript(sshdFactsScript)), Parse: parseSSHDFacts}
+	return Query{Key: sshdFactsKey, Script: string(engine.Script(sshdFactsScript)), Parse: parseSSHDFacts}
 }
 
 // Queries implements Module.
@@ -394,7 +398,7 @@ func parseSSHDFacts(out []byte) (any, error) {
 		return nil, err
 	}
 	if !header {
-		return nil, fmt.Errorf("unexpected output %q", probeFirstLine(string(out)))
+		return nil, fmt.Errorf("unexpected output %q", engine.FirstLine(string(out)))
 	}
 	if f.TErr != "" && len(terr) > 0 {
 		f.TErr += ": " + strings.Join(terr, "\n")
@@ -597,24 +601,24 @@ func (s *SSHD) summary() string {
 
 // --- apply ---
 
-var _ planner = (*SSHD)(nil)
+var _ engine.Planner = (*SSHD)(nil)
 
-// queries implements planner.
-func (s *SSHD) queries(Conn) []Query { return s.Queries() }
+// PlanQueries implements engine.Planner.
+func (s *SSHD) PlanQueries(Conn) []Query { return s.Queries() }
 
-// sshdFacts implements planner: the plan reads sshd's files, not the
+// ConnFacts implements engine.Planner: the plan reads sshd's files, not the
 // users' view of its configuration.
-func (*SSHD) sshdFacts() bool { return false }
+func (*SSHD) ConnFacts() bool { return false }
 
 // sshdStale are the facts an sshd change makes stale: this module's and
 // those read against sshd's configuration (the users' effective
 // settings, the emergency sshd's).
 var sshdStale = []string{sshdFactsKey, UserFactsKey(""), "secondary_sshd:"}
 
-// plan implements planner: no change, or one transaction (TxnChange)
+// Plan implements engine.Planner: no change, or one transaction (TxnChange)
 // that writes the file, has sshd check and reload it, and proves fresh
 // logins before it keeps it.
-func (s *SSHD) plan(env *Env, facts []any) (*Plan, error) {
+func (s *SSHD) Plan(env *Env, facts []any) (*Plan, error) {
 	f, ok := facts[0].(*sshdFacts)
 	if !ok {
 		return nil, fmt.Errorf("sshd: fact %s has type %T", sshdFactsKey, facts[0])
@@ -626,9 +630,9 @@ func (s *SSHD) plan(env *Env, facts []any) (*Plan, error) {
 	if len(p.changes) == 0 {
 		return &Plan{}, nil
 	}
-	return &Plan{Ops: []Op{&TxnChange{
+	return &Plan{Ops: []Op{&engine.TxnChange{
 		Task: "sshd",
-		Spec: txnSpec{
+		Spec: engine.TxnSpec{
 			What:         "sshd " + p.path,
 			Files:        []string{p.path},
 			Deadline:     s.revertAfter,
@@ -641,6 +645,7 @@ func (s *SSHD) plan(env *Env, facts []any) (*Plan, error) {
 		Report:      sshdInstallReport(p.path),
 		Settings:    s.settings,
 		Stale:       sshdStale,
+		Doubt:       loginDoubt(env),
 	}}}, nil
 }
 
@@ -648,18 +653,18 @@ func (s *SSHD) plan(env *Env, facts []any) (*Plan, error) {
 // "status reloaded" (with "| " lines of what it did on the way), "status
 // invalid" (sshd -t's words follow; nothing was reloaded), "status
 // reload-failed" or "status failed" (the file was not written).
-func sshdInstallReport(path string) func(out []byte) txnReport {
-	return func(out []byte) txnReport {
-		st := parseTxnOutput(out)
-		switch st.status {
+func sshdInstallReport(path string) func(out []byte) engine.TxnReport {
+	return func(out []byte) engine.TxnReport {
+		st := engine.ParseStatus(out)
+		switch st.Word() {
 		case "reloaded":
-			return txnReport{Done: "sshd -t ok, reloaded", Note: strings.TrimSpace(st.msg)}
+			return engine.TxnReport{Done: "sshd -t ok, reloaded", Note: strings.TrimSpace(st.Notes())}
 		case "invalid":
-			return txnReport{Err: fmt.Errorf("sshd -t rejected the new configuration: %s", st.describe())}
+			return engine.TxnReport{Err: fmt.Errorf("sshd -t rejected the new configuration: %s", st.Describe())}
 		case "reload-failed":
-			return txnReport{Err: fmt.Errorf("reloading sshd failed: %s", st.describe()), InEffect: true}
+			return engine.TxnReport{Err: fmt.Errorf("reloading sshd failed: %s", st.Describe()), InEffect: true}
 		default:
-			return txnReport{Err: fmt.Errorf("writing %s failed: %s", path, st.describe())}
+			return engine.TxnReport{Err: fmt.Errorf("writing %s failed: %s", path, st.Describe())}
 		}
 	}
 }
@@ -703,13 +708,13 @@ func sshdAlso(f *sshdFacts) []Change {
 func sshdInstallScript(p *sshdPlan) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# breakglass sshd: install %s\n", p.path)
-	b.WriteString(txnPrelude)
+	b.WriteString(engine.TxnPrelude)
 	b.WriteString(sshdReloadFuncs)
-	fmt.Fprintf(&b, "f=%s tmp=%s dir=%s mode=%04o\n", shell.Quote(p.path), shell.Quote(txnTmpPath(p.path, "tmp")), shell.Quote(path.Dir(p.path)), p.mode)
+	fmt.Fprintf(&b, "f=%s tmp=%s dir=%s mode=%04o\n", shell.Quote(p.path), shell.Quote(engine.TmpPath(p.path, "tmp")), shell.Quote(path.Dir(p.path)), p.mode)
 	// bg_write_tmp carries the new file, base64 in its here-document.
-	b.WriteString(nofollowScript + "bg_write_tmp() {\n" + txnHeredoc([]byte(p.want), "&1", "") + "\n}\n") // the one writer; the new file on stdout
+	b.WriteString(engine.Nofollow + "bg_write_tmp() {\n" + engine.Heredoc([]byte(p.want), "&1", "") + "\n}\n") // the one writer; the new file on stdout
 	b.WriteString(sshdInstallBody)
-	return txnScript(b.String())
+	return engine.Script(b.String())
 }
 
 // sshdInstallBody is sshd_install.sh: the install script after its header.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"os/exec"
 	"strconv"
@@ -49,8 +50,8 @@ func TestSSHDOnSystemdHostRollsBackLockout(t *testing.T) {
 			mainPID := x.sh(t, "systemctl show -p MainPID --value ssh.service", nil)
 
 			res, err := runSSHD(t, x, `{settings: {AllowUsers: nobody}}`)
-			var rb *rollbackError
-			if err == nil || res == nil || !res.RolledBack || !errors.As(err, &rb) || rb.Pending || rb.Failed || !errors.Is(err, ErrAccessNotProven) {
+			var rb *engine.RollbackError
+			if err == nil || res == nil || !res.RolledBack || !errors.As(err, &rb) || rb.Pending || rb.Failed || !errors.Is(err, engine.ErrAccessNotProven) {
 				t.Fatalf("res %+v err %v: want a completed rollback for lost access", res, err)
 			}
 			t.Logf("error: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"net"
 	"os"
 	"os/exec"
@@ -89,7 +90,7 @@ func (r *sshdRecorder) Run(ctx context.Context, cmd string, stdin []byte) ([]byt
 			rule, ok := r.answer(body)
 			if !ok || rule.err != nil {
 				out.WriteString(wire.Begun(nonce, i, ""))
-				return []byte(out.String()), fmt.Errorf("recorder: no answer for part %d %q", i, probeFirstLine(body))
+				return []byte(out.String()), fmt.Errorf("recorder: no answer for part %d %q", i, engine.FirstLine(body))
 			}
 			out.WriteString(wire.Reply(nonce, i, rule.out, 0))
 		}
@@ -98,7 +99,7 @@ func (r *sshdRecorder) Run(ctx context.Context, cmd string, stdin []byte) ([]byt
 	if rule, ok := r.answer(all); ok {
 		return []byte(rule.out), rule.err
 	}
-	return nil, fmt.Errorf("recorder: no answer for %q", probeFirstLine(all))
+	return nil, fmt.Errorf("recorder: no answer for %q", engine.FirstLine(all))
 }
 
 // answer is the first rule whose marker occurs in script.
@@ -154,10 +155,10 @@ func (d *sshdFakeDialer) Login(ctx context.Context, user, keyFile string, p Path
 type sshdProbeRunner string
 
 func (u sshdProbeRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
-	if cmd != VerifyCommand {
+	if cmd != engine.VerifyCommand {
 		return nil, errors.New("unexpected command " + cmd)
 	}
-	return []byte(ProbeOutputPrefix + " user=" + string(u) + " sudo=no\n"), nil
+	return []byte(engine.ProbeOutputPrefix + " user=" + string(u) + " sudo=no\n"), nil
 }
 
 // sshdFactsOut renders facts script output for files (path → content).
@@ -181,7 +182,7 @@ func sshdFactsOut(main string, dropins map[string]string, extra string) string {
 }
 
 func sshdB64(b []byte) string {
-	s := txnHeredoc(b, "x", "")
+	s := engine.Heredoc(b, "x", "")
 	s = strings.TrimPrefix(s, "base64 -d >x <<'BREAKGLASS_EOF'\n")
 	return strings.TrimSuffix(s, "\nBREAKGLASS_EOF")
 }
@@ -218,8 +219,8 @@ func TestSSHDRegistered(t *testing.T) {
 func TestSSHDDecode(t *testing.T) {
 	s := mustSSHD(t, `{settings: {loglevel: VERBOSE, PASSWORDAUTHENTICATION: "no", PermitRootLogin: false, X11Forwarding: true, MaxAuthTries: 3, AllowUsers: [admin, bg-ops1], banner: " /etc/issue.net "}, file: 00-site.conf, revert_after: 30}`)
 	want := []sshdSetting{
-		{"LogLevel", "VERBOSE"}, {"PasswordAuthentication", "no"}, {"PermitRootLogin", "no"},
-		{"X11Forwarding", "yes"}, {"MaxAuthTries", "3"}, {"AllowUsers", "admin bg-ops1"}, {"Banner", "/etc/issue.net"},
+		{Keyword: "LogLevel", Value: "VERBOSE"}, {Keyword: "PasswordAuthentication", Value: "no"}, {Keyword: "PermitRootLogin", Value: "no"},
+		{Keyword: "X11Forwarding", Value: "yes"}, {Keyword: "MaxAuthTries", Value: "3"}, {Keyword: "AllowUsers", Value: "admin bg-ops1"}, {Keyword: "Banner", Value: "/etc/issue.net"},
 	}
 	if fmt.Sprint(s.settings) != fmt.Sprint(want) {
 		t.Errorf("settings %v, want %v", s.settings, want)
@@ -502,9 +503,6 @@ func TestSSHDApplyOutcomes(t *testing.T) {
 		"# breakglass sshd: facts": "facts", ": begin (sshd": "begin", ": arm the revert": "arm", "# breakglass sshd: install": "install",
 		"revert.sh commit": "commit", "revert.sh rollback": "rollback", "revert.sh abort": "abort",
 	}
-	old := proveRetryDelay
-	proveRetryDelay = time.Millisecond
-	defer func() { proveRetryDelay = old }()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := sshdFakeHost(debianMain, tt.install)
@@ -536,9 +534,9 @@ func TestSSHDApplyOutcomes(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
-			var rb *rollbackError
+			var rb *engine.RollbackError
 			if !errors.As(err, &rb) || !res.RolledBack || res.Changed {
-				t.Errorf("res %+v, error %T: want a RollbackError and RolledBack", res, err)
+				t.Errorf("res %+v, error %T: want a engine.RollbackError and RolledBack", res, err)
 			}
 		})
 	}
@@ -558,11 +556,11 @@ func TestSSHDControlConnectionDies(t *testing.T) {
 		r.mu.Unlock()
 	}
 	res, err := runModule(context.Background(), r, sshdEnv(d), mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 5}`))
-	var rb *rollbackError
+	var rb *engine.RollbackError
 	if !errors.As(err, &rb) || !rb.Pending || !res.RolledBack {
 		t.Fatalf("err %v res %+v: want a pending rollback", err, res)
 	}
-	if !strings.Contains(err.Error(), "the revert armed on the host restores it by itself") || !errors.Is(err, ErrAccessNotProven) {
+	if !strings.Contains(err.Error(), "the revert armed on the host restores it by itself") || !errors.Is(err, engine.ErrAccessNotProven) {
 		t.Errorf("error %q", err)
 	}
 }
@@ -571,8 +569,8 @@ func TestSSHDRevertFiredBeforeCommit(t *testing.T) {
 	r := sshdFakeHost(debianMain, "status reloaded\n")
 	r.rules[4].out = "claim fired\nrestored ok\nafter ok\n"
 	res, err := runModule(context.Background(), r, sshdEnv(&sshdFakeDialer{}), mustSSHD(t, `{settings: {LogLevel: VERBOSE}, revert_after: 5}`))
-	var rb *rollbackError
-	if !errors.As(err, &rb) || rb.Pending || rb.Failed || !res.RolledBack || res.Changed || !errors.Is(err, errTxnFired) {
+	var rb *engine.RollbackError
+	if !errors.As(err, &rb) || rb.Pending || rb.Failed || !res.RolledBack || res.Changed || !errors.Is(err, engine.ErrTxnFired) {
 		t.Fatalf("res %+v err %v", res, err)
 	}
 	if !strings.Contains(err.Error(), "rolled back: the deadline passed and the revert armed on the host restored it, before the change was committed: raise revert_after (now 5s)") {
@@ -849,8 +847,8 @@ func TestSSHDOnHostRollsBackLockout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rolled back") || res == nil || !res.RolledBack {
 		t.Fatalf("res %+v err %v: want a rollback", res, err)
 	}
-	var rb *rollbackError
-	if !errors.As(err, &rb) || rb.Pending || rb.Failed || !errors.Is(err, ErrAccessNotProven) {
+	var rb *engine.RollbackError
+	if !errors.As(err, &rb) || rb.Pending || rb.Failed || !errors.Is(err, engine.ErrAccessNotProven) {
 		t.Errorf("error %v: want a completed rollback for lost access", err)
 	}
 	t.Logf("error: %v", err)
@@ -954,13 +952,13 @@ func TestSSHDOnHostControlConnectionDies(t *testing.T) {
 	control := &sshdSSHRunner{x: x, user: "admin", sudo: true}
 	env := x.env()
 	res, err := runModule(context.Background(), control, env, mustSSHD(t, `{settings: {AllowUsers: nobody}, revert_after: 10}`))
-	var rb *rollbackError
+	var rb *engine.RollbackError
 	if !errors.As(err, &rb) || !res.RolledBack || rb.Failed {
 		t.Fatalf("res %+v err %v: want a rollback", res, err)
 	}
 	// Either way the host restores itself: pending (the usual case), or,
 	// on a very slow machine, the revert fired before the logins ended.
-	if !rb.Pending && !errors.Is(err, errTxnFired) {
+	if !rb.Pending && !errors.Is(err, engine.ErrTxnFired) {
 		t.Errorf("error %v: want the rollback left to the armed revert", err)
 	}
 	t.Logf("error: %v", err)

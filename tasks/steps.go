@@ -1,40 +1,39 @@
 package tasks
 
 import (
-	"context"
-	_ "embed"
-	"errors"
-	"fmt"
 	"slices"
 
-	"github.com/breakglass/breakglass/internal/shell"
+	"github.com/breakglass/breakglass/internal/engine"
 )
 
-// Steps: a plan's shell changes over the no-follow helpers (nofollow.sh),
-// run in one round trip or queued in the executor's batch (batch.go), and
-// the facts they leave known; RunAction, a finding's typed fix, runs
-// through the same helpers.
-
-// hostStep is one planned change and the shell commands that make it.
+// hostStep is one planned change (an engine.Step) with what the module
+// knows of its effect, for predictFacts.
 type hostStep struct {
 	change Change
-	cmd    string // shell commands, every argument quoted
+	cmd    string // shell commands over the no-follow helpers, every argument quoted
 	// content is the file content a bg_write step writes (it is also in
 	// cmd, quoted); nil for other steps.
 	content []byte
 	// after is what stat reports for change.Path once the step is done,
 	// when the module knows it exactly (see predictFacts); nil otherwise.
 	after *PathStat
-	// okLine, when set, makes cmd a script that reports on its standard
-	// output and exits 0 whatever happened (sudoers): it runs with set +e
-	// and stdin from /dev/null, and succeeded only when it printed okLine
-	// as a line. Its output is then explained by report, whose error is
-	// the task's.
-	okLine string
-	report func(out []byte) error
-	// unfinished, when set, says what a step that did not run to its end
-	// may have left, and what to check.
+	// okLine, report and unfinished are engine.Step's OKLine, Report
+	// and Unfinished.
+	okLine     string
+	report     func(out []byte) error
 	unfinished string
+}
+
+// engineSteps returns steps as the plan's engine steps.
+func engineSteps(steps []hostStep) []engine.Step {
+	if steps == nil {
+		return nil
+	}
+	out := make([]engine.Step, len(steps))
+	for i, s := range steps {
+		out[i] = engine.Step{Change: s.change, Cmd: s.cmd, OKLine: s.okLine, Report: s.report, Unfinished: s.unfinished}
+	}
+	return out
 }
 
 // predictFacts returns a copy of uf as it will be once steps have run, or
@@ -72,97 +71,4 @@ func predictFacts(uf *UserFacts, steps []hostStep, contentPath string, content [
 		p.KeyFiles[i] = k
 	}
 	return &p
-}
-
-// applyPrelude starts every apply script (apply_prelude.sh: set -e,
-// umask, locale and PATH, and bg_reported_step for steps that report) and
-// defines the helpers plan commands use to change paths (nofollow.sh:
-// bg_write, bg_chown, bg_chmod, bg_mkdir), none of which follows a
-// symbolic link a user could have planted; see the comment at the top of
-// that file.
-//
-// Step commands are simple commands, one per line, so that set -e stops
-// at the first failure (it does not inside && lists). The script travels
-// on the shell's stdin inside one { } group: the shell parses all of it
-// before it runs any of it, so a script cut short by a lost connection is
-// a syntax error that changes nothing, never half a file.
-var applyPrelude = applyPreludeScript + nofollowScript
-
-//go:embed apply_prelude.sh
-var applyPreludeScript string
-
-//go:embed nofollow.sh
-var nofollowScript string
-
-// RunAction runs one typed fix (a Finding's Action) as root: argv, every
-// word quoted, with the no-follow helpers of nofollow.sh (bg_chown,
-// bg_chmod, bg_mkdir, bg_write) as commands, so a fix to a path re-checks
-// that path when it acts and never follows a link a user planted.
-func RunAction(ctx context.Context, r Runner, argv []string) error {
-	if len(argv) == 0 {
-		return errors.New("no action")
-	}
-	script := "{\n" + applyPrelude + shell.Join(argv...) + "\n} </dev/null\n"
-	if _, err := r.Run(ctx, "/bin/sh -s", []byte(script)); err != nil {
-		return fmt.Errorf("%s: %w", shell.Join(argv...), err)
-	}
-	return nil
-}
-
-// applySteps reports steps as the result; unless in check mode it runs them
-// in one round trip, then forgets the facts under staleKeys (also when a
-// step failed: the host may have changed). On failure the result holds the
-// changes that completed and the error names the one that failed.
-//
-// With env.batch set, the steps are only queued: the runner runs the
-// queued steps of several tasks in one round trip (Batch.Flush) and then
-// corrects the result this returns if they did not all complete.
-func applySteps(ctx context.Context, r Runner, env *Env, steps []hostStep, staleKeys ...string) (*Result, error) {
-	res := &Result{Changed: len(steps) > 0}
-	for _, s := range steps {
-		res.Changes = append(res.Changes, s.change)
-	}
-	if env.Check || len(steps) == 0 {
-		return res, nil
-	}
-	if env.batch != nil {
-		env.batch.add(env.batchTask, steps, staleKeys, res)
-		return res, nil
-	}
-	b := &stepBatch{}
-	b.add(0, steps, staleKeys, res)
-	out := b.flush(ctx, r, env)
-	return out[0].Result, out[0].Err
-}
-
-// applyStepsKnowing is applySteps for steps whose effect on facts is known
-// exactly: predicted holds the facts as they will be once the steps have
-// run, and takes the place of reading them again. Until the steps have
-// run (queued in a batch) later tasks plan from the predicted facts; if
-// the steps fail, the facts are forgotten.
-func applyStepsKnowing(ctx context.Context, r Runner, env *Env, steps []hostStep, predicted map[string]any) (*Result, error) {
-	if env.Check || len(steps) == 0 || env.Facts == nil {
-		keys := make([]string, 0, len(predicted))
-		for k := range predicted {
-			keys = append(keys, k)
-		}
-		return applySteps(ctx, r, env, steps, keys...)
-	}
-	res := &Result{Changed: true}
-	for _, s := range steps {
-		res.Changes = append(res.Changes, s.change)
-	}
-	b := env.batch
-	if b == nil {
-		b = &stepBatch{}
-	}
-	b.addKnown(env.batchTask, steps, predicted, res)
-	for k, v := range predicted {
-		env.Facts.Set(k, v)
-	}
-	if env.batch != nil {
-		return res, nil
-	}
-	out := b.flush(ctx, r, env)
-	return out[0].Result, out[0].Err
 }

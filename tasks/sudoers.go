@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"regexp"
 	"slices"
 	"strconv"
@@ -37,7 +38,7 @@ type Sudoers struct {
 }
 
 var _ Module = (*Sudoers)(nil)
-var _ planner = (*Sudoers)(nil)
+var _ engine.Planner = (*Sudoers)(nil)
 
 func init() { Register("sudoers", NewSudoers) }
 
@@ -336,16 +337,16 @@ func (s *Sudoers) planChanges(cur sudoersFile, diff bool) (sudoersPlan, error) {
 	return p, nil
 }
 
-// queries implements planner.
-func (s *Sudoers) queries(Conn) []Query { return s.Queries() }
+// PlanQueries implements engine.Planner.
+func (s *Sudoers) PlanQueries(Conn) []Query { return s.Queries() }
 
 // sshdFacts: sudo's rules do not depend on sshd.
-func (*Sudoers) sshdFacts() bool { return false }
+func (*Sudoers) ConnFacts() bool { return false }
 
-// plan implements planner. The whole transaction is one step, whose report
+// Plan implements engine.Planner. The whole transaction is one step, whose report
 // decides whether it succeeded; the step's other changes (the owner and
 // mode the install also repairs) are listed with it.
-func (s *Sudoers) plan(env *Env, facts []any) (*Plan, error) {
+func (s *Sudoers) Plan(env *Env, facts []any) (*Plan, error) {
 	cur, ok := facts[0].(sudoersFile)
 	if !ok {
 		return nil, fmt.Errorf("sudoers %s: fact %s has type %T", s.name, s.factKey(), facts[0])
@@ -373,7 +374,7 @@ func (s *Sudoers) plan(env *Env, facts []any) (*Plan, error) {
 		}
 		steps = append(steps, st)
 	}
-	return &Plan{Steps: steps, Stale: []string{s.factKey()}}, nil
+	return &Plan{Steps: engineSteps(steps), Stale: []string{s.factKey()}}, nil
 }
 
 // explain turns the transaction's report into nil (installed) or a
@@ -404,7 +405,7 @@ func (s *Sudoers) tmpPath(what, run string) string {
 }
 
 // backupPath keeps the previous version (BackupPath); sudo skips it.
-func (s *Sudoers) backupPath() string { return BackupPath(s.Path()) }
+func (s *Sudoers) backupPath() string { return engine.BackupPath(s.Path()) }
 
 // SudoersError is a sudoers transaction the host refused. Stage says
 // where: "precheck" (nothing was touched), "visudo-file" (the new file is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 	"sync"
 	"testing"
@@ -239,7 +240,7 @@ func sudoersReply(stdin []byte, state, install string, runErr error) ([]byte, er
 	if !ok {
 		return nil, fmt.Errorf("fake host: neither facts nor an apply script: %.60q", s)
 	}
-	if strings.HasPrefix(s, "{\n"+applyPrelude) {
+	if strings.HasPrefix(s, "{\n"+engine.ApplyPrelude) {
 		if runErr != nil {
 			return nil, runErr
 		}

@@ -1,9 +1,9 @@
 package tasks
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"path"
 	"slices"
 	"strings"
@@ -49,8 +49,8 @@ type User struct {
 }
 
 var (
-	_ Module  = (*User)(nil)
-	_ planner = (*User)(nil)
+	_ Module         = (*User)(nil)
+	_ engine.Planner = (*User)(nil)
 )
 
 func init() { Register("user", NewUser) }
@@ -158,11 +158,11 @@ func moduleArgElem(m *yaml.Node, key string, i int) *yaml.Node {
 // Queries returns the facts the task reads: the account, the stat of the
 // shell (or of the fallback shells) and of an explicit home, and whether
 // each group exists.
-func (u *User) Queries() []Query { return u.queries(Conn{}) }
+func (u *User) Queries() []Query { return u.PlanQueries(Conn{}) }
 
-// queries implements planner. The account alone decides, so c is not
+// PlanQueries implements engine.Planner. The account alone decides, so c is not
 // used: the facts are the same for every connection.
-func (u *User) queries(Conn) []Query {
+func (u *User) PlanQueries(Conn) []Query {
 	qs := []Query{UserFactsQuery(u.Name, Conn{})}
 	if u.State == "absent" {
 		return qs
@@ -184,11 +184,11 @@ func (u *User) queries(Conn) []Query {
 }
 
 // sshdFacts: the account alone decides; sshd's settings do not.
-func (*User) sshdFacts() bool { return false }
+func (*User) ConnFacts() bool { return false }
 
-// plan implements planner: vals are the values of Queries.
-func (u *User) plan(env *Env, vals []any) (*Plan, error) {
-	qs := u.queries(Conn{})
+// Plan implements engine.Planner: vals are the values of Queries.
+func (u *User) Plan(env *Env, vals []any) (*Plan, error) {
+	qs := u.PlanQueries(Conn{})
 	h := userHost{paths: map[string]PathStat{}, groups: map[string]bool{}}
 	stale := []string{UserFactsKey(u.Name), GroupFactsKey(u.Name)}
 	for i, q := range qs {
@@ -214,7 +214,7 @@ func (u *User) plan(env *Env, vals []any) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Steps: steps, Stale: stale}
+	p := &Plan{Steps: engineSteps(steps), Stale: stale}
 	if u.State == "absent" {
 		p.Guard = u.removalGuard(env)
 	}
@@ -225,29 +225,13 @@ func (u *User) plan(env *Env, vals []any) (*Plan, error) {
 // goes, fresh logins must prove that the control user and min_working of
 // the playbook's break-glass users, this one left out, still get in.
 func (u *User) removalGuard(env *Env) *Guard {
-	g := &Guard{Refusal: "user " + u.Name + ": not removed"}
+	g := &Guard{Refusal: "user " + u.Name + ": not removed", Doubt: loginDoubt(env)}
 	for _, l := range env.Logins {
 		if l.User == u.Name {
 			g.LeftOut = append(g.LeftOut, l)
 		}
 	}
 	return g
-}
-
-// proveWithout is the guard of a change that takes ways in away: fresh
-// logins on the direct path must prove that the control user and
-// env.MinWorking of env's break-glass logins, those leftOut left out,
-// still get in.
-func proveWithout(ctx context.Context, env *Env, leftOut func(Login) bool) error {
-	others := *env
-	others.Logins = nil
-	for _, l := range env.Logins {
-		if !leftOut(l) {
-			others.Logins = append(others.Logins, l)
-		}
-	}
-	_, err := proveAccess(ctx, &others, Path{Name: "direct"}, time.Now().Add(2*time.Minute+proveCommitMargin), nil)
-	return err
 }
 
 // userHost is what a user task knows about the host.

@@ -436,10 +436,7 @@ func TestUserAbsentProvesOthers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &fakeLogins{answers: map[string]string{"admin/direct": ok("admin"), "bg-ops1/direct": ok("bg-ops1"), "bg-ops2/direct": ok("bg-ops2")}, fail: tc.fail}
 			env := &Env{ControlUser: "admin", Dial: d, Logins: logins, MinWorking: tc.min}
-			saved := proveRetryDelay
-			proveRetryDelay = 0
-			defer func() { proveRetryDelay = saved }()
-			err := u.removalGuard(env).prove(context.Background(), env)
+			err := u.removalGuard(env).Prove(context.Background(), env)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -449,7 +446,7 @@ func TestUserAbsentProvesOthers(t *testing.T) {
 		})
 	}
 	env := &Env{ControlUser: "admin", Logins: logins, MinWorking: 1}
-	if err := u.removalGuard(env).prove(context.Background(), env); err == nil {
+	if err := u.removalGuard(env).Prove(context.Background(), env); err == nil {
 		t.Error("removal allowed with no way to open fresh logins")
 	}
 }
@@ -461,7 +458,7 @@ func TestUserAbsentNotBatched(t *testing.T) {
 	for src, want := range map[string]bool{`{name: alice, state: absent}`: false, `{name: alice}`: true} {
 		u := mustUser(t, src)
 		var vals []any
-		for _, q := range u.queries(Conn{}) {
+		for _, q := range u.PlanQueries(Conn{}) {
 			switch {
 			case q.Key == UserFactsKey("alice"):
 				vals = append(vals, recordedFacts(t, "existing", "alice"))
@@ -471,7 +468,7 @@ func TestUserAbsentNotBatched(t *testing.T) {
 				vals = append(vals, true)
 			}
 		}
-		p, err := u.plan(env, vals)
+		p, err := u.Plan(env, vals)
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}

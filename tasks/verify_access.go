@@ -1,15 +1,10 @@
 package tasks
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"os"
+	"github.com/breakglass/breakglass/internal/engine"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -100,7 +95,7 @@ func (p *VerifyPath) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-var _ planner = (*VerifyAccess)(nil)
+var _ engine.Planner = (*VerifyAccess)(nil)
 
 func init() {
 	Register("verify_access", func(file string, n *yaml.Node) (Module, error) {
@@ -131,7 +126,7 @@ func init() {
 			return nil, yamlx.Errorf(file, n, "verify_access: min_working %d: want 0 to %d (the number of logins)", *v.MinWorking, len(v.Logins))
 		}
 		if v.Parallel <= 0 {
-			v.Parallel = loginParallel
+			v.Parallel = engine.LoginParallel
 		}
 		return v, nil
 	})
@@ -142,185 +137,54 @@ func init() {
 // only order its logins.
 func (v *VerifyAccess) Queries() []Query { return nil }
 
-// queries implements planner.
-func (v *VerifyAccess) queries(Conn) []Query { return nil }
+// PlanQueries implements engine.Planner.
+func (v *VerifyAccess) PlanQueries(Conn) []Query { return nil }
 
 // sshdFacts: none are read.
-func (*VerifyAccess) sshdFacts() bool { return false }
+func (*VerifyAccess) ConnFacts() bool { return false }
 
-// plan implements planner: the logins, their key files made absolute
+// Plan implements engine.Planner: the logins, their key files made absolute
 // against the playbook's directory, in the order the first wave makes
 // them: users whose gathered facts already show a lockout cause
 // (lockoutHint, from env.Facts' cache) after the others.
-func (v *VerifyAccess) plan(env *Env, _ []any) (*Plan, error) {
+func (v *VerifyAccess) Plan(env *Env, _ []any) (*Plan, error) {
 	dir := env.Dir
 	if dir == "" {
 		dir = v.dir
 	}
 	logins, need := v.SafetyLogins(dir)
-	op := &verifyLogins{
-		paths:    v.WaysIn(),
-		sudo:     v.Sudo,
-		need:     need,
-		parallel: v.Parallel,
-		logins:   make([]verifyLogin, len(logins)),
+	op := &engine.VerifyLogins{
+		Logins:   logins,
+		Paths:    v.WaysIn(),
+		Sudo:     v.Sudo,
+		Need:     need,
+		Parallel: v.Parallel,
 	}
-	doubt := make([]bool, len(logins))
-	for i, l := range logins {
-		op.logins[i] = verifyLogin{Login: l, hint: lockoutHint(env, l.User)}
-		doubt[i] = op.logins[i].hint != ""
+	for _, l := range logins {
+		if h := lockoutHint(env, l.User); h != "" {
+			if op.Doubt == nil {
+				op.Doubt = engine.Doubt{}
+			}
+			op.Doubt[l.User] = h
+		}
 	}
-	op.order = likelyFirst(doubt)
 	return &Plan{Ops: []Op{op}}, nil
 }
 
-// likelyFirst returns the indexes of doubt in order, those doubted last.
-func likelyFirst(doubt []bool) []int {
-	order := make([]int, len(doubt))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return !doubt[order[a]] && doubt[order[b]] })
-	return order
-}
-
-// verifyLogins proves every login on every path with fresh logins
-// (Prove, through env.Dial: the run's login gate), and fails when fewer
-// users than need passed on every path (and sudo, when asked). Failed
-// logins are rows in the result.
-//
-// Every login comes from this controller's address, which OpenSSH ≥ 9.8
-// penalises for each refusal (see loginGate), so the logins are ordered
-// and limited so that one locked-out user cannot cut the others: one wave
-// per path, each user's logins in path order; in each wave the users
-// likely to get in go first (order, for the first wave), and a user
-// refused in an earlier wave goes last; env.Dial never makes a refused
-// login again and waits out a penalty as long as it can last.
-type verifyLogins struct {
-	logins []verifyLogin // in the playbook's order, which the rows keep
-	// order is the first wave's: indexes into logins, those whose hint
-	// is set last. Later waves put last the users refused so far.
-	order    []int
-	paths    []Path
-	sudo     bool // check sudo -n true too
-	need     int  // min_working
-	parallel int  // logins at once on this host
-}
-
-// verifyLogin is one login of verifyLogins, with the lockout cause its
-// user's facts already showed when planned ("" when none).
-type verifyLogin struct {
-	Login
-	hint string
-}
-
-func (*verifyLogins) ReadOnly() bool { return true }
-
-// planned: logins change nothing.
-func (*verifyLogins) planned() []Change { return nil }
-
-// String lists the logins in the first wave's order, the paths, and what
-// must work.
-func (o *verifyLogins) String() string {
-	var b strings.Builder
-	names := make([]string, len(o.paths))
-	for i, p := range o.paths {
-		names[i] = p.Name
-	}
-	fmt.Fprintf(&b, "fresh logins, one wave per path: %s; at most %d at once", strings.Join(names, ", "), o.parallel)
-	if o.sudo {
-		b.WriteString("; sudo -n true too")
-	}
-	b.WriteString("\n")
-	for _, i := range o.order {
-		l := o.logins[i]
-		fmt.Fprintf(&b, "- %s with %s", l.User, l.KeyFile)
-		if l.hint != "" {
-			fmt.Fprintf(&b, " (last: likely refused, %s)", l.hint)
-		}
-		b.WriteString("\n")
-	}
-	fmt.Fprintf(&b, "min_working %d of %d on every path\n", o.need, len(o.logins))
-	return b.String()
-}
-
-func (o *verifyLogins) run(ctx context.Context, _ Runner, env *Env, res *Result) error {
-	if env.Dial == nil {
-		return errors.New("verify_access: no way to open fresh logins here")
-	}
-	np := len(o.paths)
-	rows := make([]Access, len(o.logins)*np)
-	doubt := make([]bool, len(o.logins))
-	for i, l := range o.logins {
-		doubt[i] = l.hint != ""
-	}
-	order := o.order
-	for pi, p := range o.paths {
-		if pi > 0 {
-			order = likelyFirst(doubt)
-		}
-		eachLogin(len(order), o.parallel, func(n int) {
-			i := order[n]
-			l := o.logins[i]
-			row := &rows[i*np+pi]
-			if err := ctx.Err(); err != nil {
-				*row = Access{User: l.User, Path: p.Name, Error: err.Error()}
-				return
+// loginDoubt returns the lockout causes the facts this run gathered show
+// for env's break-glass logins (lockoutHint): the proof of a guard or a
+// transaction makes those logins last. Nil when there are none.
+func loginDoubt(env *Env) engine.Doubt {
+	var d engine.Doubt
+	for _, l := range env.Logins {
+		if h := lockoutHint(env, l.User); h != "" {
+			if d == nil {
+				d = engine.Doubt{}
 			}
-			*row = o.login(ctx, env, l.Login, p)
-		})
-		for i := range o.logins {
-			if r := rows[i*np+pi]; !r.OK && r.Status != "penalised" {
-				doubt[i] = true
-			}
+			d[l.User] = h
 		}
 	}
-	res.Access = append(res.Access, rows...)
-	return o.judge(rows)
-}
-
-// judge fails when fewer users than need passed on every path (and sudo,
-// when asked), naming the users that failed and those sshd's penalties
-// kept from being proven.
-func (o *verifyLogins) judge(rows []Access) error {
-	working := map[string]bool{}
-	for _, l := range o.logins {
-		working[l.User] = true
-	}
-	cut := map[string]bool{}
-	for _, r := range rows {
-		if !r.OK || (r.Sudo != nil && !*r.Sudo) {
-			working[r.User] = false
-			if r.Status == "penalised" {
-				cut[r.User] = true
-			}
-		}
-	}
-	n := 0
-	var broken, penalised []string
-	for u, ok := range working {
-		switch {
-		case ok:
-			n++
-		case cut[u]:
-			penalised = append(penalised, u)
-		default:
-			broken = append(broken, u)
-		}
-	}
-	if n >= o.need {
-		return nil
-	}
-	sort.Strings(broken)
-	sort.Strings(penalised)
-	msg := fmt.Sprintf("%d of %d break-glass users can log in on every path, fewer than min_working %d", n, len(o.logins), o.need)
-	if len(broken) > 0 {
-		msg += " (failing: " + strings.Join(broken, ", ") + ")"
-	}
-	if len(penalised) > 0 {
-		msg += " (not proven, their logins cut by sshd's PerSourcePenalties for this address: " + strings.Join(penalised, ", ") + ")"
-	}
-	return errors.New(msg)
+	return d
 }
 
 // lockoutHint returns a lockout cause the facts this run gathered already
@@ -358,61 +222,6 @@ func lockoutHint(env *Env, user string) string {
 		}
 	}
 	return ""
-}
-
-// login makes one fresh login as l on p and runs the probe.
-func (o *verifyLogins) login(ctx context.Context, env *Env, l Login, p Path) (a Access) {
-	a = Access{User: l.User, Path: p.Name}
-	start := time.Now()
-	defer func() { a.MS = time.Since(start).Milliseconds() }()
-	if _, err := os.Stat(l.KeyFile); err != nil {
-		a.Error = fmt.Sprintf("key file: %v", err)
-		return a
-	}
-	pr := Prove(ctx, env.Dial, l.User, l.KeyFile, p)
-	a.SourcePort = pr.SourcePort
-	if pr.Err != nil {
-		a.Error = pr.Err.Error()
-		a.Status = LoginStatus(pr.Err)
-		return a
-	}
-	a.OK = true
-	if o.sudo {
-		a.Sudo = &pr.Sudo
-		if !pr.Sudo {
-			a.Error = "sudo -n true failed"
-		}
-	}
-	return a
-}
-
-// loginParallel bounds the fresh logins breakglass opens at once on one
-// host (verify_access's default parallel, and the most proveAccess opens):
-// every login is an unauthenticated connection until sshd accepts its key,
-// and sshd drops new ones beyond MaxStartups (by default from 10 on).
-const loginParallel = 8
-
-// eachLogin calls login(i) for every i below n, in order, at most limit
-// at a time (at least one), and returns when every call has returned.
-// verify_access and proveAccess share it, so both stay under the bound.
-func eachLogin(n, limit int, login func(i int)) {
-	limit = max(1, min(limit, n))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range limit {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				login(i)
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
 }
 
 // SafetyLogins returns the logins this task proves, with key files made

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"errors"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ type fakeLogins struct {
 type fixedRunner string
 
 func (f fixedRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
-	if cmd != VerifyCommand {
+	if cmd != engine.VerifyCommand {
 		return nil, errors.New("unexpected command " + cmd)
 	}
 	return []byte(f), nil
@@ -108,11 +109,11 @@ func TestVerifyAccessDecodeErrors(t *testing.T) {
 }
 
 func TestParseProbe(t *testing.T) {
-	u, s, ok := ParseProbe([]byte("motd noise\nbreakglass-probe user=admin sudo=ok\n"))
+	u, s, ok := engine.ParseProbe([]byte("motd noise\nbreakglass-probe user=admin sudo=ok\n"))
 	if !ok || u != "admin" || !s {
 		t.Fatalf("got %q %v %v", u, s, ok)
 	}
-	if _, _, ok := ParseProbe([]byte("This account is currently not available.\n")); ok {
+	if _, _, ok := engine.ParseProbe([]byte("This account is currently not available.\n")); ok {
 		t.Fatal("nologin output parsed as a probe answer")
 	}
 }

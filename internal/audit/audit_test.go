@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -390,7 +391,7 @@ func (f runnerFunc) Run(_ context.Context, cmd string, stdin []byte) ([]byte, er
 // lockout explains is not, and needs no log.
 func TestUnexplainedReplay(t *testing.T) {
 	out, env := recording(t, "clean")
-	env.Facts.Set(tasks.FactAccess, []tasks.Access{
+	env.Facts.Set(engine.FactAccess, []tasks.Access{
 		{User: "admin", Path: "direct", Error: "ssh: unable to authenticate", SourcePort: 4242},
 		{User: "admin", Path: "port 2222", OK: true},
 	})
@@ -712,7 +713,7 @@ func TestPenaltyExempt(t *testing.T) {
 // lockout.
 func TestPenalisedLoginReplay(t *testing.T) {
 	out, env := recording(t, "clean")
-	env.Facts.Set(tasks.FactAccess, []tasks.Access{
+	env.Facts.Set(engine.FactAccess, []tasks.Access{
 		{User: "admin", Path: "direct", Error: "ssh: handshake failed: EOF", SourcePort: 4030},
 	})
 	r := runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"net/netip"
 	"path"
 	"slices"
@@ -47,7 +48,7 @@ func (c *checker) add(user, id, severity, p, detail, fix string) {
 }
 
 // act gives the finding added last its fix as a typed action (argv for
-// tasks.RunAction), which recover may run.
+// engine.RunAction), which recover may run.
 func (c *checker) act(argv ...string) {
 	c.findings[len(c.findings)-1].Action = argv
 }
@@ -253,7 +254,7 @@ func (c *checker) sudoFiles() {
 	h := c.h
 	for _, f := range h.SudoFiles {
 		name := path.Base(f.Path)
-		if f.Dir != "" && tasks.OwnFile(name) {
+		if f.Dir != "" && engine.OwnFile(name) {
 			// breakglass's own backup or a killed run's temp file: what an
 			// apply replaced, never rules meant to be in force.
 			continue
@@ -452,7 +453,7 @@ func (c *checker) penalties(users []auditedUser) {
 		}
 		client := u.uf.Conn.Client
 		exempt := cfg.Get("persourcepenaltyexemptlist")
-		if tasks.PenaltyExempt(client, exempt) {
+		if engine.PenaltyExempt(client, exempt) {
 			return
 		}
 		list := exempt

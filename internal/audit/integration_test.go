@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"net"
 	"os"
 	"os/exec"
@@ -372,7 +373,7 @@ func runLabScenarios(t *testing.T, l *lab.Lab, save bool) {
 			defer cancel()
 			m := New(Options{Users: users})
 			env := labEnv(h)
-			tasks.NewExecutor(sessionRunner{h}, env).Gather(ctx, []tasks.Module{m})
+			engine.NewExecutor(sessionRunner{h}, env).Gather(ctx, m.Queries())
 			for _, q := range m.Queries() {
 				if _, ok := env.Facts.Get(q.Key); !ok {
 					t.Fatalf("query %s: not gathered", q.Key)
@@ -411,7 +412,7 @@ exit 1`, nil); err != nil {
 		}
 		env := labEnv(h)
 		no := false
-		env.Facts.Set(tasks.FactAccess, []tasks.Access{
+		env.Facts.Set(engine.FactAccess, []tasks.Access{
 			{User: "bob", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate", SourcePort: port},
 			{User: "carol", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate"},
 			{User: lab.AdminUser, Path: "direct", OK: true, Sudo: &no},

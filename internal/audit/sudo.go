@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"path"
 	"slices"
 	"strconv"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"github.com/breakglass/breakglass/internal/shell"
-	"github.com/breakglass/breakglass/tasks"
 )
 
 // sudoList is what `sudo -l -U U` (run as root) says.
@@ -146,7 +146,7 @@ func (c *checker) skippedSudoFile(user string) (*SudoFile, []int) {
 	for i := range c.h.SudoFiles {
 		f := &c.h.SudoFiles[i]
 		skipped := f.Dir != "" && skippedName(path.Base(f.Path)) || sudoUnsafe(f.Stat) != ""
-		if !skipped || f.Dir != "" && tasks.OwnFile(path.Base(f.Path)) {
+		if !skipped || f.Dir != "" && engine.OwnFile(path.Base(f.Path)) {
 			continue
 		}
 		if lines := mentions(f.Content, user); len(lines) > 0 {

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 	"testing"
 
@@ -8,14 +9,14 @@ import (
 )
 
 // TestSudoersBackupNotTakenForConfig: the sudoers module keeps the
-// previous drop-in as tasks.BackupPath (.NAME.breakglass.bak), which sudo
+// previous drop-in as engine.BackupPath (.NAME.breakglass.bak), which sudo
 // skips. breakglass's own audit must not take that backup for a sudoers
 // file the operator meant to be in force: no sudo-file-ignored finding,
 // and above all no fix that installs the previous rules under a name sudo
 // reads (they are what the last apply replaced).
 func TestSudoersBackupNotTakenForConfig(t *testing.T) {
 	h := hostOf(t, "clean")
-	bak := tasks.BackupPath("/etc/sudoers.d/bg")
+	bak := engine.BackupPath("/etc/sudoers.d/bg")
 	old := "/etc/sudoers.d/.bg.breakglass-old.0123456789ab"
 	h.SudoFiles = append(h.SudoFiles,
 		SudoFile{Path: "/etc/sudoers.d/bg", Dir: "/etc/sudoers.d", Stat: tasks.PathStat{Exists: true, Mode: 0o100440},

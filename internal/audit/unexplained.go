@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
@@ -18,11 +19,11 @@ const logLines = 20
 const logLineMax = 1000
 
 // unexplained reports the failed logins of verify_access (env.Facts under
-// tasks.FactAccess) that no finding explains, with sshd's log lines for
+// engine.FactAccess) that no finding explains, with sshd's log lines for
 // them. Reading the log is a second round trip, made only when needed:
 // the logins ran after the facts were gathered.
 func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.Env) error {
-	v, _ := env.Facts.Get(tasks.FactAccess)
+	v, _ := env.Facts.Get(engine.FactAccess)
 	rows, _ := v.([]tasks.Access)
 	var todo []tasks.Access
 	for _, a := range rows {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"io"
 	"net"
 	"net/netip"
@@ -436,7 +437,7 @@ func (l *loginDialer) Login(ctx context.Context, user, keyFile string, path task
 	if err != nil {
 		return nil, nil, err
 	}
-	if f := tasks.SourcePortHook(ctx); f != nil {
+	if f := engine.SourcePortHook(ctx); f != nil {
 		ctx = transport.WithConnHook(ctx, func(a net.Addr) {
 			if tcp, ok := a.(*net.TCPAddr); ok {
 				f(tcp.Port)
@@ -447,7 +448,7 @@ func (l *loginDialer) Login(ctx context.Context, user, keyFile string, path task
 	if err != nil {
 		return nil, nil, err
 	}
-	// What the login may print is bounded by the prover (tasks.ProveOn),
+	// What the login may print is bounded by the prover (engine.ProveOn),
 	// the one caller.
 	return c, c.Close, nil
 }
@@ -501,13 +502,13 @@ func pathTarget(p *plan, base transport.Target, user, keyFile string, path tasks
 	return t, nil
 }
 
-var _ tasks.PortPinner = (*loginDialer)(nil)
+var _ engine.PortPinner = (*loginDialer)(nil)
 
-// PinPort implements tasks.PortPinner: secondary_sshd's port must present
+// PinPort implements engine.PortPinner: secondary_sshd's port must present
 // the host key verified on this host's control connection, and is then
 // recorded in the run's known_hosts file under the address it is reached
 // by (its listen address, or the host's own).
-func (l *loginDialer) PinPort(ctx context.Context, addr string, port int, record bool) (tasks.PortPin, error) {
+func (l *loginDialer) PinPort(ctx context.Context, addr string, port int, record bool) (engine.PortPin, error) {
 	host := l.job.Target.Host
 	if ip, err := netip.ParseAddr(addr); err == nil && !ip.IsUnspecified() {
 		host = ip.String()
@@ -517,5 +518,5 @@ func (l *loginDialer) PinPort(ctx context.Context, addr string, port int, record
 		want = v.(ssh.PublicKey)
 	}
 	pin, err := l.d.PinPort(ctx, l.job.Target, host, port, want, record)
-	return tasks.PortPin{Host: pin.Host, Addr: host, KnownHosts: pin.KnownHosts, Key: pin.Key, Present: pin.Present, Recorded: pin.Recorded}, err
+	return engine.PortPin{Host: pin.Host, Addr: host, KnownHosts: pin.KnownHosts, Key: pin.Key, Present: pin.Present, Recorded: pin.Recorded}, err
 }

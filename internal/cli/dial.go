@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 	"time"
 
@@ -75,7 +76,7 @@ var (
 
 // closedBeforeAuth reports whether err is a dial that sshd ended before any
 // authentication (how it drops a penalised or surplus connection).
-func closedBeforeAuth(err error) bool { return tasks.ClosedInHandshake(err) }
+func closedBeforeAuth(err error) bool { return engine.ClosedInHandshake(err) }
 
 func isLoginRefused(err error) bool {
 	var de *transport.DialError
@@ -170,7 +171,7 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 					return got(c, w), nil
 				}
 				errs = append(errs, err.Error())
-				if tasks.ClosedInHandshake(err) {
+				if engine.ClosedInHandshake(err) {
 					cut = append(cut, w)
 				}
 				if ctx.Err() != nil {
@@ -184,7 +185,7 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 	// the inventory's user just now among others. A penalty ends by
 	// itself: try those again as long as one can last, within the dial's
 	// deadline.
-	end := time.Now().Add(tasks.PenaltyWait(1))
+	end := time.Now().Add(engine.PenaltyWait(1))
 	for len(cut) > 0 {
 		next := time.Now().Add(preauthRetryDelay)
 		if dl, ok := ctx.Deadline(); next.After(end) || ok && time.Until(dl) < preauthRetryDelay+preauthRetryMargin {
@@ -202,7 +203,7 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 			if err == nil {
 				return got(c, w), nil
 			}
-			if tasks.ClosedInHandshake(err) {
+			if engine.ClosedInHandshake(err) {
 				still = append(still, w)
 			} else {
 				errs = append(errs, err.Error())
@@ -232,7 +233,7 @@ func (f *fallbackDialer) dialProbe(ctx context.Context, t transport.Target, user
 	if err != nil {
 		return nil, fmt.Errorf("%s via %s: %w", user, path.Name, err)
 	}
-	if pr := tasks.ProveOn(ctx, c, user); !pr.OK() {
+	if pr := engine.ProveOn(ctx, c, user); !pr.OK() {
 		c.Close()
 		return nil, fmt.Errorf("%s via %s: no working session: %w", user, path.Name, pr.Err)
 	}

@@ -67,7 +67,7 @@ func TestProbeAnswersOnLab(t *testing.T) {
 	}
 
 	// A login whose shell prints without end is cut at the probe's bound
-	// (tasks.ProbeLimit), not read up to the 16 MiB of a root command.
+	// (engine.ProbeLimit), not read up to the 16 MiB of a root command.
 	noisy := "printf '#!/bin/sh\\nhead -c 1000000 /dev/zero | tr \\\\0 x\\necho\\nexec /bin/sh \"$@\"\\n' >/home/bg-ops1/noisy && chmod 755 /home/bg-ops1/noisy && usermod -s /home/bg-ops1/noisy bg-ops1"
 	if _, err := h.Exec(context.Background(), noisy, nil); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"sort"
 	"strings"
 	"time"
@@ -54,7 +55,7 @@ func New(o Options) (*Module, error) {
 var ErrStillLockedOut = errors.New("still locked out")
 
 // fixable are the findings recover repairs with the finding's own typed
-// action (tasks.RunAction: argv, never text for a shell; a path is
+// action (engine.RunAction: argv, never text for a shell; a path is
 // changed only through the no-follow helpers, which check it again when
 // they act): each changes one account or one path, never sshd's
 // configuration. user-filtered is repaired through the sshd module, under
@@ -140,7 +141,7 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 	a := m.prove(ctx, env)
 	res.Access = append(res.Access, a)
 	if a.Status == "penalised" {
-		return res, fmt.Errorf("%w: the fixes are applied, but %s's proving login was cut by sshd's penalty for this address's refused logins, so it is not proven: run recover again once the penalty has passed (or exempt this controller with PerSourcePenaltyExemptList)", tasks.ErrLoginPenalised, m.o.User)
+		return res, fmt.Errorf("%w: the fixes are applied, but %s's proving login was cut by sshd's penalty for this address's refused logins, so it is not proven: run recover again once the penalty has passed (or exempt this controller with PerSourcePenaltyExemptList)", engine.ErrLoginPenalised, m.o.User)
 	}
 	if !a.OK {
 		msg := a.Error
@@ -195,7 +196,7 @@ func (m *Module) apply(ctx context.Context, r tasks.Runner, env *tasks.Env, f ta
 	if f.ID == "user-filtered" {
 		return m.allowUser(ctx, r, env)
 	}
-	if err := tasks.RunAction(ctx, r, f.Action); err != nil {
+	if err := engine.RunAction(ctx, r, f.Action); err != nil {
 		return err
 	}
 	env.Facts.Delete(tasks.UserFactsKey(m.o.User), audit.HostFactsKey)
@@ -246,13 +247,17 @@ func (m *Module) allowUser(ctx context.Context, r tasks.Runner, env *tasks.Env) 
 	if !ok {
 		return errors.New("sshd module missing")
 	}
-	mod, err := f("recover", &args)
+	m0, err := f("recover", &args)
 	if err != nil {
 		return err
 	}
+	mod, ok := m0.(engine.Planner)
+	if !ok {
+		return fmt.Errorf("internal error: the sshd module (%T) does not plan", m0)
+	}
 	// The change is the sshd module's plan, executed as the runner would:
 	// under the self-reverting transaction, proven by fresh logins.
-	x := tasks.NewExecutor(r, env)
+	x := engine.NewExecutor(r, env)
 	p, err := x.Plan(ctx, mod)
 	if err == nil {
 		_, _, err = x.Execute(ctx, 0, mod, p)
@@ -273,11 +278,11 @@ func (m *Module) prove(ctx context.Context, env *tasks.Env) (a tasks.Access) {
 	// env.Dial waits out a penalty sshd holds against this address (the
 	// refusals recover diagnoses earn one on OpenSSH ≥ 9.8) as long as it
 	// can last, then reports the login as penalised, not refused.
-	pr := tasks.Prove(ctx, env.Dial, m.o.User, m.o.KeyFile, tasks.Path{Name: "direct"})
+	pr := engine.Prove(ctx, env.Dial, m.o.User, m.o.KeyFile, tasks.Path{Name: "direct"})
 	a.SourcePort = pr.SourcePort
 	if pr.Err != nil {
 		a.Error = pr.Err.Error()
-		a.Status = tasks.LoginStatus(pr.Err)
+		a.Status = engine.LoginStatus(pr.Err)
 		return a
 	}
 	a.OK = true

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"net"
 	"os"
 	"os/user"
@@ -251,7 +252,7 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 	env.ServerAddr = hostOf(conn.RemoteAddr())
 	env.ServerPort = portOf(conn.RemoteAddr())
 	if o.Logins != nil {
-		env.Dial = tasks.GateLogins(o.Logins(job), env.Facts, job.Target.Host, job.Target.Port)
+		env.Dial = engine.GateLogins(o.Logins(job), env.Facts, job.Target.Host, job.Target.Port)
 	}
 	env.Logins, env.MinWorking = safetyLogins(job, o.Dir)
 
@@ -337,12 +338,12 @@ func lockNote(what string) string {
 // of the play) → guard → execute → report. Queued tasks are reported when
 // their round trip has run.
 func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *report.Host, o Options) bool {
-	x := tasks.NewExecutor(r, env)
-	mods := make([]tasks.Module, len(play.Tasks))
-	for i, t := range play.Tasks {
-		mods[i] = t.Mod
+	x := engine.NewExecutor(r, env)
+	var all []engine.Query
+	for _, t := range play.Tasks {
+		all = append(all, t.Mod.Queries()...)
 	}
-	x.Gather(ctx, mods)
+	x.Gather(ctx, all)
 	queued := map[int]int{} // task → its index in h.Tasks
 	skipFrom := func(i int) {
 		for _, rest := range play.Tasks[i:] {
@@ -357,7 +358,13 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			return true
 		}
 		ok := true
-		for _, oc := range x.Flush(ctx, mods[min(from, len(mods)):]) {
+		want := map[string]bool{}
+		for _, t := range play.Tasks[min(from, len(play.Tasks)):] {
+			for _, q := range t.Mod.Queries() {
+				want[q.Key] = true
+			}
+		}
+		for _, oc := range x.Flush(ctx, func(k string) bool { return want[k] }) {
 			tr := &h.Tasks[queued[oc.Task]]
 			tr.Changes = []report.Change{}
 			tr.Status = report.StatusOK
@@ -376,7 +383,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			ok = false
 			tr.Error = oc.Err.Error()
 			tr.Status = report.StatusFailed
-			if errors.Is(oc.Err, tasks.ErrNotRun) {
+			if errors.Is(oc.Err, engine.ErrNotRun) {
 				tr.Status = report.StatusSkipped
 			}
 			if ctx.Err() != nil {
@@ -395,7 +402,8 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 		// Plan from the host as it is: run what is queued first when it
 		// makes this task's facts stale, or when the task is a program
 		// that reads the host itself.
-		if x.Pending() && (!x.Plans(t.Mod) || x.Stale(t.Mod)) && !flush(i) {
+		planner, plans := t.Mod.(engine.Planner)
+		if x.Pending() && (!plans || x.Stale(t.Mod.Queries())) && !flush(i) {
 			skipFrom(i)
 			return false
 		}
@@ -410,9 +418,9 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 		var res *tasks.Result
 		var err error
 		isQueued := false
-		if x.Plans(t.Mod) {
+		if plans {
 			var p *tasks.Plan
-			p, err = x.Plan(ctx, t.Mod)
+			p, err = x.Plan(ctx, planner)
 			if err == nil && x.Pending() && !p.MayBatch() {
 				fs := time.Now()
 				if !flush(i) {
@@ -423,7 +431,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 				ts = ts.Add(time.Since(fs))
 			}
 			if err == nil {
-				res, isQueued, err = x.Execute(ctx, i, t.Mod, p)
+				res, isQueued, err = x.Execute(ctx, i, planner, p)
 			}
 		} else if prog, ok := t.Mod.(tasks.Program); ok {
 			res, err = prog.Run(ctx, r, env)
@@ -447,9 +455,9 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 				h.Access = append(h.Access, report.Access{User: a.User, Path: a.Path, OK: a.OK, Sudo: a.Sudo, Error: a.Error, MS: a.MS, Status: a.Status})
 			}
 			if len(res.Access) > 0 {
-				prev, _ := env.Facts.Get(tasks.FactAccess)
+				prev, _ := env.Facts.Get(engine.FactAccess)
 				rows, _ := prev.([]tasks.Access)
-				env.Facts.Set(tasks.FactAccess, append(rows, res.Access...))
+				env.Facts.Set(engine.FactAccess, append(rows, res.Access...))
 			}
 		}
 		if err != nil {
@@ -502,7 +510,7 @@ func runLogins(ctx context.Context, job *Job, h *report.Host, o Options) {
 	}
 	env := &tasks.Env{Host: job.Name, ControlUser: job.Target.User, Dir: o.Dir, Facts: &tasks.Facts{}}
 	if o.Logins != nil {
-		env.Dial = tasks.GateLogins(o.Logins(job), env.Facts, job.Target.Host, job.Target.Port)
+		env.Dial = engine.GateLogins(o.Logins(job), env.Facts, job.Target.Host, job.Target.Port)
 	}
 	env.Logins, env.MinWorking = safetyLogins(job, o.Dir)
 	var r tasks.Runner = timed{noControl{}, o.Timeout, &h.RoundTrips}
@@ -597,7 +605,7 @@ func portOf(addr string) int {
 
 // forgetRefusals lets the host's fresh logins try again the logins sshd
 // refused before a task changed the host: the change may have fixed them
-// (tasks.GateLogins never repeats a refused login otherwise).
+// (engine.GateLogins never repeats a refused login otherwise).
 func forgetRefusals(env *tasks.Env, o Options) {
 	if f, ok := env.Dial.(interface{ ForgetRefusals() }); ok && !o.Check {
 		f.ForgetRefusals()

@@ -1,4 +1,4 @@
-package tasks
+package engine
 
 import (
 	"context"
@@ -12,12 +12,11 @@ import (
 // its gathers by the fact's value.
 type againPlanner struct{ again int }
 
-func (*againPlanner) Queries() []Query { return nil }
-func (*againPlanner) queries(Conn) []Query {
+func (*againPlanner) PlanQueries(Conn) []Query {
 	return []Query{{Key: "n", Script: "echo gathered\n", Parse: func(out []byte) (any, error) { return string(out), nil }}}
 }
-func (*againPlanner) sshdFacts() bool { return false }
-func (a *againPlanner) plan(_ *Env, facts []any) (*Plan, error) {
+func (*againPlanner) ConnFacts() bool { return false }
+func (a *againPlanner) Plan(_ *Env, facts []any) (*Plan, error) {
 	p := &Plan{Ops: []Op{seenOp("seen " + strings.TrimSpace(facts[0].(string)))}, Stale: []string{"n"}}
 	if a.again > 0 {
 		a.again--
@@ -31,8 +30,8 @@ type seenOp string
 
 func (o seenOp) String() string    { return string(o) }
 func (seenOp) ReadOnly() bool      { return false }
-func (o seenOp) planned() []Change { return []Change{{What: string(o)}} }
-func (o seenOp) run(_ context.Context, _ Runner, _ *Env, res *Result) error {
+func (o seenOp) Planned() []Change { return []Change{{What: string(o)}} }
+func (o seenOp) Run(_ context.Context, _ Runner, _ *Env, res *Result) error {
 	res.Changed, res.Changes = true, append(res.Changes, Change{What: string(o)})
 	return nil
 }
@@ -55,13 +54,41 @@ func (g *gatherCounter) Run(_ context.Context, _ string, stdin []byte) ([]byte, 
 // never a loop.
 func TestExecuteLooksAgainOnce(t *testing.T) {
 	g := &gatherCounter{}
-	res, err := runModule(context.Background(), g, &Env{Facts: &Facts{}}, &againPlanner{again: 1})
+	res, err := runPlanner(context.Background(), g, &Env{Facts: &Facts{}}, &againPlanner{again: 1})
 	if err != nil || changesOf(res) != "seen I; seen II" || !res.Changed {
 		t.Errorf("looked again once: res %+v err %v", res, err)
 	}
 	g = &gatherCounter{}
-	res, err = runModule(context.Background(), g, &Env{Facts: &Facts{}}, &againPlanner{again: 5})
+	res, err = runPlanner(context.Background(), g, &Env{Facts: &Facts{}}, &againPlanner{again: 5})
 	if err == nil || !strings.Contains(err.Error(), "asks to look again") || g.n != 2 || changesOf(res) != "seen I" {
 		t.Errorf("asked twice: %d gathers, res %+v err %v", g.n, res, err)
 	}
+}
+
+// runPlanner runs one task as the runner would with no other task: its
+// facts gathered, its plan made and executed, its steps flushed at once.
+func runPlanner(ctx context.Context, r Runner, env *Env, m Planner) (*Result, error) {
+	x := NewExecutor(r, env)
+	p, err := x.Plan(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	res, queued, err := x.Execute(ctx, 0, m, p)
+	if queued {
+		oc := x.Flush(ctx, nil)[0]
+		return oc.Result, oc.Err
+	}
+	return res, err
+}
+
+// changesOf lists a result's changes, "; " between them.
+func changesOf(res *Result) string {
+	if res == nil {
+		return ""
+	}
+	var s []string
+	for _, c := range res.Changes {
+		s = append(s, c.What)
+	}
+	return strings.Join(s, "; ")
 }

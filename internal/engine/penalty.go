@@ -1,4 +1,4 @@
-package tasks
+package engine
 
 import (
 	"context"
@@ -256,16 +256,23 @@ func (g *loginGate) ForgetRefusals() {
 // penalties reads PerSourcePenalties from any user's effective sshd
 // configuration the run gathered, else assumes OpenSSH's defaults.
 func (g *loginGate) penalties() penaltyRules {
+	rules := defaultPenalties
 	if g.facts != nil {
-		g.facts.mu.Lock()
-		defer g.facts.mu.Unlock()
-		for _, v := range g.facts.data {
-			if u, ok := v.(*UserFacts); ok && u.SSHDKnown() == nil {
-				return parsePenalties(u.SSHD.Get("persourcepenalties"), u.SSHD.Get("persourcepenaltyexemptlist"), u.Conn.Client)
+		g.facts.Range(func(_ string, v any) bool {
+			sv, ok := v.(SSHDView)
+			if !ok {
+				return true
 			}
-		}
+			pen, known := sv.SSHDSetting("persourcepenalties")
+			if !known {
+				return true
+			}
+			exempt, _ := sv.SSHDSetting("persourcepenaltyexemptlist")
+			rules = parsePenalties(pen, exempt, sv.SSHDConn().Client)
+			return false
+		})
 	}
-	return defaultPenalties
+	return rules
 }
 
 func (g *loginGate) Login(ctx context.Context, user, keyFile string, p Path) (Runner, func() error, error) {

@@ -1,9 +1,8 @@
-package tasks
+package engine
 
 import (
 	"context"
 	"errors"
-	"fmt"
 )
 
 // Executor carries out plans on one host for the runner, which owns the
@@ -11,8 +10,8 @@ import (
 // → report. The executor holds what that order needs between tasks: the
 // host's facts (Env.Facts) and the steps queued for one round trip.
 //
-// A module that plans (every playbook module) is run through Plan and
-// Execute; a Program (audit, recover) is run by its own Run, after Flush.
+// A task that plans (a Planner: every playbook module) is run through
+// Plan and Execute; any other task runs itself, after Flush.
 type Executor struct {
 	r     Runner
 	env   *Env
@@ -28,31 +27,23 @@ func NewExecutor(r Runner, env *Env) *Executor {
 	return &Executor{r: r, env: env}
 }
 
-// Plans reports whether m is run as a plan (Plan, Execute) rather than by
-// its own Run.
-func (x *Executor) Plans(m Module) bool {
-	_, ok := m.(planner)
-	return ok
-}
-
-// Gather runs the queries of every module of mods in one round trip and
-// keeps what it learns. A query that fails is left for Plan, which runs it
-// again and reports its error on the task.
-func (x *Executor) Gather(ctx context.Context, mods []Module) {
-	var qs []Query
+// Gather runs qs (the queries of every task of a play) in one round trip
+// and keeps what it learns; a query named twice runs once. A query that
+// fails is left for Plan, which runs it again and reports its error on
+// the task.
+func (x *Executor) Gather(ctx context.Context, qs []Query) {
+	var uniq []Query
 	seen := map[string]bool{}
-	for _, m := range mods {
-		for _, q := range m.Queries() {
-			if !seen[q.Key] {
-				seen[q.Key] = true
-				qs = append(qs, q)
-			}
+	for _, q := range qs {
+		if !seen[q.Key] {
+			seen[q.Key] = true
+			uniq = append(uniq, q)
 		}
 	}
-	if len(qs) == 0 {
+	if len(uniq) == 0 {
 		return
 	}
-	parts, err := runQueries(ctx, x.r, x.env, qs)
+	parts, err := runQueries(ctx, x.r, x.env, uniq)
 	if err != nil {
 		return
 	}
@@ -60,35 +51,27 @@ func (x *Executor) Gather(ctx context.Context, mods []Module) {
 		if !part.OK() {
 			continue
 		}
-		if v, err := qs[i].Parse(part.Out); err == nil {
-			x.env.Facts.Set(qs[i].Key, v)
+		if v, err := uniq[i].Parse(part.Out); err == nil {
+			x.env.Facts.Set(uniq[i].Key, v)
 		}
 	}
 }
 
-// Stale reports whether steps queued for the batch make a fact m plans
-// from stale: the runner flushes them before it plans m.
-func (x *Executor) Stale(m Module) bool {
-	return x.batch.stales(m.Queries())
+// Stale reports whether steps queued for the batch make a fact of qs (the
+// queries a task plans from) stale: the runner flushes them before it
+// plans that task.
+func (x *Executor) Stale(qs []Query) bool {
+	return x.batch.stales(qs)
 }
 
 // Plan returns m's plan from the host's facts: those already known, the
 // others gathered in one round trip. Planning itself does no I/O.
-func (x *Executor) Plan(ctx context.Context, m Module) (*Plan, error) {
-	p, ok := m.(planner)
-	if !ok {
-		return nil, fmt.Errorf("internal error: %T does not plan", m)
-	}
-	return planFor(ctx, x.r, x.env, p)
-}
-
-// planFor gathers the facts p needs and returns its plan.
-func planFor(ctx context.Context, r Runner, env *Env, m planner) (*Plan, error) {
-	facts, err := gatherFacts(ctx, r, env, m.sshdFacts(), m.queries(env.Conn())...)
+func (x *Executor) Plan(ctx context.Context, m Planner) (*Plan, error) {
+	facts, err := gatherFacts(ctx, x.r, x.env, m.ConnFacts(), m.PlanQueries(x.env.Conn())...)
 	if err != nil {
 		return nil, err
 	}
-	return m.plan(env, facts)
+	return m.Plan(x.env, facts)
 }
 
 // Execute carries out p, the plan of m, as task: its changes are
@@ -101,7 +84,7 @@ func planFor(ctx context.Context, r Runner, env *Env, m planner) (*Plan, error) 
 // Execute forgets the facts p made stale, plans m once more and carries
 // out that plan as well, never batched; the result holds both, the first
 // plan's first. A second plan that asks again is an error, never a loop.
-func (x *Executor) Execute(ctx context.Context, task int, m Module, p *Plan) (res *Result, queued bool, err error) {
+func (x *Executor) Execute(ctx context.Context, task int, m Planner, p *Plan) (res *Result, queued bool, err error) {
 	env := x.env
 	if !env.Check && p.MayBatch() {
 		env.batch, env.batchTask = &x.batch, task
@@ -128,21 +111,12 @@ func (x *Executor) Pending() bool { return x.batch.pending() }
 
 // Flush runs the queued steps in one round trip and returns one outcome per
 // queued task (see stepBatch.flush). Of the facts the steps make stale it
-// reads again, in the same round trip, those the modules of later will
-// plan from (all of them when later is nil).
-func (x *Executor) Flush(ctx context.Context, later []Module) []TaskOutcome {
+// reads again, in the same round trip, those later tasks will plan from:
+// want says which (every one when want is nil).
+func (x *Executor) Flush(ctx context.Context, want func(key string) bool) []TaskOutcome {
 	if !x.batch.pending() {
 		return nil
 	}
-	x.batch.Want = nil
-	if later != nil {
-		want := map[string]bool{}
-		for _, m := range later {
-			for _, q := range m.Queries() {
-				want[q.Key] = true
-			}
-		}
-		x.batch.Want = func(k string) bool { return want[k] }
-	}
+	x.batch.Want = want
 	return x.batch.flush(ctx, x.r, x.env)
 }

@@ -1,4 +1,4 @@
-package tasks
+package engine
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,16 +29,16 @@ const ProbeOutputPrefix = "breakglass-probe"
 // keys' forced command prints. It forks only for sudo, like the plain
 // `id -un; sudo -n true` it is measured against. It is the command line of
 // probe_login.sh.
-var VerifyCommand = commandLine(probeLoginScript)
+var VerifyCommand = CommandLine(probeLoginScript)
 
 //go:embed probe_login.sh
 var probeLoginScript string
 
-// commandLine returns the one line of script that is neither empty nor a
+// CommandLine returns the one line of script that is neither empty nor a
 // comment: a one-line command kept in a .sh file so that shellcheck reads
 // it, sent without its comments. It panics unless there is exactly one
 // such line (a defect of the embedded file, which any test finds).
-func commandLine(script string) string {
+func CommandLine(script string) string {
 	var line string
 	n := 0
 	for _, l := range strings.Split(script, "\n") {
@@ -217,7 +218,7 @@ var proveRetryDelay = time.Second
 //
 // settings are sshd settings just put in force (the sshd module's), which
 // may lower the bound on logins at once; nil when none.
-func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings []sshdSetting) (string, error) {
+func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings []Setting, doubt Doubt) (string, error) {
 	if env.Dial == nil {
 		return "", fmt.Errorf("%w: no way to open fresh logins", ErrAccessNotProven)
 	}
@@ -236,17 +237,17 @@ func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings [
 	logins := append([]Login{{User: env.ControlUser}}, env.Logins...)
 	results := make([]attempt, len(logins))
 	parallel, limits := proveParallel(env, settings)
-	// The logins likely to get in first (see VerifyAccess.Run): a user
-	// whose facts show a lockout cause goes last, so that its refusal
-	// cannot get this address penalised before the others are proven.
+	// The logins likely to get in first: a user in doubt goes last, so
+	// that its refusal cannot get this address penalised before the
+	// others are proven.
 	order := make([]int, len(logins))
 	for i := range order {
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool {
-		return order[a] == 0 || (order[b] != 0 && lockoutHint(env, logins[order[a]].User) == "" && lockoutHint(env, logins[order[b]].User) != "")
+		return order[a] == 0 || (order[b] != 0 && doubt[logins[order[a]].User] == "" && doubt[logins[order[b]].User] != "")
 	})
-	eachLogin(len(logins), parallel, func(n int) {
+	EachLogin(len(logins), parallel, func(n int) {
 		i := order[n]
 		l := logins[i]
 		if err := ctx.Err(); err != nil {
@@ -309,29 +310,35 @@ const proveUnknownParallel = 4
 // (before any authentication) beyond the start value of MaxStartups
 // (start:rate:full, default 10:30:100) and beyond PerSourceMaxStartups per
 // address (all proof logins come from this one). The bound is
-// loginParallel, at most the start value less two (left to the operator's
+// LoginParallel, at most the start value less two (left to the operator's
 // own connections), at most PerSourceMaxStartups. It reads what the run
 // gathered already (the sshd module's facts, else any user's effective
 // configuration), and settings just put in force; with none of them known,
 // proveUnknownParallel. MaxSessions bounds sessions within one connection
 // and does not matter here: every proof login opens one session.
-func proveParallel(env *Env, settings []sshdSetting) (int, string) {
+func proveParallel(env *Env, settings []Setting) (int, string) {
 	var startups, perSource []string
 	if env.Facts != nil {
-		env.Facts.mu.Lock()
-		if f, ok := env.Facts.data[sshdFactsKey].(*sshdFacts); ok && f.MaxStartups != "" {
-			startups = append(startups, f.MaxStartups)
-			perSource = append(perSource, f.PerSourceMaxStartups)
-		} else {
-			for _, v := range env.Facts.data {
-				if u, ok := v.(*UserFacts); ok && u.SSHD.Get("maxstartups") != "" {
-					startups = append(startups, u.SSHD.Get("maxstartups"))
-					perSource = append(perSource, u.SSHD.Get("persourcemaxstartups"))
-					break
+		var view SSHDView
+		env.Facts.Range(func(_ string, v any) bool {
+			if l, ok := v.(StartupLimits); ok {
+				if st, ps := l.StartupLimits(); st != "" {
+					startups, perSource = []string{st}, []string{ps}
+					return false
 				}
 			}
+			if sv, ok := v.(SSHDView); ok && view == nil {
+				if st, _ := sv.SSHDSetting("maxstartups"); st != "" {
+					view = sv
+				}
+			}
+			return true
+		})
+		if startups == nil && view != nil {
+			st, _ := view.SSHDSetting("maxstartups")
+			ps, _ := view.SSHDSetting("persourcemaxstartups")
+			startups, perSource = []string{st}, []string{ps}
 		}
-		env.Facts.mu.Unlock()
 	}
 	for _, st := range settings {
 		switch strings.ToLower(st.Keyword) {
@@ -341,7 +348,7 @@ func proveParallel(env *Env, settings []sshdSetting) (int, string) {
 			perSource = append(perSource, st.Value)
 		}
 	}
-	n, known := loginParallel, false
+	n, known := LoginParallel, false
 	var why []string
 	for _, v := range startups {
 		begin, _, _ := strings.Cut(v, ":")
@@ -371,4 +378,67 @@ func proveParallel(env *Env, settings []sshdSetting) (int, string) {
 func droppedBeforeAuth(err error) bool {
 	var de *transport.DialError
 	return errors.As(err, &de) && (de.Stage == transport.StageConnect || de.Stage == transport.StageHandshake)
+}
+
+// LoginParallel bounds the fresh logins breakglass opens at once on one
+// host (verify_access's default parallel, and the most the prover opens):
+// every login is an unauthenticated connection until sshd accepts its key,
+// and sshd drops new ones beyond MaxStartups (by default from 10 on).
+const LoginParallel = 8
+
+// EachLogin calls login(i) for every i below n, in order, at most limit
+// at a time (at least one), and returns when every call has returned.
+// verify_access and proveAccess share it, so both stay under the bound.
+func EachLogin(n, limit int, login func(i int)) {
+	limit = max(1, min(limit, n))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range limit {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				login(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// Doubt maps a user to the lockout cause its facts showed when the plan
+// was made ("StrictModes refuses /home/bg"): the prover makes that user's
+// logins last, so that a refusal sshd will likely give cannot get this
+// address penalised before the others are proven.
+type Doubt map[string]string
+
+// String lists the users in doubt with their causes, sorted by user.
+func (d Doubt) String() string {
+	users := make([]string, 0, len(d))
+	for u := range d {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	for i, u := range users {
+		users[i] = u + " (" + d[u] + ")"
+	}
+	return strings.Join(users, ", ")
+}
+
+// proveWithout proves that the control user and env.MinWorking of env's
+// break-glass logins, those leftOut left out, log in on the direct path:
+// the guard of a change that takes ways in away.
+func proveWithout(ctx context.Context, env *Env, doubt Doubt, leftOut func(Login) bool) error {
+	others := *env
+	others.Logins = nil
+	for _, l := range env.Logins {
+		if !leftOut(l) {
+			others.Logins = append(others.Logins, l)
+		}
+	}
+	_, err := proveAccess(ctx, &others, Path{Name: "direct"}, time.Now().Add(2*time.Minute+proveCommitMargin), nil, doubt)
+	return err
 }

@@ -1,4 +1,4 @@
-package tasks
+package engine
 
 import (
 	"context"
@@ -38,7 +38,7 @@ type stepBatch struct {
 
 type batchEntry struct {
 	task      int
-	steps     []hostStep
+	steps     []Step
 	staleKeys []string
 	// known are facts already set to what the steps will leave: kept when
 	// the steps complete, forgotten when they do not.
@@ -53,7 +53,7 @@ type TaskOutcome struct {
 	Err    error   // nil when all its steps completed
 }
 
-func (b *stepBatch) add(task int, steps []hostStep, staleKeys []string, res *Result) {
+func (b *stepBatch) add(task int, steps []Step, staleKeys []string, res *Result) {
 	if b.stale == nil {
 		b.stale = map[string]bool{}
 	}
@@ -63,7 +63,7 @@ func (b *stepBatch) add(task int, steps []hostStep, staleKeys []string, res *Res
 	b.entries = append(b.entries, batchEntry{task: task, steps: steps, staleKeys: staleKeys, res: res})
 }
 
-func (b *stepBatch) addKnown(task int, steps []hostStep, predicted map[string]any, res *Result) {
+func (b *stepBatch) addKnown(task int, steps []Step, predicted map[string]any, res *Result) {
 	known := make([]string, 0, len(predicted))
 	for k := range predicted {
 		known = append(known, k)
@@ -134,15 +134,15 @@ func (b *stepBatch) flush(ctx context.Context, r Runner, env *Env) []TaskOutcome
 			// stops the script in the step that fails, which then has
 			// begun and not ended.
 			i := script.Begin()
-			if s.okLine != "" {
+			if s.OKLine != "" {
 				// The step's output is its report; the step completed
-				// only when it holds okLine (bg_reported_step,
+				// only when it holds OKLine (bg_reported_step,
 				// apply_prelude.sh).
-				script.WriteString(fmt.Sprintf("bg_step() {\n%s\n}\nbg_reported_step %s", s.cmd, shell.Quote(s.okLine)))
+				script.WriteString(fmt.Sprintf("bg_step() {\n%s\n}\nbg_reported_step %s", s.Cmd, shell.Quote(s.OKLine)))
 				script.End(i, "$bg_rc")
 				script.WriteString(`[ "$bg_rc" = 0 ] || exit 1`)
 			} else {
-				script.WriteString(s.cmd)
+				script.WriteString(s.Cmd)
 				script.End(i, "0")
 			}
 			total++
@@ -157,10 +157,7 @@ func (b *stepBatch) flush(ctx context.Context, r Runner, env *Env) []TaskOutcome
 	refresh := refreshQueries(env, wanted)
 	if len(refresh) > 0 {
 		script.WriteString("set +e")
-		script.WriteString(factsPrelude(env.Conn(), knownFacts(env), queryUsers(refresh)...))
-		for _, q := range refresh {
-			script.Part(q.Script)
-		}
+		writeQueries(script, env, refresh)
 	}
 	script.WriteString("}")
 	out, runErr := r.Run(ctx, "/bin/sh -s", script.Bytes())
@@ -194,13 +191,13 @@ func (b *stepBatch) flush(ctx context.Context, r Runner, env *Env) []TaskOutcome
 		res := &Result{Changes: e.res.Changes[:done], Changed: done > 0}
 		outcomes[i].Result = res
 		fail(i+1, nil)
-		outcomes[i].Err = fmt.Errorf("%s: %w", e.steps[done].change.What, runErr)
-		if st := e.steps[done]; st.unfinished != "" {
-			outcomes[i].Err = fmt.Errorf("%s: %s: %w", st.change.What, st.unfinished, runErr)
+		outcomes[i].Err = fmt.Errorf("%s: %w", e.steps[done].Change.What, runErr)
+		if st := e.steps[done]; st.Unfinished != "" {
+			outcomes[i].Err = fmt.Errorf("%s: %s: %w", st.Change.What, st.Unfinished, runErr)
 		}
-		if st := e.steps[done]; st.report != nil {
+		if st := e.steps[done]; st.Report != nil {
 			if p := parts[global]; p.Done {
-				if err := st.report(p.Out); err != nil {
+				if err := st.Report(p.Out); err != nil {
 					outcomes[i].Err = err
 					var rb interface{ RolledBackChange() bool }
 					res.RolledBack = errors.As(err, &rb) && rb.RolledBackChange()

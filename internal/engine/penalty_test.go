@@ -1,4 +1,4 @@
-package tasks
+package engine
 
 import (
 	"context"
@@ -87,21 +87,25 @@ func fastPenalties(t *testing.T, p penaltyRules) {
 // cut. Now sshd refuses it once, and everyone else is proven.
 func TestVerifyAccessNeverPenalisedIntoFalseResult(t *testing.T) {
 	fastPenalties(t, penaltyRules{On: true, AuthFail: 100 * time.Millisecond, Min: 250 * time.Millisecond, Max: 2 * time.Second})
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "k"), []byte("x"), 0o600); err != nil {
+	key := filepath.Join(t.TempDir(), "k")
+	if err := os.WriteFile(key, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, err := decodeVerify(t, `{min_working: 2, parallel: 1, logins: [{user: bad, key_file: k}, {user: bg-ops1, key_file: k}, {user: bg-ops2, key_file: k}], paths: [direct, {port: 22}, {address: 192.0.2.7}, {port: 2222}]}`)
-	if err != nil {
-		t.Fatal(err)
+	// verify_access {min_working: 2, parallel: 1, logins: bad, bg-ops1,
+	// bg-ops2, paths: [direct, {port: 22}, {address: 192.0.2.7}, {port: 2222}]}
+	op := &VerifyLogins{
+		Logins:   []Login{{User: "bad", KeyFile: key}, {User: "bg-ops1", KeyFile: key}, {User: "bg-ops2", KeyFile: key}},
+		Paths:    []Path{{Name: "direct"}, {Name: "port 22", Port: 22}, {Name: "address 192.0.2.7", Address: "192.0.2.7"}, {Name: "port 2222", Port: 2222}},
+		Need:     2,
+		Parallel: 1,
 	}
 	host := &penaltyHost{refuse: map[string]bool{"bad": true}, authfail: 100 * time.Millisecond, min: 250 * time.Millisecond}
 	// Earlier refusals (another run) leave a penalty just short of
 	// enforcement: one more refusal from this run starts it.
 	host.until = time.Now().Add(200 * time.Millisecond)
-	env := &Env{Dir: dir, Dial: GateLogins(host, nil, "192.0.2.7", 22)}
-	res, err := runModule(context.Background(), nil, env, v)
-	if err != nil {
+	env := &Env{Dial: GateLogins(host, nil, "192.0.2.7", 22)}
+	res := &Result{}
+	if err := op.Run(context.Background(), nil, env, res); err != nil {
 		t.Fatalf("verify: %v\n%+v", err, res.Access)
 	}
 	for _, a := range res.Access {
@@ -159,8 +163,7 @@ func TestLoginGateWaitsOutPenalty(t *testing.T) {
 	// With penalties off (read from sshd -T), a close before
 	// authentication is returned at once.
 	facts := &Facts{}
-	uf := &UserFacts{Name: "admin", Conn: Conn{Client: "127.0.0.1", Server: "127.0.0.2", Port: 22}, SSHD: SSHDConfig{Values: map[string][]string{"persourcepenalties": {"no"}}}}
-	facts.Set(UserFactsKey("admin"), uf)
+	facts.Set("user:admin", sshdView{conn: Conn{Client: "127.0.0.1", Server: "127.0.0.2", Port: 22}, settings: map[string]string{"persourcepenalties": "no"}})
 	g = GateLogins(host, facts, "192.0.2.7", 22)
 	cuts := host.cut
 	if _, _, err := g.Login(context.Background(), "bg-ops1", "k", Path{Name: "direct"}); errors.Is(err, ErrLoginPenalised) || !ClosedInHandshake(err) || host.cut != cuts+1 {
@@ -199,13 +202,37 @@ func TestProveAccessPutsLikelyRefusalsLast(t *testing.T) {
 	host := &penaltyHost{refuse: map[string]bool{"gone": true}, authfail: time.Millisecond, min: time.Hour}
 	facts := &Facts{}
 	// MaxStartups 3 lets one proof login run at a time.
-	facts.Set(UserFactsKey("gone"), &UserFacts{Name: "gone", SSHD: SSHDConfig{Values: map[string][]string{"maxstartups": {"3:30:100"}}}})
+	facts.Set("user:gone", sshdView{settings: map[string]string{"maxstartups": "3:30:100"}})
 	env := &Env{ControlUser: "admin", Dial: host, Facts: facts, MinWorking: 1,
 		Logins: []Login{{User: "gone", KeyFile: "/k"}, {User: "bg-ops1", KeyFile: "/k"}}}
-	if _, err := proveAccess(context.Background(), env, Path{Name: "direct"}, time.Now().Add(time.Minute), nil); err != nil {
+	if _, err := proveAccess(context.Background(), env, Path{Name: "direct"}, time.Now().Add(time.Minute), nil, Doubt{"gone": "no such user"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(host.calls, " "); got != "admin/direct bg-ops1/direct gone/direct" {
 		t.Errorf("order of the proof logins: %s", got)
 	}
+}
+
+// sshdView is a fact holding sshd's effective settings for a connection,
+// as a user's facts do (SSHDView); a setting it lacks is unknown.
+type sshdView struct {
+	conn     Conn
+	settings map[string]string
+}
+
+func (v sshdView) SSHDSetting(k string) (string, bool) {
+	val, ok := v.settings[k]
+	return val, ok
+}
+
+func (v sshdView) SSHDConn() Conn { return v.conn }
+
+// fixedRunner answers the probe command with its own text.
+type fixedRunner string
+
+func (f fixedRunner) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	if cmd != VerifyCommand {
+		return nil, errors.New("unexpected command " + cmd)
+	}
+	return []byte(f), nil
 }

@@ -1,4 +1,4 @@
-package tasks
+package engine
 
 // Transactions for changes that could cut access (DESIGN §5): back up the
 // files a change touches, arm a revert on the host that restores them by
@@ -62,9 +62,9 @@ import (
 // txnDir is where transactions keep their state on a host.
 const txnDir = "/run/breakglass/txn"
 
-// minTxnDeadline is the shortest deadline Begin accepts: the armed revert
+// MinTxnDeadline is the shortest deadline Begin accepts: the armed revert
 // must not fire while the change is still being applied.
-const minTxnDeadline = 5 * time.Second
+const MinTxnDeadline = 5 * time.Second
 
 // txnKeep is how many ended transactions a host keeps (with their backups).
 const txnKeep = 20
@@ -73,8 +73,8 @@ const txnKeep = 20
 // own context ended: restoring a host must not be cancelled with the task.
 const txnCleanupTimeout = 60 * time.Second
 
-// txnSpec says what a transaction protects.
-type txnSpec struct {
+// TxnSpec says what a transaction protects.
+type TxnSpec struct {
 	// What names the change in logs and errors, e.g. "sshd /etc/ssh/sshd_config.d/00-breakglass.conf".
 	What string
 	// Files are the absolute paths the change may write or remove. Begin
@@ -89,10 +89,10 @@ type txnSpec struct {
 	AfterRestore string
 }
 
-// hostTxn is one transaction on one host.
-type hostTxn struct {
+// Txn is one transaction on one host.
+type Txn struct {
 	ID   string
-	spec txnSpec
+	spec TxnSpec
 	r    Runner
 	root string // TxnDir; a temp directory in tests that run the scripts locally
 
@@ -104,12 +104,12 @@ type hostTxn struct {
 
 // Errors a transaction reports; decide with errors.Is.
 var (
-	// errTxnBusy: another transaction is armed on the host.
-	errTxnBusy = errors.New("another breakglass transaction is armed on this host")
-	// errTxnFired: the armed revert restored the host before the
+	// ErrTxnBusy: another transaction is armed on the host.
+	ErrTxnBusy = errors.New("another breakglass transaction is armed on this host")
+	// ErrTxnFired: the armed revert restored the host before the
 	// transaction was committed (the deadline was too short, or the
 	// control connection too slow).
-	errTxnFired = errors.New("the deadline passed and the revert armed on the host restored it")
+	ErrTxnFired = errors.New("the deadline passed and the revert armed on the host restored it")
 	// ErrTxnEnded: the transaction was already committed or rolled back.
 	ErrTxnEnded = errors.New("transaction already ended")
 )
@@ -122,17 +122,17 @@ type txnFiredError struct {
 
 func (e *txnFiredError) Error() string {
 	if e.RestoreFailed != "" {
-		return errTxnFired.Error() + ", but restoring failed: " + e.RestoreFailed
+		return ErrTxnFired.Error() + ", but restoring failed: " + e.RestoreFailed
 	}
-	return errTxnFired.Error()
+	return ErrTxnFired.Error()
 }
 
 // Is makes errors.Is(err, ErrTxnFired) true.
-func (e *txnFiredError) Is(target error) bool { return target == errTxnFired }
+func (e *txnFiredError) Is(target error) bool { return target == ErrTxnFired }
 
-// rollbackError is a change that was taken back. Why is the reason
+// RollbackError is a change that was taken back. Why is the reason
 // (a failed validation or login); the rest says how the host was restored.
-type rollbackError struct {
+type RollbackError struct {
 	What string // the change, as in TxnSpec.What
 	Why  error
 	// Pending is set when restoring through the control connection failed
@@ -157,7 +157,7 @@ type rollbackError struct {
 	Backup string
 }
 
-func (e *rollbackError) Error() string {
+func (e *RollbackError) Error() string {
 	if e.CommitUnknown {
 		return fmt.Sprintf("%s: proven, but not known whether committed: %v: if the commit reached the host, the proven change stays; otherwise the revert armed on the host restores the previous state by itself by %s", e.What, e.Why, e.Deadline.Format("15:04:05"))
 	}
@@ -177,7 +177,7 @@ func (e *rollbackError) Error() string {
 	return msg
 }
 
-func (e *rollbackError) Unwrap() error { return e.Why }
+func (e *RollbackError) Unwrap() error { return e.Why }
 
 func newTxnID(now time.Time) (string, error) {
 	var b [4]byte
@@ -188,25 +188,25 @@ func newTxnID(now time.Time) (string, error) {
 }
 
 // Dir is the transaction's directory on the host.
-func (t *hostTxn) Dir() string { return t.root + "/" + t.ID }
+func (t *Txn) Dir() string { return t.root + "/" + t.ID }
 
 // Script is the path of the revert script on the host.
-func (t *hostTxn) Script() string { return t.Dir() + "/revert.sh" }
+func (t *Txn) Script() string { return t.Dir() + "/revert.sh" }
 
 // Deadline is when the armed revert fires (by this machine's clock).
-func (t *hostTxn) Deadline() time.Time { return t.armedAt.Add(t.spec.Deadline) }
+func (t *Txn) Deadline() time.Time { return t.armedAt.Add(t.spec.Deadline) }
 
-// beginTxn starts a transaction: it refuses when another one is armed on the
+// BeginTxn starts a transaction: it refuses when another one is armed on the
 // host, then backs up spec.Files into a new transaction directory, in one
 // round trip. Nothing is armed yet.
-func beginTxn(ctx context.Context, r Runner, spec txnSpec) (*hostTxn, error) {
+func BeginTxn(ctx context.Context, r Runner, spec TxnSpec) (*Txn, error) {
 	return begin(ctx, r, spec, txnDir)
 }
 
 // begin is Begin with the transactions kept under root.
-func begin(ctx context.Context, r Runner, spec txnSpec, root string) (*hostTxn, error) {
-	if spec.Deadline < minTxnDeadline {
-		return nil, fmt.Errorf("transaction %s: deadline %v is shorter than %v", spec.What, spec.Deadline, minTxnDeadline)
+func begin(ctx context.Context, r Runner, spec TxnSpec, root string) (*Txn, error) {
+	if spec.Deadline < MinTxnDeadline {
+		return nil, fmt.Errorf("transaction %s: deadline %v is shorter than %v", spec.What, spec.Deadline, MinTxnDeadline)
 	}
 	if len(spec.Files) == 0 {
 		return nil, fmt.Errorf("transaction %s: no files to protect", spec.What)
@@ -220,7 +220,7 @@ func begin(ctx context.Context, r Runner, spec txnSpec, root string) (*hostTxn, 
 	if err != nil {
 		return nil, err
 	}
-	t := &hostTxn{ID: id, spec: spec, r: r, root: root}
+	t := &Txn{ID: id, spec: spec, r: r, root: root}
 	out, err := r.Run(ctx, "/bin/sh -s", t.beginScript())
 	if err != nil {
 		return nil, fmt.Errorf("transaction %s: back up: %w", spec.What, err)
@@ -229,7 +229,7 @@ func begin(ctx context.Context, r Runner, spec txnSpec, root string) (*hostTxn, 
 	switch st.status {
 	case "begun":
 	case "busy":
-		return nil, fmt.Errorf("transaction %s: %w (%s): it ends by itself within its deadline; try again then", spec.What, errTxnBusy, st.msg)
+		return nil, fmt.Errorf("transaction %s: %w (%s): it ends by itself within its deadline; try again then", spec.What, ErrTxnBusy, st.msg)
 	default:
 		return nil, fmt.Errorf("transaction %s: back up: %s", spec.What, st.describe())
 	}
@@ -245,12 +245,12 @@ func begin(ctx context.Context, r Runner, spec txnSpec, root string) (*hostTxn, 
 }
 
 // Existed reports whether spec.Files[i] existed when Begin backed it up.
-func (t *hostTxn) Existed(i int) bool { return t.existed[i] }
+func (t *Txn) Existed(i int) bool { return t.existed[i] }
 
 // Arm installs the revert script and starts it detached from the session,
 // so that it restores the host by itself after the deadline even when the
 // control connection dies. It returns once the revert runs.
-func (t *hostTxn) Arm(ctx context.Context) error {
+func (t *Txn) Arm(ctx context.Context) error {
 	if t.armed || t.ended {
 		return fmt.Errorf("transaction %s: arm: %w", t.spec.What, ErrTxnEnded)
 	}
@@ -278,7 +278,7 @@ func (t *hostTxn) Arm(ctx context.Context) error {
 
 // revertInstalled reports whether revert.sh may be on the host (true
 // when that cannot be told).
-func (t *hostTxn) revertInstalled(ctx context.Context) bool {
+func (t *Txn) revertInstalled(ctx context.Context) bool {
 	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	out, err := t.r.Run(ctx, "/bin/sh -s", txnScript("[ -e "+shell.Quote(t.Script())+" ] && echo yes || echo no"))
@@ -289,7 +289,7 @@ func (t *hostTxn) revertInstalled(ctx context.Context) bool {
 // when the revert fired first (the host is restored then). The host
 // commits at the instant it claims the transaction: a Commit cut off
 // before that leaves the revert armed, after it the change committed.
-func (t *hostTxn) Commit(ctx context.Context) error {
+func (t *Txn) Commit(ctx context.Context) error {
 	st, err := t.end(ctx, "commit")
 	if err != nil {
 		return err
@@ -308,13 +308,13 @@ func (t *hostTxn) Commit(ctx context.Context) error {
 // reports how that went (also when the armed revert fired first). The
 // restore runs detached on the host (the armed revert does it): a
 // Rollback cut off at any point leaves it running, or armed.
-func (t *hostTxn) Rollback(ctx context.Context) error { return t.restore(ctx, "rollback") }
+func (t *Txn) Rollback(ctx context.Context) error { return t.restore(ctx, "rollback") }
 
 // Abort is Rollback without AfterRestore, for a change that never took
 // effect (e.g. a config rejected before any reload).
-func (t *hostTxn) Abort(ctx context.Context) error { return t.restore(ctx, "abort") }
+func (t *Txn) Abort(ctx context.Context) error { return t.restore(ctx, "abort") }
 
-func (t *hostTxn) restore(ctx context.Context, mode string) error {
+func (t *Txn) restore(ctx context.Context, mode string) error {
 	st, err := t.end(ctx, mode)
 	if err != nil {
 		return err
@@ -349,7 +349,7 @@ func (e *txnRestoreError) Error() string { return e.msg }
 
 // cancel stops an armed revert without restoring anything: only for a
 // transaction that has not changed the host yet.
-func (t *hostTxn) cancel(ctx context.Context) error {
+func (t *Txn) cancel(ctx context.Context) error {
 	_, err := t.end(ctx, "cancel")
 	return err
 }
@@ -357,7 +357,7 @@ func (t *hostTxn) cancel(ctx context.Context) error {
 // end runs revert.sh MODE through the control connection. A context that
 // already ended is replaced, so a task's timeout does not stop waiting for
 // a restore (the restore itself runs detached on the host in any case).
-func (t *hostTxn) end(ctx context.Context, mode string) (txnOutput, error) {
+func (t *Txn) end(ctx context.Context, mode string) (txnOutput, error) {
 	if !t.armed {
 		if mode == "commit" || mode == "cancel" {
 			return txnOutput{}, fmt.Errorf("transaction %s: %s: not armed", t.spec.What, mode)
@@ -401,17 +401,17 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // *RollbackError to report: restored now, restored by the armed revert
 // (fired first), pending (the control connection failed: the armed revert
 // will do it), still running on the host, or failed on the host.
-func (t *hostTxn) RollbackOrPending(ctx context.Context, why error) *rollbackError {
+func (t *Txn) RollbackOrPending(ctx context.Context, why error) *RollbackError {
 	return t.undo(ctx, why, t.Rollback)
 }
 
 // AbortOrPending is RollbackOrPending for a change that never took effect.
-func (t *hostTxn) AbortOrPending(ctx context.Context, why error) *rollbackError {
+func (t *Txn) AbortOrPending(ctx context.Context, why error) *RollbackError {
 	return t.undo(ctx, why, t.Abort)
 }
 
-func (t *hostTxn) undo(ctx context.Context, why error, f func(context.Context) error) *rollbackError {
-	e := &rollbackError{What: t.spec.What, Why: why, Backup: t.Dir(), Deadline: t.Deadline()}
+func (t *Txn) undo(ctx context.Context, why error, f func(context.Context) error) *RollbackError {
+	e := &RollbackError{What: t.spec.What, Why: why, Backup: t.Dir(), Deadline: t.Deadline()}
 	err := f(ctx)
 	if err == nil {
 		return e
@@ -491,7 +491,7 @@ func txnValidPath(p string) error {
 //go:embed txn_prelude.sh
 var txnPrelude string
 
-func (t *hostTxn) beginScript() []byte {
+func (t *Txn) beginScript() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# breakglass transaction %s: begin (%s)\n", t.ID, t.spec.What)
 	b.WriteString(txnPrelude)
@@ -513,7 +513,7 @@ func (t *hostTxn) beginScript() []byte {
 var txnBeginScript string
 
 // installRevert is shell that writes revert.sh into the transaction's directory.
-func (t *hostTxn) installRevert() string {
+func (t *Txn) installRevert() string {
 	tmp := t.Script() + ".tmp"
 	return txnHeredoc([]byte(t.revertScript()), shell.Quote(tmp), `|| { echo "status failed"; echo "| write `+tmp+`"; exit 0; }`) +
 		fmt.Sprintf(`
@@ -521,7 +521,7 @@ chmod 0700 %s && mv -f %s %s || { echo "status failed"; echo "| install %s"; exi
 			shell.Quote(tmp), shell.Quote(tmp), shell.Quote(t.Script()), t.Script())
 }
 
-func (t *hostTxn) armScript() []byte {
+func (t *Txn) armScript() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# breakglass transaction %s: arm the revert (%s)\n", t.ID, t.spec.What)
 	b.WriteString(txnPrelude)
@@ -537,7 +537,7 @@ func (t *hostTxn) armScript() []byte {
 var txnArmScript string
 
 // revertScript is revert.sh: every way a transaction ends, on the host.
-func (t *hostTxn) revertScript() string {
+func (t *Txn) revertScript() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `#!/bin/sh
 # breakglass transaction %s: %s

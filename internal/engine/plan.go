@@ -1,4 +1,4 @@
-package tasks
+package engine
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 // trip or queued in the runner's batch, then the facts the steps changed.
 type Plan struct {
 	// Steps are the changes, in order; none when the host is as wanted.
-	Steps []hostStep
+	Steps []Step
 	// Stale names the facts the steps make stale: forgotten once they ran
 	// (or failed: the host may have changed).
 	Stale []string
@@ -39,7 +39,7 @@ type Plan struct {
 }
 
 // Op is one typed operation of a plan beyond its shell steps. Each kind
-// is data (what to run, what to prove, how to read the answer); run is
+// is data (what to run, what to prove, how to read the answer); Run is
 // how the executor carries it out on one host, adding what it did to res.
 type Op interface {
 	// String describes the op, for golden plans (never a secret).
@@ -47,12 +47,14 @@ type Op interface {
 	// ReadOnly reports whether the op changes nothing on any host, so it
 	// runs in check mode too (fresh logins, a known_hosts lookup).
 	ReadOnly() bool
-	// planned returns what the op will change, as far as the plan knows
+	// Planned returns what the op will change, as far as the plan knows
 	// (a transaction's files, the command it runs): check mode, which does
-	// not run an op that changes the host, reports these. run reports what
+	// not run an op that changes the host, reports these. Run reports what
 	// it changed itself, once it is made.
-	planned() []Change
-	run(ctx context.Context, r Runner, env *Env, res *Result) error
+	Planned() []Change
+	// Run carries the op out on the host r runs commands on, adding
+	// what it did to res.
+	Run(ctx context.Context, r Runner, env *Env, res *Result) error
 }
 
 // Guard is the lockout guard of a change that takes ways in away (a
@@ -66,37 +68,39 @@ type Guard struct {
 	// Refusal starts the error when the proof fails: what is not done
 	// and why it matters ("user bg-old: not removed").
 	Refusal string
+	// Doubt names the users whose facts showed a lockout cause when the
+	// plan was made, with the cause: their logins go last (see Doubt).
+	Doubt Doubt
 }
 
-// prove runs the guard's fresh logins; its error says why the change was
+// Prove runs the guard's fresh logins; its error says why the change was
 // refused.
-func (g *Guard) prove(ctx context.Context, env *Env) error {
+func (g *Guard) Prove(ctx context.Context, env *Env) error {
 	if env.MinWorking <= 0 {
 		return nil
 	}
 	if env.Dial == nil {
 		return fmt.Errorf("%s: no way to open fresh logins here, so the ways in left afterwards could not be proven", g.Refusal)
 	}
-	if err := proveWithout(ctx, env, func(l Login) bool { return slices.Contains(g.LeftOut, l) }); err != nil {
+	if err := proveWithout(ctx, env, g.Doubt, func(l Login) bool { return slices.Contains(g.LeftOut, l) }); err != nil {
 		return fmt.Errorf("%s: without it %w", g.Refusal, err)
 	}
 	return nil
 }
 
-// planner is a playbook module: it plans from facts with no I/O. Every
-// module of this package is one; the runner executes their plans through
-// Executor.
-type planner interface {
-	Module
-	// queries returns the facts the plan reads, for connection c (Queries
-	// is queries(Conn{}), where the script learns the connection itself).
-	queries(c Conn) []Query
-	// plan returns the plan from facts, the values of queries in order.
-	plan(env *Env, facts []any) (*Plan, error)
-	// sshdFacts reports whether the plan needs the user facts' sshd
-	// settings for this connection (gathered again when they are for
-	// another).
-	sshdFacts() bool
+// Planner is a task that plans from facts with no I/O (every playbook
+// module, package tasks): the executor gathers the facts it names and
+// carries out the plan it returns.
+type Planner interface {
+	// PlanQueries returns the facts the plan reads, for connection c.
+	PlanQueries(c Conn) []Query
+	// Plan returns the plan from facts, the values of PlanQueries in
+	// order. It does no I/O: facts in, plan out.
+	Plan(env *Env, facts []any) (*Plan, error)
+	// ConnFacts reports whether the plan needs facts as sshd sees them
+	// from this run's connection (SSHDView), gathered again when they are
+	// for another.
+	ConnFacts() bool
 }
 
 // join returns res after r: their changes, findings and logins in order.
@@ -117,7 +121,7 @@ func (r *Result) join(res *Result) *Result {
 // and its steps (see applySteps).
 func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) {
 	if p.Guard != nil && len(p.Steps)+len(p.Ops) > 0 && !env.Check {
-		if err := p.Guard.prove(ctx, env); err != nil {
+		if err := p.Guard.Prove(ctx, env); err != nil {
 			return nil, err
 		}
 	}
@@ -134,13 +138,13 @@ func execute(ctx context.Context, r Runner, env *Env, p *Plan) (*Result, error) 
 	res.Findings = append(res.Findings, p.Findings...)
 	for _, op := range p.Ops {
 		if env.Check && !op.ReadOnly() {
-			if ch := op.planned(); len(ch) > 0 {
+			if ch := op.Planned(); len(ch) > 0 {
 				res.Changed = true
 				res.Changes = append(res.Changes, ch...)
 			}
 			continue
 		}
-		if err := op.run(ctx, r, env, res); err != nil {
+		if err := op.Run(ctx, r, env, res); err != nil {
 			return res, err
 		}
 	}

@@ -1,4 +1,4 @@
-package tasks
+package engine
 
 import (
 	"context"
@@ -22,7 +22,7 @@ type TxnChange struct {
 	Task string
 	// Spec is what the transaction protects: the change's name, the files,
 	// the revert deadline and what the host runs after restoring them.
-	Spec txnSpec
+	Spec TxnSpec
 	// DeadlineArg is the task argument that sets Spec.Deadline, named in
 	// the advice when the revert fires before the commit ("revert_after").
 	DeadlineArg string
@@ -38,17 +38,25 @@ type TxnChange struct {
 	// plan time, it holds nothing of the run (no transaction id).
 	Install []byte
 	// Report judges Install's output.
-	Report func(out []byte) txnReport
+	Report func(out []byte) TxnReport
 	// Settings are sshd settings the change puts in force; the proof
 	// respects the bounds they set on logins at once (see proveParallel).
-	Settings []sshdSetting
+	Settings []Setting
 	// Stale are the facts the change makes stale, forgotten once it ran
 	// or failed; a key ending in ":" stands for every key it starts.
 	Stale []string
+	// Doubt orders the proof's logins (see Doubt).
+	Doubt Doubt
 }
 
-// txnReport is what a TxnChange's install script reported.
-type txnReport struct {
+// Setting is one sshd setting a change puts in force.
+type Setting struct {
+	Keyword string // canonical case
+	Value   string
+}
+
+// TxnReport is what a TxnChange's install script reported.
+type TxnReport struct {
 	// Err, when set, is why the change failed; the files are restored.
 	Err error
 	// InEffect is set with Err when the failed change may have taken
@@ -68,8 +76,8 @@ var _ Op = (*TxnChange)(nil)
 // ReadOnly implements Op: a transaction changes the host.
 func (*TxnChange) ReadOnly() bool { return false }
 
-// planned implements Op: check mode reports the changes.
-func (c *TxnChange) planned() []Change { return append(slices.Clip(c.Changes), c.Also...) }
+// Planned implements Op: check mode reports the changes.
+func (c *TxnChange) Planned() []Change { return append(slices.Clip(c.Changes), c.Also...) }
 
 // String implements Op.
 func (c *TxnChange) String() string {
@@ -91,6 +99,9 @@ func (c *TxnChange) String() string {
 		settings[i] = st.Keyword + " " + st.Value
 	}
 	fmt.Fprintf(&b, "prove: fresh logins on the direct path, with sshd settings %q\n", settings)
+	if len(c.Doubt) > 0 {
+		fmt.Fprintf(&b, "prove last: %s\n", c.Doubt)
+	}
 	stale := make([]string, len(c.Stale))
 	for i, k := range c.Stale {
 		if strings.HasSuffix(k, ":") {
@@ -112,10 +123,10 @@ func indentLines(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
 }
 
-// run implements Op: the transaction, from Begin to Commit. On success it
+// Run implements Op: the transaction, from Begin to Commit. On success it
 // adds the changes, each with what was proven; on failure it adds none
 // and sets res.RolledBack when the host is back as it was.
-func (c *TxnChange) run(ctx context.Context, r Runner, env *Env, res *Result) error {
+func (c *TxnChange) Run(ctx context.Context, r Runner, env *Env, res *Result) error {
 	files := strings.Join(c.Spec.Files, ", ")
 	if env.Dial == nil {
 		return fmt.Errorf("%s: %s: no way to open fresh logins here, so the change could not be proven: nothing changed", c.Task, files)
@@ -125,14 +136,14 @@ func (c *TxnChange) run(ctx context.Context, r Runner, env *Env, res *Result) er
 	}
 	defer env.Facts.forget(c.Stale...)
 
-	txn, err := beginTxn(ctx, r, c.Spec)
+	txn, err := BeginTxn(ctx, r, c.Spec)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Task, err)
 	}
 	if err := txn.Arm(ctx); err != nil {
 		return fmt.Errorf("%s: %w: nothing changed", c.Task, err)
 	}
-	failed := func(rb *rollbackError) error {
+	failed := func(rb *RollbackError) error {
 		res.RolledBack = !rb.Failed && !rb.Running && !rb.CommitUnknown
 		return rb
 	}
@@ -149,12 +160,12 @@ func (c *TxnChange) run(ctx context.Context, r Runner, env *Env, res *Result) er
 		return failed(txn.AbortOrPending(ctx, rep.Err))
 	}
 
-	proof, err := proveAccess(ctx, env, Path{Name: "direct"}, txn.Deadline(), c.Settings)
+	proof, err := proveAccess(ctx, env, Path{Name: "direct"}, txn.Deadline(), c.Settings, c.Doubt)
 	if err != nil {
 		return failed(txn.RollbackOrPending(ctx, err))
 	}
 	if err := txn.Commit(ctx); err != nil {
-		rb := &rollbackError{What: c.Spec.What, Why: err, Backup: txn.Dir(), Deadline: txn.Deadline()}
+		rb := &RollbackError{What: c.Spec.What, Why: err, Backup: txn.Dir(), Deadline: txn.Deadline()}
 		var fired *txnFiredError
 		if errors.As(err, &fired) {
 			rb.Why = fmt.Errorf("%w, before the change was committed: raise %s (now %ds)", err, c.DeadlineArg, int(c.Spec.Deadline/time.Second))

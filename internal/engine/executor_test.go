@@ -1,4 +1,4 @@
-package tasks
+package engine
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 // the others are kept. Output that looks like the framing stays data.
 func TestGatherKeepsWhatAnswered(t *testing.T) {
 	text := func(b []byte) (any, error) { return string(b), nil }
-	m := queryModule{
+	qs := []Query{
 		{Key: "ok", Script: "echo fine", Parse: text},
 		{Key: "bad", Script: "echo partial; exit 3", Parse: text},
 		{Key: "unparsed", Script: "echo x", Parse: func([]byte) (any, error) { return nil, context.Canceled }},
@@ -19,7 +19,7 @@ func TestGatherKeepsWhatAnswered(t *testing.T) {
 	}
 	r := &countingRunner{}
 	env := &Env{Facts: &Facts{}}
-	NewExecutor(r, env).Gather(context.Background(), []Module{m, m})
+	NewExecutor(r, env).Gather(context.Background(), append(qs, qs...))
 	if r.n != 1 {
 		t.Errorf("%d round trips, want 1", r.n)
 	}
@@ -34,8 +34,3 @@ func TestGatherKeepsWhatAnswered(t *testing.T) {
 		}
 	}
 }
-
-// queryModule is a task that only reads facts.
-type queryModule []Query
-
-func (q queryModule) Queries() []Query { return q }
