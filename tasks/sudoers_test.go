@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -213,7 +214,7 @@ func TestParseSudoersFile(t *testing.T) {
 			t.Errorf("%q: %v", tc.out, err)
 			continue
 		}
-		if v.(sudoersFile) != tc.want {
+		if !reflect.DeepEqual(v.(sudoersFile), tc.want) {
 			t.Errorf("%q: got %+v, want %+v", tc.out, v, tc.want)
 		}
 	}
