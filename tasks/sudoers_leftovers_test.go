@@ -1,9 +1,12 @@
 package tasks
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
+
+var sudoersLeftoverName = regexp.MustCompile(`^/etc/sudoers\.d/\.ops\.breakglass-(new|old)\.[0-9a-f]{12}$`)
 
 // TestSudoersLeftoversPlan: what killed runs left beside the drop-in is a
 // change of its own, also when the drop-in is as wanted; the transaction
@@ -33,6 +36,12 @@ func TestSudoersLeftoversPlan(t *testing.T) {
 	}
 	if got := scriptVar(string(script), "cu="); got != "''" {
 		t.Errorf("cu %q: clearing leftovers cannot change anyone's sudo", got)
+	}
+	// The names a run gives its files are the shape the next run clears.
+	for _, v := range []string{"new=", "old="} {
+		if got := scriptVar(string(script), v); !sudoersLeftoverName.MatchString(got) {
+			t.Errorf("%s%s is not of the shape the query and sudoers.sh clear", v, got)
+		}
 	}
 	cur.Leftovers = nil
 	if p, err := s.planChanges(cur, false); err != nil || len(p.changes) != 0 {
