@@ -227,8 +227,8 @@ type sudoersFile struct {
 	Mode    uint32 // permission bits
 	Content string
 	// Leftovers are the base names of what killed runs left beside the
-	// drop-in (tmpPath's names: regular files or symbolic links); the
-	// next install transaction clears them (sudoers.sh).
+	// drop-in (tmpPath's names: regular files or symbolic links); this
+	// run's transaction clears them first (sudoers.sh).
 	Leftovers []string
 }
 
@@ -323,7 +323,7 @@ func (s *Sudoers) planChanges(cur sudoersFile, diff bool) (sudoersPlan, error) {
 	for _, name := range cur.Leftovers {
 		ch := Change{Path: SudoersDir + "/" + name, What: "remove " + SudoersDir + "/" + name + ", left by a killed run"}
 		if strings.HasPrefix(name, "."+s.name+".breakglass-old.") {
-			ch.What += " (the newest previous version such a run held becomes the backup " + s.backupPath() + "; none is put back in force)"
+			ch.What += " (the newest of the previous versions such runs held becomes the backup " + s.backupPath() + " instead; none is put back in force)"
 		}
 		p.changes = append(p.changes, ch)
 	}
