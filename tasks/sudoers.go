@@ -434,7 +434,9 @@ func (e *SudoersError) RolledBackChange() bool { return e.RolledBack }
 // replaced): run is random, so that no run removes or installs another's
 // file, even without the host lock (the new file's temp name is
 // bg_temp's, random too). The names start with a dot and hold dots, so
-// sudo skips them.
+// sudo skips them. Such names of an earlier run are a killed run's (the
+// host lock lets one run at a time act): the next run clears them
+// (Leftovers).
 func (s *Sudoers) tmpPath(what, run string) string {
 	return SudoersDir + "/." + s.name + ".breakglass-" + what + "." + run
 }
