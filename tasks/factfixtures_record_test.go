@@ -96,6 +96,8 @@ func factRecordings() []factRecording {
 		{dir: "sudoers", name: "empty", setup: ": >/etc/sudoers.d/ops && chown 1000:1000 /etc/sudoers.d/ops && chmod 0644 /etc/sudoers.d/ops", undo: "rm -f /etc/sudoers.d/ops", query: sudoers},
 		{dir: "sudoers", name: "directory", setup: "mkdir -m 0755 /etc/sudoers.d/ops", undo: "rmdir /etc/sudoers.d/ops", query: sudoers},
 		{dir: "sudoers", name: "symlink", setup: "printf 'root ALL=(ALL) ALL\\n' >/srv/x && ln -s /srv/x /etc/sudoers.d/ops", undo: "rm -f /etc/sudoers.d/ops /srv/x", query: sudoers},
+		{dir: "sudoers", name: "leftovers", setup: "cd /etc/sudoers.d && printf '# ops\\n' >ops && chmod 0440 ops && ln ops .ops.breakglass-new.0123456789ab && ln -s /srv/x .ops.breakglass-old.0123456789ab && : >.ops.breakglass-new.0123 && mkdir .ops.breakglass-old.aaaaaaaaaaaa",
+			undo: "cd /etc/sudoers.d && rm -rf ops .ops.breakglass-new.0123456789ab .ops.breakglass-old.0123456789ab .ops.breakglass-new.0123 .ops.breakglass-old.aaaaaaaaaaaa", query: sudoers},
 		{dir: "probe", name: "sudo", as: "admin", query: q(probeQuery())},
 		{dir: "probe", name: "nosudo", as: "bg-rec1", setup: "useradd -m -s /bin/bash bg-rec1", undo: "userdel -r bg-rec1 2>/dev/null", query: q(probeQuery())},
 		{dir: "probe", name: "sudopassword", as: "bg-rec2",

@@ -248,6 +248,8 @@ func factFixtures() []factFixture {
 		{file: "sudoers/empty.namespace.txt", parse: parseSudoersFile, want: sudoersFile{Exists: true, Type: "regular empty file", UID: 1000, GID: 1000, Mode: 0o644}},
 		{file: "sudoers/directory.namespace.txt", parse: parseSudoersFile, want: sudoersFile{Exists: true, Type: "directory", Mode: 0o755}},
 		{file: "sudoers/symlink.namespace.txt", parse: parseSudoersFile, want: sudoersFile{Exists: true, Type: "symbolic link", Mode: 0o777}},
+		{file: "sudoers/leftovers.namespace.txt", parse: parseSudoersFile, want: sudoersFile{Exists: true, Type: "regular file", Mode: 0o440, Content: "# ops\n",
+			Leftovers: []string{".ops.breakglass-new.0123456789ab", ".ops.breakglass-old.0123456789ab"}}},
 		{file: "probe/sudo.namespace.txt", parse: probeQuery().Parse, want: probeFacts{User: "admin", Sudo: true}},
 		{file: "probe/nosudo.namespace.txt", parse: probeQuery().Parse, want: probeFacts{User: "bg-rec1"}},
 		{file: "probe/sudopassword.namespace.txt", parse: probeQuery().Parse, want: probeFacts{User: "bg-rec2"}},

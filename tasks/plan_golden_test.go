@@ -251,6 +251,7 @@ func TestPlansGolden(t *testing.T) {
 		{"sudoers-wrong-mode", sudoers(`{name: breakglass, users: [bg-ops1]}`, "present 1000 0 666 regular file\n# old\n")},
 		{"sudoers-absent", sudoers(`{name: breakglass, state: absent}`, "present 0 0 440 regular file\nold\n")},
 		{"sudoers-directory", sudoers(`{name: breakglass, users: [bg-ops1]}`, "present 0 0 755 directory\n")},
+		{"sudoers-leftovers", sudoers(`{name: breakglass, users: [bg-ops1]}`, "leftover .breakglass.breakglass-new.0123456789ab\nleftover .breakglass.breakglass-old.0123456789ab\npresent 0 0 440 regular file\n# managed by breakglass (sudoers task \"breakglass\"): changes made here are overwritten\nbg-ops1 ALL=(ALL) ALL\n")},
 		{"secondary-fresh-namespace", secondary("absent.namespace", "existing", false, false)},
 		{"secondary-fresh-trixie", secondary("absent.trixie", "missing", false, false)},
 		{"secondary-nothing-namespace", secondary("installed.namespace", "existing", false, false)},

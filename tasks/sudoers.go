@@ -227,6 +227,10 @@ type sudoersFile struct {
 	GID     int
 	Mode    uint32 // permission bits
 	Content string
+	// Leftovers are the base names of what killed runs left beside the
+	// drop-in (tmpPath's names: regular files or symbolic links); this
+	// run's transaction clears them first (sudoers.sh).
+	Leftovers []string
 }
 
 func (f sudoersFile) regular() bool {
@@ -237,16 +241,21 @@ func (s *Sudoers) factKey() string { return "sudoers.file " + s.Path() }
 
 func (s *Sudoers) query() Query {
 	p := shell.Quote(s.Path())
+	// tmpPath's names, RUN 12 hex digits, first: the content is the rest.
 	return Query{
 		Key: s.factKey(),
-		Script: fmt.Sprintf(`f=%s
+		Script: fmt.Sprintf(`for e in %s???????????? %s????????????; do
+	case ${e##*.} in *[!0-9a-f]*) continue ;; esac
+	if [ -L "$e" ] || [ -f "$e" ]; then printf 'leftover %%s\n' "${e##*/}"; fi
+done
+f=%s
 if [ -e "$f" ] || [ -L "$f" ]; then
 	stat -c 'present %%u %%g %%a %%F' -- "$f" || exit 1
 	if [ -f "$f" ] && [ ! -L "$f" ]; then head -c %d -- "$f" || exit 1; fi
 else
 	echo absent
 fi
-`, p, sudoersMaxRead+1),
+`, shell.Quote(s.tmpPath("new", "")), shell.Quote(s.tmpPath("old", "")), p, sudoersMaxRead+1),
 		Parse: parseSudoersFile,
 	}
 }
@@ -256,14 +265,23 @@ fi
 const sudoersMaxRead = 1 << 20
 
 func parseSudoersFile(out []byte) (any, error) {
+	var left []string
 	head, content, _ := strings.Cut(string(out), "\n")
+	for {
+		name, ok := strings.CutPrefix(head, "leftover ")
+		if !ok {
+			break
+		}
+		left = append(left, name)
+		head, content, _ = strings.Cut(content, "\n")
+	}
 	if head == "absent" {
-		return sudoersFile{}, nil
+		return sudoersFile{Leftovers: left}, nil
 	}
 	if len(content) > sudoersMaxRead {
 		content = content[:sudoersMaxRead] + "\n[breakglass read only the first 1 MiB of this file]\n"
 	}
-	f := sudoersFile{Exists: true, Content: content}
+	f := sudoersFile{Exists: true, Content: content, Leftovers: left}
 	fields := strings.SplitN(head, " ", 5)
 	if len(fields) != 5 || fields[0] != "present" {
 		return nil, fmt.Errorf("unexpected output %q", head)
@@ -295,7 +313,25 @@ type sudoersPlan struct {
 	changes []Change
 }
 
+// planChanges is the drop-in's change (planDropIn), then the clearing of
+// what killed runs left beside it, which the same transaction does first
+// (alone, when the drop-in is as wanted).
 func (s *Sudoers) planChanges(cur sudoersFile, diff bool) (sudoersPlan, error) {
+	p, err := s.planDropIn(cur, diff)
+	if err != nil {
+		return p, err
+	}
+	for _, name := range cur.Leftovers {
+		ch := Change{Path: SudoersDir + "/" + name, What: "remove " + SudoersDir + "/" + name + ", left by a killed run"}
+		if strings.HasPrefix(name, "."+s.name+".breakglass-old.") {
+			ch.What += " (the newest of the previous versions such runs held becomes the backup " + s.backupPath() + " instead; none is put back in force)"
+		}
+		p.changes = append(p.changes, ch)
+	}
+	return p, nil
+}
+
+func (s *Sudoers) planDropIn(cur sudoersFile, diff bool) (sudoersPlan, error) {
 	p := sudoersPlan{existed: cur.Exists}
 	path := s.Path()
 	if cur.Exists && !cur.regular() {
@@ -399,7 +435,9 @@ func (e *SudoersError) RolledBackChange() bool { return e.RolledBack }
 // replaced): run is random, so that no run removes or installs another's
 // file, even without the host lock (the new file's temp name is
 // bg_temp's, random too). The names start with a dot and hold dots, so
-// sudo skips them.
+// sudo skips them. Such names of an earlier run are a killed run's (the
+// host lock lets one run at a time act): the next run clears them
+// (Leftovers).
 func (s *Sudoers) tmpPath(what, run string) string {
 	return SudoersDir + "/." + s.name + ".breakglass-" + what + "." + run
 }
@@ -516,7 +554,7 @@ func (s *Sudoers) script(p sudoersPlan, controlUser string) ([]byte, error) {
 	// new file for other users cannot touch it, so the check (two logins
 	// through runuser and sudo, the slowest part) is left out then.
 	cu := ""
-	if controlUser != "" && controlUser != "root" && shell.ValidUser(controlUser) == nil &&
+	if (p.install || p.remove) && controlUser != "" && controlUser != "root" && shell.ValidUser(controlUser) == nil &&
 		(p.existed || p.remove || len(s.groups) > 0 || slices.Contains(s.users, controlUser)) {
 		cu = controlUser
 	}

@@ -7,7 +7,7 @@
 #   d f       the drop-in directory and the drop-in
 #   new old   this run's own names for the new and the previous file
 #             (sudo ignores them)
-#   mode      install, remove or none
+#   mode      install, remove or none (only clear what killed runs left)
 #   content   the new drop-in (mode install)
 #   want      the privilege sudo -l -U must list (mode install)
 #   users     the users to confirm it for, one per word (mode install)
@@ -46,6 +46,34 @@ restore() {
 }
 command -v visudo >/dev/null 2>&1 || { report failed precheck "visudo not found: is sudo installed?"; exit 0; }
 [ -d "$d" ] || { report failed precheck "$d does not exist"; exit 0; }
+# What earlier runs killed mid-transaction left of this drop-in: their
+# new and old names (the host lock makes any such name a dead run's). A
+# new name goes. Of the old names, which hold a previous version, the
+# newest (by ctime) becomes the backup, what the run would have kept had
+# it finished, unless it is the drop-in or the backup already; the rest
+# go. None is put back in force: this run's change sets the drop-in.
+# Only regular files and symbolic links with exactly these names are
+# touched, in $d itself, which root alone can change; no link is followed.
+leftovers() (
+	bg_pin "$d" || exit 1
+	if ! bg_trusted; then echo "not touching what killed runs left in $d: users other than root can change it"; exit 1; fi
+	b=${f##*/} keep='' kt=''
+	for e in "./.$b.breakglass-new."???????????? "./.$b.breakglass-old."????????????; do
+		case ${e##*.} in *[!0-9a-f]*) continue ;; esac
+		[ -L "$e" ] || [ -f "$e" ] || continue
+		case $e in "./.$b.breakglass-new."*) rm -f -- "$e" || exit 1; continue ;; esac
+		if [ -L "$e" ]; then rm -f -- "$e" || exit 1; continue; fi
+		# shellcheck disable=SC3013 # -ef: dash and bash both have it
+		if { [ -f "./$b" ] && [ ! -L "./$b" ] && [ "$e" -ef "./$b" ]; } || [ "$e" -ef "./.$b$bg_bak" ]; then rm -f -- "$e" || exit 1; continue; fi
+		c=$(stat -c %Z -- "$e") || exit 1
+		if [ -n "$keep" ] && [ "$c" -lt "$kt" ]; then rm -f -- "$e" || exit 1; continue; fi
+		[ -z "$keep" ] || rm -f -- "$keep" || exit 1
+		keep=$e kt=$c
+	done
+	[ -z "$keep" ] || bg_keep "$d/${keep#./}" "$f"
+)
+if ! out=$(leftovers 2>&1); then report failed precheck "cannot clear what killed runs left beside $f: $out"; exit 0; fi
+[ "$mode" != none ] || { report ok 'done' ''; exit 0; }
 if [ -n "$cu" ]; then
 	# Whether the control user has passwordless sudo now; the change
 	# must not take it away (it would cut this run's own become).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/breakglass/breakglass/internal/engine"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -214,7 +215,7 @@ func TestParseSudoersFile(t *testing.T) {
 			t.Errorf("%q: %v", tc.out, err)
 			continue
 		}
-		if v.(sudoersFile) != tc.want {
+		if !reflect.DeepEqual(v.(sudoersFile), tc.want) {
 			t.Errorf("%q: got %+v, want %+v", tc.out, v, tc.want)
 		}
 	}

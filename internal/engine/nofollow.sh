@@ -258,6 +258,22 @@ bg_temp() (
 	exit 1
 )
 
+# bg_linkbak ENTRY FILE: in FILE's pinned directory, make the backup name
+# (bg_bak) another name for ./ENTRY (link(2) follows nothing; -T takes the
+# backup name as a name, never as a directory to link into). A directory
+# under the backup name is none of breakglass's (a user can make one in
+# their own directory): it is neither entered nor removed, and the write
+# is refused, naming it.
+bg_linkbak() {
+	if [ -d "./.$1$bg_bak" ] && [ ! -L "./.$1$bg_bak" ]; then
+		echo "breakglass: not writing $2: $(bg_dir "$2")/.$1$bg_bak, the name its previous version is kept under, is a directory; breakglass neither enters nor removes it: move it out of the way, then run again" >&2
+		return 1
+	fi
+	bg_e=$(ln -fT -- "./$1" "./.$1$bg_bak" 2>&1) && return
+	echo "breakglass: not writing $2: cannot keep its previous version as $(bg_dir "$2")/.$1$bg_bak: $bg_e" >&2
+	return 1
+}
+
 # bg_commit TEMP FILE [nobak]: the second half: keep FILE's previous
 # version as its backup (bg_bak), rename TEMP (bg_temp's, beside FILE)
 # over FILE and fsync the directory. With nobak no backup is made: the
@@ -273,7 +289,7 @@ bg_commit() (
 		exit 1
 	fi
 	if [ "${3-}" != nobak ] && { [ -e "./$b" ] || [ -L "./$b" ]; }; then
-		ln -fT -- "./$b" "./.$b$bg_bak" || exit 1
+		bg_linkbak "$b" "$2" || exit 1
 	fi
 	mv -fT -- "./$t" "./$b" || exit 1
 	sync -- . 2>/dev/null || :
@@ -305,7 +321,7 @@ bg_write() (
 		# The backup is another name, in the same directory, for whatever
 		# ./ENTRY is (link(2) never follows it): root may make it, where
 		# protected_hardlinks would stop the user for a file of root's.
-		if [ -e "./$b" ] || [ -L "./$b" ]; then ln -fT -- "./$b" "./.$b$bg_bak"; fi
+		if [ -e "./$b" ] || [ -L "./$b" ]; then bg_linkbak "$b" "$1" || exit 1; fi
 		printf '%s' "$4" | bg_as "${2%%:*}" /bin/sh -c "$bg_write_script" bg_write "$b" "$3"
 		exit
 	fi
