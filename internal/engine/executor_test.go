@@ -34,3 +34,23 @@ func TestGatherKeepsWhatAnswered(t *testing.T) {
 		}
 	}
 }
+
+// TestFactGathersAsPlansDo: a fact a Program asks for on its own
+// (Env.Fact, as recover does) is gathered as a plan's are: with the
+// prelude its kind shares, and once.
+func TestFactGathersAsPlansDo(t *testing.T) {
+	shared := &Shared{Prelude: func(Conn, *Facts, []Query) string { return "bg_kind=shared\n" }}
+	q := Query{Key: "k", Script: `echo "kind: $bg_kind"`, Shared: shared,
+		Parse: func(b []byte) (any, error) { return string(b), nil }}
+	r := &countingRunner{}
+	env := &Env{}
+	for range 2 {
+		v, err := env.Fact(context.Background(), r, q)
+		if err != nil || v != "kind: shared\n" {
+			t.Fatalf("fact %q, %v", v, err)
+		}
+	}
+	if r.n != 1 {
+		t.Errorf("%d round trips, want 1", r.n)
+	}
+}

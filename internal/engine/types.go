@@ -105,24 +105,13 @@ type Facts struct {
 }
 
 // Fact returns the value of q, from Facts when gathered already, otherwise
-// by running q now (one round trip) and storing it.
+// gathered now (one round trip, as a plan's facts are) and stored.
 func (e *Env) Fact(ctx context.Context, r Runner, q Query) (any, error) {
-	if e.Facts == nil {
-		e.Facts = &Facts{}
-	}
-	if v, ok := e.Facts.Get(q.Key); ok {
-		return v, nil
-	}
-	out, err := r.Run(ctx, "/bin/sh -s", []byte(q.Script))
+	vals, err := gatherFacts(ctx, r, e, false, q)
 	if err != nil {
-		return nil, fmt.Errorf("gather %s: %w", q.Key, err)
+		return nil, err
 	}
-	v, err := q.Parse(out)
-	if err != nil {
-		return nil, fmt.Errorf("gather %s: %w", q.Key, err)
-	}
-	e.Facts.Set(q.Key, v)
-	return v, nil
+	return vals[0], nil
 }
 
 // Delete forgets the values under keys, so they are gathered again.
