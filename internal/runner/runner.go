@@ -85,7 +85,7 @@ type Options struct {
 	NoControl bool
 	// Logins opens the fresh logins of verify_access and the safety net.
 	// It may be nil.
-	Logins func(job *Job) tasks.LoginDialer
+	Logins func(job *Job) engine.LoginDialer
 	// Progress is called after each host with the counts so far.
 	Progress func(done, total, failed int)
 	// HostDone is called once per host when it is finished, never
@@ -237,13 +237,13 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 		})
 	}
 
-	env := &tasks.Env{
+	env := &engine.Env{
 		Host:        job.Name,
 		ControlUser: conn.User(),
 		Check:       o.Check,
 		Diff:        o.Diff,
 		Dir:         o.Dir,
-		Facts:       &tasks.Facts{},
+		Facts:       &engine.Facts{},
 	}
 	if k := conn.PublicKey(); k != nil {
 		env.ControlKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
@@ -257,7 +257,7 @@ func runHost(ctx context.Context, d Dialer, job *Job, h *report.Host, o Options)
 	env.Logins, env.MinWorking = safetyLogins(job, o.Dir)
 
 	for _, play := range job.Plays {
-		var r tasks.Runner = timed{conn, o.Timeout, &h.RoundTrips}
+		var r engine.Runner = timed{conn, o.Timeout, &h.RoundTrips}
 		if play.Become {
 			pw := o.BecomePassword
 			if job.BecomePassword != "" {
@@ -334,10 +334,11 @@ func lockNote(what string) string {
 // one round trip before the first) → plan (from facts, no I/O) → batch
 // (outside check mode the steps of consecutive plans that may join a
 // batch are queued and sent in one round trip: before a plan that may
-// not, before a task whose facts queued steps make stale, and at the end
+// not, which is then planned again from the host as the round trip left
+// it; before a task whose facts queued steps make stale; and at the end
 // of the play) → guard → execute → report. Queued tasks are reported when
 // their round trip has run.
-func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *report.Host, o Options) bool {
+func runPlay(ctx context.Context, r engine.Runner, play Play, env *engine.Env, h *report.Host, o Options) bool {
 	x := engine.NewExecutor(r, env)
 	var all []engine.Query
 	for _, t := range play.Tasks {
@@ -415,11 +416,11 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			continue
 		}
 		ts := time.Now()
-		var res *tasks.Result
+		var res *engine.Result
 		var err error
 		isQueued := false
 		if plans {
-			var p *tasks.Plan
+			var p *engine.Plan
 			p, err = x.Plan(ctx, planner)
 			if err == nil && x.Pending() && !p.MayBatch() {
 				fs := time.Now()
@@ -429,6 +430,12 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 				}
 				// The flush ran earlier tasks' steps: not this task's time.
 				ts = ts.Add(time.Since(fs))
+				// Plan again from the host as the flush left it: a plan
+				// reads more than the facts it names (the logins its proof
+				// tries last come from other users' facts), and the flush
+				// changed or forgot some. What it names was read again in
+				// the flush's round trip, so this costs none.
+				p, err = x.Plan(ctx, planner)
 			}
 			if err == nil {
 				res, isQueued, err = x.Execute(ctx, i, planner, p)
@@ -456,7 +463,7 @@ func runPlay(ctx context.Context, r tasks.Runner, play Play, env *tasks.Env, h *
 			}
 			if len(res.Access) > 0 {
 				prev, _ := env.Facts.Get(engine.FactAccess)
-				rows, _ := prev.([]tasks.Access)
+				rows, _ := prev.([]engine.Access)
 				env.Facts.Set(engine.FactAccess, append(rows, res.Access...))
 			}
 		}
@@ -508,12 +515,12 @@ func runLogins(ctx context.Context, job *Job, h *report.Host, o Options) {
 		}
 		c.Close()
 	}
-	env := &tasks.Env{Host: job.Name, ControlUser: job.Target.User, Dir: o.Dir, Facts: &tasks.Facts{}}
+	env := &engine.Env{Host: job.Name, ControlUser: job.Target.User, Dir: o.Dir, Facts: &engine.Facts{}}
 	if o.Logins != nil {
 		env.Dial = engine.GateLogins(o.Logins(job), env.Facts, job.Target.Host, job.Target.Port)
 	}
 	env.Logins, env.MinWorking = safetyLogins(job, o.Dir)
-	var r tasks.Runner = timed{noControl{}, o.Timeout, &h.RoundTrips}
+	var r engine.Runner = timed{noControl{}, o.Timeout, &h.RoundTrips}
 	for _, play := range job.Plays {
 		if !runPlay(ctx, r, play, env, h, o) {
 			return
@@ -530,8 +537,8 @@ func (noControl) Run(context.Context, string, []byte) ([]byte, error) {
 
 // safetyLogins collects the logins of every verify_access task of the job,
 // which the safety net of access-cutting changes proves before committing.
-func safetyLogins(job *Job, dir string) ([]tasks.Login, int) {
-	var all []tasks.Login
+func safetyLogins(job *Job, dir string) ([]engine.Login, int) {
+	var all []engine.Login
 	seen := map[string]bool{}
 	need := 0
 	for _, p := range job.Plays {
@@ -576,7 +583,7 @@ func (t timed) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error
 	return out, err
 }
 
-func diff(c tasks.Change, on bool) string {
+func diff(c engine.Change, on bool) string {
 	if !on || (c.Before == "" && c.After == "") {
 		return ""
 	}
@@ -606,7 +613,7 @@ func portOf(addr string) int {
 // forgetRefusals lets the host's fresh logins try again the logins sshd
 // refused before a task changed the host: the change may have fixed them
 // (engine.GateLogins never repeats a refused login otherwise).
-func forgetRefusals(env *tasks.Env, o Options) {
+func forgetRefusals(env *engine.Env, o Options) {
 	if f, ok := env.Dial.(interface{ ForgetRefusals() }); ok && !o.Check {
 		f.ForgetRefusals()
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
+	"os"
 	"os/exec"
 	"runtime"
 	"sync"
@@ -15,8 +17,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/breakglass/breakglass/internal/report"
+	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/transport"
-	"github.com/breakglass/breakglass/tasks"
 )
 
 // localConn runs commands on this machine: enough to test the runner's own
@@ -69,14 +71,14 @@ type step struct {
 	ran  *atomic.Int32
 }
 
-func (*step) Queries() []tasks.Query { return nil }
+func (*step) Queries() []engine.Query { return nil }
 
-func (s *step) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*tasks.Result, error) {
+func (s *step) Run(ctx context.Context, r engine.Runner, env *engine.Env) (*engine.Result, error) {
 	s.ran.Add(1)
 	if s.fail {
 		return nil, errors.New("boom")
 	}
-	return &tasks.Result{Changed: true, Changes: []tasks.Change{{What: "did it"}}}, nil
+	return &engine.Result{Changed: true, Changes: []engine.Change{{What: "did it"}}}, nil
 }
 
 func jobsFor(n int, mk func(i int) []Task) []*Job {
@@ -142,17 +144,17 @@ type facty struct {
 	got         *string
 }
 
-func (f *facty) Queries() []tasks.Query {
-	return []tasks.Query{{Key: f.key, Script: f.script, Parse: func(b []byte) (any, error) { return string(b), nil }}}
+func (f *facty) Queries() []engine.Query {
+	return []engine.Query{{Key: f.key, Script: f.script, Parse: func(b []byte) (any, error) { return string(b), nil }}}
 }
 
-func (f *facty) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*tasks.Result, error) {
+func (f *facty) Run(ctx context.Context, r engine.Runner, env *engine.Env) (*engine.Result, error) {
 	v, ok := env.Facts.Get(f.key)
 	if !ok {
 		return nil, fmt.Errorf("fact %s not gathered", f.key)
 	}
 	*f.got = v.(string)
-	return &tasks.Result{}, nil
+	return &engine.Result{}, nil
 }
 
 // countingConn counts round trips.
@@ -267,4 +269,71 @@ func TestRace200Hosts(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before+2 {
 		t.Errorf("%d goroutines left running (%d before)", n, before)
 	}
+}
+
+// TestPlannedAgainAfterFlush: a plan that may not join the batch (it has
+// an op, as the sshd transaction and a removal's guard do) is made once
+// the queued steps have run. A plan reads more than the facts it names
+// (the logins a proof tries last come from other users' facts), so one
+// made before the flush would have read what the flush changed: the
+// runner plans it again.
+func TestPlannedAgainAfterFlush(t *testing.T) {
+	file := t.TempDir() + "/f"
+	if err := os.WriteFile(file, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var seen string
+	jobs := []*Job{{Name: "h", Plays: []Play{{Tasks: []Task{
+		{Module: "writes", Mod: &writesFile{file: file, key: "file"}},
+		{Module: "reads", Mod: &readsCache{key: "file", seen: &seen}},
+	}}}}}
+	r := Run(context.Background(), "apply", oneConn{&countingConn{localConn: localConn{user: "root"}}}, jobs, Options{Forks: 1, Timeout: 5 * time.Second})
+	if r.Hosts[0].Status != report.StatusOK && r.Hosts[0].Status != report.StatusChanged {
+		t.Fatalf("host: %+v", r.Hosts[0])
+	}
+	// The flush made "file" stale and no later task names it: forgotten.
+	if seen != "<nil>" {
+		t.Errorf("the plan after the flush saw %q in the cache, want nothing: it was made before the flush", seen)
+	}
+}
+
+// writesFile plans one step that changes file, making the fact key (the
+// file's content) stale.
+type writesFile struct{ file, key string }
+
+func (w *writesFile) Queries() []engine.Query { return w.PlanQueries(engine.Conn{}) }
+func (w *writesFile) PlanQueries(engine.Conn) []engine.Query {
+	return []engine.Query{{Key: w.key, Script: "cat " + shell.Quote(w.file), Parse: func(b []byte) (any, error) { return string(b), nil }}}
+}
+func (*writesFile) ConnFacts() bool { return false }
+func (w *writesFile) Plan(_ *engine.Env, _ []any) (*engine.Plan, error) {
+	return &engine.Plan{Steps: []engine.Step{{Change: engine.Change{What: "write " + w.file}, Cmd: "echo new >" + shell.Quote(w.file)}}, Stale: []string{w.key}}, nil
+}
+
+// readsCache names no fact, but its plan holds what the facts cache had
+// under key when it was made, and its op reports it.
+type readsCache struct {
+	key  string
+	seen *string
+}
+
+func (*readsCache) Queries() []engine.Query                { return nil }
+func (*readsCache) PlanQueries(engine.Conn) []engine.Query { return nil }
+func (*readsCache) ConnFacts() bool                        { return false }
+func (r *readsCache) Plan(env *engine.Env, _ []any) (*engine.Plan, error) {
+	v, _ := env.Facts.Get(r.key)
+	return &engine.Plan{Ops: []engine.Op{&reportOp{fmt.Sprint(v), r.seen}}}, nil
+}
+
+type reportOp struct {
+	what string
+	to   *string
+}
+
+func (o *reportOp) String() string         { return o.what }
+func (*reportOp) ReadOnly() bool           { return true }
+func (*reportOp) Planned() []engine.Change { return nil }
+func (o *reportOp) Run(context.Context, engine.Runner, *engine.Env, *engine.Result) error {
+	*o.to = o.what
+	return nil
 }
