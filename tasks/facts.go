@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"strconv"
 	"strings"
 
@@ -243,6 +244,11 @@ func UserFactsQuery(name string, c Conn) Query {
 		Shared: userShared,
 	}
 }
+
+var (
+	_ engine.SSHDView = (*UserFacts)(nil)
+	_ engine.Rereader = (*UserFacts)(nil)
+)
 
 // SSHDSetting implements engine.SSHDView: keyword's value in the user's
 // effective sshd configuration, known when sshd -T ran for a complete

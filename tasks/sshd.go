@@ -306,6 +306,8 @@ type sshdFacts struct {
 	MaxStartups, PerSourceMaxStartups string
 }
 
+var _ engine.StartupLimits = (*sshdFacts)(nil)
+
 // StartupLimits implements engine.StartupLimits: the prover bounds its
 // logins at once by the daemon's MaxStartups and PerSourceMaxStartups.
 func (f *sshdFacts) StartupLimits() (maxStartups, perSource string) {

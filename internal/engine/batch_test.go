@@ -47,6 +47,7 @@ func TestBatchFlush(t *testing.T) {
 	r := &countingRunner{}
 	env := &Env{Facts: &Facts{}}
 	env.Facts.Set("user:x", rereader("x"))
+	env.Facts.Set("path:/p", "a fact nobody reads again")
 	b := &stepBatch{}
 	env.batch = b
 	for i, steps := range [][]Step{
@@ -55,7 +56,7 @@ func TestBatchFlush(t *testing.T) {
 		{touch("t2")},
 	} {
 		env.batchTask = 10 + i
-		res, err := applySteps(context.Background(), r, env, steps, "user:x")
+		res, err := applySteps(context.Background(), r, env, steps, "user:x", "path:/p")
 		if err != nil || !res.Changed {
 			t.Fatalf("queue %d: %v %+v", i, err, res)
 		}
@@ -80,6 +81,9 @@ func TestBatchFlush(t *testing.T) {
 	// The stale user's facts are read again in the same round trip.
 	if v, _ := env.Facts.Get("user:x"); v != "read again: x" {
 		t.Errorf("facts of x not read again: %#v", v)
+	}
+	if v, ok := env.Facts.Get("path:/p"); ok {
+		t.Errorf("a stale fact that is not read again survived the flush: %#v", v)
 	}
 
 	// A failure in the second task: the first completed, the second has

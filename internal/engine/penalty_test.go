@@ -160,14 +160,18 @@ func TestLoginGateWaitsOutPenalty(t *testing.T) {
 		t.Errorf("waited %v for a penalty of at most %v", d, 2*time.Second)
 	}
 
-	// With penalties off (read from sshd -T), a close before
+	// With penalties off (read from sshd -T), and on an sshd before 9.8,
+	// which prints no persourcepenalties at all, a close before
 	// authentication is returned at once.
-	facts := &Facts{}
-	facts.Set("user:admin", sshdView{conn: Conn{Client: "127.0.0.1", Server: "127.0.0.2", Port: 22}, settings: map[string]string{"persourcepenalties": "no"}})
-	g = GateLogins(host, facts, "192.0.2.7", 22)
-	cuts := host.cut
-	if _, _, err := g.Login(context.Background(), "bg-ops1", "k", Path{Name: "direct"}); errors.Is(err, ErrLoginPenalised) || !ClosedInHandshake(err) || host.cut != cuts+1 {
-		t.Errorf("penalties off: %v after %d tries", err, host.cut-cuts)
+	conn := Conn{Client: "127.0.0.1", Server: "127.0.0.2", Port: 22}
+	for name, settings := range map[string]map[string]string{"penalties off": {"persourcepenalties": "no"}, "before 9.8": {}} {
+		facts := &Facts{}
+		facts.Set("user:admin", sshdView{conn: conn, known: true, settings: settings})
+		g = GateLogins(host, facts, "192.0.2.7", 22)
+		cuts := host.cut
+		if _, _, err := g.Login(context.Background(), "bg-ops1", "k", Path{Name: "direct"}); errors.Is(err, ErrLoginPenalised) || !ClosedInHandshake(err) || host.cut != cuts+1 {
+			t.Errorf("%s: %v after %d tries", name, err, host.cut-cuts)
+		}
 	}
 }
 
@@ -214,16 +218,15 @@ func TestProveAccessPutsLikelyRefusalsLast(t *testing.T) {
 }
 
 // sshdView is a fact holding sshd's effective settings for a connection,
-// as a user's facts do (SSHDView); a setting it lacks is unknown.
+// as a user's facts do (SSHDView): when known (sshd -T ran for the
+// connection) a setting it lacks is one sshd does not print.
 type sshdView struct {
 	conn     Conn
+	known    bool
 	settings map[string]string
 }
 
-func (v sshdView) SSHDSetting(k string) (string, bool) {
-	val, ok := v.settings[k]
-	return val, ok
-}
+func (v sshdView) SSHDSetting(k string) (string, bool) { return v.settings[k], v.known }
 
 func (v sshdView) SSHDConn() Conn { return v.conn }
 
