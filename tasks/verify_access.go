@@ -160,23 +160,20 @@ func (v *VerifyAccess) Plan(env *Env, _ []any) (*Plan, error) {
 		Need:     need,
 		Parallel: v.Parallel,
 	}
-	for _, l := range logins {
-		if h := lockoutHint(env, l.User); h != "" {
-			if op.Doubt == nil {
-				op.Doubt = engine.Doubt{}
-			}
-			op.Doubt[l.User] = h
-		}
-	}
+	op.Doubt = doubtOf(env, logins)
 	return &Plan{Ops: []Op{op}}, nil
 }
 
 // loginDoubt returns the lockout causes the facts this run gathered show
 // for env's break-glass logins (lockoutHint): the proof of a guard or a
 // transaction makes those logins last. Nil when there are none.
-func loginDoubt(env *Env) engine.Doubt {
+func loginDoubt(env *Env) engine.Doubt { return doubtOf(env, env.Logins) }
+
+// doubtOf returns the lockout causes the facts this run gathered show for
+// the users of logins (lockoutHint); nil when there are none.
+func doubtOf(env *Env, logins []Login) engine.Doubt {
 	var d engine.Doubt
-	for _, l := range env.Logins {
+	for _, l := range logins {
 		if h := lockoutHint(env, l.User); h != "" {
 			if d == nil {
 				d = engine.Doubt{}
