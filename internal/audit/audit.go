@@ -18,6 +18,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"slices"
 	"sort"
 	"strings"
@@ -79,14 +80,14 @@ func New(o Options) *Module {
 // the shared user facts of each named user, and the host query, which also
 // reads the session's user (the control user, through sudo's SUDO_USER)
 // and, with AllUsers, every account that can log in.
-func (m *Module) Queries() []tasks.Query {
-	var qs []tasks.Query
+func (m *Module) Queries() []engine.Query {
+	var qs []engine.Query
 	var specs []userSpec
 	for _, u := range m.o.Users {
-		qs = append(qs, tasks.UserFactsQuery(u, tasks.Conn{}))
+		qs = append(qs, tasks.UserFactsQuery(u, engine.Conn{}))
 		specs = append(specs, userSpec{Name: u, Sudo: true})
 	}
-	hq, err := hostQuery(tasks.Conn{}, specs, true, m.o.AllUsers)
+	hq, err := hostQuery(engine.Conn{}, specs, true, m.o.AllUsers)
 	if err != nil {
 		return qs // Run gathers it again and reports the error
 	}
@@ -103,9 +104,9 @@ type auditedUser struct {
 
 // Run reads the facts (from the runner's gathering, or in one round trip
 // of its own) and returns the findings. It never changes the host.
-func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*tasks.Result, error) {
+func (m *Module) Run(ctx context.Context, r engine.Runner, env *engine.Env) (*engine.Result, error) {
 	if env.Facts == nil {
-		env.Facts = &tasks.Facts{}
+		env.Facts = &engine.Facts{}
 	}
 	expected := slices.Clone(m.o.Users)
 	if env.ControlUser != "" && !slices.Contains(expected, env.ControlUser) {
@@ -140,7 +141,7 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 		return nil, err
 	}
 	c.sort()
-	res := &tasks.Result{Findings: c.findings}
+	res := &engine.Result{Findings: c.findings}
 	for _, u := range users {
 		if u.uf.Exists && u.uf.SSHDErr == "" && !u.uf.Conn.Complete() {
 			return res, fmt.Errorf("%w: the connection's addresses are unknown, so the checks of %s that depend on sshd's Match blocks were skipped", tasks.ErrSSHDConfig, u.uf.Name)
@@ -150,7 +151,7 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 }
 
 // fresh reports whether uf can be used for connection conn.
-func fresh(uf *tasks.UserFacts, conn tasks.Conn) bool {
+func fresh(uf *tasks.UserFacts, conn engine.Conn) bool {
 	if uf == nil {
 		return false
 	}
@@ -162,7 +163,7 @@ func fresh(uf *tasks.UserFacts, conn tasks.Conn) bool {
 
 // fromFacts assembles the users from what the runner gathered; ok is
 // false when anything is missing or was read for another connection.
-func (m *Module) fromFacts(env *tasks.Env, expected []string) (*HostFacts, []auditedUser, bool) {
+func (m *Module) fromFacts(env *engine.Env, expected []string) (*HostFacts, []auditedUser, bool) {
 	v, found := env.Facts.Get(HostFactsKey)
 	h, isHost := v.(*HostFacts)
 	if !found || !isHost {
@@ -209,7 +210,7 @@ func (m *Module) fromFacts(env *tasks.Env, expected []string) (*HostFacts, []aud
 }
 
 // gather reads everything in one round trip, for this run's connection.
-func (m *Module) gather(ctx context.Context, r tasks.Runner, env *tasks.Env, expected []string) (*HostFacts, []auditedUser, error) {
+func (m *Module) gather(ctx context.Context, r engine.Runner, env *engine.Env, expected []string) (*HostFacts, []auditedUser, error) {
 	var specs []userSpec
 	for _, u := range expected {
 		specs = append(specs, userSpec{Name: u, Facts: true, Sudo: true})

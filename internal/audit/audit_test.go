@@ -48,7 +48,7 @@ func answerHostQuery(cmd string, stdin, out []byte) (ans []byte, ok bool) {
 }
 
 // recording loads testdata/lab/NAME.txt and the env it was gathered for.
-func recording(t *testing.T, name string) ([]byte, *tasks.Env) {
+func recording(t *testing.T, name string) ([]byte, *engine.Env) {
 	t.Helper()
 	out, err := os.ReadFile(filepath.Join("testdata", "lab", name+".txt"))
 	if err != nil {
@@ -62,7 +62,7 @@ func recording(t *testing.T, name string) ([]byte, *tasks.Env) {
 	if uf == nil {
 		t.Fatalf("%s: no facts of admin", name)
 	}
-	env := &tasks.Env{ControlUser: "admin", ClientAddr: uf.Conn.Client, ServerAddr: uf.Conn.Server, ServerPort: uf.Conn.Port, Facts: &tasks.Facts{}}
+	env := &engine.Env{ControlUser: "admin", ClientAddr: uf.Conn.Client, ServerAddr: uf.Conn.Server, ServerPort: uf.Conn.Port, Facts: &engine.Facts{}}
 	return out, env
 }
 
@@ -104,7 +104,7 @@ func hostOf(t *testing.T, name string) *HostFacts {
 }
 
 // judge runs every check on user of h, after edit changes its facts.
-func judge(t *testing.T, h *HostFacts, user string, edit func(uf *tasks.UserFacts, x *UserExtras)) []tasks.Finding {
+func judge(t *testing.T, h *HostFacts, user string, edit func(uf *tasks.UserFacts, x *UserExtras)) []engine.Finding {
 	t.Helper()
 	orig := h.Users[user]
 	if orig == nil {
@@ -133,7 +133,7 @@ func maps(m map[string][]string) map[string][]string {
 	return out
 }
 
-func keysOf(fs []tasks.Finding) []string {
+func keysOf(fs []engine.Finding) []string {
 	var out []string
 	for _, f := range fs {
 		out = append(out, findingKey(f))
@@ -391,7 +391,7 @@ func (f runnerFunc) Run(_ context.Context, cmd string, stdin []byte) ([]byte, er
 // lockout explains is not, and needs no log.
 func TestUnexplainedReplay(t *testing.T) {
 	out, env := recording(t, "clean")
-	env.Facts.Set(engine.FactAccess, []tasks.Access{
+	env.Facts.Set(engine.FactAccess, []engine.Access{
 		{User: "admin", Path: "direct", Error: "ssh: unable to authenticate", SourcePort: 4242},
 		{User: "admin", Path: "port 2222", OK: true},
 	})
@@ -713,7 +713,7 @@ func TestPenaltyExempt(t *testing.T) {
 // lockout.
 func TestPenalisedLoginReplay(t *testing.T) {
 	out, env := recording(t, "clean")
-	env.Facts.Set(engine.FactAccess, []tasks.Access{
+	env.Facts.Set(engine.FactAccess, []engine.Access{
 		{User: "admin", Path: "direct", Error: "ssh: handshake failed: EOF", SourcePort: 4030},
 	})
 	r := runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {

@@ -19,7 +19,7 @@ import (
 type checker struct {
 	h        *HostFacts
 	conf     []sshdconf.Line
-	findings []tasks.Finding
+	findings []engine.Finding
 	// sshdPAM is the sshd PAM stack; pamKnown is false when PAM's files
 	// were not read.
 	sshdPAM  []pamEntry
@@ -44,7 +44,7 @@ func newChecker(h *HostFacts) *checker {
 }
 
 func (c *checker) add(user, id, severity, p, detail, fix string) {
-	c.findings = append(c.findings, tasks.Finding{ID: id, Severity: severity, User: user, Path: p, Detail: detail, Fix: fix})
+	c.findings = append(c.findings, engine.Finding{ID: id, Severity: severity, User: user, Path: p, Detail: detail, Fix: fix})
 }
 
 // act gives the finding added last its fix as a typed action (argv for

@@ -4,10 +4,10 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
-	"github.com/breakglass/breakglass/tasks"
 )
 
 // A forced command (ForceCommand, or a key line's command=) replaces what
@@ -66,7 +66,7 @@ func (k commandCheck) key() string { return k.User + "\x00" + k.Program }
 // forcedCommands lists the programs the audited users' forced commands
 // name, and returns the host's answer for each, in one round trip made
 // only when there is one to ask about.
-func forcedCommands(ctx context.Context, r tasks.Runner, users []auditedUser) (map[string]commandCheck, error) {
+func forcedCommands(ctx context.Context, r engine.Runner, users []auditedUser) (map[string]commandCheck, error) {
 	var todo []commandCheck
 	seen := map[string]bool{}
 	want := func(user, cmd string) {

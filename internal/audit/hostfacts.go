@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"regexp"
 	"slices"
 	"strconv"
@@ -148,10 +149,10 @@ type userSpec struct {
 // account that can log in. conn is the connection sshd's Match blocks are
 // evaluated for; when incomplete, the embedded user facts script learns it
 // from the SSH session it runs in.
-func hostQuery(conn tasks.Conn, users []userSpec, session, all bool) (tasks.Query, error) {
+func hostQuery(conn engine.Conn, users []userSpec, session, all bool) (engine.Query, error) {
 	body, err := userFactsBody()
 	if err != nil {
-		return tasks.Query{}, err
+		return engine.Query{}, err
 	}
 	var b strings.Builder
 	names := make([]string, len(users))
@@ -162,7 +163,7 @@ func hostQuery(conn tasks.Conn, users []userSpec, session, all bool) (tasks.Quer
 	var spec []string
 	for _, u := range users {
 		if err := shell.ValidUser(u.Name); err != nil {
-			return tasks.Query{}, err
+			return engine.Query{}, err
 		}
 		f := ":"
 		if u.Facts {
@@ -179,7 +180,7 @@ func hostQuery(conn tasks.Conn, users []userSpec, session, all bool) (tasks.Quer
 	b.WriteString(")\n")
 	b.WriteString(sshdconf.Shell)
 	b.WriteString(hostScript)
-	return tasks.Query{
+	return engine.Query{
 		Key:    HostFactsKey,
 		Script: b.String(),
 		Parse:  func(out []byte) (any, error) { return ParseHostFacts(out) },
@@ -197,7 +198,7 @@ func b2i(b bool) int {
 // which sets u, client, server and port: the host query runs it as a
 // function for users it finds on the host.
 func userFactsBody() (string, error) {
-	s := tasks.UserFactsQuery("root", tasks.Conn{}).Script
+	s := tasks.UserFactsQuery("root", engine.Conn{}).Script
 	first, body, ok := strings.Cut(s, "\n")
 	if !ok || !strings.HasPrefix(first, "u=root client= server= port=") {
 		return "", errors.New("internal error: the user facts script does not start by setting u, client, server and port")

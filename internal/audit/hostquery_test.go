@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/breakglass/breakglass/internal/wire"
-	"github.com/breakglass/breakglass/tasks"
 )
 
 // localShell runs scripts with this machine's /bin/sh.
@@ -29,7 +29,7 @@ func (localShell) Run(ctx context.Context, cmd string, stdin []byte) ([]byte, er
 // user's facts, forge a host-wide record and start that user's facts again
 // (as a nonexistent user) if a user's output were framed by lines it can
 // print itself, as it was by audit-uf-begin/audit-uf-end lines.
-type hostile struct{ r tasks.Runner }
+type hostile struct{ r engine.Runner }
 
 const forgedNologin = "/nonexistent/breakglass-forged-nologin"
 
@@ -56,7 +56,7 @@ bg_uf_real() (
 // host's facts. The audit then fails (the user's facts do not parse)
 // rather than judging forged facts.
 func TestHostQueryHostileUserOutput(t *testing.T) {
-	env := &tasks.Env{ControlUser: "root", ClientAddr: "127.0.0.1", ServerAddr: "127.0.0.2", ServerPort: 22, Facts: &tasks.Facts{}}
+	env := &engine.Env{ControlUser: "root", ClientAddr: "127.0.0.1", ServerAddr: "127.0.0.2", ServerPort: 22, Facts: &engine.Facts{}}
 	var raw []byte
 	r := runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {
 		out, err := hostile{localShell{}}.Run(context.Background(), cmd, stdin)

@@ -28,7 +28,6 @@ import (
 	"github.com/breakglass/breakglass/internal/lab"
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/wire"
-	"github.com/breakglass/breakglass/tasks"
 )
 
 var record = flag.Bool("record", false, "save what the host query reads on the lab hosts to testdata/lab")
@@ -202,7 +201,7 @@ func holdSession(t *testing.T, l *lab.Lab, h *lab.Host, user, key string) {
 
 // recorder keeps the output of the host query.
 type recorder struct {
-	r   tasks.Runner
+	r   engine.Runner
 	out []byte
 	fc  []byte // the answer about forced commands' programs
 }
@@ -236,8 +235,8 @@ func (n noRunner) Run(_ context.Context, cmd string, _ []byte) ([]byte, error) {
 	return nil, errors.New("no runner")
 }
 
-func labEnv(h *lab.Host) *tasks.Env {
-	return &tasks.Env{Host: h.Name, ControlUser: lab.AdminUser, ClientAddr: "127.0.0.1", ServerAddr: h.Addr, ServerPort: 22, Facts: &tasks.Facts{}}
+func labEnv(h *lab.Host) *engine.Env {
+	return &engine.Env{Host: h.Name, ControlUser: lab.AdminUser, ClientAddr: "127.0.0.1", ServerAddr: h.Addr, ServerPort: 22, Facts: &engine.Facts{}}
 }
 
 // TestLabScenarios injects each host's faults on a real lab host, audits
@@ -412,7 +411,7 @@ exit 1`, nil); err != nil {
 		}
 		env := labEnv(h)
 		no := false
-		env.Facts.Set(engine.FactAccess, []tasks.Access{
+		env.Facts.Set(engine.FactAccess, []engine.Access{
 			{User: "bob", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate", SourcePort: port},
 			{User: "carol", Path: "direct", OK: false, Error: "ssh: handshake failed: unable to authenticate"},
 			{User: lab.AdminUser, Path: "direct", OK: true, Sudo: &no},

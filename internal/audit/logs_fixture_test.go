@@ -3,14 +3,13 @@ package audit
 import (
 	"context"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/breakglass/breakglass/tasks"
 )
 
 // TestLogsRecorded parses what readLogs read on lab hosts
@@ -26,16 +25,16 @@ func TestLogsRecorded(t *testing.T) {
 				return string(b)
 			}
 			out := read(name + ".txt")
-			var attempts []tasks.Access
+			var attempts []engine.Access
 			for _, l := range strings.Split(strings.TrimSpace(read(name+".attempts")), "\n") {
 				u, p, _ := strings.Cut(l, " ")
 				port, err := strconv.Atoi(p)
 				if err != nil {
 					t.Fatalf("attempts: %q", l)
 				}
-				attempts = append(attempts, tasks.Access{User: u, SourcePort: port})
+				attempts = append(attempts, engine.Access{User: u, SourcePort: port})
 			}
-			if len(attempts) != 3 || attempts[0].User != "bob" || attempts[0].SourcePort == 0 || attempts[1] != (tasks.Access{User: "carol"}) || attempts[2] != (tasks.Access{User: "ghost"}) {
+			if len(attempts) != 3 || attempts[0].User != "bob" || attempts[0].SourcePort == 0 || attempts[1] != (engine.Access{User: "carol"}) || attempts[2] != (engine.Access{User: "ghost"}) {
 				t.Fatalf("attempts %+v", attempts)
 			}
 			port := attempts[0].SourcePort
@@ -106,7 +105,7 @@ func TestLogsRecorded(t *testing.T) {
 
 // TestLogsEdgeCases: readLogs keeps only "log USER PORT LINE" lines.
 func TestLogsEdgeCases(t *testing.T) {
-	attempts := []tasks.Access{{User: "bob", SourcePort: 4242}}
+	attempts := []engine.Access{{User: "bob", SourcePort: 4242}}
 	for _, tc := range []struct {
 		name, out string
 		want      map[string][]string

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/breakglass/breakglass/internal/lab"
-	"github.com/breakglass/breakglass/tasks"
 )
 
 // TestRecordLogs saves what readLogs reads on a namespace host (sshd -E
@@ -60,7 +60,7 @@ done
 exit 1`, nil); err != nil {
 				t.Fatalf("the refused attempts never reached sshd's log: %v\n%s", err, out)
 			}
-			attempts := []tasks.Access{{User: "bob", SourcePort: port}, {User: "carol"}, {User: "ghost"}}
+			attempts := []engine.Access{{User: "bob", SourcePort: port}, {User: "carol"}, {User: "ghost"}}
 			var out []byte
 			logs, err := readLogs(ctx, runnerFunc(func(cmd string, stdin []byte) ([]byte, error) {
 				b, err := h.Runner().Run(ctx, cmd, stdin)

@@ -2,13 +2,13 @@ package audit
 
 import (
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/breakglass/breakglass/internal/lab"
-	"github.com/breakglass/breakglass/tasks"
 )
 
 // The lab scenarios: each host gets one set of faults, and each audit of
@@ -575,19 +575,21 @@ usermod -aG carol frank`,
 }
 
 // findingKey is how scenarios name a finding.
-func findingKey(f tasks.Finding) string { return f.User + " " + f.ID + " " + f.Severity + " " + f.Path }
+func findingKey(f engine.Finding) string {
+	return f.User + " " + f.ID + " " + f.Severity + " " + f.Path
+}
 
 // checkFindings compares fs with what c expects.
-func checkFindings(t *testing.T, c auditCase, fs []tasks.Finding) {
+func checkFindings(t *testing.T, c auditCase, fs []engine.Finding) {
 	t.Helper()
 	checkFindingsOn(t, lab.Namespace, c, fs)
 }
 
 // checkFindingsOn compares fs with what c expects on a host of kind.
-func checkFindingsOn(t *testing.T, kind lab.Kind, c auditCase, fs []tasks.Finding) {
+func checkFindingsOn(t *testing.T, kind lab.Kind, c auditCase, fs []engine.Finding) {
 	t.Helper()
 	var got []string
-	byKey := map[string]tasks.Finding{}
+	byKey := map[string]engine.Finding{}
 	for _, f := range fs {
 		if c.only != nil && !slices.Contains(c.only, f.User) {
 			continue
@@ -625,7 +627,7 @@ func checkFindingsOn(t *testing.T, kind lab.Kind, c auditCase, fs []tasks.Findin
 	}
 }
 
-func dump(fs []tasks.Finding) string {
+func dump(fs []engine.Finding) string {
 	var b strings.Builder
 	for _, f := range fs {
 		fmt.Fprintf(&b, "  [%s] %s %s %s\n    detail: %s\n    fix: %s\n", f.Severity, f.User, f.ID, f.Path, f.Detail, f.Fix)

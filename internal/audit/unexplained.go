@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/breakglass/breakglass/internal/shell"
-	"github.com/breakglass/breakglass/tasks"
 )
 
 // logLines is how many of sshd's log lines a finding shows per user.
@@ -22,10 +21,10 @@ const logLineMax = 1000
 // engine.FactAccess) that no finding explains, with sshd's log lines for
 // them. Reading the log is a second round trip, made only when needed:
 // the logins ran after the facts were gathered.
-func (c *checker) unexplained(ctx context.Context, r tasks.Runner, env *tasks.Env) error {
+func (c *checker) unexplained(ctx context.Context, r engine.Runner, env *engine.Env) error {
 	v, _ := env.Facts.Get(engine.FactAccess)
-	rows, _ := v.([]tasks.Access)
-	var todo []tasks.Access
+	rows, _ := v.([]engine.Access)
+	var todo []engine.Access
 	for _, a := range rows {
 		if a.Status == "not-repeated" {
 			// Not made: sshd refused the same login earlier in the run,
@@ -106,7 +105,7 @@ func penalised(lines []string) bool {
 }
 
 // attemptKey names a login attempt in readLogs' answer.
-func attemptKey(a tasks.Access) string { return fmt.Sprintf("%s %d", a.User, a.SourcePort) }
+func attemptKey(a engine.Access) string { return fmt.Sprintf("%s %d", a.User, a.SourcePort) }
 
 // readLogs returns, for each attempt (attemptKey), sshd's log lines of its
 // connection: the one from its client port when known, else the user's
@@ -114,7 +113,7 @@ func attemptKey(a tasks.Access) string { return fmt.Sprintf("%s %d", a.User, a.S
 // older connections around it. Lines come from the journal where journald
 // runs (sshd's, sshd-session's and sshd-auth's lines, whichever unit), else /var/log/auth.log (or /var/log/secure), the
 // file sshd -E writes in the lab.
-func readLogs(ctx context.Context, r tasks.Runner, attempts []tasks.Access, client string) (map[string][]string, error) {
+func readLogs(ctx context.Context, r engine.Runner, attempts []engine.Access, client string) (map[string][]string, error) {
 	var words []string
 	seen := map[string]bool{}
 	for _, a := range attempts {

@@ -416,8 +416,8 @@ var _ runner.Conn = (*transport.Client)(nil)
 
 // loginsFor builds the fresh-login dialer of each job: verify_access and
 // the safety net use it, never the control connection.
-func loginsFor(d *transport.Dialer, p *plan) func(job *runner.Job) tasks.LoginDialer {
-	return func(job *runner.Job) tasks.LoginDialer {
+func loginsFor(d *transport.Dialer, p *plan) func(job *runner.Job) engine.LoginDialer {
+	return func(job *runner.Job) engine.LoginDialer {
 		return &loginDialer{d: d, job: job, plan: p}
 	}
 }
@@ -428,7 +428,7 @@ type loginDialer struct {
 	plan *plan
 }
 
-func (l *loginDialer) Login(ctx context.Context, user, keyFile string, path tasks.Path) (tasks.Runner, func() error, error) {
+func (l *loginDialer) Login(ctx context.Context, user, keyFile string, path engine.Path) (engine.Runner, func() error, error) {
 	if keyFile == "" && user != l.job.Target.User {
 		// Connected as a break-glass user (recover): log in with its key.
 		keyFile = l.breakGlassKey(user)
@@ -474,7 +474,7 @@ func (l *loginDialer) breakGlassKey(user string) string {
 // pathTarget is the target of a fresh login as user by one path into the
 // host of base: with keyFile, only that key and no agent; without, as the
 // control connection authenticates.
-func pathTarget(p *plan, base transport.Target, user, keyFile string, path tasks.Path) (transport.Target, error) {
+func pathTarget(p *plan, base transport.Target, user, keyFile string, path engine.Path) (transport.Target, error) {
 	t := base
 	t.User = user
 	if keyFile != "" {

@@ -28,7 +28,7 @@ type fallbackDialer struct {
 	// first replaces the plain dial of the inventory's target (recover).
 	first func(ctx context.Context, t transport.Target) (runner.Conn, error)
 	// probe replaces dialProbe (tests).
-	probe func(ctx context.Context, t transport.Target, user, key string, path tasks.Path) (runner.Conn, error)
+	probe func(ctx context.Context, t transport.Target, user, key string, path engine.Path) (runner.Conn, error)
 }
 
 func newFallbackDialer(d *transport.Dialer, p *plan, jobs []*runner.Job) *fallbackDialer {
@@ -140,7 +140,7 @@ func (f *fallbackDialer) Dial(ctx context.Context, t transport.Target) (runner.C
 	errs := []string{firstErr.Error()}
 	type way struct {
 		user, key string
-		path      tasks.Path
+		path      engine.Path
 	}
 	got := func(c runner.Conn, w way) runner.Conn {
 		if f.first != nil {
@@ -224,7 +224,7 @@ func (f *fallbackDialer) remember(host string, c runner.Conn) {
 // dialProbe logs in as user by path and runs the probe: sshd accepts some
 // locked-out users and then ends the session (missing shell, forced
 // password change), so only a command proves the login.
-func (f *fallbackDialer) dialProbe(ctx context.Context, t transport.Target, user, key string, path tasks.Path) (runner.Conn, error) {
+func (f *fallbackDialer) dialProbe(ctx context.Context, t transport.Target, user, key string, path engine.Path) (runner.Conn, error) {
 	tt, err := pathTarget(f.plan, t, user, key, path)
 	if err != nil {
 		return nil, fmt.Errorf("%s via %s: %w", user, path.Name, err)

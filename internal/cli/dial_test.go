@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"io"
 	"net"
 	"os"
@@ -100,7 +101,7 @@ func TestFallbackWaitsOutPenalty(t *testing.T) {
 	denied := &transport.DialError{Target: "h", Stage: transport.StageAuth, Err: errors.New("ssh: unable to authenticate")}
 	v := &tasks.VerifyAccess{
 		Logins: []tasks.VerifyLogin{{User: "bg-ops1", KeyFile: "/k1"}, {User: "bg-ops2", KeyFile: "/k2"}},
-		Paths:  []tasks.VerifyPath{{Path: tasks.Path{Name: "direct"}}},
+		Paths:  []tasks.VerifyPath{{Path: engine.Path{Name: "direct"}}},
 	}
 	dialer := func(cuts int) (*fallbackDialer, map[string]int) {
 		calls := map[string]int{}
@@ -111,7 +112,7 @@ func TestFallbackWaitsOutPenalty(t *testing.T) {
 				calls["admin"]++
 				return nil, denied
 			},
-			probe: func(_ context.Context, _ transport.Target, user, _ string, _ tasks.Path) (runner.Conn, error) {
+			probe: func(_ context.Context, _ transport.Target, user, _ string, _ engine.Path) (runner.Conn, error) {
 				calls[user]++
 				if user == "bg-ops2" {
 					return nil, fmt.Errorf("%s via direct: %w", user, denied)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/breakglass/breakglass/internal/engine"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 	"github.com/breakglass/breakglass/internal/report"
 	"github.com/breakglass/breakglass/internal/runner"
 	"github.com/breakglass/breakglass/internal/transport"
-	"github.com/breakglass/breakglass/tasks"
 )
 
 // recoverJobs replaces each host's tasks with the recover task, and returns
@@ -66,7 +66,7 @@ func runRecover(ctx context.Context, o *options, p *plan, d *transport.Dialer, s
 		// sshd accepts some locked-out users and then ends the session
 		// (missing shell, forced password change): only a command proves
 		// the login.
-		c, err := fd.dialProbe(ctx, t, o.user, key, tasks.Path{Name: "direct"})
+		c, err := fd.dialProbe(ctx, t, o.user, key, engine.Path{Name: "direct"})
 		if err != nil {
 			return nil, err
 		}

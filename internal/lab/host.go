@@ -212,7 +212,7 @@ func (e *ExecError) Error() string {
 	return msg
 }
 
-// Runner returns the host as a tasks.Runner: Run runs cmd with /bin/sh -c
+// Runner returns the host as an engine.Runner: Run runs cmd with /bin/sh -c
 // as root inside the host.
 func (h *Host) Runner() interface {
 	Run(ctx context.Context, cmd string, stdin []byte) ([]byte, error)

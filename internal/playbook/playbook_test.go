@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"context"
+	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 	"testing"
 
@@ -18,10 +19,10 @@ type probe struct {
 	Port  int      `yaml:"port"`
 }
 
-func (*probe) Queries() []tasks.Query { return nil }
+func (*probe) Queries() []engine.Query { return nil }
 
-func (p *probe) Run(context.Context, tasks.Runner, *tasks.Env) (*tasks.Result, error) {
-	return &tasks.Result{}, nil
+func (p *probe) Run(context.Context, engine.Runner, *engine.Env) (*engine.Result, error) {
+	return &engine.Result{}, nil
 }
 
 func init() {

@@ -40,7 +40,7 @@ var _ tasks.Program = (*Module)(nil)
 
 // Queries implements tasks.Module: recover reads the host as it goes,
 // through a break-glass login of its own.
-func (*Module) Queries() []tasks.Query { return nil }
+func (*Module) Queries() []engine.Query { return nil }
 
 // New returns the recover task for o.
 func New(o Options) (*Module, error) {
@@ -86,8 +86,8 @@ var fixable = map[string]bool{
 
 // Run diagnoses the user on a host reached as a break-glass user, and with
 // Fix repairs and proves the login.
-func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*tasks.Result, error) {
-	res := &tasks.Result{}
+func (m *Module) Run(ctx context.Context, r engine.Runner, env *engine.Env) (*engine.Result, error) {
+	res := &engine.Result{}
 	if env.ControlUser == m.o.User {
 		// The dialer got in as the user itself: nothing to recover.
 		a := m.prove(ctx, env)
@@ -101,7 +101,7 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 	if err != nil {
 		return res, err
 	}
-	var plan []tasks.Finding
+	var plan []engine.Finding
 	var manual []string
 	for _, f := range findings {
 		if f.Severity != "lockout" && f.Severity != "risk" {
@@ -118,7 +118,7 @@ func (m *Module) Run(ctx context.Context, r tasks.Runner, env *tasks.Env) (*task
 	}
 	res.Findings = findings
 	for _, f := range plan {
-		res.Changes = append(res.Changes, tasks.Change{What: fmt.Sprintf("fix %s: %s", f.ID, fixText(f, m.o.User)), Path: f.Path})
+		res.Changes = append(res.Changes, engine.Change{What: fmt.Sprintf("fix %s: %s", f.ID, fixText(f, m.o.User)), Path: f.Path})
 	}
 	if len(plan) == 0 && len(manual) == 0 {
 		// Nothing explains the lockout; say so, with the proof.
@@ -167,20 +167,20 @@ func orNone(s string) string {
 	return s
 }
 
-func fixText(f tasks.Finding, user string) string {
+func fixText(f engine.Finding, user string) string {
 	if f.ID == "user-filtered" {
 		return fmt.Sprintf("add %s to AllowUsers in a drop-in, under the sshd safety net", user)
 	}
 	return shell.Join(f.Action...)
 }
 
-func (m *Module) diagnose(ctx context.Context, r tasks.Runner, env *tasks.Env) ([]tasks.Finding, error) {
+func (m *Module) diagnose(ctx context.Context, r engine.Runner, env *engine.Env) ([]engine.Finding, error) {
 	a := audit.New(audit.Options{Users: []string{m.o.User}, SudoUsers: m.o.SudoUsers})
 	res, err := a.Run(ctx, r, env)
 	if err != nil {
 		return nil, fmt.Errorf("diagnose %s: %w", m.o.User, err)
 	}
-	var out []tasks.Finding
+	var out []engine.Finding
 	for _, f := range res.Findings {
 		// The break-glass user we came in as is fine by definition; keep
 		// what concerns the user and the host.
@@ -192,7 +192,7 @@ func (m *Module) diagnose(ctx context.Context, r tasks.Runner, env *tasks.Env) (
 	return out, nil
 }
 
-func (m *Module) apply(ctx context.Context, r tasks.Runner, env *tasks.Env, f tasks.Finding) error {
+func (m *Module) apply(ctx context.Context, r engine.Runner, env *engine.Env, f engine.Finding) error {
 	if f.ID == "user-filtered" {
 		return m.allowUser(ctx, r, env)
 	}
@@ -207,7 +207,7 @@ func (m *Module) apply(ctx context.Context, r tasks.Runner, env *tasks.Env, f ta
 // module, so the change is validated, armed to revert itself, and kept only
 // when fresh logins prove the control user and the break-glass users still
 // get in.
-func (m *Module) allowUser(ctx context.Context, r tasks.Runner, env *tasks.Env) error {
+func (m *Module) allowUser(ctx context.Context, r engine.Runner, env *engine.Env) error {
 	v, err := env.Fact(ctx, r, tasks.UserFactsQuery(m.o.User, env.Conn()))
 	if err != nil {
 		return err
@@ -267,8 +267,8 @@ func (m *Module) allowUser(ctx context.Context, r tasks.Runner, env *tasks.Env) 
 }
 
 // prove logs in as the user over a fresh connection.
-func (m *Module) prove(ctx context.Context, env *tasks.Env) (a tasks.Access) {
-	a = tasks.Access{User: m.o.User, Path: "direct"}
+func (m *Module) prove(ctx context.Context, env *engine.Env) (a engine.Access) {
+	a = engine.Access{User: m.o.User, Path: "direct"}
 	start := time.Now()
 	defer func() { a.MS = time.Since(start).Milliseconds() }()
 	if env.Dial == nil {
@@ -278,7 +278,7 @@ func (m *Module) prove(ctx context.Context, env *tasks.Env) (a tasks.Access) {
 	// env.Dial waits out a penalty sshd holds against this address (the
 	// refusals recover diagnoses earn one on OpenSSH ≥ 9.8) as long as it
 	// can last, then reports the login as penalised, not refused.
-	pr := engine.Prove(ctx, env.Dial, m.o.User, m.o.KeyFile, tasks.Path{Name: "direct"})
+	pr := engine.Prove(ctx, env.Dial, m.o.User, m.o.KeyFile, engine.Path{Name: "direct"})
 	a.SourcePort = pr.SourcePort
 	if pr.Err != nil {
 		a.Error = pr.Err.Error()
