@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# The facts prelude's fixed part (factsPrelude in facts.go): it starts
+# The facts prelude's fixed part (factsPrelude in gather.go): it starts
 # every script that gathers user facts and sets, once for all of them, what
 # each user's query (userfacts.sh) would otherwise compute again. It runs
 # after a header that sets:

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# The apply prelude's fixed part (applyPrelude in facts.go): it starts
+# The apply prelude's fixed part (ApplyPrelude, steps.go): it starts
 # every apply script, before nofollow.sh's helpers. Step commands are
 # simple commands, one per line, so that set -e stops at the first failure
 # (it does not inside && lists). The script travels on the shell's stdin
