@@ -3,10 +3,10 @@ package tasks
 import (
 	_ "embed"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"slices"
 	"strings"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/sshdconf"
 )

@@ -3,13 +3,13 @@ package tasks
 import (
 	"context"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/lab"
 )
 

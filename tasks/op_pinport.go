@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"fmt"
+
 	"github.com/breakglass/breakglass/internal/engine"
 )
 

@@ -3,8 +3,9 @@ package tasks
 import (
 	"context"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
+
+	"github.com/breakglass/breakglass/internal/engine"
 )
 
 // scriptOp runs one script on the host in one round trip and judges what

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/sshdconf"
 )
 

@@ -35,12 +35,12 @@ package tasks
 import (
 	"errors"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"path"
 
 	"github.com/hashicorp/go-multierror"
 	"gopkg.in/yaml.v3"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/yamlx"
 )

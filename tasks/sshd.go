@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"path"
 	"regexp"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"gopkg.in/yaml.v3"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/sshdconf"
 	"github.com/breakglass/breakglass/internal/yamlx"

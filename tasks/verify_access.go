@@ -2,12 +2,12 @@ package tasks
 
 import (
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"path/filepath"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/yamlx"
 )

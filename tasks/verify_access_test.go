@@ -3,13 +3,14 @@ package tasks
 import (
 	"context"
 	"errors"
-	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/breakglass/breakglass/internal/engine"
 )
 
 // fakeLogins answers logins from a table: user/path → (probe output, error).

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"net/netip"
 	"path"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/sshdconf"
 	"github.com/breakglass/breakglass/tasks"

@@ -4,12 +4,12 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/shell"
 	"github.com/breakglass/breakglass/internal/sshdconf"
 	"github.com/breakglass/breakglass/tasks"

@@ -3,13 +3,14 @@ package audit
 import (
 	"context"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/breakglass/breakglass/internal/engine"
 )
 
 // TestLogsRecorded parses what readLogs read on lab hosts

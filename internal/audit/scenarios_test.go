@@ -2,12 +2,12 @@ package audit
 
 import (
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/lab"
 )
 

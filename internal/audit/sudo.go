@@ -2,13 +2,13 @@ package audit
 
 import (
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/shell"
 )
 

@@ -1,10 +1,10 @@
 package audit
 
 import (
-	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 	"testing"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/tasks"
 )
 

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"io"
 	"net"
 	"net/netip"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/playbook"
 	"github.com/breakglass/breakglass/internal/report"
 	"github.com/breakglass/breakglass/internal/runner"

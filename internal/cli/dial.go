@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/runner"
 	"github.com/breakglass/breakglass/internal/transport"
 	"github.com/breakglass/breakglass/tasks"

@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/recovery"
 	"github.com/breakglass/breakglass/internal/report"
 	"github.com/breakglass/breakglass/internal/runner"

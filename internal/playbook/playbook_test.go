@@ -2,12 +2,12 @@ package playbook
 
 import (
 	"context"
-	"github.com/breakglass/breakglass/internal/engine"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/yamlx"
 	"github.com/breakglass/breakglass/tasks"
 )

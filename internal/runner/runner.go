@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/breakglass/breakglass/internal/engine"
 	"net"
 	"os"
 	"os/user"
@@ -19,6 +18,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/breakglass/breakglass/internal/engine"
 	"github.com/breakglass/breakglass/internal/report"
 	"github.com/breakglass/breakglass/internal/transport"
 	"github.com/breakglass/breakglass/tasks"
