@@ -247,7 +247,7 @@ func proveAccess(ctx context.Context, env *Env, p Path, by time.Time, settings [
 	sort.SliceStable(order, func(a, b int) bool {
 		return order[a] == 0 || (order[b] != 0 && doubt[logins[order[a]].User] == "" && doubt[logins[order[b]].User] != "")
 	})
-	EachLogin(len(logins), parallel, func(n int) {
+	eachLogin(len(logins), parallel, func(n int) {
 		i := order[n]
 		l := logins[i]
 		if err := ctx.Err(); err != nil {
@@ -386,10 +386,10 @@ func droppedBeforeAuth(err error) bool {
 // and sshd drops new ones beyond MaxStartups (by default from 10 on).
 const LoginParallel = 8
 
-// EachLogin calls login(i) for every i below n, in order, at most limit
+// eachLogin calls login(i) for every i below n, in order, at most limit
 // at a time (at least one), and returns when every call has returned.
 // verify_access and proveAccess share it, so both stay under the bound.
-func EachLogin(n, limit int, login func(i int)) {
+func eachLogin(n, limit int, login func(i int)) {
 	limit = max(1, min(limit, n))
 	next := make(chan int)
 	var wg sync.WaitGroup

@@ -95,7 +95,7 @@ func (o *VerifyLogins) Run(ctx context.Context, _ Runner, env *Env, res *Result)
 	doubt := o.doubted()
 	for pi, p := range o.Paths {
 		order := likelyFirst(doubt)
-		EachLogin(len(order), o.Parallel, func(n int) {
+		eachLogin(len(order), o.Parallel, func(n int) {
 			i := order[n]
 			l := o.Logins[i]
 			row := &rows[i*np+pi]
