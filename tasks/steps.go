@@ -6,8 +6,8 @@ import (
 	"github.com/breakglass/breakglass/internal/engine"
 )
 
-// hostStep is one planned change (an engine.Step) with what the module
-// knows of its effect, for predictFacts.
+// hostStep is one planned change of a module that knows its effect: an
+// engine.Step's change and commands, with what predictFacts reads of it.
 type hostStep struct {
 	change Change
 	cmd    string // shell commands over the no-follow helpers, every argument quoted
@@ -17,11 +17,6 @@ type hostStep struct {
 	// after is what stat reports for change.Path once the step is done,
 	// when the module knows it exactly (see predictFacts); nil otherwise.
 	after *PathStat
-	// okLine, report and unfinished are engine.Step's OKLine, Report
-	// and Unfinished.
-	okLine     string
-	report     func(out []byte) error
-	unfinished string
 }
 
 // engineSteps returns steps as the plan's engine steps.
@@ -31,7 +26,7 @@ func engineSteps(steps []hostStep) []engine.Step {
 	}
 	out := make([]engine.Step, len(steps))
 	for i, s := range steps {
-		out[i] = engine.Step{Change: s.change, Cmd: s.cmd, OKLine: s.okLine, Report: s.report, Unfinished: s.unfinished}
+		out[i] = engine.Step{Change: s.change, Cmd: s.cmd}
 	}
 	return out
 }

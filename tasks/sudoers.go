@@ -398,19 +398,19 @@ func (s *Sudoers) Plan(env *Env, facts []any) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sudoers %s: %w", s.name, err)
 	}
-	steps := make([]hostStep, 0, len(p.changes))
+	steps := make([]engine.Step, 0, len(p.changes))
 	for i, c := range p.changes {
-		st := hostStep{change: c, cmd: ":"}
+		st := engine.Step{Change: c, Cmd: ":"}
 		if i == 0 {
-			st.cmd, st.okLine, st.report = string(script), "status ok", s.explain
+			st.Cmd, st.OKLine, st.Report = string(script), "status ok", s.explain
 			// The script reports its own failures and exits 0: a step
 			// that did not finish (connection lost, killed) may have left
 			// the host mid-transaction.
-			st.unfinished = fmt.Sprintf("the sudoers %s install transaction did not finish, check %s and its backup %s", s.name, s.Path(), s.backupPath())
+			st.Unfinished = fmt.Sprintf("the sudoers %s install transaction did not finish, check %s and its backup %s", s.name, s.Path(), s.backupPath())
 		}
 		steps = append(steps, st)
 	}
-	return &Plan{Steps: engineSteps(steps), Stale: []string{s.factKey()}}, nil
+	return &Plan{Steps: steps, Stale: []string{s.factKey()}}, nil
 }
 
 // explain turns the transaction's report into nil (installed) or a
