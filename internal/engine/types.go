@@ -49,8 +49,9 @@ type Env struct {
 	// MinWorking is the strictest min_working of those tasks (0: none).
 	MinWorking int
 
-	// Facts is shared by every task of this host; a module may refresh or
-	// update it after it changes the host.
+	// Facts is shared by every task of this host: plans read it (with no
+	// I/O), the executor fills it and forgets what a plan's changes make
+	// stale, and a Program (audit, recover) may add to it or forget.
 	Facts *Facts
 
 	// batch, when set, queues the steps of a plan that may join a batch
@@ -96,9 +97,9 @@ type Query struct {
 	Shared *Shared
 }
 
-// Facts is a host's state gathered in one round trip. A module that changes
-// the host deletes the keys its change makes stale, so the next task
-// gathers them again.
+// Facts is a host's state gathered in one round trip, by key (a Query's).
+// What a plan's changes make stale is forgotten (or read again, see
+// Rereader), so the next task gathers it again.
 type Facts struct {
 	mu   sync.Mutex
 	data map[string]any
