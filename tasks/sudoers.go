@@ -406,7 +406,7 @@ func (s *Sudoers) Plan(env *Env, facts []any) (*Plan, error) {
 			// The script reports its own failures and exits 0: a step
 			// that did not finish (connection lost, killed) may have left
 			// the host mid-transaction.
-			st.Unfinished = fmt.Sprintf("the sudoers %s install transaction did not finish, check %s and its backup %s", s.name, s.Path(), s.backupPath())
+			st.Unfinished = fmt.Sprintf("the sudoers %s transaction (install, removal or clearing what killed runs left) did not finish, check %s and its backup %s", s.name, s.Path(), s.backupPath())
 		}
 		steps = append(steps, st)
 	}

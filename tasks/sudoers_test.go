@@ -413,7 +413,7 @@ func TestSudoersApplyOutcomes(t *testing.T) {
 		{name: "restore failed", out: "restored failed\nstatus failed\nstage visudo-tree\n| boom\n",
 			stage: "visudo-tree", rolledBack: true, msg: "RESTORING THE PREVIOUS STATE FAILED"},
 		{name: "garbage", out: "Segmentation fault\n", stage: "unknown", msg: "no status from the install script"},
-		{name: "connection lost", runErr: errors.New("ssh: connection lost"), msg: "install transaction did not finish"},
+		{name: "connection lost", runErr: errors.New("ssh: connection lost"), msg: "transaction (install, removal or clearing what killed runs left) did not finish"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &scriptRecorder{reply: func(cmd string, stdin []byte) ([]byte, error) {
