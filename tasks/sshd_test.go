@@ -1080,7 +1080,7 @@ func TestAuthorizedKeyGuardOnLab(t *testing.T) {
 // in the background when -D keeps it in the foreground.
 func TestSSHDStartArgs(t *testing.T) {
 	if _, err := exec.LookPath("setsid"); err != nil {
-		t.Skip("no setsid")
+		lab.Skip(t, "no setsid")
 	}
 	for _, fg := range []bool{false, true} {
 		out := filepath.Join(t.TempDir(), "out")

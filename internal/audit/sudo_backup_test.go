@@ -36,4 +36,14 @@ func TestSudoersBackupNotTakenForConfig(t *testing.T) {
 			t.Errorf("and its fix puts the replaced rules back in force: %s", f.Fix)
 		}
 	}
+	// A user sudo refuses: the finding that explains it (sudo-no-rule)
+	// must not point at breakglass's own files as a rule sudo skipped,
+	// nor fix the refusal by installing them.
+	for _, f := range judge(t, h, "admin", func(_ *tasks.UserFacts, x *UserExtras) {
+		x.SudoOut = []string{"User admin is not allowed to run sudo on h."}
+	}) {
+		if strings.Contains(f.Detail+f.Fix, bak) || strings.Contains(f.Detail+f.Fix, old) {
+			t.Errorf("%s names breakglass's own file: %s / fix: %s", f.ID, f.Detail, f.Fix)
+		}
+	}
 }

@@ -92,3 +92,26 @@ func changesOf(res *Result) string {
 	}
 	return strings.Join(s, "; ")
 }
+
+// TestGuardBeforeOps: a plan's guard is proven before its ops run, also
+// when it has no steps: a guard that fails stops the ops.
+func TestGuardBeforeOps(t *testing.T) {
+	op := &runOp{}
+	env := &Env{ControlUser: "admin", MinWorking: 1, Facts: &Facts{}} // no dialer: the proof fails
+	p := &Plan{Guard: &Guard{Refusal: "op not run"}, Ops: []Op{op}}
+	_, _, err := NewExecutor(&fakeHost{}, env).Execute(context.Background(), 0, nil, p)
+	if err == nil || !strings.HasPrefix(err.Error(), "op not run: ") || op.ran {
+		t.Errorf("err %v, op ran %v: want the guard's refusal and the op not run", err, op.ran)
+	}
+}
+
+// runOp records that it ran.
+type runOp struct{ ran bool }
+
+func (*runOp) String() string    { return "run" }
+func (*runOp) ReadOnly() bool    { return false }
+func (*runOp) Planned() []Change { return nil }
+func (o *runOp) Run(context.Context, Runner, *Env, *Result) error {
+	o.ran = true
+	return nil
+}
