@@ -23,7 +23,7 @@ while read -r i f bak; do
 	[ -n "$f" ] || continue
 	if [ -e "$f" ] || [ -L "$f" ]; then
 		cp -a -- "$f" "$T/files/$i" || bg_fail "copy $f"
-		{ cp -a -- "$f" "$bak.tmp" && mv -f -- "$bak.tmp" "$bak"; } || bg_fail "back up $f to $bak"
+		{ cp -a -- "$f" "$bak.tmp" && mv -fT -- "$bak.tmp" "$bak"; } || bg_fail "back up $f to $bak"
 		sync -- "$bak" 2>/dev/null
 		echo "file $i present"
 	else
